@@ -1,0 +1,356 @@
+"""Read and check the department declarations (``declarations/*.yaml``) and KPI definitions.
+
+A declaration is the single source of a return's shape: the parser's header mapping, the GX
+suite, ``ref_indicator`` and ``docs/datasets.md`` are all derived from it. Adding a sixth return
+is adding a YAML file here; no Python changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from expectations.rules import RuleExpression, parse_rule_expression
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
+PeriodType = Literal["month", "year"]
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+DECLARATIONS_DIR = Path(str(resources.files("expectations") / "declarations"))
+KPIS_FILE = Path(str(resources.files("expectations") / "kpis.yaml"))
+UNITS_FILE = Path(str(resources.files("warehouse") / "reference" / "units.csv"))
+
+
+class DeclarationError(ValueError):
+    """A declaration file is malformed; the message names the file and the field."""
+
+
+def normalise_header(text: str) -> str:
+    """Canonical form of a header cell: NFKC (full-width → half-width), no whitespace at all.
+
+    ``"资助金额（本年累计，\\n万元）"`` and ``"资助金额(本年累计,万元)"`` compare equal.
+    """
+    folded = unicodedata.normalize("NFKC", str(text))
+    folded = folded.replace("：", ":")
+    return re.sub(r"\s+", "", folded)
+
+
+@dataclass(frozen=True)
+class Unit:
+    unit: str
+    base_unit: str
+    factor: float
+
+
+@lru_cache(maxsize=1)
+def load_units() -> dict[str, Unit]:
+    with UNITS_FILE.open(encoding="utf-8") as fh:
+        return {
+            row["unit"]: Unit(row["unit"], row["base_unit"], float(row["factor"]))
+            for row in csv.DictReader(fh)
+        }
+
+
+@dataclass(frozen=True)
+class Indicator:
+    name: str
+    label_zh: str
+    header: tuple[str, ...]
+    aliases: tuple[tuple[str, ...], ...]
+    unit: str
+    base_unit: str
+    factor: float
+    value_type: Literal["integer", "decimal"]
+    required: bool
+    cumulative: bool
+    aggregation: Literal["sum", "weighted_mean", "none"]
+    weight: str | None
+    min_value: float | None
+    description: str
+
+    @property
+    def header_paths(self) -> tuple[tuple[str, ...], ...]:
+        """Declared header path first, then aliases, all normalised."""
+        paths = (self.header, *self.aliases)
+        return tuple(tuple(normalise_header(p) for p in path) for path in paths)
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: str
+    check: str
+    expression: RuleExpression
+    severity: Severity
+    action: Literal["reject", "quarantine"] | None
+    tolerance: float
+    reason: str
+    message_zh: str
+
+
+@dataclass(frozen=True)
+class KeyColumn:
+    header: str
+    aliases: tuple[str, ...]
+
+    @property
+    def header_texts(self) -> tuple[str, ...]:
+        return tuple(normalise_header(h) for h in (self.header, *self.aliases))
+
+
+@dataclass(frozen=True)
+class Declaration:
+    dataset: str
+    department: str
+    title_zh: str
+    period_type: PeriodType
+    grain: str
+    due_day: int
+    all_townships: bool
+    key: KeyColumn
+    indicators: tuple[Indicator, ...]
+    rules: tuple[Rule, ...]
+    source_file: str = field(default="", compare=False)
+
+    def indicator(self, name: str) -> Indicator:
+        for ind in self.indicators:
+            if ind.name == name:
+                return ind
+        raise KeyError(f"{self.dataset}: no indicator {name!r}")
+
+    @property
+    def indicator_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.indicators)
+
+
+def _require(raw: dict[str, Any], key: str, where: str) -> Any:
+    if key not in raw or raw[key] in (None, ""):
+        raise DeclarationError(f"{where}: missing field {key!r}")
+    return raw[key]
+
+
+def _as_path(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise DeclarationError(f"{where}: a header path is a string or a list of strings, got {value!r}")
+
+
+def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
+    name = _require(raw, "name", where)
+    where = f"{where} indicator {name!r}"
+    if not _NAME_RE.match(name):
+        raise DeclarationError(f"{where}: canonical names are snake_case ASCII")
+    unit_name = _require(raw, "unit", where)
+    units = load_units()
+    if unit_name not in units:
+        raise DeclarationError(f"{where}: unit {unit_name!r} is not in reference/units.csv")
+    unit = units[unit_name]
+    declared_base = raw.get("base_unit", unit.base_unit)
+    if declared_base != unit.base_unit:
+        raise DeclarationError(
+            f"{where}: base_unit {declared_base!r} disagrees with units.csv ({unit_name} → {unit.base_unit})"
+        )
+    value_type = raw.get("type", "decimal")
+    if value_type not in ("integer", "decimal"):
+        raise DeclarationError(f"{where}: type must be integer or decimal")
+    aggregation = raw.get("aggregation", "sum")
+    if aggregation not in ("sum", "weighted_mean", "none"):
+        raise DeclarationError(f"{where}: aggregation must be sum, weighted_mean or none")
+    weight = raw.get("weight")
+    if aggregation == "weighted_mean" and not weight:
+        raise DeclarationError(f"{where}: weighted_mean needs a weight indicator")
+    aliases = tuple(_as_path(a, f"{where} alias") for a in raw.get("aliases", []) or [])
+    return Indicator(
+        name=name,
+        label_zh=_require(raw, "label_zh", where),
+        header=_as_path(_require(raw, "header", where), where),
+        aliases=aliases,
+        unit=unit_name,
+        base_unit=unit.base_unit,
+        factor=unit.factor,
+        value_type=value_type,
+        required=bool(raw.get("required", True)),
+        cumulative=bool(raw.get("cumulative", False)),
+        aggregation=aggregation,
+        weight=weight,
+        min_value=raw.get("min", 0),
+        description=raw.get("description", ""),
+    )
+
+
+def _parse_rule(raw: dict[str, Any], where: str, names: set[str]) -> Rule:
+    rule_id = _require(raw, "id", where)
+    where = f"{where} rule {rule_id!r}"
+    if not _NAME_RE.match(rule_id):
+        raise DeclarationError(f"{where}: rule ids are snake_case ASCII")
+    severity = _require(raw, "severity", where)
+    if severity not in SEVERITIES:
+        raise DeclarationError(f"{where}: severity must be one of {SEVERITIES}")
+    action = raw.get("action")
+    if severity == "critical" and action not in ("reject", "quarantine"):
+        raise DeclarationError(f"{where}: a critical rule needs action: reject or quarantine")
+    if severity != "critical" and action is not None:
+        raise DeclarationError(f"{where}: only critical rules take an action")
+    check = _require(raw, "check", where)
+    try:
+        expression = parse_rule_expression(check)
+    except ValueError as exc:
+        raise DeclarationError(f"{where}: {exc}") from exc
+    unknown = expression.names - names
+    if unknown:
+        raise DeclarationError(f"{where}: check uses unknown indicators {sorted(unknown)}")
+    return Rule(
+        rule_id=rule_id,
+        check=check,
+        expression=expression,
+        severity=severity,
+        action=action,
+        tolerance=float(raw.get("tolerance", 0)),
+        reason=_require(raw, "reason", where),
+        message_zh=_require(raw, "message_zh", where),
+    )
+
+
+def parse_declaration(raw: dict[str, Any], source: str) -> Declaration:
+    where = source
+    dataset = _require(raw, "dataset", where)
+    period_type = _require(raw, "period_type", where)
+    if period_type not in ("month", "year"):
+        raise DeclarationError(f"{where}: period_type must be month or year")
+    key_raw = _require(raw, "key", where)
+    key = KeyColumn(header=_require(key_raw, "header", f"{where} key"), aliases=tuple(key_raw.get("aliases", [])))
+    indicators = tuple(
+        _parse_indicator(r, f"{where}") for r in _require(raw, "indicators", where)
+    )
+    names = [i.name for i in indicators]
+    if len(set(names)) != len(names):
+        raise DeclarationError(f"{where}: indicator names repeat")
+    headers = [p for i in indicators for p in i.header_paths]
+    if len(set(headers)) != len(headers):
+        raise DeclarationError(f"{where}: two indicators share a header path or alias")
+    for ind in indicators:
+        if ind.weight and ind.weight not in names:
+            raise DeclarationError(f"{where}: {ind.name} weight {ind.weight!r} is not an indicator")
+    rules = tuple(_parse_rule(r, where, set(names)) for r in raw.get("rules", []) or [])
+    rule_ids = [r.rule_id for r in rules]
+    if len(set(rule_ids)) != len(rule_ids):
+        raise DeclarationError(f"{where}: rule ids repeat")
+    return Declaration(
+        dataset=dataset,
+        department=_require(raw, "department", where),
+        title_zh=_require(raw, "title_zh", where),
+        period_type=period_type,
+        grain=_require(raw, "grain", where),
+        due_day=int(raw.get("due_day", 10)),
+        all_townships=bool(raw.get("all_townships", True)),
+        key=key,
+        indicators=indicators,
+        rules=rules,
+        source_file=source,
+    )
+
+
+def load_declaration(path: Path) -> Declaration:
+    with path.open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    if not isinstance(raw, dict):
+        raise DeclarationError(f"{path.name}: not a mapping")
+    return parse_declaration(raw, path.name)
+
+
+@lru_cache(maxsize=4)
+def load_declarations(directory: Path = DECLARATIONS_DIR) -> dict[str, Declaration]:
+    """All declarations keyed by department id, sorted by file name."""
+    out: dict[str, Declaration] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        decl = load_declaration(path)
+        if decl.department in out:
+            raise DeclarationError(f"{path.name}: department {decl.department!r} declared twice")
+        out[decl.department] = decl
+    return out
+
+
+KpiMethod = Literal["sum", "weighted_mean", "ratio", "multiple_of_base", "cagr", "yoy"]
+
+
+@dataclass(frozen=True)
+class Kpi:
+    kpi: str
+    label_zh: str
+    unit: str
+    department: str
+    method: KpiMethod
+    decimals: int
+    definition_zh: str
+    display_unit: str | None = None
+    indicator: str | None = None
+    weight: str | None = None
+    numerator: str | None = None
+    denominator: str | None = None
+    scale: float = 1.0
+    of: str | None = None
+    base_year: int | None = None
+
+
+_KPI_NEEDS: dict[str, tuple[str, ...]] = {
+    "sum": ("indicator",),
+    "weighted_mean": ("indicator", "weight"),
+    "ratio": ("numerator", "denominator"),
+    "multiple_of_base": ("of", "base_year"),
+    "cagr": ("of", "base_year"),
+    "yoy": ("of",),
+}
+
+
+@lru_cache(maxsize=2)
+def load_kpis(path: Path = KPIS_FILE) -> tuple[Kpi, ...]:
+    with path.open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    declarations = load_declarations()
+    kpis: list[Kpi] = []
+    for item in raw["kpis"]:
+        where = f"{path.name} kpi {item.get('kpi')!r}"
+        method = _require(item, "method", where)
+        if method not in _KPI_NEEDS:
+            raise DeclarationError(f"{where}: unknown method {method!r}")
+        for need in _KPI_NEEDS[method]:
+            _require(item, need, where)
+        department = _require(item, "department", where)
+        if department not in declarations:
+            raise DeclarationError(f"{where}: unknown department {department!r}")
+        decl = declarations[department]
+        for ref in ("indicator", "weight", "numerator", "denominator"):
+            if item.get(ref) and item[ref] not in decl.indicator_names:
+                raise DeclarationError(f"{where}: {ref} {item[ref]!r} is not a {department} indicator")
+        if item.get("of") and item["of"] not in {k.kpi for k in kpis}:
+            raise DeclarationError(f"{where}: of {item['of']!r} must name a KPI declared above it")
+        kpis.append(
+            Kpi(
+                kpi=_require(item, "kpi", where),
+                label_zh=_require(item, "label_zh", where),
+                unit=_require(item, "unit", where),
+                department=department,
+                method=method,
+                decimals=int(item.get("decimals", 2)),
+                definition_zh=_require(item, "definition_zh", where),
+                display_unit=item.get("display_unit"),
+                indicator=item.get("indicator"),
+                weight=item.get("weight"),
+                numerator=item.get("numerator"),
+                denominator=item.get("denominator"),
+                scale=float(item.get("scale", 1.0)),
+                of=item.get("of"),
+                base_year=item.get("base_year"),
+            )
+        )
+    return tuple(kpis)

@@ -1,0 +1,79 @@
+"""Issues found in a submission: the vocabulary of receipts.
+
+Every problem the pipeline finds — while reading, normalising or validating — becomes one
+:class:`Issue` with a stable ``code``, a severity, where it is (sheet, row, column) and a Chinese
+message for the department. The codes below are the catalogue; receipts and the warehouse store
+them as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Severity = Literal["critical", "warning", "info"]
+Action = Literal["reject", "quarantine", "coerce", "flag", "report"]
+
+#: code → (default severity, what happens, description in English for docs)
+ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
+    "FILE_EMPTY": ("critical", "reject", "the file has no bytes or no cells"),
+    "FILE_UNREADABLE": ("critical", "reject", "the file is not a readable xlsx/xls/csv"),
+    "FILE_FORMAT_UNSUPPORTED": ("critical", "reject", "extension is not .xlsx, .xls or .csv"),
+    "ENCODING_UNDECODABLE": ("critical", "reject", "CSV bytes decode neither as UTF-8 nor GB18030"),
+    "ENCODING_DETECTED": ("info", "report", "which text encoding a CSV was read with"),
+    "SHEET_AMBIGUOUS": ("critical", "reject", "several sheets carry the declared header"),
+    "SHEET_CHOSEN": ("info", "report", "which sheet of a multi-sheet workbook was read"),
+    "HEADER_NOT_FOUND": ("critical", "reject", "no row carries the declared key header 乡(镇)"),
+    "COLUMN_MISSING": ("critical", "reject", "a required indicator column is absent"),
+    "COLUMN_OPTIONAL_MISSING": ("warning", "flag", "an optional indicator column is absent"),
+    "COLUMN_ALIAS": ("info", "coerce", "a column was recognised through a declared alias"),
+    "COLUMN_UNKNOWN": ("critical", "quarantine", "a column the declaration does not know"),
+    "COLUMN_DUPLICATE": ("critical", "reject", "two columns map to the same indicator"),
+    "PERIOD_MISMATCH": ("critical", "reject", "the title's period disagrees with the declared period"),
+    "PERIOD_INVALID": ("critical", "reject", "the declared period is malformed for this return"),
+    "TITLE_DEPARTMENT_MISMATCH": ("critical", "reject", "the title names another department's form"),
+    "TOWNSHIP_UNKNOWN": ("critical", "reject", "a township name matches no name valid at the period"),
+    "TOWNSHIP_DUPLICATE": ("critical", "reject", "a township appears on two rows"),
+    "TOWNSHIP_MISSING": ("warning", "flag", "a township valid in the period is absent from the form"),
+    "TOWNSHIP_ALIAS": ("info", "coerce", "a township given by a short or former name"),
+    "TOTAL_ROW_MISSING": ("info", "report", "the form has no 合计 row to check township sums against"),
+    "TOTAL_MISMATCH": ("critical", "reject", "the 合计 row disagrees with the sum of township rows"),
+    "VALUE_NOT_NUMBER": ("critical", "reject", "a cell cannot be read as a number"),
+    "VALUE_COERCED": ("info", "coerce", "a number written as text was converted (recorded per cell)"),
+    "VALUE_NULL_TOKEN": ("info", "coerce", "a null token (—, /, 无, blank) read as no value"),
+    "VALUE_REQUIRED_MISSING": ("critical", "reject", "a required value is blank"),
+    "VALUE_EXCEL_ERROR": ("critical", "reject", "a cell holds an Excel error such as #DIV/0!"),
+    "VALUE_NOT_INTEGER": ("critical", "reject", "a count (人, 户, 人次) is not a whole number"),
+    "VALUE_NEGATIVE": ("critical", "reject", "a count or amount is negative"),
+    "ROWS_EMPTY": ("critical", "reject", "the form has a header but no township rows"),
+    "RULE_FAILED": ("warning", "flag", "a declared rule failed (severity and action from the declaration)"),
+    "DUPLICATE_SUBMISSION": ("info", "report", "the identical file was already received"),
+}
+
+
+@dataclass(frozen=True)
+class Issue:
+    code: str
+    severity: Severity
+    message: str
+    sheet: str | None = None
+    row: int | None = None
+    column: str | None = None
+    rule_id: str | None = None
+    action: Action | None = None
+    value: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in ISSUE_CODES:
+            raise ValueError(f"unknown issue code {self.code!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def issue(code: str, message: str, **where: Any) -> Issue:
+    """An issue with the catalogue's default severity and action for ``code``."""
+    severity, action, _ = ISSUE_CODES[code]
+    where.setdefault("severity", severity)
+    where.setdefault("action", action)
+    return Issue(code=code, message=message, **where)

@@ -1,0 +1,267 @@
+"""Every table and view of the warehouse, declared once (SQLAlchemy Core).
+
+Layers: ``ref_*`` reference data, ``submission`` (the ledger) and its ``submission_issue`` /
+``dq_result`` detail, ``fact_*`` facts in long form, ``mart_*`` derived tables, ``v_*`` analyst
+views. Each table's docstring-like ``comment`` states its grain. Chinese text is data, never an
+identifier.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+SUBMISSION_STATUSES = ("loaded", "superseded", "rejected", "quarantined", "duplicate")
+
+# ---------------------------------------------------------------- reference data
+ref_department = Table(
+    "ref_department",
+    metadata,
+    Column("department", String(32), primary_key=True, comment="department id, e.g. labour"),
+    Column("name_zh", Text, nullable=False),
+    Column("name_en", Text, nullable=False),
+    comment="one row per reporting department",
+)
+
+ref_unit = Table(
+    "ref_unit",
+    metadata,
+    Column("unit", String(16), primary_key=True, comment="unit as written on forms, e.g. 万元"),
+    Column("base_unit", String(16), nullable=False, comment="unit facts are stored in, e.g. 元"),
+    Column("factor", Float, nullable=False, comment="value_in_base = value_on_form × factor"),
+    Column("quantity_zh", Text, nullable=False),
+    Column("note", Text),
+    CheckConstraint("factor > 0", name="factor_positive"),
+    comment="one row per unit; 人 and 人次 never convert into each other",
+)
+
+ref_township = Table(
+    "ref_township",
+    metadata,
+    Column("township_code", String(12), primary_key=True, comment="9-digit NBS code as of 2016–2017"),
+    Column("name_zh", Text, nullable=False, comment="official name 2016–2017"),
+    Column("township_type", String(8), nullable=False, comment="镇 or 乡"),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, comment="last day of validity (Dec 2019 reorganisation)"),
+    Column("note", Text),
+    Column("source", String(16), nullable=False, comment="NBS / ART / K / assumed"),
+    comment="one row per township of Danba (2016–2017 boundaries), the programme's stable key",
+)
+
+ref_township_alias = Table(
+    "ref_township_alias",
+    metadata,
+    Column("alias", Text, primary_key=True, comment="a name as it may appear on a form"),
+    Column("valid_from", Date, primary_key=True),
+    Column("valid_to", Date, nullable=False),
+    Column("township_code", String(12), ForeignKey("ref_township.township_code"), nullable=False),
+    Column("alias_kind", String(16), nullable=False, comment="official / short / former"),
+    Column("source", String(16), nullable=False),
+    Column("note", Text),
+    comment="one row per (name, validity interval): 巴底乡 is right for 2011, wrong for 2017",
+)
+
+ref_township_successor = Table(
+    "ref_township_successor",
+    metadata,
+    Column("successor_name_zh", Text, primary_key=True),
+    Column("effective_date", Date, nullable=False),
+    Column("predecessor_codes", Text, comment="space-separated township codes, when known"),
+    Column("source", String(16), nullable=False),
+    Column("verified", Boolean, nullable=False),
+    Column("note", Text),
+    comment="one row per unit created by the December 2019 reorganisation",
+)
+
+ref_helper_unit = Table(
+    "ref_helper_unit",
+    metadata,
+    Column("helper_unit_id", String(16), primary_key=True),
+    Column("stat_code", String(12), comment="NBS code; none for 龙潭总部新城管委会"),
+    Column("name_zh", Text, nullable=False),
+    Column("unit_type", String(8), nullable=False),
+    Column("source", String(16), nullable=False),
+    comment="one row per Chenghua helper unit (街道 / 管委会)",
+)
+
+ref_pairing = Table(
+    "ref_pairing",
+    metadata,
+    Column("township_code", String(12), ForeignKey("ref_township.township_code"), primary_key=True),
+    Column("helper_unit_id", String(16), ForeignKey("ref_helper_unit.helper_unit_id"), nullable=False),
+    Column("source", String(16), nullable=False, comment="ART = stated in the article; assumed otherwise"),
+    Column("verified", Boolean, nullable=False),
+    Column("note", Text),
+    comment="one row per township: its paired Chenghua unit; only ART rows are verified",
+)
+
+ref_indicator = Table(
+    "ref_indicator",
+    metadata,
+    Column("department", String(32), ForeignKey("ref_department.department"), primary_key=True),
+    Column("indicator", String(64), primary_key=True, comment="canonical snake_case name"),
+    Column("label_zh", Text, nullable=False),
+    Column("unit", String(16), nullable=False, comment="base unit of stored values"),
+    Column("form_unit", String(16), nullable=False, comment="unit on the county form"),
+    Column("value_type", String(8), nullable=False),
+    Column("cumulative", Boolean, nullable=False, comment="本年累计: running total within the year"),
+    Column("required", Boolean, nullable=False),
+    Column("header_path", Text, nullable=False, comment="header path on the form, levels joined by /"),
+    comment="one row per declared indicator; derived from expectations/declarations",
+)
+
+# ---------------------------------------------------------------- ledger
+submission = Table(
+    "submission",
+    metadata,
+    Column("submission_id", String(16), primary_key=True, comment="first 16 hex digits of sha256"),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("department", String(32), ForeignKey("ref_department.department"), nullable=False),
+    Column("period", String(7), nullable=False, comment="YYYY-MM or YYYY"),
+    Column("original_name", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("loaded_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),
+    Column("rows_read", Integer, nullable=False, default=0),
+    Column("rows_loaded", Integer, nullable=False, default=0),
+    Column("rows_rejected", Integer, nullable=False, default=0),
+    Column("facts_loaded", Integer, nullable=False, default=0),
+    Column("supersedes", String(16), comment="submission this one replaced"),
+    Column("superseded_by", String(16), comment="submission that replaced this one"),
+    Column("archive_path", Text, comment="where the file is kept, relative to the data dir"),
+    Column("receipt_path", Text, comment="receipt JSON, relative to the data dir"),
+    CheckConstraint(
+        "status IN ('loaded', 'superseded', 'rejected', 'quarantined', 'duplicate')", name="status_known"
+    ),
+    comment="the ledger: one row per distinct file received; status 'loaded' marks the current version",
+)
+Index("ix_submission_partition", submission.c.department, submission.c.period, submission.c.status)
+
+submission_issue = Table(
+    "submission_issue",
+    metadata,
+    Column("submission_id", String(16), ForeignKey("submission.submission_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("code", String(40), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("action", String(16)),
+    Column("rule_id", String(64)),
+    Column("sheet", Text),
+    Column("row_number", Integer, comment="1-based row in the sheet/file"),
+    Column("column_label", Text, comment="column letter and header as on the form"),
+    Column("message_zh", Text, nullable=False),
+    comment="one row per issue in a submission's receipt (no personal data)",
+)
+
+dq_result = Table(
+    "dq_result",
+    metadata,
+    Column("submission_id", String(16), ForeignKey("submission.submission_id"), primary_key=True),
+    Column("check_id", String(96), primary_key=True, comment="rule id or generated check id"),
+    Column("expectation_type", String(96), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("element_count", Integer),
+    Column("unexpected_count", Integer),
+    Column("observed", Text, comment="compact JSON: observed value or failing township codes"),
+    comment="one row per GX check evaluated on a submission (compact: no raw rows)",
+)
+
+# ---------------------------------------------------------------- facts
+fact_indicator_value = Table(
+    "fact_indicator_value",
+    metadata,
+    Column("submission_id", String(16), ForeignKey("submission.submission_id"), primary_key=True),
+    Column("indicator", String(64), primary_key=True),
+    Column("township_code", String(12), ForeignKey("ref_township.township_code"), primary_key=True),
+    Column("department", String(32), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("month", Integer, comment="null for annual returns"),
+    Column("value", Float, comment="in the indicator's base unit; null when the form left it blank"),
+    Column("flagged", Boolean, nullable=False, default=False, comment="a warning rule failed on this row"),
+    Column("source_row", Integer, comment="row on the form the value came from"),
+    comment="one row per submission × indicator × township; every version is kept",
+)
+Index("ix_fact_partition", fact_indicator_value.c.department, fact_indicator_value.c.period)
+
+fact_form_total = Table(
+    "fact_form_total",
+    metadata,
+    Column("submission_id", String(16), ForeignKey("submission.submission_id"), primary_key=True),
+    Column("indicator", String(64), primary_key=True),
+    Column("value", Float),
+    Column("label_zh", Text, nullable=False, comment="the row's label: 合计 / 总计 / 全县合计 ..."),
+    comment="one row per submission × indicator: the form's own 合计 row, kept to check sums",
+)
+
+# ---------------------------------------------------------------- marts
+mart_county_kpi_yearly = Table(
+    "mart_county_kpi_yearly",
+    metadata,
+    Column("year", Integer, primary_key=True),
+    Column("kpi", String(64), primary_key=True),
+    Column("label_zh", Text, nullable=False),
+    Column("value", Float),
+    Column("unit", String(16), nullable=False),
+    Column("department", String(32), nullable=False),
+    Column("coverage_used", Integer, nullable=False, comment="township-periods with data"),
+    Column("coverage_expected", Integer, nullable=False, comment="township-periods expected"),
+    Column("coverage", Float, nullable=False, comment="used / expected"),
+    Column("definition_zh", Text, nullable=False, comment="口径"),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    comment="one row per year × KPI, computed from current loaded facts (expectations/kpis.yaml)",
+)
+
+# ---------------------------------------------------------------- views
+VIEWS: dict[str, str] = {
+    "v_indicator_value": """
+        SELECT f.department, f.indicator, i.label_zh, f.township_code, t.name_zh AS township_name,
+               f.period, f.year, f.month, f.value, i.unit, f.flagged, f.submission_id
+        FROM fact_indicator_value f
+        JOIN submission s ON s.submission_id = f.submission_id AND s.status = 'loaded'
+        JOIN ref_indicator i ON i.department = f.department AND i.indicator = f.indicator
+        JOIN ref_township t ON t.township_code = f.township_code
+    """,
+    "v_submission": """
+        SELECT s.submission_id, s.department, d.name_zh AS department_name, s.period, s.status,
+               s.original_name, s.received_at, s.loaded_at, s.rows_read, s.rows_loaded,
+               s.rows_rejected, s.supersedes, s.superseded_by, s.receipt_path,
+               (SELECT COUNT(*) FROM submission_issue i
+                 WHERE i.submission_id = s.submission_id AND i.severity = 'critical') AS critical_issues,
+               (SELECT COUNT(*) FROM submission_issue i
+                 WHERE i.submission_id = s.submission_id AND i.severity = 'warning') AS warning_issues
+        FROM submission s JOIN ref_department d ON d.department = s.department
+    """,
+    "v_township_pairing": """
+        SELECT t.township_code, t.name_zh AS township_name, t.township_type,
+               h.helper_unit_id, h.name_zh AS helper_unit_name, p.source, p.verified
+        FROM ref_township t
+        LEFT JOIN ref_pairing p ON p.township_code = t.township_code
+        LEFT JOIN ref_helper_unit h ON h.helper_unit_id = p.helper_unit_id
+    """,
+}
