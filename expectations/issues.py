@@ -46,6 +46,8 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "VALUE_NOT_INTEGER": ("critical", "reject", "a count (人, 户, 人次) is not a whole number"),
     "VALUE_NEGATIVE": ("critical", "reject", "a count or amount is negative"),
     "ROWS_EMPTY": ("critical", "reject", "the form has a header but no township rows"),
+    "ROWS_HIDDEN": ("warning", "flag", "rows hidden in Excel were read as data (reported, never dropped)"),
+    "CHECK_ERROR": ("critical", "quarantine", "a check could not be evaluated; an operator must look"),
     "RULE_FAILED": ("warning", "flag", "a declared rule failed (severity and action from the declaration)"),
     "DUPLICATE_SUBMISSION": ("info", "report", "the identical file was already received"),
 }

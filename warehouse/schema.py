@@ -16,13 +16,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
-    UniqueConstraint,
 )
 
 NAMING_CONVENTION = {
@@ -150,8 +150,18 @@ submission = Table(
     Column("rows_loaded", Integer, nullable=False, default=0),
     Column("rows_rejected", Integer, nullable=False, default=0),
     Column("facts_loaded", Integer, nullable=False, default=0),
-    Column("supersedes", String(16), comment="submission this one replaced"),
-    Column("superseded_by", String(16), comment="submission that replaced this one"),
+    Column(
+        "supersedes",
+        String(16),
+        ForeignKey("submission.submission_id"),
+        comment="submission this one replaced",
+    ),
+    Column(
+        "superseded_by",
+        String(16),
+        ForeignKey("submission.submission_id"),
+        comment="submission that replaced this one",
+    ),
     Column("archive_path", Text, comment="where the file is kept, relative to the data dir"),
     Column("receipt_path", Text, comment="receipt JSON, relative to the data dir"),
     CheckConstraint(
@@ -160,6 +170,15 @@ submission = Table(
     comment="the ledger: one row per distinct file received; status 'loaded' marks the current version",
 )
 Index("ix_submission_partition", submission.c.department, submission.c.period, submission.c.status)
+# At most one current version per partition: the database, not only the loader, guarantees it.
+Index(
+    "uq_submission_current",
+    submission.c.department,
+    submission.c.period,
+    unique=True,
+    sqlite_where=submission.c.status == "loaded",
+    postgresql_where=submission.c.status == "loaded",
+)
 
 submission_issue = Table(
     "submission_issue",
@@ -205,6 +224,10 @@ fact_indicator_value = Table(
     Column("value", Float, comment="in the indicator's base unit; null when the form left it blank"),
     Column("flagged", Boolean, nullable=False, default=False, comment="a warning rule failed on this row"),
     Column("source_row", Integer, comment="row on the form the value came from"),
+    # a fact whose indicator is not declared would be invisible in v_indicator_value (inner join)
+    ForeignKeyConstraint(
+        ["department", "indicator"], ["ref_indicator.department", "ref_indicator.indicator"]
+    ),
     comment="one row per submission × indicator × township; every version is kept",
 )
 Index("ix_fact_partition", fact_indicator_value.c.department, fact_indicator_value.c.period)

@@ -1,0 +1,1 @@
+"""The steps of a submission's way through duikou: plain functions, plus thin Prefect wrappers."""

@@ -1,0 +1,237 @@
+"""Grid → form table: find the county form inside a sheet.
+
+Handles what county forms look like: a merged title row, a 填报单位 / 单位 line, a key column
+``乡(镇)`` heading one- to three-level merged headers, an optional 栏次 row (甲 / 1 / 2 …), a 合计
+row at the top or the bottom (kept aside, never a township), and signature / 注 lines below.
+Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from openpyxl.utils import get_column_letter
+
+from expectations.declaration import Declaration, normalise_header
+from tasks.read import CellValue, Grid
+
+TOTAL_LABELS = frozenset({"合计", "总计", "小计", "全县合计", "全县", "丹巴县", "全县总计", "总合计"})
+FOOTER_PREFIXES = (
+    "注", "备注", "说明", "填表", "填报人", "审核", "负责人", "单位负责人", "制表", "联系电话", "填报日期",
+    "统计负责人", "主管", "分管",
+)
+IGNORED_COLUMNS = frozenset({"序号", "编号", "备注"})
+COLUMN_NUMBER_KEYS = frozenset({"甲", "栏次", "乙"})
+MAX_HEADER_LEVELS = 4
+
+
+@dataclass(frozen=True)
+class FormColumn:
+    index: int
+    path: tuple[str, ...]
+
+    @property
+    def letter(self) -> str:
+        return get_column_letter(self.index + 1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.letter}列 {'/'.join(self.path)}" if self.path else f"{self.letter}列"
+
+
+@dataclass(frozen=True)
+class FormRow:
+    row_number: int  # 1-based, as Excel shows it
+    key: str
+    cells: tuple[CellValue, ...]
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class FormTable:
+    sheet: str | None
+    encoding: str | None
+    title: str
+    preamble: tuple[str, ...]
+    key_column: FormColumn
+    columns: tuple[FormColumn, ...]
+    rows: tuple[FormRow, ...]
+    total_row: FormRow | None
+    total_position: str | None  # "top" | "bottom" | None
+    extra_total_rows: tuple[FormRow, ...]
+    notes: tuple[str, ...]
+    header_rows: tuple[int, int]  # 1-based first and last header row
+    column_numbers_row: int | None
+    hidden_cols: frozenset[int]
+    sheet_hidden: bool
+
+
+def cell_text(value: CellValue) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _is_number_like(value: CellValue) -> bool:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return True
+    text = normalise_header(cell_text(value))
+    return bool(re.fullmatch(r"[-+]?[\d,]+(\.\d+)?%?", text))
+
+
+def _merged_lookup(grid: Grid) -> dict[tuple[int, int], tuple[int, int]]:
+    """(row, col) of every cell inside a merged range → its top-left anchor."""
+    lookup: dict[tuple[int, int], tuple[int, int]] = {}
+    for r0, c0, r1, c1 in grid.merged:
+        for r in range(r0, r1 + 1):
+            for c in range(c0, c1 + 1):
+                lookup[(r, c)] = (r0, c0)
+    return lookup
+
+
+def find_key_cell(grid: Grid, key_texts: tuple[str, ...]) -> tuple[int, int] | None:
+    """First (row, col) whose normalised text is the declared key header (乡(镇) or an alias)."""
+    wanted = set(key_texts)
+    for r, row in enumerate(grid.rows):
+        for c, value in enumerate(row):
+            if value is not None and normalise_header(cell_text(value)) in wanted:
+                return r, c
+    return None
+
+
+def _header_extent(grid: Grid, key_row: int, key_col: int) -> int:
+    """Last header row (0-based, inclusive)."""
+    for r0, c0, r1, c1 in grid.merged:
+        if r0 == key_row and c0 <= key_col <= c1 and r1 > r0:
+            return min(r1, key_row + MAX_HEADER_LEVELS - 1)
+    last = key_row
+    for r in range(key_row + 1, min(len(grid.rows), key_row + MAX_HEADER_LEVELS)):
+        row = grid.rows[r]
+        if cell_text(grid.cell(r, key_col)):
+            break
+        values = [v for v in row if cell_text(v)]
+        if not values or any(_is_number_like(v) for v in values):
+            break
+        last = r
+    return last
+
+
+def _header_paths(grid: Grid, first: int, last: int) -> list[tuple[str, ...]]:
+    merged = _merged_lookup(grid)
+    n_cols = grid.n_cols
+    levels: list[list[str]] = []
+    for r in range(first, last + 1):
+        level = []
+        for c in range(n_cols):
+            anchor = merged.get((r, c), (r, c))
+            level.append(normalise_header(cell_text(grid.cell(*anchor))))
+        levels.append(level)
+    # CSV and unmerged sheets: a parent label written once over its children is carried right
+    # while the cells below it continue a group of children.
+    for i in range(len(levels) - 1):
+        upper, lower = levels[i], levels[i + 1]
+        for c in range(1, n_cols):
+            if not upper[c] and upper[c - 1] and lower[c] and lower[c - 1] and not _merged_anchor_differs(
+                merged, first + i, c
+            ):
+                upper[c] = upper[c - 1]
+    paths = []
+    for c in range(n_cols):
+        path: list[str] = []
+        for level in levels:
+            text = level[c]
+            if text and (not path or path[-1] != text):
+                path.append(text)
+        paths.append(tuple(path))
+    return paths
+
+
+def _merged_anchor_differs(merged: dict[tuple[int, int], tuple[int, int]], row: int, col: int) -> bool:
+    return (row, col) in merged and merged[(row, col)] != (row, col)
+
+
+def _is_column_numbers_row(grid: Grid, r: int, key_col: int) -> bool:
+    key = normalise_header(cell_text(grid.cell(r, key_col)))
+    if key not in COLUMN_NUMBER_KEYS:
+        return False
+    others = [normalise_header(cell_text(v)) for c, v in enumerate(grid.rows[r]) if c != key_col and cell_text(v)]
+    return all(re.fullmatch(r"\d{1,3}|[甲乙丙丁]", t) for t in others)
+
+
+def _is_footer(row: tuple[CellValue, ...]) -> bool:
+    first = next((cell_text(v) for v in row if cell_text(v)), "")
+    return normalise_header(first).startswith(FOOTER_PREFIXES)
+
+
+def _row_text(row: tuple[CellValue, ...]) -> str:
+    return "  ".join(cell_text(v) for v in row if cell_text(v))
+
+
+def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
+    """The form table in ``grid``, or None when the declared key header is nowhere in it."""
+    found = find_key_cell(grid, declaration.key.header_texts)
+    if found is None:
+        return None
+    key_row, key_col = found
+    header_last = _header_extent(grid, key_row, key_col)
+    paths = _header_paths(grid, key_row, header_last)
+    preamble = tuple(t for t in (_row_text(r) for r in grid.rows[:key_row]) if t)
+    title = preamble[0] if preamble else ""
+
+    first_data = header_last + 1
+    column_numbers_row = None
+    if first_data < len(grid.rows) and _is_column_numbers_row(grid, first_data, key_col):
+        column_numbers_row = first_data + 1
+        first_data += 1
+
+    rows: list[FormRow] = []
+    totals: list[tuple[FormRow, str]] = []
+    notes: list[str] = []
+    in_footer = False
+    for r in range(first_data, len(grid.rows)):
+        raw = grid.rows[r]
+        if in_footer or _is_footer(raw):
+            in_footer = True
+            text = _row_text(raw)
+            if text:
+                notes.append(text)
+            continue
+        if not any(cell_text(v) for v in raw):
+            continue
+        key = cell_text(raw[key_col]) if key_col < len(raw) else ""
+        row = FormRow(row_number=r + 1, key=key, cells=raw, hidden=r in grid.hidden_rows)
+        if normalise_header(key) in TOTAL_LABELS:
+            totals.append((row, "top" if not rows else "bottom"))
+        else:
+            rows.append(row)
+
+    columns = tuple(
+        FormColumn(index=c, path=paths[c]) for c in range(len(paths)) if c != key_col
+    )
+    total_row, total_position = (totals[0] if totals else (None, None))
+    return FormTable(
+        sheet=grid.sheet,
+        encoding=grid.encoding,
+        title=title,
+        preamble=preamble,
+        key_column=FormColumn(index=key_col, path=paths[key_col]),
+        columns=columns,
+        rows=tuple(rows),
+        total_row=total_row,
+        total_position=total_position,
+        extra_total_rows=tuple(t for t, _ in totals[1:]),
+        notes=tuple(notes),
+        header_rows=(key_row + 1, header_last + 1),
+        column_numbers_row=column_numbers_row,
+        hidden_cols=grid.hidden_cols,
+        sheet_hidden=grid.sheet_hidden,
+    )
+
+
+def header_match_count(form: FormTable, declaration: Declaration) -> int:
+    """How many of the form's columns carry a declared header path — used to choose a sheet."""
+    known = {p for ind in declaration.indicators for p in ind.header_paths}
+    return sum(1 for col in form.columns if col.path in known)

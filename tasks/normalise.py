@@ -1,0 +1,282 @@
+"""Form table → canonical rows: header paths → indicators, names → township codes, text → numbers,
+form units → base units, and the declared period checked against the title.
+
+Pure: takes the grids, the declaration and reference frames; returns a :class:`NormalisedForm`
+with every issue found. Checks that GX runs (uniqueness, completeness, sums, rules) are not
+repeated here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from expectations.declaration import Declaration, Indicator, load_declarations, normalise_header
+from expectations.issues import Issue, issue
+from tasks.layout import IGNORED_COLUMNS, FormColumn, FormRow, FormTable, header_match_count, locate_form
+from tasks.numbers import is_whole, parse_number
+from tasks.periods import Period, period_in_title
+from tasks.read import Grid, ReadError
+from tasks.townships import TownshipResolver
+
+TOWNSHIP_CODE = "township_code"
+TOWNSHIP_TEXT = "township_text"
+
+
+@dataclass(frozen=True)
+class NormalisedForm:
+    """One submission's township rows in base units, ready for validation.
+
+    ``wide`` is indexed by the 1-based source row and has ``township_code`` (None when the name
+    did not resolve), ``township_text`` and one float column per declared indicator present.
+    """
+
+    department: str
+    period: Period
+    sheet: str | None
+    encoding: str | None
+    wide: pd.DataFrame
+    totals: dict[str, float | None]
+    total_label: str | None
+    total_row_number: int | None
+    column_labels: dict[str, str]
+    expected_townships: tuple[str, ...]
+    township_names: dict[str, str]
+    issues: tuple[Issue, ...] = field(default_factory=tuple)
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.wide)
+
+
+def choose_form(grids: list[Grid], declaration: Declaration) -> tuple[FormTable, list[Issue]]:
+    """The one sheet / decoding that carries this return's form. Raises ReadError otherwise."""
+    candidates: list[tuple[int, FormTable]] = []
+    issues: list[Issue] = []
+    for grid in grids:
+        form = locate_form(grid, declaration)
+        if form is not None:
+            candidates.append((header_match_count(form, declaration), form))
+    if not candidates:
+        expected = "、".join(declaration.key.header_texts)
+        wanted = "、".join("/".join(i.header) for i in declaration.indicators[:4])
+        raise ReadError(
+            issue(
+                "HEADER_NOT_FOUND",
+                f"未找到{declaration.title_zh}的表头: 应有“{expected}”列及{wanted}等指标列",
+            )
+        )
+    is_csv = all(g.sheet is None for g in grids)
+    best = max(score for score, _ in candidates)
+    top = [form for score, form in candidates if score == best]
+    if len(top) > 1 and not is_csv:
+        visible = [f for f in top if not f.sheet_hidden]
+        if len(visible) == 1:
+            top = visible
+        else:
+            names = "、".join(str(f.sheet) for f in top)
+            raise ReadError(issue("SHEET_AMBIGUOUS", f"多个工作表都像{declaration.title_zh}: {names}；请只保留一个"))
+    chosen = top[0]
+    if is_csv and chosen.encoding:
+        issues.append(issue("ENCODING_DETECTED", f"CSV按{chosen.encoding}编码读取，表头与申报表一致"))
+    if len(grids) > 1 and not is_csv:
+        others = [g.sheet for g in grids if g.sheet != chosen.sheet]
+        hidden = [g.sheet for g in grids if g.sheet_hidden]
+        text = f"读取工作表“{chosen.sheet}”；另有工作表: {'、'.join(map(str, others))}"
+        if hidden:
+            text += f"(其中隐藏: {'、'.join(map(str, hidden))})"
+        issues.append(issue("SHEET_CHOSEN", text, sheet=chosen.sheet))
+    return chosen, issues
+
+
+def _map_columns(
+    form: FormTable, declaration: Declaration
+) -> tuple[dict[str, FormColumn], list[Issue]]:
+    issues: list[Issue] = []
+    by_path: dict[tuple[str, ...], tuple[Indicator, bool]] = {}
+    for ind in declaration.indicators:
+        for n, path in enumerate(ind.header_paths):
+            by_path[path] = (ind, n > 0)
+    mapped: dict[str, FormColumn] = {}
+    sheet = form.sheet
+    for col in form.columns:
+        if not col.path:
+            if any(_cell(r, col.index) for r in form.rows):
+                issues.append(issue("COLUMN_UNKNOWN", f"{col.letter}列没有表头却有数据", sheet=sheet, column=col.label))
+            continue
+        if col.path in by_path:
+            ind, via_alias = by_path[col.path]
+            if ind.name in mapped:
+                issues.append(
+                    issue(
+                        "COLUMN_DUPLICATE",
+                        f"{mapped[ind.name].letter}列和{col.letter}列都对应指标“{ind.label_zh}”",
+                        sheet=sheet,
+                        column=col.label,
+                    )
+                )
+                continue
+            mapped[ind.name] = col
+            if via_alias:
+                issues.append(
+                    issue(
+                        "COLUMN_ALIAS",
+                        f"表头“{'/'.join(col.path)}”按别名识别为“{'/'.join(ind.header)}”",
+                        sheet=sheet,
+                        column=col.label,
+                    )
+                )
+        elif col.path[-1] in IGNORED_COLUMNS or col.path[0] in IGNORED_COLUMNS:
+            continue
+        elif col.index in form.hidden_cols and not any(_cell(r, col.index) for r in form.rows):
+            continue
+        else:
+            issues.append(
+                issue(
+                    "COLUMN_UNKNOWN",
+                    f"表头“{'/'.join(col.path)}”不在{declaration.title_zh}的申报定义中，需人工确认",
+                    sheet=sheet,
+                    column=col.label,
+                )
+            )
+    for ind in declaration.indicators:
+        if ind.name in mapped:
+            continue
+        code = "COLUMN_MISSING" if ind.required else "COLUMN_OPTIONAL_MISSING"
+        issues.append(issue(code, f"缺少指标列“{'/'.join(ind.header)}”({ind.label_zh})", sheet=sheet))
+    return mapped, issues
+
+
+def _cell(row: FormRow, index: int) -> object:
+    value = row.cells[index] if index < len(row.cells) else None
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def _parse_cell(
+    row: FormRow, col: FormColumn, ind: Indicator, sheet: str | None, issues: list[Issue]
+) -> float | None:
+    parsed = parse_number(_cell(row, col.index), unit=ind.unit)
+    where = {"sheet": sheet, "row": row.row_number, "column": col.label}
+    if parsed.error:
+        issues.append(issue(parsed.error, f"“{_cell(row, col.index)}”不是有效数值({ind.label_zh})",
+                            value=str(_cell(row, col.index)), **where))
+        return None
+    if parsed.null_token is not None:
+        issues.append(issue("VALUE_NULL_TOKEN", f"“{parsed.null_token}”按空值处理({ind.label_zh})", **where))
+    if parsed.coercion:
+        issues.append(issue("VALUE_COERCED", parsed.coercion, **where))
+    if parsed.value is None:
+        return None
+    if ind.value_type == "integer" and not is_whole(parsed.value):
+        issues.append(issue("VALUE_NOT_INTEGER", f"{ind.label_zh}应为整数，填了{parsed.value}", **where))
+        return None
+    return round(parsed.value * ind.factor, 6)
+
+
+def _check_title(form: FormTable, declaration: Declaration, period: Period) -> list[Issue]:
+    issues: list[Issue] = []
+    title = form.title
+    stated = period_in_title(title, declaration.period_type) if title else None
+    if stated is not None and stated != period:
+        issues.append(
+            issue(
+                "PERIOD_MISMATCH",
+                f"表题“{title}”的报告期是{stated.label_zh}，与申报的报告期{period.label_zh}不一致",
+                sheet=form.sheet,
+                row=1,
+            )
+        )
+    folded = normalise_header(title)
+    own = normalise_header(declaration.title_zh)
+    if own not in folded:
+        for other in load_declarations().values():
+            if other.department != declaration.department and normalise_header(other.title_zh) in folded:
+                issues.append(
+                    issue(
+                        "TITLE_DEPARTMENT_MISMATCH",
+                        f"表题“{title}”是{other.title_zh}，不是{declaration.title_zh}：可能报错了部门",
+                        sheet=form.sheet,
+                        row=1,
+                    )
+                )
+    return issues
+
+
+def normalise_form(
+    form: FormTable, declaration: Declaration, period: Period, resolver: TownshipResolver
+) -> NormalisedForm:
+    """Turn a located form into canonical rows; collects issues instead of raising."""
+    sheet = form.sheet
+    issues = _check_title(form, declaration, period)
+    mapped, column_issues = _map_columns(form, declaration)
+    issues.extend(column_issues)
+    records: list[dict[str, object]] = []
+    for row in form.rows:
+        resolution = resolver.resolve(row.key)
+        if resolution.township_code is None:
+            issues.append(
+                issue(
+                    "TOWNSHIP_UNKNOWN",
+                    resolution.problem or f"“{row.key}”无法识别",
+                    sheet=sheet,
+                    row=row.row_number,
+                    column=form.key_column.label,
+                    value=row.key,
+                )
+            )
+        elif resolution.alias_kind in ("short", "former") or row.key != resolution.name_zh:
+            issues.append(
+                issue(
+                    "TOWNSHIP_ALIAS",
+                    f"“{row.key}”识别为{resolution.name_zh}({resolution.township_code})",
+                    sheet=sheet,
+                    row=row.row_number,
+                    column=form.key_column.label,
+                )
+            )
+        record: dict[str, object] = {
+            "source_row": row.row_number,
+            TOWNSHIP_CODE: resolution.township_code,
+            TOWNSHIP_TEXT: row.key,
+        }
+        for name, col in mapped.items():
+            record[name] = _parse_cell(row, col, declaration.indicator(name), sheet, issues)
+        records.append(record)
+    if not records:
+        issues.append(issue("ROWS_EMPTY", f"{declaration.title_zh}有表头但没有乡镇数据行", sheet=sheet))
+    columns = ["source_row", TOWNSHIP_CODE, TOWNSHIP_TEXT, *mapped]
+    wide = pd.DataFrame.from_records(records, columns=columns).set_index("source_row")
+    for name in mapped:
+        wide[name] = pd.to_numeric(wide[name], errors="coerce").astype("float64")
+
+    totals: dict[str, float | None] = {}
+    if form.total_row is not None:
+        for name, col in mapped.items():
+            totals[name] = _parse_cell(form.total_row, col, declaration.indicator(name), sheet, issues)
+    else:
+        issues.append(issue("TOTAL_ROW_MISSING", "表中没有合计行，无法核对各乡镇之和", sheet=sheet))
+    for extra in form.extra_total_rows:
+        issues.append(
+            issue("TOTAL_ROW_MISSING", f"另有合计类行“{extra.key}”未作为数据读取", severity="info",
+                  sheet=sheet, row=extra.row_number)
+        )
+    hidden = [r.row_number for r in form.rows if r.hidden]
+    if hidden:
+        issues.append(
+            issue("ROWS_HIDDEN", f"第{'、'.join(map(str, hidden))}行在Excel中被隐藏，已按数据行读取", sheet=sheet)
+        )
+    return NormalisedForm(
+        department=declaration.department,
+        period=period,
+        sheet=sheet,
+        encoding=form.encoding,
+        wide=wide,
+        totals=totals,
+        total_label=form.total_row.key if form.total_row else None,
+        total_row_number=form.total_row.row_number if form.total_row else None,
+        column_labels={name: col.label for name, col in mapped.items()},
+        expected_townships=resolver.expected_codes if declaration.all_townships else (),
+        township_names={code: resolver.name_of(code) for code in resolver.expected_codes},
+        issues=tuple(issues),
+    )

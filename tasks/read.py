@@ -1,0 +1,190 @@
+"""Bytes → grids of cells: the file format and text encoding layer.
+
+A :class:`Grid` is one sheet (or one decoding of a CSV) as it is: cell values, merged ranges,
+hidden rows and columns. Nothing is interpreted here; :mod:`tasks.layout` finds the form in it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from expectations.issues import Issue, issue
+
+CellValue = object
+#: (first_row, first_col, last_row, last_col), 0-based, inclusive
+MergedRange = tuple[int, int, int, int]
+
+
+class ReadError(Exception):
+    """The file cannot be read at all; carries the issue for the receipt."""
+
+    def __init__(self, problem: Issue) -> None:
+        super().__init__(problem.message)
+        self.issue = problem
+
+
+@dataclass(frozen=True)
+class Grid:
+    sheet: str | None
+    rows: tuple[tuple[CellValue, ...], ...]
+    merged: tuple[MergedRange, ...] = ()
+    hidden_rows: frozenset[int] = frozenset()
+    hidden_cols: frozenset[int] = frozenset()
+    sheet_hidden: bool = False
+    encoding: str | None = None
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def n_cols(self) -> int:
+        return max((len(r) for r in self.rows), default=0)
+
+    def cell(self, row: int, col: int) -> CellValue:
+        if row < len(self.rows) and col < len(self.rows[row]):
+            return self.rows[row][col]
+        return None
+
+
+EXCEL_ERROR_CODES = {
+    0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!",
+    0x1D: "#NAME?", 0x24: "#NUM!", 0x2A: "#N/A",
+}
+
+
+def read_grids(content: bytes, filename: str) -> list[Grid]:
+    """All candidate grids of a file: each sheet of a workbook, or each plausible decoding of a CSV.
+
+    Raises :class:`ReadError` for an empty, unreadable or unsupported file.
+    """
+    suffix = PurePath(filename).suffix.lower()
+    if not content:
+        raise ReadError(issue("FILE_EMPTY", f"文件为空(0字节): {filename}"))
+    if suffix == ".xlsx" or suffix == ".xlsm":
+        return _read_xlsx(content, filename)
+    if suffix == ".xls":
+        return _read_xls(content, filename)
+    if suffix in (".csv", ".txt"):
+        return _read_csv(content, filename)
+    raise ReadError(
+        issue("FILE_FORMAT_UNSUPPORTED", f"不支持的文件格式 {suffix or '(无扩展名)'}: 请提交 .xlsx、.xls 或 .csv")
+    )
+
+
+def _read_xlsx(content: bytes, filename: str) -> list[Grid]:
+    import openpyxl  # heavy import, only when needed
+    from openpyxl.utils import column_index_from_string
+
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(content), data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ReadError(issue("FILE_UNREADABLE", f"无法读取Excel文件 {filename}: {exc}")) from exc
+    grids = []
+    for ws in workbook.worksheets:
+        rows = tuple(tuple(r) for r in ws.iter_rows(values_only=True))
+        merged = tuple(
+            (rng.min_row - 1, rng.min_col - 1, rng.max_row - 1, rng.max_col - 1) for rng in ws.merged_cells.ranges
+        )
+        hidden_rows = frozenset(idx - 1 for idx, dim in ws.row_dimensions.items() if dim.hidden)
+        hidden_cols: set[int] = set()
+        for letter, dim in ws.column_dimensions.items():
+            if dim.hidden:
+                first = column_index_from_string(letter) - 1
+                last = (dim.max or first + 1) - 1
+                hidden_cols.update(range(first, max(first, last) + 1))
+        grids.append(
+            Grid(
+                sheet=ws.title,
+                rows=rows,
+                merged=merged,
+                hidden_rows=hidden_rows,
+                hidden_cols=frozenset(hidden_cols),
+                sheet_hidden=ws.sheet_state != "visible",
+            )
+        )
+    return grids
+
+
+def _read_xls(content: bytes, filename: str) -> list[Grid]:
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(file_contents=content, formatting_info=True)
+    except Exception as exc:  # xlrd raises its own XLRDError and struct errors alike
+        raise ReadError(issue("FILE_UNREADABLE", f"无法读取Excel(.xls)文件 {filename}: {exc}")) from exc
+    grids = []
+    for sheet in book.sheets():
+        rows = []
+        for r in range(sheet.nrows):
+            values: list[CellValue] = []
+            for c in range(sheet.ncols):
+                cell = sheet.cell(r, c)
+                if cell.ctype == xlrd.XL_CELL_ERROR:
+                    values.append(EXCEL_ERROR_CODES.get(cell.value, "#ERROR"))
+                elif cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
+                    values.append(None)
+                else:
+                    values.append(cell.value)
+            rows.append(tuple(values))
+        merged = tuple((rlo, clo, rhi - 1, chi - 1) for rlo, rhi, clo, chi in sheet.merged_cells)
+        hidden_rows = frozenset(r for r, info in sheet.rowinfo_map.items() if info.hidden)
+        hidden_cols = frozenset(c for c, info in sheet.colinfo_map.items() if info.hidden)
+        grids.append(
+            Grid(
+                sheet=sheet.name,
+                rows=tuple(rows),
+                merged=merged,
+                hidden_rows=hidden_rows,
+                hidden_cols=hidden_cols,
+                sheet_hidden=bool(sheet.visibility),
+            )
+        )
+    return grids
+
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode_candidates(content: bytes) -> list[tuple[str, str]]:
+    """Plausible (encoding, text) decodings of CSV bytes, most likely first.
+
+    A BOM decides. Otherwise strict UTF-8 first, then GB18030 (a superset of GBK); both are kept
+    when both succeed, and the layout step keeps the one whose header matches the declaration —
+    a short UTF-8 file can also be valid GB18030 and must not be misread.
+    """
+    for bom, encoding in _BOMS:
+        if content.startswith(bom):
+            try:
+                return [(encoding, content.decode(encoding))]
+            except UnicodeDecodeError as exc:
+                raise ReadError(
+                    issue("ENCODING_UNDECODABLE", f"文件以{encoding} BOM开头但无法按{encoding}解码: {exc}")
+                ) from exc
+    out = []
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            out.append((encoding, content.decode(encoding)))
+        except UnicodeDecodeError:
+            continue
+    if not out:
+        raise ReadError(issue("ENCODING_UNDECODABLE", "CSV文件既不是UTF-8也不是GBK/GB18030编码，无法解码"))
+    return out
+
+
+def _read_csv(content: bytes, filename: str) -> list[Grid]:
+    grids = []
+    for encoding, text in decode_candidates(content):
+        try:
+            dialect = csv.Sniffer().sniff(text[:4096], delimiters=",\t;")
+            delimiter = dialect.delimiter
+        except csv.Error:
+            delimiter = ","
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows = tuple(tuple(cell if cell != "" else None for cell in row) for row in reader)
+        grids.append(Grid(sheet=None, rows=rows, encoding=encoding))
+    if not any(any(c is not None for c in row) for g in grids for row in g.rows):
+        raise ReadError(issue("FILE_EMPTY", f"CSV文件没有任何内容: {filename}"))
+    return grids

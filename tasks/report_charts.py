@@ -1,0 +1,134 @@
+"""Inline SVG charts for the KPI report: small, dependency-free, every text escaped.
+
+Each chart is a pure function of its points and returns SVG markup as a string, or a short
+"暂无数据" paragraph when there is nothing to draw. The y axis always starts at 0: the report's
+series (incomes, rates, revenues) are non-negative, and a truncated axis would exaggerate change.
+Points computed from incomplete data (coverage < 1) are drawn hollow / pale and say so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+WIDTH, HEIGHT = 560, 280
+LEFT, RIGHT, TOP, BOTTOM = 72, 24, 40, 48
+COLOUR = "#1f6f8b"
+PALE = "#b9d3dc"
+EMPTY_HTML = '<p class="empty">暂无数据</p>'
+
+
+@dataclass(frozen=True)
+class Point:
+    """One year of a series: ``value`` in display units, ``label`` its formatted text."""
+
+    year: int
+    value: float
+    label: str
+    incomplete: bool = False
+
+
+def nice_ticks(maximum: float, count: int = 4) -> list[float]:
+    """Ticks from 0 to at least ``maximum`` in steps of 1, 2, 2.5 or 5 × 10^k."""
+    if not maximum > 0:
+        return [0.0, 1.0]
+    raw = maximum / count
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    steps = math.ceil(maximum / step - 1e-9)
+    return [i * step for i in range(steps + 1)]
+
+
+def _tick_text(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
+
+
+def _y(value: float, top_tick: float) -> float:
+    return TOP + (HEIGHT - TOP - BOTTOM) * (1 - value / top_tick)
+
+
+def _text(x: float, y: float, content: str, *, anchor: str = "middle", cls: str = "") -> str:
+    klass = f' class="{cls}"' if cls else ""
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="12"{klass}>{escape(content)}</text>'
+    )
+
+
+def _axes(ticks: Sequence[float], y_label: str) -> list[str]:
+    x0, x1, y_bottom = LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM
+    parts: list[str] = []
+    for tick in ticks:
+        y = _y(tick, ticks[-1])
+        parts.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" stroke="#e3e3e3"/>')
+        parts.append(_text(x0 - 6, y + 4, _tick_text(tick), anchor="end"))
+    parts.append(f'<line x1="{x0}" y1="{TOP - 8}" x2="{x0}" y2="{y_bottom}" stroke="#555"/>')
+    parts.append(f'<line x1="{x0}" y1="{y_bottom}" x2="{x1}" y2="{y_bottom}" stroke="#555"/>')
+    parts.append(_text(x0 - 6, TOP - 16, y_label, anchor="start", cls="axis-label"))
+    parts.append(_text((x0 + x1) / 2, HEIGHT - 8, "年份", cls="axis-label"))
+    return parts
+
+
+def _svg(title: str, body: list[str], points: Sequence[Point]) -> str:
+    if any(p.incomplete for p in points):
+        body.append(_text(WIDTH - RIGHT, 16, "空心点/浅色柱:数据不完整", anchor="end", cls="note"))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'role="img" aria-label="{escape(title)}" class="chart">'
+        f"<title>{escape(title)}</title>{''.join(body)}</svg>"
+    )
+
+
+def _line_xs(points: Sequence[Point]) -> list[float]:
+    """x proportional to the year, so gaps between years (2011 … 2014) show as gaps."""
+    inner_left, inner_right = LEFT + 32, WIDTH - RIGHT - 32
+    first, last = points[0].year, points[-1].year
+    if first == last:
+        return [(inner_left + inner_right) / 2]
+    span = inner_right - inner_left
+    return [inner_left + span * (p.year - first) / (last - first) for p in points]
+
+
+def line_chart(points: Sequence[Point], *, title: str, y_label: str) -> str:
+    """A line chart of ``points`` (sorted by year), labelled with each point's formatted value."""
+    if not points:
+        return EMPTY_HTML
+    points = sorted(points, key=lambda p: p.year)
+    ticks = nice_ticks(max(p.value for p in points))
+    xs = _line_xs(points)
+    ys = [_y(p.value, ticks[-1]) for p in points]
+    body = _axes(ticks, y_label)
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+    body.append(f'<polyline points="{path}" fill="none" stroke="{COLOUR}" stroke-width="2"/>')
+    for point, x, y in zip(points, xs, ys, strict=True):
+        fill = "#fff" if point.incomplete else COLOUR
+        body.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="{COLOUR}" stroke-width="2"/>'
+        )
+        body.append(_text(x, y - 10, point.label, cls="value"))
+        body.append(_text(x, HEIGHT - BOTTOM + 18, str(point.year)))
+    return _svg(title, body, points)
+
+
+def bar_chart(points: Sequence[Point], *, title: str, y_label: str) -> str:
+    """A bar chart of ``points``, one evenly spaced bar per year."""
+    if not points:
+        return EMPTY_HTML
+    points = sorted(points, key=lambda p: p.year)
+    ticks = nice_ticks(max(p.value for p in points))
+    slot = (WIDTH - RIGHT - LEFT) / len(points)
+    bar = min(48.0, slot * 0.6)
+    base = HEIGHT - BOTTOM
+    body = _axes(ticks, y_label)
+    for i, point in enumerate(points):
+        centre = LEFT + slot * (i + 0.5)
+        top = _y(max(point.value, 0.0), ticks[-1])
+        fill = PALE if point.incomplete else COLOUR
+        body.append(
+            f'<rect x="{centre - bar / 2:.1f}" y="{top:.1f}" width="{bar:.1f}" '
+            f'height="{base - top:.1f}" fill="{fill}"/>'
+        )
+        body.append(_text(centre, top - 6, point.label, cls="value"))
+        body.append(_text(centre, base + 18, str(point.year)))
+    return _svg(title, body, points)

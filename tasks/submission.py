@@ -1,0 +1,283 @@
+"""One submission's journey as plain functions: receive → parse → validate → load → receipt.
+
+The Prefect tasks in :mod:`tasks.steps` wrap these; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from duikou_settings import Settings
+from expectations.declaration import Declaration, load_declarations
+from expectations.issues import Issue
+from tasks.normalise import TOWNSHIP_CODE, NormalisedForm, choose_form, normalise_form
+from tasks.periods import Period, parse_period
+from tasks.read import ReadError, read_grids
+from tasks.townships import TownshipResolver
+from tasks.validate import CheckResult, Validation, decide_outcome
+from warehouse.load import DqResult, LoadOutcome, SubmissionRecord, find_submission, record_submission
+from warehouse.refdata import ReferenceFrames
+
+
+class SubmissionError(ValueError):
+    """The request itself is wrong (unknown department, malformed period, missing file)."""
+
+
+@dataclass(frozen=True)
+class Received:
+    path: Path
+    department: str
+    period: Period
+    original_name: str
+    sha256: str
+    received_at: datetime
+    size_bytes: int
+
+    @property
+    def submission_id(self) -> str:
+        return self.sha256[:16]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What reading and normalising produced; ``form`` is None when the file could not be read."""
+
+    form: NormalisedForm | None
+    fatal: tuple[Issue, ...]
+
+
+def declaration_for(department: str) -> Declaration:
+    declarations = load_declarations()
+    if department not in declarations:
+        known = ", ".join(sorted(declarations))
+        raise SubmissionError(f"unknown department {department!r}; known: {known}")
+    return declarations[department]
+
+
+def receive(path: Path, department: str, period: str, received_at: datetime | None = None) -> Received:
+    """Hash the file and check the request; the file itself is not interpreted yet."""
+    declaration = declaration_for(department)
+    try:
+        parsed_period = parse_period(period, declaration.period_type)
+    except ValueError as exc:
+        raise SubmissionError(str(exc)) from exc
+    if not path.is_file():
+        raise SubmissionError(f"no such file: {path}")
+    content = path.read_bytes()
+    stat_time = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    return Received(
+        path=path,
+        department=department,
+        period=parsed_period,
+        original_name=path.name,
+        sha256=hashlib.sha256(content).hexdigest(),
+        received_at=received_at or stat_time,
+        size_bytes=len(content),
+    )
+
+
+def previous_result(engine: Engine | None, received: Received) -> dict[str, Any] | None:
+    """The ledger row of an identical file already received, if any."""
+    return find_submission(engine, received.sha256) if engine is not None else None
+
+
+def parse(received: Received, reference: ReferenceFrames) -> Parsed:
+    declaration = declaration_for(received.department)
+    try:
+        grids = read_grids(received.path.read_bytes(), received.original_name)
+        form_table, choice_issues = choose_form(grids, declaration)
+    except ReadError as exc:
+        return Parsed(form=None, fatal=(exc.issue,))
+    resolver = TownshipResolver(
+        reference.townships, reference.aliases, reference.helper_units, reference.pairings,
+        received.period.start, received.period.end,
+    )
+    form = normalise_form(form_table, declaration, received.period, resolver)
+    return Parsed(form=_with_issues(form, choice_issues), fatal=())
+
+
+def _with_issues(form: NormalisedForm, extra: list[Issue]) -> NormalisedForm:
+    from dataclasses import replace
+
+    return replace(form, issues=(*extra, *form.issues))
+
+
+def validate(parsed: Parsed) -> Validation:
+    from tasks.validate import validate_form
+
+    if parsed.form is None:
+        return Validation(outcome=decide_outcome(parsed.fatal), issues=parsed.fatal, results=(),
+                          flagged_rows=frozenset(), rejected_rows=frozenset())
+    return validate_form(parsed.form, declaration_for(parsed.form.department))
+
+
+def long_facts(form: NormalisedForm, validation: Validation) -> pd.DataFrame:
+    """Wide township rows → one row per township × indicator (values in base units)."""
+    indicators = [c for c in form.wide.columns if c not in (TOWNSHIP_CODE, "township_text")]
+    wide = form.wide.reset_index()
+    facts = wide.melt(id_vars=["source_row", TOWNSHIP_CODE], value_vars=indicators,
+                      var_name="indicator", value_name="value")
+    facts["flagged"] = facts["source_row"].isin(validation.flagged_rows)
+    return facts[["indicator", TOWNSHIP_CODE, "value", "flagged", "source_row"]]
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^\w.\-\u4e00-\u9fff]+", "_", name)[:120] or "submission"
+
+
+def storage_paths(received: Received, outcome: str, settings: Settings) -> tuple[Path, Path]:
+    """(where the file is kept, where its receipt goes), by outcome."""
+    root = settings.archive_dir if outcome == "loaded" else settings.quarantine_dir
+    folder = root / received.department / received.period.label
+    stored = folder / f"{received.submission_id}__{_safe_name(received.original_name)}"
+    return stored, settings.receipts_dir / f"{received.submission_id}.json"
+
+
+def relative(path: Path, settings: Settings) -> str:
+    return path.resolve().relative_to(settings.resolved_data_dir).as_posix()
+
+
+def store_file(received: Received, stored: Path) -> None:
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    if not stored.exists():
+        tmp = stored.with_suffix(stored.suffix + ".part")
+        shutil.copyfile(received.path, tmp)
+        os.replace(tmp, stored)
+
+
+def load(
+    engine: Engine, received: Received, parsed: Parsed, validation: Validation, settings: Settings
+) -> LoadOutcome:
+    """Keep the file, then record the submission (ledger + facts) in one transaction."""
+    stored, receipt = storage_paths(received, validation.outcome, settings)
+    store_file(received, stored)
+    form = parsed.form
+    rows_read = form.rows_read if form is not None else 0
+    loaded = validation.outcome == "loaded"
+    record = SubmissionRecord(
+        submission_id=received.submission_id,
+        sha256=received.sha256,
+        department=received.department,
+        period=received.period.label,
+        original_name=received.original_name,
+        received_at=received.received_at,
+        status=validation.outcome,
+        rows_read=rows_read,
+        rows_loaded=rows_read if loaded else 0,
+        rows_rejected=len(validation.rejected_rows),
+        archive_path=relative(stored, settings),
+        receipt_path=relative(receipt, settings),
+    )
+    facts = long_facts(form, validation) if (loaded and form is not None) else _empty_facts()
+    totals = pd.DataFrame(
+        [{"indicator": k, "value": v, "label_zh": form.total_label or "合计"}
+         for k, v in (form.totals.items() if form is not None else [])],
+        columns=["indicator", "value", "label_zh"],
+    )
+    return record_submission(engine, record, facts, totals, validation.issues,
+                             [_dq(r) for r in validation.results])
+
+
+def _empty_facts() -> pd.DataFrame:
+    return pd.DataFrame(columns=["indicator", TOWNSHIP_CODE, "value", "flagged", "source_row"])
+
+
+def _dq(result: CheckResult) -> DqResult:
+    return DqResult(
+        check_id=result.check_id,
+        expectation_type=result.expectation_type,
+        severity=result.severity,
+        success=result.success,
+        element_count=result.element_count,
+        unexpected_count=result.unexpected_count,
+        observed=result.observed,
+    )
+
+
+def build_receipt(
+    received: Received,
+    parsed: Parsed | None,
+    validation: Validation | None,
+    *,
+    status: str,
+    dry_run: bool = False,
+    duplicate_of: dict[str, Any] | None = None,
+    load_outcome: LoadOutcome | None = None,
+    stored: str | None = None,
+) -> dict[str, Any]:
+    """The department's import summary (JSON-able). Never contains personal data."""
+    form = parsed.form if parsed else None
+    issues = list(validation.issues) if validation else []
+    counts_by_severity = {s: sum(1 for i in issues if i.severity == s) for s in ("critical", "warning", "info")}
+    rows_read = form.rows_read if form else 0
+    rows_rejected = len(validation.rejected_rows) if validation else 0
+    receipt: dict[str, Any] = {
+        "submission_id": received.submission_id,
+        "sha256": received.sha256,
+        "department": received.department,
+        "title_zh": declaration_for(received.department).title_zh,
+        "period": received.period.label,
+        "original_name": received.original_name,
+        "received_at": received.received_at.isoformat(),
+        "processed_at": datetime.now(UTC).isoformat(),
+        "status": status,
+        "dry_run": dry_run,
+        "sheet": form.sheet if form else None,
+        "encoding": form.encoding if form else None,
+        "counts": {
+            "rows_read": rows_read,
+            "rows_loaded": rows_read if status in ("loaded",) else 0,
+            "rows_rejected": rows_rejected,
+            "facts_loaded": load_outcome.facts_loaded if load_outcome else 0,
+            "issues": counts_by_severity,
+            "checks_evaluated": len(validation.results) if validation else 0,
+            "checks_failed": sum(1 for r in validation.results if not r.success) if validation else 0,
+        },
+        "issues": [i.to_dict() for i in issues],
+        "summary_zh": _summary_zh(status, counts_by_severity, duplicate_of),
+    }
+    if duplicate_of:
+        receipt["duplicate_of"] = duplicate_of
+    if load_outcome and load_outcome.supersedes:
+        receipt["supersedes"] = load_outcome.supersedes
+    if stored:
+        receipt["stored_as"] = stored
+    return receipt
+
+
+def _summary_zh(status: str, counts: dict[str, int], duplicate_of: dict[str, Any] | None) -> str:
+    if status == "duplicate" and duplicate_of:
+        return (f"重复提交: 与{duplicate_of.get('received_at', '')}收到的文件"
+                f"{duplicate_of.get('submission_id')}完全相同，未重复入库")
+    text = {
+        "loaded": "已入库",
+        "rejected": "已退回: 存在必须修改的错误，数据未入库",
+        "quarantined": "已暂存待核: 数据可疑，需人工核实后处理，未入库",
+    }.get(status, status)
+    return f"{text}(严重{counts['critical']}项，警告{counts['warning']}项，提示{counts['info']}项)"
+
+
+def write_receipt(receipt: dict[str, Any], receipt_path: Path, stored_path: Path | None) -> None:
+    """Write the receipt atomically under receipts/ and next to the kept file."""
+    text = json.dumps(receipt, ensure_ascii=False, indent=2, default=str)
+    targets = [receipt_path]
+    if stored_path is not None:
+        targets.append(stored_path.with_name(stored_path.name + ".receipt.json"))
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".receipt-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)

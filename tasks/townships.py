@@ -1,0 +1,118 @@
+"""Township names on forms → township codes, through the dated alias table.
+
+Exact matches only, after folding width and whitespace: 章谷 / 章谷镇 / 巴底乡 (only up to 2012).
+Anything else is an error that names the value and what it probably meant — a former name valid
+at another date, the paired township of a Chenghua helper unit, or the closest valid names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+
+
+def fold_name(text: str) -> str:
+    """NFKC, no whitespace of any width."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(text)).replace("\u3000", ""))
+
+
+@dataclass(frozen=True)
+class Resolution:
+    township_code: str | None
+    name_zh: str | None = None
+    alias_kind: str | None = None  # official / short / former; None when unresolved
+    problem: str | None = None  # Chinese explanation when unresolved
+
+
+class TownshipResolver:
+    """Resolves names valid during [start, end]; built once per submission period."""
+
+    def __init__(
+        self,
+        townships: pd.DataFrame,
+        aliases: pd.DataFrame,
+        helper_units: pd.DataFrame,
+        pairings: pd.DataFrame,
+        start: date,
+        end: date,
+    ) -> None:
+        self.start, self.end = start, end
+        names = dict(zip(townships["township_code"].astype(str), townships["name_zh"], strict=True))
+        self._official = names
+        self._valid: dict[str, tuple[str, str]] = {}
+        self._other_dates: dict[str, list[tuple[str, date, date]]] = {}
+        for row in aliases.itertuples(index=False):
+            alias = fold_name(str(row.alias))
+            vf, vt = _as_date(row.valid_from), _as_date(row.valid_to)
+            code = str(row.township_code)
+            if vf <= end and vt >= start:
+                self._valid[alias] = (code, str(row.alias_kind))
+            else:
+                self._other_dates.setdefault(alias, []).append((code, vf, vt))
+        self.expected_codes = tuple(
+            sorted(
+                str(row.township_code)
+                for row in townships.itertuples(index=False)
+                if _as_date(row.valid_from) <= end and (_none(row.valid_to) or _as_date(row.valid_to) >= start)
+            )
+        )
+        helper_names = dict(zip(helper_units["helper_unit_id"].astype(str), helper_units["name_zh"], strict=True))
+        self._helper_to_township: dict[str, tuple[str, str, bool]] = {}
+        for row in pairings.itertuples(index=False):
+            helper = helper_names.get(str(row.helper_unit_id))
+            if helper:
+                verified = bool(row.verified) and str(row.verified).lower() != "false"
+                for variant in {helper, helper.removesuffix("街道")}:
+                    self._helper_to_township[fold_name(variant)] = (
+                        str(row.township_code), helper, verified
+                    )
+
+    def resolve(self, raw_name: str) -> Resolution:
+        name = fold_name(raw_name)
+        if name in self._valid:
+            code, kind = self._valid[name]
+            return Resolution(code, self._official.get(code), kind)
+        if not name:
+            return Resolution(None, problem="乡镇名称为空")
+        if name in self._other_dates:
+            code, vf, vt = self._other_dates[name][0]
+            current = self._official.get(code, code)
+            return Resolution(
+                None,
+                problem=(
+                    f"“{raw_name}”是{vf.year}–{vt.year}年间的名称，"
+                    f"本报告期({self.start:%Y-%m})应为“{current}”"
+                ),
+            )
+        if name in self._helper_to_township:
+            code, helper, verified = self._helper_to_township[name]
+            pairing = "" if verified else "(推定结对，未经核实)"
+            return Resolution(
+                None,
+                problem=(
+                    f"“{raw_name}”是成华区帮扶单位{helper}，不是丹巴县乡镇；"
+                    f"是否指其结对乡镇“{self._official.get(code, code)}”{pairing}？"
+                ),
+            )
+        close = difflib.get_close_matches(name, list(self._valid), n=3, cutoff=0.5)
+        hint = "、".join(dict.fromkeys(self._official.get(self._valid[c][0], c) for c in close))
+        suffix = f"；最接近的有效名称: {hint}" if hint else ""
+        return Resolution(None, problem=f"“{raw_name}”不是本报告期有效的丹巴县乡镇名称{suffix}")
+
+    def name_of(self, code: str) -> str:
+        return self._official.get(code, code)
+
+
+def _none(value: object) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT
+
+
+def _as_date(value: object) -> date:
+    if isinstance(value, date):
+        return value if not isinstance(value, pd.Timestamp) else value.date()
+    return pd.Timestamp(str(value)).date()

@@ -1,0 +1,65 @@
+"""Shared fixtures: warehouse engines on a temporary SQLite file and on real PostgreSQL.
+
+``warehouse_engine`` runs a test on both backends. PostgreSQL needs
+``DUIKOU_TEST_POSTGRES_URL`` (e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/test``):
+unset → skipped; set but unreachable → the test fails, because a configured database that
+cannot be reached is a broken environment, not an optional one. Each PostgreSQL test gets a
+fresh schema (``search_path``), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from warehouse.engine import ensure_warehouse, make_engine
+
+POSTGRES_URL_ENV = "DUIKOU_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A warehouse in a temporary SQLite file, ``ensure_warehouse`` applied."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'warehouse' / 'warehouse.sqlite'}")
+    ensure_warehouse(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine() -> Iterator[Engine]:
+    """A warehouse in a fresh PostgreSQL schema, ``ensure_warehouse`` applied."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_URL_ENV} not set: PostgreSQL warehouse tests skipped")
+    schema_name = f"test_{uuid.uuid4().hex[:12]}"  # our own identifier, not data
+    admin = make_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema_name}"))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.fail(f"{POSTGRES_URL_ENV} is set but PostgreSQL is unreachable: {exc}")
+    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema_name}"})
+    try:
+        ensure_warehouse(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_engine(request: pytest.FixtureRequest) -> Engine:
+    """The same test on SQLite and on PostgreSQL."""
+    name = "sqlite_engine" if request.param == "sqlite" else "postgres_engine"
+    engine: Engine = request.getfixturevalue(name)
+    return engine

@@ -1,0 +1,127 @@
+"""Engines and the one-call warehouse setup.
+
+``make_engine`` gives a configured engine for SQLite (the default, one file under the data
+dir) or PostgreSQL (psycopg 3). ``begin_write`` is how every writer in the warehouse opens its
+transaction: on SQLite it emits ``BEGIN IMMEDIATE`` so the write lock is taken up front (two
+writers queue on ``busy_timeout`` instead of failing when a read lock cannot be upgraded); on
+PostgreSQL it is a plain transaction, and writers serialise per partition with advisory locks
+(``advisory_lock``). Readers use ``engine.connect()`` / ``engine.begin()`` and get a deferred
+``BEGIN``, so under WAL they never block or wait for a writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+from warehouse import schema
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE_OPTION = "duikou_begin_immediate"
+
+
+def _is_sqlite(url_or_engine: Engine | Connection | str) -> bool:
+    if isinstance(url_or_engine, str):
+        return make_url(url_or_engine).get_backend_name() == "sqlite"
+    return url_or_engine.dialect.name == "sqlite"
+
+
+def _normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 here (psycopg2 is not installed)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module (it would emit a deferred BEGIN
+    # itself, and not before DDL); SQLAlchemy's "begin" event below emits our BEGIN instead.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS:d}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = bool(conn.get_execution_options().get(_WRITE_OPTION, False))
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str, **engine_kwargs: Any) -> Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+    SQLite: foreign keys on, WAL journal, 30 s busy timeout, the parent directory of the file
+    created, and transactions begun by SQLAlchemy (see ``begin_write``). PostgreSQL: psycopg 3
+    with pre-ping. ``engine_kwargs`` go to ``create_engine`` (e.g. ``connect_args``).
+    """
+    url = _normalise_url(url)
+    if _is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **engine_kwargs)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **engine_kwargs)
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: committed on exit, rolled back on any exception.
+
+    On SQLite it starts with ``BEGIN IMMEDIATE``, which is also the partition lock of
+    ``advisory_lock`` (SQLite has one writer at a time).
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+def lock_key(*parts: str) -> int:
+    """A stable signed 64-bit key for ``parts`` (blake2b; ``hash()`` varies between processes)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def advisory_lock(conn: Connection, *parts: str) -> None:
+    """Serialise writers of one partition until the transaction ends.
+
+    PostgreSQL: ``pg_advisory_xact_lock``. SQLite: nothing to do, ``BEGIN IMMEDIATE`` already
+    holds the database's single write lock.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(*parts)})
+
+
+def ensure_warehouse(engine: Engine) -> None:
+    """Create missing tables, (re)create the views, load reference data. Idempotent.
+
+    One transaction (DDL is transactional on both backends). Existing tables are left as they
+    are: detecting drift between the database and ``schema.metadata`` is the migrations' job.
+    The second call creates nothing and writes no reference rows unless a CSV or declaration
+    changed (see ``refdata.load_reference``); only the views are dropped and re-created.
+    """
+    from warehouse.refdata import load_reference  # refdata imports this module
+
+    with begin_write(engine) as conn:
+        advisory_lock(conn, "ensure_warehouse")
+        schema.metadata.create_all(conn, checkfirst=True)
+        for name in schema.VIEWS:
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")  # name: our own constant
+        for name, body in schema.VIEWS.items():
+            conn.exec_driver_sql(f"CREATE VIEW {name} AS {body}")
+        load_reference(conn)

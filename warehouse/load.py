@@ -1,0 +1,362 @@
+"""The ledger and loading: one submission = one transaction.
+
+``record_submission`` writes a submission's ledger row, its issues and data-quality results and,
+for a loaded submission, its facts and 合计 totals — all or nothing. Writers of the same
+(department, period) partition are serialised (PostgreSQL advisory lock; SQLite ``BEGIN
+IMMEDIATE``), so the duplicate check, the supersede step and the inserts see a stable ledger.
+
+Ledger rules:
+
+* an identical file (same sha256) already ``loaded`` or ``superseded`` is a duplicate: nothing
+  is written and the outcome names the earlier submission;
+* an identical file recorded as ``rejected`` / ``quarantined`` is re-evaluated: its ledger row
+  and detail rows are replaced;
+* a new ``loaded`` submission supersedes the partition's current one (status ``superseded``,
+  ``superseded_by`` set; the new row's ``supersedes`` points back). Old facts stay in
+  ``fact_indicator_value``; ``v_indicator_value`` shows only the current version, and since the
+  switch happens in one transaction a reader sees either the old or the new version.
+
+Times are stored in UTC (SQLite keeps them as naive UTC text).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
+
+from expectations.declaration import load_declarations
+from expectations.issues import Issue
+from warehouse import schema
+from warehouse.engine import advisory_lock, begin_write
+
+RecordStatus = Literal["loaded", "rejected", "quarantined"]
+OutcomeStatus = Literal["loaded", "rejected", "quarantined", "duplicate"]
+
+FACT_COLUMNS = ("indicator", "township_code", "value", "flagged", "source_row")
+TOTAL_COLUMNS = ("indicator", "value", "label_zh")
+CHUNK_ROWS = 2_000
+_PERIOD_RE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+_ID_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class SubmissionRecord:
+    """What the pipeline knows about one received file when it is recorded."""
+
+    submission_id: str  # first 16 hex digits of sha256
+    sha256: str
+    department: str
+    period: str  # "YYYY-MM" (monthly returns) or "YYYY" (annual returns)
+    original_name: str
+    received_at: datetime
+    status: RecordStatus
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    archive_path: str | None
+    receipt_path: str | None
+
+
+@dataclass(frozen=True)
+class DqResult:
+    """One evaluated data-quality check (one ``dq_result`` row)."""
+
+    check_id: str
+    expectation_type: str
+    severity: str
+    success: bool
+    element_count: int | None
+    unexpected_count: int | None
+    observed: str | None  # compact JSON
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    submission_id: str
+    status: OutcomeStatus
+    supersedes: str | None
+    duplicate_of: str | None
+    facts_loaded: int
+
+
+def parse_period(period: str) -> tuple[int, int | None]:
+    """``"2017-05"`` → ``(2017, 5)``; ``"2016"`` → ``(2016, None)``. ValueError otherwise."""
+    match = _PERIOD_RE.match(period)
+    if not match:
+        raise ValueError(f"period {period!r} is neither YYYY-MM nor YYYY")
+    year = int(match.group(1))
+    month = int(match.group(2)) if match.group(2) else None
+    if month is not None and not 1 <= month <= 12:
+        raise ValueError(f"period {period!r}: month out of range")
+    return year, month
+
+
+def _check_record(record: SubmissionRecord) -> tuple[int, int | None]:
+    if record.status not in ("loaded", "rejected", "quarantined"):
+        raise ValueError(f"{record.submission_id}: cannot record status {record.status!r}")
+    if len(record.sha256) != 64 or record.submission_id != record.sha256[:_ID_LENGTH]:
+        raise ValueError(f"{record.submission_id}: submission_id must be the first 16 hex digits of sha256")
+    year, month = parse_period(record.period)
+    decl = load_declarations().get(record.department)
+    if decl is not None and (month is None) != (decl.period_type == "year"):
+        raise ValueError(
+            f"{record.submission_id}: period {record.period!r} does not fit the "
+            f"{decl.period_type}ly {record.department} return"
+        )
+    return year, month
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} frame lacks columns {missing}")
+
+
+def _nullable_float(value: Any) -> float | None:
+    if value is None or pd.isna(value):
+        return None
+    out = float(value)
+    return None if math.isnan(out) else out
+
+
+def _nullable_int(value: Any) -> int | None:
+    if value is None or pd.isna(value):
+        return None
+    return int(value)
+
+
+def _fact_rows(
+    record: SubmissionRecord, year: int, month: int | None, facts: pd.DataFrame
+) -> list[dict[str, Any]]:
+    _require_columns(facts, FACT_COLUMNS, "facts")
+    return [
+        {
+            "submission_id": record.submission_id,
+            "indicator": str(indicator),
+            "township_code": str(township),
+            "department": record.department,
+            "period": record.period,
+            "year": year,
+            "month": month,
+            "value": _nullable_float(value),
+            "flagged": bool(flagged) if not pd.isna(flagged) else False,
+            "source_row": _nullable_int(source_row),
+        }
+        for indicator, township, value, flagged, source_row in facts.loc[:, list(FACT_COLUMNS)].itertuples(
+            index=False, name=None
+        )
+    ]
+
+
+def _total_rows(record: SubmissionRecord, totals: pd.DataFrame) -> list[dict[str, Any]]:
+    _require_columns(totals, TOTAL_COLUMNS, "totals")
+    return [
+        {
+            "submission_id": record.submission_id,
+            "indicator": str(indicator),
+            "value": _nullable_float(value),
+            "label_zh": str(label),
+        }
+        for indicator, value, label in totals.loc[:, list(TOTAL_COLUMNS)].itertuples(index=False, name=None)
+    ]
+
+
+def _issue_rows(submission_id: str, issues: Sequence[Issue]) -> list[dict[str, Any]]:
+    return [
+        {
+            "submission_id": submission_id,
+            "seq": seq,
+            "code": item.code,
+            "severity": item.severity,
+            "action": item.action,
+            "rule_id": item.rule_id,
+            "sheet": item.sheet,
+            "row_number": item.row,
+            "column_label": item.column,
+            "message_zh": item.message,
+        }
+        for seq, item in enumerate(issues, start=1)
+    ]
+
+
+def _dq_rows(submission_id: str, results: Sequence[DqResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "submission_id": submission_id,
+            "check_id": r.check_id,
+            "expectation_type": r.expectation_type,
+            "severity": r.severity,
+            "success": bool(r.success),
+            "element_count": r.element_count,
+            "unexpected_count": r.unexpected_count,
+            "observed": r.observed,
+        }
+        for r in results
+    ]
+
+
+def _chunks(rows: Sequence[dict[str, Any]], size: int = CHUNK_ROWS) -> Iterator[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """executemany of one Core INSERT per chunk (insertmanyvalues batches it further)."""
+    for chunk in _chunks(rows):
+        conn.execute(insert(table), list(chunk))
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("received_at must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+_DETAIL_TABLES: tuple[Table, ...] = (
+    schema.submission_issue,
+    schema.dq_result,
+    schema.fact_form_total,
+    schema.fact_indicator_value,
+)
+
+
+def _forget(conn: Connection, submission_id: str) -> None:
+    """Delete a rejected/quarantined submission's ledger row and its detail rows."""
+    for table in _DETAIL_TABLES:
+        conn.execute(delete(table).where(table.c.submission_id == submission_id))
+    conn.execute(delete(schema.submission).where(schema.submission.c.submission_id == submission_id))
+
+
+def find_submission(engine: Engine, sha256: str) -> dict[str, Any] | None:
+    """The ledger row of the file with this sha256, as a dict, or None."""
+    with engine.connect() as conn:
+        row = (
+            conn.execute(select(schema.submission).where(schema.submission.c.sha256 == sha256))
+            .mappings()
+            .first()
+        )
+    return dict(row) if row is not None else None
+
+
+def record_submission(
+    engine: Engine,
+    record: SubmissionRecord,
+    facts: pd.DataFrame,
+    totals: pd.DataFrame,
+    issues: Sequence[Issue],
+    dq_results: Sequence[DqResult],
+) -> LoadOutcome:
+    """Record one submission in one transaction; see the module docstring for the rules.
+
+    ``facts``: one row per indicator × township (columns ``FACT_COLUMNS``; ``value`` in the
+    indicator's base unit, NaN stored as NULL). ``totals``: the form's 合计 row per indicator
+    (``TOTAL_COLUMNS``). Facts and totals are written only when ``record.status == "loaded"``
+    and ignored otherwise. Any error (an unknown township or indicator violates a foreign key,
+    a repeated indicator × township violates the key) rolls the whole submission back.
+    """
+    year, month = _check_record(record)
+    loaded = record.status == "loaded"
+    fact_rows = _fact_rows(record, year, month, facts) if loaded else []
+    total_rows = _total_rows(record, totals) if loaded else []
+    issue_rows = _issue_rows(record.submission_id, issues)
+    dq_rows = _dq_rows(record.submission_id, dq_results)
+    sub = schema.submission
+
+    with begin_write(engine) as conn:
+        advisory_lock(conn, "submission", record.department, record.period)
+        existing = conn.execute(
+            select(sub.c.submission_id, sub.c.status).where(sub.c.sha256 == record.sha256)
+        ).first()
+        if existing is not None and existing.status in ("loaded", "superseded"):
+            return LoadOutcome(record.submission_id, "duplicate", None, existing.submission_id, 0)
+        if existing is not None:
+            _forget(conn, existing.submission_id)
+
+        previous: str | None = None
+        if loaded:
+            previous = conn.execute(
+                select(sub.c.submission_id).where(
+                    sub.c.department == record.department,
+                    sub.c.period == record.period,
+                    sub.c.status == "loaded",
+                )
+            ).scalar_one_or_none()
+            if previous is not None:
+                conn.execute(update(sub).where(sub.c.submission_id == previous).values(status="superseded"))
+
+        now = datetime.now(UTC)
+        conn.execute(
+            insert(sub).values(
+                submission_id=record.submission_id,
+                sha256=record.sha256,
+                department=record.department,
+                period=record.period,
+                original_name=record.original_name,
+                received_at=_utc(record.received_at),
+                processed_at=now,
+                loaded_at=now if loaded else None,
+                status=record.status,
+                rows_read=record.rows_read,
+                rows_loaded=record.rows_loaded,
+                rows_rejected=record.rows_rejected,
+                facts_loaded=len(fact_rows),
+                supersedes=previous,
+                superseded_by=None,
+                archive_path=record.archive_path,
+                receipt_path=record.receipt_path,
+            )
+        )
+        if previous is not None:
+            conn.execute(
+                update(sub).where(sub.c.submission_id == previous).values(superseded_by=record.submission_id)
+            )
+        _insert_many(conn, schema.fact_indicator_value, fact_rows)
+        _insert_many(conn, schema.fact_form_total, total_rows)
+        _insert_many(conn, schema.submission_issue, issue_rows)
+        _insert_many(conn, schema.dq_result, dq_rows)
+
+    return LoadOutcome(record.submission_id, record.status, previous, None, len(fact_rows))
+
+
+def _frame(rows: Iterable[Any], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+
+
+def submission_status_counts(engine: Engine) -> pd.DataFrame:
+    """One row per department × status: ``department, status, submissions``."""
+    sub = schema.submission
+    stmt = (
+        select(sub.c.department, sub.c.status, func.count().label("submissions"))
+        .group_by(sub.c.department, sub.c.status)
+        .order_by(sub.c.department, sub.c.status)
+    )
+    with engine.connect() as conn:
+        return _frame(conn.execute(stmt), ["department", "status", "submissions"])
+
+
+def current_submissions(engine: Engine) -> pd.DataFrame:
+    """One row per (department, period) with a loaded submission: the current version."""
+    sub = schema.submission
+    columns = (
+        "department",
+        "period",
+        "submission_id",
+        "original_name",
+        "loaded_at",
+        "facts_loaded",
+        "supersedes",
+    )
+    stmt = (
+        select(*(sub.c[c] for c in columns))
+        .where(sub.c.status == "loaded")
+        .order_by(sub.c.department, sub.c.period)
+    )
+    with engine.connect() as conn:
+        return _frame(conn.execute(stmt), columns)

@@ -1,0 +1,261 @@
+"""County KPIs: ``mart_county_kpi_yearly`` (grain: one row per year × KPI).
+
+``compute_county_kpis`` is pure: current facts in, KPI rows out, following the methods in
+``expectations/kpis.yaml``. ``refresh_marts`` reads ``v_indicator_value`` (current versions
+only) and ``ref_township``, computes, and replaces the mart in one transaction.
+
+Caveats:
+
+* Base KPIs (sum, weighted_mean, ratio) use the township-periods where *all* their input
+  indicators have a value; a township-month missing one input is left out of numerator and
+  denominator alike, and shows in the coverage.
+* A cumulative (本年累计) input counts once per township: its latest period with a value in the
+  year. Undercounted when that latest period is early; the coverage shows it.
+* Derived KPIs (multiple_of_base, cagr, yoy) exist for a year only when the KPI they derive from
+  exists both in that year and in the comparison year; multiple_of_base and cagr only for years
+  after ``base_year``. Their coverage adds up the coverage of the two years.
+* A value that cannot be computed (zero denominator, non-positive CAGR base) is stored NULL.
+* Values are unrounded; ``Kpi.decimals`` and ``display_unit`` are for presentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, column, delete, insert, select, table
+
+from expectations.declaration import Declaration, Kpi, load_declarations, load_kpis
+from warehouse import schema
+from warehouse.engine import advisory_lock, begin_write
+
+KPI_COLUMNS = (
+    "year",
+    "kpi",
+    "label_zh",
+    "value",
+    "unit",
+    "department",
+    "coverage_used",
+    "coverage_expected",
+    "coverage",
+    "definition_zh",
+)
+VALUE_COLUMNS = ("department", "indicator", "township_code", "period", "year", "value")
+_PERIODS_PER_YEAR = {"month": 12, "year": 1}
+#: the columns of the view (schema.VIEWS) that the mart reads
+_V_INDICATOR_VALUE = table("v_indicator_value", *(column(c) for c in VALUE_COLUMNS))
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One KPI in one year, before it becomes a row."""
+
+    value: float | None
+    used: int
+    expected: int
+
+
+def _finite(value: float) -> float | None:
+    return None if pd.isna(value) or value in (float("inf"), float("-inf")) else float(value)
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return None if denominator == 0 else _finite(numerator / denominator)
+
+
+def _townships_valid(townships: pd.DataFrame, year: int) -> int:
+    """Townships whose validity interval overlaps the calendar year."""
+    start, end = date(year, 1, 1), date(year, 12, 31)
+    count = 0
+    intervals = townships.loc[:, ["valid_from", "valid_to"]].itertuples(index=False, name=None)
+    for valid_from, valid_to in intervals:
+        begins = pd.Timestamp(valid_from).date()
+        ends = None if valid_to is None or pd.isna(valid_to) else pd.Timestamp(valid_to).date()
+        if begins <= end and (ends is None or ends >= start):
+            count += 1
+    return count
+
+
+def _inputs(kpi: Kpi) -> tuple[str, ...]:
+    if kpi.method == "sum":
+        return (str(kpi.indicator),)
+    if kpi.method == "weighted_mean":
+        return (str(kpi.indicator), str(kpi.weight))
+    if kpi.method == "ratio":
+        return (str(kpi.numerator), str(kpi.denominator))
+    raise ValueError(f"{kpi.kpi}: {kpi.method} is not a base method")
+
+
+def _column_total(used: pd.DataFrame, column: pd.Series, cumulative: bool) -> float:
+    """Σ over township-periods; a cumulative indicator once per township (its latest period)."""
+    if not cumulative:
+        return float(column.sum())
+    latest = used.groupby("township_code")["period"].transform("max") == used["period"]
+    return float(column[latest].sum())
+
+
+def _base_points(
+    kpi: Kpi, values: pd.DataFrame, decl: Declaration, townships: pd.DataFrame
+) -> dict[int, _Point]:
+    inputs = _inputs(kpi)
+    cumulative = {name: decl.indicator(name).cumulative for name in inputs}
+    rows = values[(values["department"] == kpi.department) & values["indicator"].isin(inputs)]
+    rows = rows[rows["value"].notna()]
+    if rows.empty:
+        return {}
+    wide = rows.pivot_table(
+        index=["year", "township_code", "period"], columns="indicator", values="value", aggfunc="first"
+    )
+    if any(name not in wide.columns for name in inputs):
+        return {}
+    wide = wide.loc[:, list(inputs)].dropna().reset_index()
+    points: dict[int, _Point] = {}
+    for year, used in wide.groupby("year", sort=True):
+        year = int(year)
+        expected = _townships_valid(townships, year) * _PERIODS_PER_YEAR[decl.period_type]
+        if kpi.method == "sum":
+            name = inputs[0]
+            value = _finite(_column_total(used, used[name], cumulative[name]))
+        elif kpi.method == "weighted_mean":
+            name, weight = inputs
+            # both cumulative or neither in practice; the product follows the indicator
+            product = used[name] * used[weight]
+            value = _ratio(
+                _column_total(used, product, cumulative[name]),
+                _column_total(used, used[weight], cumulative[weight]),
+            )
+        else:  # ratio
+            numerator, denominator = inputs
+            quotient = _ratio(
+                _column_total(used, used[numerator], cumulative[numerator]),
+                _column_total(used, used[denominator], cumulative[denominator]),
+            )
+            value = None if quotient is None else quotient * kpi.scale
+        points[year] = _Point(value, len(used), expected)
+    return points
+
+
+def _derived_points(kpi: Kpi, base: Mapping[int, _Point]) -> dict[int, _Point]:
+    points: dict[int, _Point] = {}
+    for year, point in sorted(base.items()):
+        if kpi.method == "yoy":
+            other_year = year - 1
+        else:
+            if kpi.base_year is None or year <= kpi.base_year:
+                continue
+            other_year = kpi.base_year
+        other = base.get(other_year)
+        if other is None:
+            continue
+        value: float | None = None
+        if point.value is not None and other.value is not None:
+            if kpi.method == "multiple_of_base":
+                value = _ratio(point.value, other.value)
+            elif kpi.method == "yoy":
+                quotient = _ratio(point.value, other.value)
+                value = None if quotient is None else (quotient - 1) * 100
+            elif other.value > 0 and point.value >= 0:  # cagr
+                value = ((point.value / other.value) ** (1 / (year - other_year)) - 1) * 100
+        points[year] = _Point(value, point.used + other.used, point.expected + other.expected)
+    return points
+
+
+def compute_county_kpis(
+    values: pd.DataFrame,
+    townships: pd.DataFrame,
+    kpis: Sequence[Kpi],
+    declarations: Mapping[str, Declaration],
+) -> pd.DataFrame:
+    """County KPI rows (``KPI_COLUMNS``), one per year × KPI, sorted by KPI order then year.
+
+    ``values``: current facts, columns ``VALUE_COLUMNS`` (as in ``v_indicator_value``; values in
+    base units, NaN = no value). ``townships``: ``ref_township`` rows (``valid_from``,
+    ``valid_to``) for the expected coverage. ``kpis`` in declaration order: a derived KPI's
+    ``of`` must come earlier. Pure: the inputs are not modified.
+    """
+    missing = [c for c in VALUE_COLUMNS if c not in values.columns]
+    if missing:
+        raise ValueError(f"values frame lacks columns {missing}")
+    computed: dict[str, dict[int, _Point]] = {}
+    records: list[dict[str, Any]] = []
+    for kpi in kpis:
+        if kpi.method in ("multiple_of_base", "cagr", "yoy"):
+            if kpi.of not in computed:
+                raise ValueError(f"{kpi.kpi}: derives from {kpi.of!r}, which is not computed before it")
+            points = _derived_points(kpi, computed[str(kpi.of)])
+        else:
+            points = _base_points(kpi, values, declarations[kpi.department], townships)
+        computed[kpi.kpi] = points
+        for year, point in sorted(points.items()):
+            records.append(
+                {
+                    "year": year,
+                    "kpi": kpi.kpi,
+                    "label_zh": kpi.label_zh,
+                    "value": point.value,
+                    "unit": kpi.unit,
+                    "department": kpi.department,
+                    "coverage_used": point.used,
+                    "coverage_expected": point.expected,
+                    "coverage": point.used / point.expected if point.expected else 0.0,
+                    "definition_zh": kpi.definition_zh,
+                }
+            )
+    frame = pd.DataFrame(records, columns=list(KPI_COLUMNS))
+    return frame.astype({"year": "int64", "coverage_used": "int64", "coverage_expected": "int64"})
+
+
+def _mart_row(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:
+    """Plain Python scalars for the driver (psycopg does not adapt numpy types)."""
+    value = record["value"]
+    return {
+        "year": int(record["year"]),
+        "kpi": str(record["kpi"]),
+        "label_zh": str(record["label_zh"]),
+        "value": None if value is None or pd.isna(value) else float(value),
+        "unit": str(record["unit"]),
+        "department": str(record["department"]),
+        "coverage_used": int(record["coverage_used"]),
+        "coverage_expected": int(record["coverage_expected"]),
+        "coverage": float(record["coverage"]),
+        "definition_zh": str(record["definition_zh"]),
+        "refreshed_at": refreshed_at,
+    }
+
+
+def read_current_values(conn: Connection) -> pd.DataFrame:
+    """``VALUE_COLUMNS`` of ``v_indicator_value`` (current loaded versions), value as float64."""
+    rows = conn.execute(select(_V_INDICATOR_VALUE)).all()
+    values = pd.DataFrame([tuple(r) for r in rows], columns=list(VALUE_COLUMNS))
+    values["value"] = pd.to_numeric(values["value"], errors="coerce").astype("float64")
+    return values
+
+
+def refresh_marts(engine: Engine) -> int:
+    """Recompute ``mart_county_kpi_yearly`` from the current facts; returns the rows written.
+
+    Reading, computing and replacing happen in one write transaction, so the mart always
+    matches one consistent state of the facts, and readers see the old or the new mart.
+    """
+    township = schema.ref_township
+    mart = schema.mart_county_kpi_yearly
+    with begin_write(engine) as conn:
+        advisory_lock(conn, "mart_county_kpi_yearly")
+        values = read_current_values(conn)
+        town_rows = conn.execute(
+            select(township.c.township_code, township.c.valid_from, township.c.valid_to)
+        ).all()
+        townships = pd.DataFrame(
+            [tuple(r) for r in town_rows], columns=["township_code", "valid_from", "valid_to"]
+        )
+        kpis = compute_county_kpis(values, townships, load_kpis(), load_declarations())
+        refreshed_at = datetime.now(UTC)
+        rows = [_mart_row(rec, refreshed_at) for rec in kpis.to_dict(orient="records")]
+        conn.execute(delete(mart))
+        if rows:
+            conn.execute(insert(mart), rows)
+    return len(rows)
