@@ -1,0 +1,32 @@
+# duikou — the two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint typecheck unit clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Generate the Danba demo returns, run the nightly flow, build the report, print headline KPIs.
+demo: $(STAMP)
+	$(VENV)/bin/duikou demo
+
+## ruff + mypy + the whole pytest suite (PostgreSQL tests run when DUIKOU_TEST_POSTGRES_URL is set).
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache

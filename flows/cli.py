@@ -1,0 +1,198 @@
+"""The ``duikou`` command line.
+
+Every command creates or upgrades the warehouse and loads reference data on first use, so
+``duikou ingest`` works on an empty data directory. Exit codes: 0 done (for ``ingest``: loaded or
+duplicate), 1 the submission was rejected or quarantined, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from duikou_settings import get_settings, reset_settings_cache
+
+EXIT_OK, EXIT_NOT_LOADED, EXIT_USAGE = 0, 1, 2
+
+
+def _quiet_prefect() -> None:
+    """Keep Prefect's own console chatter off stdout: the CLI's output is the receipt/summary."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+
+
+def _print_receipt(receipt: dict[str, Any]) -> None:
+    print(f"提交 {receipt['submission_id']}  {receipt['department']} {receipt['period']}  "
+          f"{receipt['original_name']}")
+    print(f"状态 status: {receipt['status']}  — {receipt['summary_zh']}")
+    counts = receipt.get("counts", {})
+    if counts:
+        print(f"行数 rows: read {counts['rows_read']}, loaded {counts['rows_loaded']}, "
+              f"rejected {counts['rows_rejected']}")
+    for item in receipt.get("issues", []):
+        if item["severity"] == "info":
+            continue
+        where = " ".join(
+            str(x) for x in (
+                f"[{item['sheet']}]" if item.get("sheet") else "",
+                f"第{item['row']}行" if item.get("row") else "",
+                item.get("column") or "",
+            ) if x
+        )
+        print(f"  {item['severity']:<8} {item['code']:<24} {where}  {item['message']}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from flows.ingest import ingest_submission
+    from tasks.submission import SubmissionError
+
+    path = Path(args.file).resolve()
+    try:
+        result = ingest_submission(str(path), args.department, args.period, dry_run=args.dry_run)
+    except SubmissionError as exc:
+        print(f"duikou ingest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(result.receipt, ensure_ascii=False, default=str))
+    else:
+        _print_receipt(result.receipt)
+        if result.receipt_path:
+            print(f"回执 receipt: {result.receipt_path}")
+    return EXIT_OK if result.status in ("loaded", "duplicate") else EXIT_NOT_LOADED
+
+
+def _print_nightly(summary: Any) -> None:
+    print(f"nightly: {json.dumps(summary.counts(), ensure_ascii=False)}")
+    for result in summary.processed:
+        if result.status not in ("loaded", "duplicate"):
+            print(f"  {result.status:<11} {result.department:<9} {result.period:<7} {result.original_name}: "
+                  f"{_first_problem(result.receipt)}")
+    for item in summary.skipped:
+        print(f"  skipped {item['path']}: {item['reason']}")
+
+
+def _first_problem(receipt: dict[str, Any]) -> str:
+    for item in receipt.get("issues", []):
+        if item["severity"] == "critical":
+            return f"{item['code']} {item['message']}"
+    return receipt.get("summary_zh", "")
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from flows.nightly import nightly
+
+    summary = nightly(run_label=args.label or "", build_report=not args.no_report)
+    if args.json:
+        print(json.dumps({"counts": summary.counts(), "report": summary.report_path,
+                          "processed": [r.receipt for r in summary.processed]},
+                         ensure_ascii=False, default=str))
+    else:
+        _print_nightly(summary)
+        if summary.report_path:
+            print(f"报告 report: {summary.report_path}")
+    return EXIT_OK
+
+
+def _headline(year: int | None) -> None:
+    from flows.warehouse_access import open_warehouse
+    from tasks.report import headline_rows, load_report_data
+
+    data = load_report_data(open_warehouse(get_settings()))
+    rows = headline_rows(data, year)
+    if not rows:
+        print("暂无数据 (no KPI data yet)")
+        return
+    width = max(len(label) for label, _, _ in rows)
+    for label, value, coverage in rows:
+        print(f"  {label}{'　' * (width - len(label))}  {value:<22} {coverage}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from flows.warehouse_access import open_warehouse
+    from tasks.report import write_report
+    from warehouse.marts import refresh_marts
+
+    settings = get_settings()
+    engine = open_warehouse(settings)
+    refresh_marts(engine)
+    out = Path(args.out) if args.out else settings.reports_dir
+    path = write_report(engine, out, year=args.year)
+    print(f"报告 report: {path}")
+    _headline(args.year)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.nightly import nightly
+    from tasks.demo_data import generate_demo
+
+    if args.data_dir:
+        os.environ["DUIKOU_DATA_DIR"] = args.data_dir
+        reset_settings_cache()
+    settings = get_settings()
+    landing = settings.landing_dir
+    has_files = landing.exists() and any(p.is_file() for p in landing.rglob("*"))
+    if args.fresh or not has_files:
+        files = generate_demo(landing, seed=args.seed)
+        flawed = [f for f in files if f.kind == "flawed"]
+        print(f"生成演示数据 generated {len(files)} demo submissions ({len(flawed)} deliberately flawed) "
+              f"in {landing}")
+    summary = nightly(run_label="demo")
+    _print_nightly(summary)
+    print()
+    print(f"数据仓库 warehouse: {settings.resolved_warehouse_url}")
+    print(f"报告 report:        {summary.report_path}")
+    print(f"回执 receipts:      {settings.receipts_dir}")
+    print(f"归档 archive:       {settings.archive_dir}   待核/退回 quarantine: {settings.quarantine_dir}")
+    print()
+    print("主要指标 headline KPIs (2016):")
+    _headline(2016)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="duikou", description="对口 paired-assistance data pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="ingest one department return")
+    ingest.add_argument("file")
+    ingest.add_argument("--department", required=True, help="education, health, labour, tourism, poverty")
+    ingest.add_argument("--period", required=True, help="YYYY-MM (monthly) or YYYY (annual)")
+    ingest.add_argument("--dry-run", action="store_true", help="do everything but write")
+    ingest.add_argument("--json", action="store_true", help="print the receipt as one JSON object")
+    ingest.set_defaults(func=cmd_ingest)
+
+    nightly = sub.add_parser("nightly", help="reconcile landing area, ingest new files, refresh marts/report")
+    nightly.add_argument("--label", help="text appended to the flow run name")
+    nightly.add_argument("--no-report", action="store_true")
+    nightly.add_argument("--json", action="store_true")
+    nightly.set_defaults(func=cmd_nightly)
+
+    report = sub.add_parser("report", help="refresh marts and build the HTML report")
+    report.add_argument("--year", type=int)
+    report.add_argument("--out", help="reports directory (default <data>/reports)")
+    report.set_defaults(func=cmd_report)
+
+    demo = sub.add_parser("demo", help="generate Danba demo submissions and run the nightly flow")
+    demo.add_argument("--data-dir", help="data directory (default $DUIKOU_DATA_DIR or ./data)")
+    demo.add_argument("--seed", type=int, default=2017)
+    demo.add_argument("--fresh", action="store_true", help="regenerate demo files even if landing has files")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_prefect()
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""``nightly``: reconcile the landing area with the ledger, ingest what is new, refresh marts and
+the report.
+
+The landing area is ``<data>/landing/<department>/<period>/<file>``. Files stay there; the
+ledger (keyed by SHA-256) says which were already processed, so a second run over the same
+landing area loads nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine
+
+from duikou_settings import Settings, get_settings
+from expectations.declaration import load_declarations
+from flows.pipeline import SubmissionResult, process_submission
+from flows.warehouse_access import open_warehouse
+from tasks.steps import refresh_marts_task, report_task
+from warehouse.load import find_submission
+from warehouse.refdata import reference_frames
+
+SUPPORTED_SUFFIXES = {".xlsx", ".xls", ".csv"}
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    path: Path
+    department: str
+    period: str
+    sha256: str
+    mtime: float
+
+
+@dataclass
+class NightlySummary:
+    processed: list[SubmissionResult] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    mart_rows: int = 0
+    report_path: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {"unchanged": self.unchanged, "skipped": len(self.skipped)}
+        for result in self.processed:
+            out[result.status] = out.get(result.status, 0) + 1
+        return out
+
+
+def scan_landing_area(landing: Path) -> tuple[list[LandingFile], list[dict[str, str]]]:
+    """Every candidate file under landing/<department>/<period>/, in arrival order (mtime, path)."""
+    departments = set(load_declarations())
+    files: list[LandingFile] = []
+    skipped: list[dict[str, str]] = []
+    if not landing.exists():
+        return files, skipped
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        if path.name.startswith((".", "~$")) or path.suffix.lower() == ".part":
+            continue
+        rel = path.relative_to(landing).parts
+        if len(rel) != 3 or rel[0] not in departments:
+            skipped.append({"path": str(path), "reason": "不在 landing/<部门>/<报告期>/ 目录结构下"})
+            continue
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            skipped.append({"path": str(path), "reason": f"不支持的文件类型 {path.suffix}"})
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        files.append(LandingFile(path, rel[0], rel[1], digest, path.stat().st_mtime))
+    files.sort(key=lambda f: (f.mtime, str(f.path)))
+    return files, skipped
+
+
+@task(name="reconcile-landing", cache_policy=NO_CACHE)
+def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile], int, list[dict[str, str]]]:
+    """Files in the landing area that the ledger has not seen (by SHA-256)."""
+    files, skipped = scan_landing_area(settings.landing_dir)
+    pending = [f for f in files if find_submission(engine, f.sha256) is None]
+    return pending, len(files) - len(pending), skipped
+
+
+@flow(name="nightly", flow_run_name="nightly {run_label}")
+def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
+    """Reconcile → ingest pending → refresh marts → report. ``run_label`` only names the run."""
+    logger = get_run_logger()
+    settings = get_settings()
+    engine = open_warehouse(settings)
+    reference = reference_frames()
+    pending, unchanged, skipped = reconcile_task(engine, settings)
+    summary = NightlySummary(unchanged=unchanged, skipped=skipped)
+    logger.info("landing area: %d new, %d already in the ledger, %d skipped", len(pending), unchanged,
+                len(skipped))
+    for item in pending:
+        try:
+            result = process_submission(item.path, item.department, item.period, engine=engine,
+                                        reference=reference, settings=settings)
+        except ValueError as exc:  # a malformed period folder: say so, keep going
+            summary.skipped.append({"path": str(item.path), "reason": str(exc)})
+            continue
+        summary.processed.append(result)
+    summary.mart_rows = refresh_marts_task(engine)
+    if build_report:
+        summary.report_path = str(report_task(engine, settings.reports_dir))
+    _publish_artifact(summary)
+    logger.info("nightly done: %s", summary.counts())
+    return summary
+
+
+def _publish_artifact(summary: NightlySummary) -> None:
+    rows: list[dict[str, Any]] = [
+        {
+            "department": r.department,
+            "period": r.period,
+            "file": r.original_name,
+            "status": r.status,
+            "critical": r.receipt["counts"]["issues"]["critical"] if "counts" in r.receipt else 0,
+            "warnings": r.receipt["counts"]["issues"]["warning"] if "counts" in r.receipt else 0,
+            "submission_id": r.submission_id,
+        }
+        for r in summary.processed
+    ]
+    create_table_artifact(key="nightly-submissions", table=rows or [{"status": "nothing new"}],
+                          description=f"Nightly run: {summary.counts()}")

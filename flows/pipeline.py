@@ -1,0 +1,76 @@
+"""One submission through the tasks: the control flow shared by the ingest and nightly flows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from duikou_settings import Settings
+from tasks import steps
+from tasks.submission import build_receipt, storage_paths
+from warehouse.refdata import ReferenceFrames
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    submission_id: str
+    department: str
+    period: str
+    original_name: str
+    status: str
+    receipt: dict[str, Any]
+    receipt_path: Path | None
+
+
+def process_submission(
+    path: Path,
+    department: str,
+    period: str,
+    *,
+    engine: Engine | None,
+    reference: ReferenceFrames,
+    settings: Settings,
+    dry_run: bool = False,
+) -> SubmissionResult:
+    """receive → (duplicate?) → read & normalise → validate → load → receipt.
+
+    ``dry_run`` does everything but write: no file kept, no ledger row, no receipt file; the
+    receipt says what would have happened.
+    """
+    received = steps.receive_task(path, department, period)
+    previous = steps.previous_result_task(engine, received)
+    if previous is not None and previous["status"] in ("loaded", "superseded"):
+        receipt = build_receipt(received, None, None, status="duplicate", dry_run=dry_run,
+                                duplicate_of=_ledger_summary(previous))
+        receipt_path = None
+        if not dry_run:
+            _, receipt_path = storage_paths(received, "loaded", settings)
+            receipt_path = receipt_path.with_name(f"{received.submission_id}.duplicate.json")
+            steps.receipt_task(receipt, receipt_path, None)
+        return SubmissionResult(received.submission_id, department, received.period.label,
+                                received.original_name, "duplicate", receipt, receipt_path)
+
+    parsed = steps.parse_task(received, reference)
+    validation = steps.validate_task(parsed)
+    if dry_run or engine is None:
+        receipt = build_receipt(received, parsed, validation, status=validation.outcome, dry_run=True)
+        return SubmissionResult(received.submission_id, department, received.period.label,
+                                received.original_name, validation.outcome, receipt, None)
+
+    outcome = steps.load_task(engine, received, parsed, validation, settings)
+    stored, receipt_path = storage_paths(received, validation.outcome, settings)
+    receipt = build_receipt(
+        received, parsed, validation, status=outcome.status, load_outcome=outcome,
+        duplicate_of=None, stored=stored.relative_to(settings.resolved_data_dir).as_posix(),
+    )
+    steps.receipt_task(receipt, receipt_path, stored)
+    return SubmissionResult(received.submission_id, department, received.period.label,
+                            received.original_name, outcome.status, receipt, receipt_path)
+
+
+def _ledger_summary(row: dict[str, Any]) -> dict[str, Any]:
+    keep = ("submission_id", "department", "period", "original_name", "status", "received_at")
+    return {k: (str(row[k]) if row.get(k) is not None else None) for k in keep}

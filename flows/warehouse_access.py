@@ -1,0 +1,39 @@
+"""Open the configured warehouse once per process, creating or upgrading it on first use."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy import Engine, inspect
+
+from duikou_settings import Settings
+from warehouse.engine import ensure_warehouse, make_engine
+
+
+@lru_cache(maxsize=4)
+def _engine_for(url: str) -> Engine:
+    engine = make_engine(url)
+    ensure_warehouse(engine)
+    return engine
+
+
+def open_warehouse(settings: Settings) -> Engine:
+    """The warehouse engine, with schema, views and reference data in place."""
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    return _engine_for(settings.resolved_warehouse_url)
+
+
+def existing_warehouse(settings: Settings) -> Engine | None:
+    """The warehouse if it already exists — for dry runs, which must not create anything."""
+    url = settings.resolved_warehouse_url
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        if not Path(url.removeprefix("sqlite:///")).exists():
+            return None
+    engine = make_engine(url)
+    return engine if inspect(engine).has_table("submission") else None
+
+
+def clear_cache() -> None:
+    _engine_for.cache_clear()

@@ -1,0 +1,81 @@
+"""Thin Prefect task wrappers around the plain steps in :mod:`tasks.submission`.
+
+Retries only on transient I/O (file system, database connection), never on validation: a bad
+form stays bad however often it is read. Results are not cached or persisted — a submission's
+identity is its SHA-256 in the ledger, not a Prefect cache key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from duikou_settings import Settings
+from tasks import submission as steps
+from tasks.report import write_report
+from tasks.validate import Validation
+from warehouse.load import LoadOutcome
+from warehouse.marts import refresh_marts
+from warehouse.refdata import ReferenceFrames
+
+
+def transient_io_only(_task: Any, _task_run: Any, state: Any) -> bool:
+    """Retry condition: only OS-level and database-connection errors are worth another try."""
+    try:
+        state.result()
+    except (OSError, OperationalError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+IO_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 1, "retry_condition_fn": transient_io_only}
+
+
+@task(name="receive", task_run_name="receive {department} {period}", cache_policy=NO_CACHE, **IO_RETRIES)
+def receive_task(path: Path, department: str, period: str) -> steps.Received:
+    return steps.receive(path, department, period)
+
+
+@task(name="check-ledger", cache_policy=NO_CACHE, **IO_RETRIES)
+def previous_result_task(engine: Engine | None, received: steps.Received) -> dict[str, Any] | None:
+    return steps.previous_result(engine, received)
+
+
+@task(name="read-and-normalise", task_run_name="read {received.department} {received.period.label}",
+      cache_policy=NO_CACHE)
+def parse_task(received: steps.Received, reference: ReferenceFrames) -> steps.Parsed:
+    return steps.parse(received, reference)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_task(parsed: steps.Parsed) -> Validation:
+    return steps.validate(parsed)
+
+
+@task(name="load", task_run_name="load {received.department} {received.period.label}",
+      cache_policy=NO_CACHE, **IO_RETRIES)
+def load_task(engine: Engine, received: steps.Received, parsed: steps.Parsed, validation: Validation,
+              settings: Settings) -> LoadOutcome:
+    return steps.load(engine, received, parsed, validation, settings)
+
+
+@task(name="write-receipt", cache_policy=NO_CACHE, **IO_RETRIES)
+def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path | None) -> None:
+    steps.write_receipt(receipt, receipt_path, stored_path)
+
+
+@task(name="refresh-marts", cache_policy=NO_CACHE, **IO_RETRIES)
+def refresh_marts_task(engine: Engine) -> int:
+    return refresh_marts(engine)
+
+
+@task(name="build-report", cache_policy=NO_CACHE, **IO_RETRIES)
+def report_task(engine: Engine, reports_dir: Path, year: int | None = None) -> Path:
+    return write_report(engine, reports_dir, year=year)
