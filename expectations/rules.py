@@ -55,7 +55,7 @@ class RuleExpression:
 
 
 def _const(node: ast.expr) -> float:
-    assert isinstance(node, ast.Constant)
+    assert isinstance(node, ast.Constant) and isinstance(node.value, int | float)
     return float(node.value)
 
 
@@ -101,7 +101,7 @@ def evaluate_term(node: ast.expr, frame: pd.DataFrame) -> pd.Series:
     if isinstance(node, ast.Name):
         return frame[node.id].astype("float64")
     if isinstance(node, ast.Constant):
-        return pd.Series(float(node.value), index=frame.index)
+        return pd.Series(_const(node), index=frame.index)
     if isinstance(node, ast.UnaryOp):
         return -evaluate_term(node.operand, frame)
     assert isinstance(node, ast.BinOp)

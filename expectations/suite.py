@@ -47,7 +47,7 @@ def _total_tolerance(ind: Indicator, base_tolerance: float) -> float:
 
 def _rule_checks(rule: Rule) -> CheckSpec:
     expr = rule.expression
-    base = {
+    base: dict[str, Any] = {
         "check_id": rule.rule_id,
         "severity": rule.severity,
         "action": rule.action,
@@ -86,7 +86,7 @@ def _rule_checks(rule: Rule) -> CheckSpec:
         return CheckSpec(
             expectation_type="expect_column_values_to_be_between",
             kwargs={"column": column, "min_value": lo, "max_value": hi, **strict},
-            derived_column=derived and column,
+            derived_column=column if derived is not None else None,
             derived_term=derived,
             **base,
         )
@@ -186,7 +186,7 @@ def build_checks(
             kwargs={"column": column, "min_value": target - tol, "max_value": target + tol},
             severity="critical", action="reject", issue_code="TOTAL_MISMATCH",
             message_zh=f"合计行“{ind.label_zh}”与各乡镇之和不一致", columns=(ind.name,), kind="table",
-            derived_column=derived and column, derived_term=derived,
+            derived_column=column if derived is not None else None, derived_term=derived,
         ))
     for rule in declaration.rules:
         if rule.expression.names <= present:
@@ -206,6 +206,7 @@ def with_derived_columns(frame: pd.DataFrame, checks: tuple[CheckSpec, ...]) -> 
 def to_gx_expectation(check: CheckSpec) -> Any:
     """The GX Core expectation object for a check (GX imported lazily: 2 s)."""
     import great_expectations.expectations as gxe
+    from great_expectations.expectations.expectation_configuration import FailureSeverity
     from great_expectations.expectations.registry import get_expectation_impl
 
     impl = get_expectation_impl(check.expectation_type)
@@ -215,7 +216,7 @@ def to_gx_expectation(check: CheckSpec) -> Any:
     del gxe  # imported for registration of the core expectations
     return impl(
         **kwargs,
-        severity=check.severity,
+        severity=FailureSeverity(check.severity),
         meta={"check_id": check.check_id},
         description=check.message_zh,
     )

@@ -116,7 +116,9 @@ def township_name_at(code: str, on: date) -> str:
     valid = [
         a
         for a in township_aliases()
-        if a.township_code == code and a.valid_from <= on <= a.valid_to and a.alias_kind in ("official", "former")
+        if a.township_code == code
+        and a.valid_from <= on <= a.valid_to
+        and a.alias_kind in ("official", "former")
     ]
     for kind in ("official", "former"):
         for alias in valid:
@@ -195,7 +197,7 @@ def render_header_text(text: str, *, fullwidth: bool = False, wrapped: bool = Fa
                 return out[:i] + "\n" + out[i:]
         for prefix in ("其中：", "其中:"):
             if out.startswith(prefix) and len(out) > len(prefix):
-                return prefix + "\n" + out[len(prefix):]
+                return prefix + "\n" + out[len(prefix) :]
     return out
 
 
@@ -323,7 +325,9 @@ def _total_value(col: FormColumn, rows: pd.DataFrame, override: Mapping[str, Any
         if col.indicator.weight not in rows.columns:
             return None
         weights = [_numeric(w) for w in rows[col.indicator.weight]]
-        pairs = [(Fraction(v), Fraction(w)) for v, w in zip(values, weights, strict=True) if v is not None and w]
+        pairs = [
+            (Fraction(v), Fraction(w)) for v, w in zip(values, weights, strict=True) if v is not None and w
+        ]
         if not pairs or sum(w for _, w in pairs) == 0:
             return None
         mean = sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
@@ -395,8 +399,10 @@ def build_form_grid(
     if not columns:
         raise ValueError("no indicator columns to write")
 
-    key_text = declaration.key.aliases[0] if header_style == "alias" and declaration.key.aliases else (
-        declaration.key.header
+    key_text = (
+        declaration.key.aliases[0]
+        if header_style == "alias" and declaration.key.aliases
+        else (declaration.key.header)
     )
     key_text = render_header_text(key_text, fullwidth=fullwidth)
     ncols = 1 + len(columns)
@@ -420,7 +426,8 @@ def build_form_grid(
         if col.indicator is not None and col.indicator.unit not in unit_names:
             unit_names.append(col.indicator.unit)
     filled = filled_on or _default_filled_on(period, declaration.due_day)
-    left = f"填报单位：{reporting_unit if reporting_unit is not None else reporting_unit_name(declaration.department)}"
+    unit_name = reporting_unit if reporting_unit is not None else reporting_unit_name(declaration.department)
+    left = f"填报单位：{unit_name}"
     unit_text = f"单位：{'、'.join(unit_names)}"
     date_text = f"填报日期：{filled.year}年{filled.month}月{filled.day}日"
     r = add("info")
@@ -455,7 +462,10 @@ def build_form_grid(
             end = j
             while end + 1 < ncols:
                 nxt = columns[end]
-                if len(nxt.path) <= level + 1 or tuple(normalise_header(p) for p in nxt.path[: level + 1]) != key:
+                if (
+                    len(nxt.path) <= level + 1
+                    or tuple(normalise_header(p) for p in nxt.path[: level + 1]) != key
+                ):
                     break
                 end += 1
             cells[h0 + level][j] = col.path[level]
@@ -582,6 +592,7 @@ def _render_xls(grid: FormGrid, sheet_name: str) -> bytes:
     wb = xlwt.Workbook(encoding="utf-8")
     ws = wb.add_sheet(sheet_name)
     borders = "borders: left thin, right thin, top thin, bottom thin"
+    centred = "align: wrap on, horiz center, vert center"
     styles: dict[tuple[str, int], Any] = {}
 
     def style(kind: str, decimals: int = 0) -> Any:
@@ -590,7 +601,7 @@ def _render_xls(grid: FormGrid, sheet_name: str) -> bytes:
             spec = {
                 "title": "font: name 宋体, bold on, height 320; align: horiz center, vert center",
                 "info": "font: name 宋体, height 200",
-                "header": f"font: name 宋体, bold on, height 200; align: wrap on, horiz center, vert center; {borders}",
+                "header": f"font: name 宋体, bold on, height 200; {centred}; {borders}",
                 "label": f"font: name 宋体, height 200; align: horiz center, vert center; {borders}",
                 "number": f"font: name 宋体, height 200; {borders}",
                 "note": "font: name 宋体, height 200",
@@ -610,7 +621,9 @@ def _render_xls(grid: FormGrid, sheet_name: str) -> bytes:
     covered: set[tuple[int, int]] = set()
     for r0, c0, r1, c1 in grid.merges:
         value = grid.cells[r0][c0]
-        ws.write_merge(r0, r1, c0, c1, "" if value is None else value, cell_style(grid.row_kinds[r0], c0, value))
+        ws.write_merge(
+            r0, r1, c0, c1, "" if value is None else value, cell_style(grid.row_kinds[r0], c0, value)
+        )
         covered.update((r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1))
     table_kinds = {"header", "column_numbers", "data", "total"}
     for r, (row, kind) in enumerate(zip(grid.cells, grid.row_kinds, strict=True)):

@@ -127,9 +127,7 @@ def _map_columns(
                         column=col.label,
                     )
                 )
-        elif col.path[-1] in IGNORED_COLUMNS or col.path[0] in IGNORED_COLUMNS:
-            continue
-        elif col.index in form.hidden_cols and not any(_cell(r, col.index) for r in form.rows):
+        elif _ignorable(col, form):
             continue
         else:
             issues.append(
@@ -146,6 +144,13 @@ def _map_columns(
         code = "COLUMN_MISSING" if ind.required else "COLUMN_OPTIONAL_MISSING"
         issues.append(issue(code, f"缺少指标列“{'/'.join(ind.header)}”({ind.label_zh})", sheet=sheet))
     return mapped, issues
+
+
+def _ignorable(col: FormColumn, form: FormTable) -> bool:
+    """序号 / 备注 columns, and hidden empty columns, carry no indicator."""
+    if col.path[-1] in IGNORED_COLUMNS or col.path[0] in IGNORED_COLUMNS:
+        return True
+    return col.index in form.hidden_cols and not any(_cell(r, col.index) for r in form.rows)
 
 
 def _cell(row: FormRow, index: int) -> object:

@@ -13,7 +13,9 @@ import unicodedata
 from dataclasses import dataclass
 
 NULL_TOKENS = frozenset({"—", "——", "-", "--", "–", "/", "无", "空", "\\", "－", "—-"})
-EXCEL_ERRORS = frozenset({"#DIV/0!", "#REF!", "#VALUE!", "#N/A", "#NAME?", "#NUM!", "#NULL!", "#ERROR", "#GETTING_DATA"})
+EXCEL_ERRORS = frozenset(
+    {"#DIV/0!", "#REF!", "#VALUE!", "#N/A", "#NAME?", "#NUM!", "#NULL!", "#ERROR", "#GETTING_DATA"}
+)
 _PLAIN = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
 

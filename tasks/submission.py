@@ -181,11 +181,11 @@ def load(
         receipt_path=relative(receipt, settings),
     )
     facts = long_facts(form, validation) if (loaded and form is not None) else _empty_facts()
-    totals = pd.DataFrame(
-        [{"indicator": k, "value": v, "label_zh": form.total_label or "合计"}
-         for k, v in (form.totals.items() if form is not None else [])],
-        columns=["indicator", "value", "label_zh"],
+    total_rows = (
+        [{"indicator": k, "value": v, "label_zh": form.total_label or "合计"} for k, v in form.totals.items()]
+        if form is not None else []
     )
+    totals = pd.DataFrame(total_rows, columns=["indicator", "value", "label_zh"])
     return record_submission(engine, record, facts, totals, validation.issues,
                              [_dq(r) for r in validation.results])
 
