@@ -157,6 +157,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from expectations.declaration import load_declarations, load_kpis
+    from expectations.docs import render_datasets_markdown
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_datasets_markdown(load_declarations(), load_kpis()), encoding="utf-8")
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duikou", description="对口 paired-assistance data pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=2017)
     demo.add_argument("--fresh", action="store_true", help="regenerate demo files even if landing has files")
     demo.set_defaults(func=cmd_demo)
+
+    docs = sub.add_parser("docs", help="regenerate docs/datasets.md from the declarations")
+    docs.add_argument("--out", default="docs/datasets.md")
+    docs.set_defaults(func=cmd_docs)
     return parser
 
 
