@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ from tasks.form_writer import (
     TotalPosition,
     form_title,
     parse_period,
+    period_start,
     township_codes,
     township_name_at,
     write_form,
@@ -96,7 +98,7 @@ MONTHS: tuple[str, ...] = tuple(
 #: county time: arrival datetimes are Beijing time, so mtimes do not depend on the host's zone
 CST = timezone(timedelta(hours=8))
 
-Z = dict(  # township codes by name, for the story's townships
+_CODE = dict(  # township codes of the story's townships, by pinyin
     zhanggu="513323100",
     badi="513323101",
     geshiza="513323102",
@@ -114,19 +116,21 @@ Kind = Literal["good", "flawed", "correction"]
 class GeneratedFile:
     """One file written by :func:`generate_demo`.
 
-    ``kind``: good (loads), flawed (must be rejected or quarantined; ``note`` says why) or
-    correction (supersedes an earlier file of the same department and period — a fixed flawed
-    file, or a restatement of a good one when ``note == "restatement"``). ``fmt`` and
-    ``arrived_at`` (Beijing time; the file's mtime) are for tracing.
+    ``kind``: good (loads), flawed (must be rejected or quarantined; ``note`` says why, and
+    :data:`FLAWED_EXPECTED` what the pipeline should make of it) or correction (supersedes an
+    earlier file of the same department and period — a fixed flawed file, or a restatement of a
+    good one when ``note == "restatement"``). For good files ``note`` lists the benign quirks
+    the reader must cope with (alias headers, 章谷, numbers as text, 合计 at the top …).
+    ``arrived_at`` is Beijing time and equals the file's mtime.
     """
 
     path: Path
     department: str
     period: str
     kind: Kind
-    note: str = ""
-    fmt: FormFormat = "xlsx"
-    arrived_at: datetime = field(default=datetime(2018, 1, 1, tzinfo=CST), compare=False)
+    note: str
+    fmt: FormFormat
+    arrived_at: datetime
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,9 +167,7 @@ def allocate(total: int, weights: Sequence[float], caps: Sequence[int] | None = 
             out[i] += f
             given += f
         remaining -= given
-        order = sorted(
-            (i for i in open_ if out[i] < cap[i]), key=lambda i: (-(quota[i] - math.floor(quota[i])), i)
-        )
+        order = sorted((i for i in open_ if out[i] < cap[i]), key=lambda i: (-(quota[i] - math.floor(quota[i])), i))
         for i in order[:remaining]:
             out[i] += 1
         remaining -= min(remaining, len(order))
@@ -190,9 +192,8 @@ def _frame(declaration: Declaration, columns: dict[str, list[Any]]) -> pd.DataFr
     data: dict[str, Any] = {"township_code": list(township_codes())}
     for ind in declaration.indicators:
         values = columns[ind.name]
-        data[ind.name] = pd.Series(
-            values, dtype="int64" if all(isinstance(v, int) for v in values) else "float64"
-        )
+        whole = ind.value_type == "integer" or all(isinstance(v, numbers.Integral) for v in values)
+        data[ind.name] = pd.Series(values, dtype="int64" if whole else "float64")
     return pd.DataFrame(data)
 
 
@@ -208,10 +209,6 @@ def _wan4(units: int) -> float:
 
 CODES = township_codes()
 N = len(CODES)
-
-
-def _by_code(table: dict[str, float], default: float) -> list[float]:
-    return [table.get(code, default) for code in CODES]
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,9 +260,7 @@ def _poverty_values(seed: int) -> dict[str, pd.DataFrame]:
     previous_poor: list[int] | None = None
     for year in POVERTY_YEARS:
         k = year - 2011
-        pops = allocate(
-            AGRI_POPULATION[year], [w * (1 + g) ** k for w, g in zip(_POP_WEIGHTS, growth, strict=True)]
-        )
+        pops = allocate(AGRI_POPULATION[year], [w * (1 + g) ** k for w, g in zip(_POP_WEIGHTS, growth, strict=True)])
         poor_total = round(POVERTY_INCIDENCE_PCT[year] * AGRI_POPULATION[year] / 100)
         converge = 1 - 0.06 * k  # remote townships catch up over the years
         poor = allocate(
@@ -314,28 +309,34 @@ _SEASON = {
 }
 #: township share of revenue [A]: 聂呷乡 (甲居藏寨), 章谷镇, 梭坡乡 (古碉), 中路乡 lead
 _TOURISM_SHARE = (17.0, 3.2, 2.6, 3.0, 29.0, 3.4, 1.6, 2.0, 2.2, 2.0, 12.0, 10.5, 1.4, 2.4, 2.2)
-_SPEND_YUAN = {Z["zhanggu"]: 720.0, Z["niexia"]: 640.0, Z["suopo"]: 560.0, Z["zhonglu"]: 590.0}
-_OVERNIGHT = {Z["zhanggu"]: 0.55, Z["niexia"]: 0.5, Z["zhonglu"]: 0.45, Z["suopo"]: 0.3}
-_TICKETS = {Z["niexia"]: 0.14, Z["suopo"]: 0.09, Z["zhonglu"]: 0.07, Z["zhanggu"]: 0.02, Z["bianer"]: 0.03}
-_GUESTHOUSES = {  # (2015-01, 2017-11) [A]
-    Z["niexia"]: (72, 128),
-    Z["zhanggu"]: (35, 52),
-    Z["suopo"]: (26, 48),
-    Z["zhonglu"]: (24, 45),
-    Z["badi"]: (6, 12),
-    Z["bianer"]: (5, 14),
-    Z["geshiza"]: (4, 9),
-    Z["bawang"]: (5, 10),
+_SPEND_YUAN = {_CODE["zhanggu"]: 720.0, _CODE["niexia"]: 640.0, _CODE["suopo"]: 560.0, _CODE["zhonglu"]: 590.0}
+_OVERNIGHT = {_CODE["zhanggu"]: 0.55, _CODE["niexia"]: 0.5, _CODE["zhonglu"]: 0.45, _CODE["suopo"]: 0.3}
+_TICKETS = {
+    _CODE["niexia"]: 0.14,
+    _CODE["suopo"]: 0.09,
+    _CODE["zhonglu"]: 0.07,
+    _CODE["zhanggu"]: 0.02,
+    _CODE["bianer"]: 0.03,
 }
-_SCENIC = {Z["niexia"], Z["suopo"], Z["zhonglu"]}
+_GUESTHOUSES = {  # (2015-01, 2017-11) [A]
+    _CODE["niexia"]: (72, 128),
+    _CODE["zhanggu"]: (35, 52),
+    _CODE["suopo"]: (26, 48),
+    _CODE["zhonglu"]: (24, 45),
+    _CODE["badi"]: (6, 12),
+    _CODE["bianer"]: (5, 14),
+    _CODE["geshiza"]: (4, 9),
+    _CODE["bawang"]: (5, 10),
+}
+_SCENIC = {_CODE["niexia"], _CODE["suopo"], _CODE["zhonglu"]}
 
 
 def _season_modifier(code: str, month: int) -> float:
     if code in _SCENIC:
         return {3: 1.2, 4: 1.2, 10: 1.15, 11: 1.15, 12: 0.8, 1: 0.8, 2: 0.85}.get(month, 1.0)
-    if code == Z["zhanggu"]:
+    if code == _CODE["zhanggu"]:
         return {12: 1.3, 1: 1.3, 2: 1.25, 4: 0.9, 10: 0.9}.get(month, 1.0)
-    if code == Z["bianer"]:  # 党岭 hiking
+    if code == _CODE["bianer"]:  # 党岭 hiking
         return {7: 1.5, 8: 1.5, 12: 0.5, 1: 0.5, 2: 0.6}.get(month, 1.0)
     return 1.0
 
@@ -350,9 +351,7 @@ def _tourism_revenue_cents(seed: int) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for year, total in year_totals.items():
         months = [p for p in MONTHS if p.startswith(str(year))]
-        month_cents = allocate(
-            total, [_SEASON[parse_period(p)[1] or 1] * rng.uniform(0.92, 1.08) for p in months]
-        )
+        month_cents = allocate(total, [_SEASON[parse_period(p)[1] or 1] * rng.uniform(0.92, 1.08) for p in months])
         for period, cents in zip(months, month_cents, strict=True):
             month = parse_period(period)[1] or 1
             weights = [
@@ -372,7 +371,7 @@ def _tourism_values(seed: int) -> dict[str, pd.DataFrame]:
     ticket_share = [_TICKETS.get(c, rng.choice([0.0, 0.0, 0.01, 0.02])) for c in CODES]
     houses = [_GUESTHOUSES.get(c, (rng.randint(2, 5), rng.randint(5, 9))) for c in CODES]
     beds_per_house = [rng.uniform(8.5, 12.5) for _ in CODES]
-    staff_base = [260 if c == Z["zhanggu"] else rng.randint(8, 40) for c in CODES]
+    staff_base = [260 if c == _CODE["zhanggu"] else rng.randint(8, 40) for c in CODES]
     poor_staff_share = [rng.uniform(0.18, 0.35) for _ in CODES]
     out: dict[str, pd.DataFrame] = {}
     for step, period in enumerate(MONTHS):
@@ -455,9 +454,7 @@ def _labour_values(seed: int, poverty: dict[str, pd.DataFrame]) -> tuple[dict[st
     poor_transfer_boost = [rng.uniform(1.0, 1.4) for _ in CODES]
     # training: 3390 person-times over 35 months, by season and a growing programme
     month_weights = [
-        _TRAINING_SEASON[parse_period(p)[1] or 1]
-        * _TRAINING_YEAR[parse_period(p)[0]]
-        * rng.uniform(0.85, 1.15)
+        _TRAINING_SEASON[parse_period(p)[1] or 1] * _TRAINING_YEAR[parse_period(p)[0]] * rng.uniform(0.85, 1.15)
         for p in MONTHS
     ]
     training_by_month = allocate(SKILLS_TRAINING_DEMO_TOTAL, month_weights)
@@ -466,9 +463,7 @@ def _labour_values(seed: int, poverty: dict[str, pd.DataFrame]) -> tuple[dict[st
         months = [p for p in MONTHS if p.startswith(str(year))]
         for p, v in zip(
             months,
-            allocate(
-                total, [_TRANSFER_SEASON[parse_period(p)[1] or 1] * rng.uniform(0.9, 1.1) for p in months]
-            ),
+            allocate(total, [_TRANSFER_SEASON[parse_period(p)[1] or 1] * rng.uniform(0.9, 1.1) for p in months]),
             strict=True,
         ):
             transfer_month[p] = v
@@ -483,9 +478,7 @@ def _labour_values(seed: int, poverty: dict[str, pd.DataFrame]) -> tuple[dict[st
         ]
         labour_poor = [
             min(t, round(p * j))
-            for t, p, j in zip(
-                labour_total, prev["registered_poor_year_end_persons"], poor_jitter, strict=True
-            )
+            for t, p, j in zip(labour_total, prev["registered_poor_year_end_persons"], poor_jitter, strict=True)
         ]
         training = allocate(training_total, [t * rng.uniform(0.4, 1.6) for t in labour_total])
         certified = [math.floor(t * rng.uniform(0.5, 0.85)) for t in training]
@@ -529,12 +522,8 @@ def _labour_values(seed: int, poverty: dict[str, pd.DataFrame]) -> tuple[dict[st
     flat_cert = [c for p in MONTHS for c in cells[p]["certified_persons"]]
     flat_mid = allocate(MID_SENIOR_DEMO_TOTAL, [float(c) for c in flat_cert], caps=flat_cert)
     out: dict[str, pd.DataFrame] = {}
-    ytd_total = [
-        _cumsum_by_year(MONTHS, [cells[p]["transferred_increment"][i] for p in MONTHS]) for i in range(N)
-    ]
-    ytd_poor = [
-        _cumsum_by_year(MONTHS, [cells[p]["transferred_poor_increment"][i] for p in MONTHS]) for i in range(N)
-    ]
+    ytd_total = [_cumsum_by_year(MONTHS, [cells[p]["transferred_increment"][i] for p in MONTHS]) for i in range(N)]
+    ytd_poor = [_cumsum_by_year(MONTHS, [cells[p]["transferred_poor_increment"][i] for p in MONTHS]) for i in range(N)]
     for m, period in enumerate(MONTHS):
         c = cells[period]
         out[period] = _frame(
@@ -604,9 +593,7 @@ def _education_values(seed: int, poverty: dict[str, pd.DataFrame]) -> dict[str, 
         returned = [1 if month > 1 and (f"{year}-{month - 1:02d}", i) in dropouts else 0 for i in range(N)]
         semester = month in (3, 9)
         aid = [
-            (sy["poor"][i] + round(enrolled[i] * rng.uniform(0.05, 0.12)))
-            if semester
-            else rng.choice((0, 0, 0, 1, 2))
+            (sy["poor"][i] + round(enrolled[i] * rng.uniform(0.05, 0.12))) if semester else rng.choice((0, 0, 0, 1, 2))
             for i in range(N)
         ]
         aid_cents = [round(a * per_head[i] * rng.uniform(0.95, 1.05) / 100) for i, a in enumerate(aid)]
@@ -679,9 +666,7 @@ def _health_values(seed: int, poverty: dict[str, pd.DataFrame]) -> dict[str, pd.
         months = [p for p in MONTHS if p.startswith(str(year))]
         lo, hi = _SIGNING[year]
         check_target = [round(p * rng.uniform(0.85, 0.95)) for p in poor]
-        check_weights = [
-            rng.uniform(0.6, 1.0) * (2.5 if p[-2:] in ("04", "05", "06") else 1.0) for p in months
-        ]
+        check_weights = [rng.uniform(0.6, 1.0) * (2.5 if p[-2:] in ("04", "05", "06") else 1.0) for p in months]
         checks = [allocate(t, check_weights) for t in check_target]
         yearly[year] = {
             "poor": poor,
@@ -791,6 +776,9 @@ _SIGNATORIES: dict[str, tuple[str, str, str]] = {  # invented names [A]
     "poverty": ("何静", "巴桑", "赵德明"),
 }
 _FULLWIDTH_DIGITS = str.maketrans("0123456789", "０１２３４５６７８９")
+#: header-writing habits of the plain returns and how common they are [A]
+HEADER_HABITS: tuple[HeaderStyle, ...] = ("declared", "fullwidth", "wrapped", "messy")
+HEADER_HABIT_WEIGHTS = (55, 15, 15, 15)
 
 
 @dataclass
@@ -838,210 +826,141 @@ def _text_numbers(frame: pd.DataFrame, decl: Declaration, rng: random.Random) ->
     return out
 
 
+#: deliberately flawed returns (domain.md §7), each fixed by a correction N days later
+FLAWED: dict[tuple[str, str], str] = {
+    ("education", "2016-03"): "合计 row 在校学生数/小学 is 40 more than the sum of the township rows",
+    ("health", "2017-02"): "township typed as 聂嘎乡 (typo of 聂呷乡)",
+    ("tourism", "2016-08"): "梭坡乡 其中:过夜游客 exceeds 接待游客 (rule tourism_overnight_le_visitors)",
+    ("labour", "2017-03"): "title says 2017年2月 but the return is delivered as 2017-03",
+}
+#: what the pipeline should make of each flawed return: (outcome, issue code of the catalogue)
+FLAWED_EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
+    ("education", "2016-03"): ("rejected", "TOTAL_MISMATCH"),
+    ("health", "2017-02"): ("rejected", "TOWNSHIP_UNKNOWN"),
+    ("tourism", "2016-08"): ("quarantined", "RULE_FAILED"),
+    ("labour", "2017-03"): ("rejected", "PERIOD_MISMATCH"),
+}
+_CORRECTION_DELAY_DAYS = {"education": 3, "health": 2, "tourism": 4, "labour": 3}
+RESTATEMENT_DELAY_DAYS = 7
+#: how many plain returns get each format / quirk (of 141; the special ones are xlsx)
+_N_CSV_GBK, _N_CSV_BOM, _N_XLS = 25, 2, 5
+_N_TEXT_NUMBERS, _N_ALIAS, _N_SHORT_NAME, _N_FULLWIDTH_SPACE = 3, 4, 3, 3
+
+
+def _flawed_slots(seed: int, values: dict[tuple[str, str], pd.DataFrame]) -> list[_Slot]:
+    """The four flawed returns and their corrections (the corrections carry the final values)."""
+    slots: list[_Slot] = []
+    for (dept, period), note in FLAWED.items():
+        good = values[(dept, period)]
+        bad = good
+        options: dict[str, Any] = {}
+        if dept == "education":
+            options["totals"] = {"enrolled_primary_persons": int(good["enrolled_primary_persons"].sum()) + 40}
+        elif dept == "health":
+            options["township_names"] = {_CODE["niexia"]: "聂嘎乡"}
+        elif dept == "tourism":
+            bad = good.copy()
+            row = CODES.index(_CODE["suopo"])
+            visitors = float(good.at[row, "visitors_person_times"])
+            bad.loc[row, "overnight_visitors_person_times"] = round(visitors * 1.3, 4)
+        elif dept == "labour":
+            options["title_period"] = "2017-02"
+        arrived = _arrival(seed, dept, period)
+        fixed_at = arrived + timedelta(days=_CORRECTION_DELAY_DAYS[dept])
+        slots.append(_Slot(dept, period, "flawed", arrived, bad, note=note, options=options))
+        slots.append(_Slot(dept, period, "correction", fixed_at, good, suffix="（更正）", note=f"corrects: {note}"))
+    return slots
+
+
+def _restatement_slots(seed: int, values: dict[tuple[str, str], pd.DataFrame], code: str) -> list[_Slot]:
+    """labour 2016-06: loaded as sent, then restated a week later (+5 技能培训人次 in one township)."""
+    final = values[("labour", RESTATED_PERIOD)]
+    first = final.copy()
+    first.loc[CODES.index(code), "skills_training_person_times"] -= RESTATEMENT_DELTA
+    arrived = _arrival(seed, "labour", RESTATED_PERIOD)
+    restated_at = arrived + timedelta(days=RESTATEMENT_DELAY_DAYS)
+    return [
+        _Slot("labour", RESTATED_PERIOD, "good", arrived, first, quirks=["restated a week later"]),
+        _Slot("labour", RESTATED_PERIOD, "correction", restated_at, final, suffix="（修订）", note="restatement"),
+    ]
+
+
 def _plan(seed: int) -> list[_Slot]:
-    """Every file of the demo, with its dressing, in no particular order."""
+    """Every file of the demo, dressed, in no particular order."""
     values, restated_code = _final_values(seed)
     decls = load_declarations()
-    slots: list[_Slot] = []
     periods = {"poverty": [str(y) for y in POVERTY_YEARS], **{d: list(MONTHS) for d in MONTHLY_DEPARTMENTS}}
-    special = {("education", "2016-03"), ("health", "2017-02"), ("tourism", "2016-08"), ("labour", "2017-03")}
-    plain: list[tuple[str, str]] = []
-    for dept in DEPARTMENTS:
-        for period in periods[dept]:
-            if (dept, period) not in special and (dept, period) != ("labour", RESTATED_PERIOD):
-                plain.append((dept, period))
+    special = {*FLAWED, ("labour", RESTATED_PERIOD)}
+    plain = [(d, p) for d in DEPARTMENTS for p in periods[d] if (d, p) not in special]
 
-    # dressing of the plain returns, decided once over the whole set so the proportions hold
+    # formats and quirks are dealt out over the whole set, so the proportions hold exactly
     rng = _rng(seed, "dressing")
     order = plain[:]
     rng.shuffle(order)
-    fmt_of: dict[tuple[str, str], FormFormat] = {}
-    for k, key in enumerate(order):
-        fmt_of[key] = "csv-gbk" if k < 25 else "csv-utf8-bom" if k < 27 else "xls" if k < 32 else "xlsx"
-    xlsx_keys = [k for k in order if fmt_of[k] == "xlsx"]
-    text_number_keys = set(xlsx_keys[:3])
+    fmt_of: dict[tuple[str, str], FormFormat] = dict.fromkeys(order, "xlsx")
+    cut = (_N_CSV_GBK, _N_CSV_GBK + _N_CSV_BOM, _N_CSV_GBK + _N_CSV_BOM + _N_XLS)
+    fmt_of.update(dict.fromkeys(order[: cut[0]], "csv-gbk"))
+    fmt_of.update(dict.fromkeys(order[cut[0] : cut[1]], "csv-utf8-bom"))
+    fmt_of.update(dict.fromkeys(order[cut[1] : cut[2]], "xls"))
+    text_number_keys = set(order[cut[2] : cut[2] + _N_TEXT_NUMBERS])  # xlsx: CSV is all text anyway
     rng.shuffle(order)
-    alias_keys = set(order[:4])
-    short_name_keys = set(order[4:7])
-    fullwidth_space_keys = set(order[7:10])
+    alias_keys = set(order[:_N_ALIAS])
+    short_name_keys = set(order[_N_ALIAS : _N_ALIAS + _N_SHORT_NAME])
+    space_keys = set(order[_N_ALIAS + _N_SHORT_NAME : _N_ALIAS + _N_SHORT_NAME + _N_FULLWIDTH_SPACE])
 
-    for dept, period in plain:
-        slot = _Slot(
-            dept, period, "good", _arrival(seed, dept, period), values[(dept, period)], fmt_of[(dept, period)]
-        )
-        _dress(slot, seed, decls[dept])
-        key = (dept, period)
+    slots: list[_Slot] = []
+    for key in plain:
+        dept, period = key
+        slot = _Slot(dept, period, "good", _arrival(seed, dept, period), values[key], fmt_of[key])
+        names: dict[str, str] = {}
         if key in alias_keys:
             slot.options["header_style"] = "alias"
             slot.quirks.append("alias headers")
-        names: dict[str, str] = dict(slot.options.get("township_names", {}))
         if key in short_name_keys:
-            names[Z["zhanggu"]] = "章谷"
-            slot.quirks.append("short name 章谷")
-        if key in fullwidth_space_keys:
+            names[_CODE["zhanggu"]] = "章谷"
+            slot.quirks.append("short township name 章谷")
+        if key in space_keys:
             code = CODES[_rng(seed, "space", dept, period).randrange(N)]
-            names[code] = township_name_at(code, date(*_ymd(period))) + "\u3000"
-            slot.quirks.append("trailing full-width space in a township name")
+            names[code] = township_name_at(code, period_start(period)) + "\u3000"
+            slot.quirks.append("trailing full-width space after a township name")
         if names:
             slot.options["township_names"] = names
         if key in text_number_keys:
             slot.values = _text_numbers(slot.values, decls[dept], _rng(seed, "text", dept, period))
             slot.quirks.append("numbers as text")
         slots.append(slot)
-
-    # 1. education 2016-03: the 合计 row's 在校学生数/小学 is 40 off; corrected 3 days later
-    good = values[("education", "2016-03")]
-    arrived = _arrival(seed, "education", "2016-03")
-    wrong_total = int(good["enrolled_primary_persons"].sum()) + 40
-    slots.append(
-        _Slot(
-            "education",
-            "2016-03",
-            "flawed",
-            arrived,
-            good,
-            note="合计 row 在校学生数/小学 is 40 more than the sum of the township rows",
-            options={"totals": {"enrolled_primary_persons": wrong_total}},
-        )
-    )
-    slots.append(
-        _Slot(
-            "education",
-            "2016-03",
-            "correction",
-            arrived + timedelta(days=3),
-            good,
-            suffix="（更正）",
-            note="corrects the 合计 row of the first 2016-03 return",
-        )
-    )
-    # 2. health 2017-02: 聂呷乡 typed as 聂嘎乡; corrected 2 days later
-    arrived = _arrival(seed, "health", "2017-02")
-    slots.append(
-        _Slot(
-            "health",
-            "2017-02",
-            "flawed",
-            arrived,
-            values[("health", "2017-02")],
-            note="township typed as 聂嘎乡 (typo of 聂呷乡)",
-            options={"township_names": {Z["niexia"]: "聂嘎乡"}},
-        )
-    )
-    slots.append(
-        _Slot(
-            "health",
-            "2017-02",
-            "correction",
-            arrived + timedelta(days=2),
-            values[("health", "2017-02")],
-            suffix="（更正）",
-            note="corrects the township name 聂嘎乡 → 聂呷乡",
-        )
-    )
-    # 3. tourism 2016-08: one township's overnight visitors exceed its visitors; corrected 4 days later
-    good = values[("tourism", "2016-08")]
-    bad = good.copy()
-    row = CODES.index(Z["suopo"])
-    bad.loc[row, "overnight_visitors_person_times"] = round(
-        float(good.at[row, "visitors_person_times"]) * 1.3, 4
-    )
-    arrived = _arrival(seed, "tourism", "2016-08")
-    slots.append(
-        _Slot(
-            "tourism",
-            "2016-08",
-            "flawed",
-            arrived,
-            bad,
-            note="梭坡乡 其中:过夜游客 exceeds 接待游客 (rule tourism_overnight_le_visitors)",
-        )
-    )
-    slots.append(
-        _Slot(
-            "tourism",
-            "2016-08",
-            "correction",
-            arrived + timedelta(days=4),
-            good,
-            suffix="（更正）",
-            note="corrects 梭坡乡 过夜游客",
-        )
-    )
-    # 4. labour 2017-03 delivered on last month's template: the title says 2017年2月
-    arrived = _arrival(seed, "labour", "2017-03")
-    slots.append(
-        _Slot(
-            "labour",
-            "2017-03",
-            "flawed",
-            arrived,
-            values[("labour", "2017-03")],
-            note="title says 2017年2月 but the return is delivered as 2017-03",
-            options={"title_period": "2017-02"},
-        )
-    )
-    slots.append(
-        _Slot(
-            "labour",
-            "2017-03",
-            "correction",
-            arrived + timedelta(days=3),
-            values[("labour", "2017-03")],
-            suffix="（更正）",
-            note="corrects the title's period",
-        )
-    )
-    # 5. labour 2016-06: loaded, then restated a week later (+5 技能培训人次 in one township)
-    final = values[("labour", RESTATED_PERIOD)]
-    first = final.copy()
-    first.loc[CODES.index(restated_code), "skills_training_person_times"] -= RESTATEMENT_DELTA
-    arrived = _arrival(seed, "labour", RESTATED_PERIOD)
-    slots.append(_Slot("labour", RESTATED_PERIOD, "good", arrived, first))
-    slots.append(
-        _Slot(
-            "labour",
-            RESTATED_PERIOD,
-            "correction",
-            arrived + timedelta(days=7),
-            final,
-            suffix="（修订）",
-            note="restatement",
-        )
-    )
-    for slot in slots[len(plain) :]:
-        _dress(slot, seed, decls[slot.department], keep=True)
+    slots += _flawed_slots(seed, values) + _restatement_slots(seed, values, restated_code)
+    for slot in slots:
+        _dress(slot, seed)
     return slots
 
 
-def _ymd(period: str) -> tuple[int, int, int]:
-    year, month = parse_period(period)
-    return year, month or 1, 1
-
-
-def _dress(slot: _Slot, seed: int, decl: Declaration, *, keep: bool = False) -> None:
-    """Per-file dressing: header style, 合计 position, 栏次 row, sheet name, old township names."""
+def _dress(slot: _Slot, seed: int) -> None:
+    """Per-file habits: header style, 合计 position, 栏次 row, sheet name, 革什扎乡 vs 革什扎镇."""
     rng = _rng(seed, "dress", slot.department, slot.period, slot.kind, slot.suffix)
     options = slot.options
-    style: HeaderStyle = rng.choices(("declared", "fullwidth", "wrapped", "messy"), weights=(55, 15, 15, 15))[
-        0
-    ]
+    style: HeaderStyle = rng.choices(HEADER_HABITS, weights=HEADER_HABIT_WEIGHTS)[0]
     total: TotalPosition = "top" if rng.random() < 0.2 else "bottom"
     options.setdefault("header_style", style)
     options.setdefault("total_position", total)
     options.setdefault("column_numbers_row", rng.random() < 0.25)
     year, month = parse_period(slot.period)
-    options.setdefault(
-        "sheet_name", "Sheet1" if rng.random() < 0.7 else (f"{month}月" if month else f"{year}年")
-    )
-    # 革什扎乡 became 革什扎镇 between 2015-09 and 2016-07: about half the returns in that
-    # window still use the old name (before 2015-09 the default name is already 革什扎乡)
-    if month and (2015, 9) <= (year, month) <= (2016, 6) and rng.random() < 0.5 and not keep:
+    sheet = "Sheet1" if rng.random() < 0.7 else (f"{month}月" if month else f"{year}年")
+    options.setdefault("sheet_name", sheet)
+    # 革什扎乡 became 革什扎镇 between 2015-09 and 2016-07 (the alias table dates 革什扎镇 from
+    # 2015-09-01, so earlier returns say 革什扎乡 by default); in that window about half the
+    # returns still use the old name
+    old_name = rng.random() < 0.5
+    if month and (2015, 9) <= (year, month) <= (2016, 6) and old_name:
         names = dict(options.get("township_names", {}))
-        names.setdefault(Z["geshiza"], "革什扎乡")
+        if _CODE["geshiza"] not in names:
+            names[_CODE["geshiza"]] = "革什扎乡"
+            slot.quirks.append("former name 革什扎乡")
         options["township_names"] = names
     if options["total_position"] == "top":
         slot.quirks.append("合计 at the top")
+    if options["column_numbers_row"]:
+        slot.quirks.append("栏次 row")
 
 
 def _write(slot: _Slot, landing_dir: Path) -> GeneratedFile:

@@ -161,7 +161,10 @@ def render_report_html(data: ReportData, *, year: int | None = None) -> str:
 def headline_rows(data: ReportData, year: int | None = None) -> list[tuple[str, str, str]]:
     """(label_zh, value with unit, coverage text) per headline card, for the CLI's short table."""
     chosen = year if year is not None else default_year(data.kpis)
-    return [(c.label, c.value, c.coverage) for c in headline_cards(data.kpis, chosen)]
+    return [
+        (c.label, c.value + (f"（{'，'.join(c.details)}）" if c.details else ""), c.coverage)
+        for c in headline_cards(data.kpis, chosen)
+    ]
 
 
 # ---------------------------------------------------------------- writing

@@ -82,9 +82,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _row_issue(check: CheckSpec, form: NormalisedForm, frame: pd.DataFrame, row: int) -> Issue:
+def _row_issue(
+    check: CheckSpec, form: NormalisedForm, frame: pd.DataFrame, row: int, declaration: Declaration
+) -> Issue:
     values = "，".join(
-        f"{form_label(form, c)}={_fmt(frame.at[row, c])}" for c in check.columns if c in frame.columns
+        f"{declaration.indicator(c).label_zh}={_fmt(_on_form(frame.at[row, c], declaration.indicator(c).factor))}"
+        f"{declaration.indicator(c).unit}"
+        for c in check.columns
+        if c in frame.columns
     )
     township = frame.at[row, "township_text"]
     message = f"{township}: {check.message_zh}" + (f"({values})" if values else "")
@@ -101,12 +106,14 @@ def _row_issue(check: CheckSpec, form: NormalisedForm, frame: pd.DataFrame, row:
     )
 
 
-def form_label(form: NormalisedForm, indicator: str) -> str:
-    label = form.column_labels.get(indicator, indicator)
-    return label.split(" ", 1)[-1]
+def _on_form(value: Any, factor: float) -> Any:
+    """A base-unit value back in the form's unit, as the department wrote it."""
+    return value / factor if isinstance(value, float) and factor != 1 else value
 
 
-def _table_issue(check: CheckSpec, form: NormalisedForm, frame: pd.DataFrame, observed: Any) -> Issue:
+def _table_issue(
+    check: CheckSpec, form: NormalisedForm, frame: pd.DataFrame, observed: Any, declaration: Declaration
+) -> Issue:
     where: dict[str, Any] = {"sheet": form.sheet, "rule_id": check.check_id,
                              "severity": check.severity,
                              "action": check.action or ("flag" if check.severity == "warning" else "report")}
@@ -124,7 +131,10 @@ def _table_issue(check: CheckSpec, form: NormalisedForm, frame: pd.DataFrame, ob
         observed_mean = (observed / weights) if weights else None
         text = f"{check.message_zh}: 合计行为{_fmt(total)}，按人口加权平均为{_fmt(observed_mean)}"
     else:
-        text = f"{check.message_zh}: {form.total_label or '合计'}行为{_fmt(total)}，各乡镇之和为{_fmt(observed)}"
+        ind = declaration.indicator(indicator)
+        on_form_total, on_form_sum = _on_form(total, ind.factor), _on_form(_jsonable(observed), ind.factor)
+        text = (f"{check.message_zh}: {form.total_label or '合计'}行为{_fmt(on_form_total)}{ind.unit}，"
+                f"各乡镇之和为{_fmt(on_form_sum)}{ind.unit}")
     return issue(check.issue_code, text, **where)
 
 
@@ -160,14 +170,14 @@ def validate_form(form: NormalisedForm, declaration: Declaration) -> Validation:
         elif not res.success:
             if check.kind == "row":
                 for row in failing_rows[:MAX_ROW_ISSUES_PER_CHECK]:
-                    issues.append(_row_issue(check, form, frame, row))
+                    issues.append(_row_issue(check, form, frame, row, declaration))
                 if len(failing_rows) > MAX_ROW_ISSUES_PER_CHECK:
                     issues.append(issue(check.issue_code, f"{check.message_zh}: 另有"
                                         f"{len(failing_rows) - MAX_ROW_ISSUES_PER_CHECK}行未逐一列出",
                                         severity=check.severity, sheet=form.sheet, rule_id=check.check_id))
                 (flagged if check.severity == "warning" else rejected_rows).update(failing_rows)
             else:
-                issues.append(_table_issue(check, form, frame, observed))
+                issues.append(_table_issue(check, form, frame, observed, declaration))
         failing_codes = sorted({str(frame.at[r, TOWNSHIP_CODE]) for r in failing_rows if r in frame.index})
         results.append(CheckResult(
             check_id=check.check_id,

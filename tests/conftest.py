@@ -63,3 +63,15 @@ def warehouse_engine(request: pytest.FixtureRequest) -> Engine:
     name = "sqlite_engine" if request.param == "sqlite" else "postgres_engine"
     engine: Engine = request.getfixturevalue(name)
     return engine
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A real temporary Prefect server for the whole session (flow tests)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

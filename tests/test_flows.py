@@ -1,0 +1,178 @@
+"""End-to-end: the real flows under Prefect's test harness, on the embedded SQLite warehouse.
+
+The full Danba demo runs once (module fixture); the KPIs in the mart are then recomputed
+independently from the generator's values and compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from duikou_settings import get_settings, reset_settings_cache
+from expectations.declaration import load_declarations
+from flows.warehouse_access import clear_cache, open_warehouse
+from tasks.demo_data import GeneratedFile, demo_values, generate_demo
+from tasks.form_writer import write_form
+
+pytestmark = pytest.mark.flow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[dict[str, object]]:
+    from flows.nightly import nightly
+
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DUIKOU_DATA_DIR", str(data_dir))
+    mp.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
+    reset_settings_cache()
+    clear_cache()
+    files = generate_demo(get_settings().landing_dir, seed=2017)
+    first = nightly(run_label="test")
+    second = nightly(run_label="test-again", build_report=False)
+    yield {"files": files, "first": first, "second": second, "engine": open_warehouse(get_settings()),
+           "settings": get_settings()}
+    mp.undo()
+    reset_settings_cache()
+    clear_cache()
+
+
+def _mart(engine: object) -> dict[tuple[int, str], float]:
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(text("SELECT year, kpi, value FROM mart_county_kpi_yearly")).all()
+    return {(int(r.year), r.kpi): r.value for r in rows}
+
+
+def test_demo_headline_kpis_match_the_article(demo_run: dict[str, object]) -> None:
+    mart = _mart(demo_run["engine"])
+    assert round(mart[(2016, "net_income_per_capita_yuan")]) == 10827
+    assert round(mart[(2016, "net_income_multiple_of_2011")], 2) == 2.61
+    assert round(mart[(2016, "net_income_cagr_since_2011_pct")], 1) == 21.1
+    assert round(mart[(2011, "poverty_incidence_pct")], 1) == 26.2
+    assert round(mart[(2016, "poverty_incidence_pct")], 2) == 12.78
+    assert round(mart[(2016, "tourism_revenue_yuan")] / 1e8, 2) == 8.69
+    assert round(mart[(2016, "tourism_revenue_yoy_pct")]) == 17
+    assert mart[(2017, "job_fair_posts")] >= 10000
+
+
+def test_mart_agrees_with_an_independent_recomputation(demo_run: dict[str, object]) -> None:
+    """Recompute from the generator's final values (form units), not from the warehouse."""
+    values = demo_values(2017)
+    mart = _mart(demo_run["engine"])
+    for year in range(2011, 2017):
+        frame = values[("poverty", str(year))]
+        pop = frame["agricultural_population_persons"]
+        income = (frame["net_income_per_capita_yuan"] * pop).sum() / pop.sum()
+        incidence = frame["registered_poor_year_end_persons"].sum() / pop.sum() * 100
+        assert math.isclose(mart[(year, "net_income_per_capita_yuan")], income, rel_tol=1e-9)
+        assert math.isclose(mart[(year, "poverty_incidence_pct")], incidence, rel_tol=1e-9)
+    for year in (2015, 2016):
+        revenue_wan = sum(
+            values[("tourism", f"{year}-{m:02d}")]["tourism_revenue_yuan"].sum() for m in range(1, 13)
+        )
+        assert math.isclose(mart[(year, "tourism_revenue_yuan")], revenue_wan * 10000, rel_tol=1e-9)
+    hires = values[("labour", "2017-05")]["job_fair_hires_person_times"].sum()
+    assert hires == 775
+    assert mart[(2017, "job_fair_hires_person_times")] >= 775
+
+
+def test_flawed_submissions_are_refused_with_a_reason(demo_run: dict[str, object]) -> None:
+    files: list[GeneratedFile] = demo_run["files"]  # type: ignore[assignment]
+    first = demo_run["first"]
+    by_name = {r.original_name + r.period: r for r in first.processed}  # type: ignore[attr-defined]
+    flawed = [f for f in files if f.kind == "flawed"]
+    assert len(flawed) >= 3
+    for item in flawed:
+        result = by_name[item.path.name + item.period]
+        assert result.status in ("rejected", "quarantined"), item
+        critical = [i for i in result.receipt["issues"] if i["severity"] == "critical"]
+        assert critical and all(i["message"] for i in critical)
+    codes = {i["code"] for r in first.processed for i in r.receipt["issues"]}  # type: ignore[attr-defined]
+    assert {"TOTAL_MISMATCH", "TOWNSHIP_UNKNOWN", "PERIOD_MISMATCH", "RULE_FAILED"} <= codes
+
+
+def test_every_submission_has_a_receipt_and_one_current_version(demo_run: dict[str, object]) -> None:
+    settings = demo_run["settings"]
+    first = demo_run["first"]
+    for result in first.processed:  # type: ignore[attr-defined]
+        receipt = json.loads(Path(result.receipt_path).read_text(encoding="utf-8"))
+        assert receipt["status"] == result.status
+        assert receipt["submission_id"] == result.submission_id
+        assert (settings.resolved_data_dir / receipt["stored_as"]).exists()  # type: ignore[attr-defined]
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        per_partition = pd.read_sql(
+            text("SELECT department, period, COUNT(*) AS n FROM submission WHERE status = 'loaded' "
+                 "GROUP BY department, period"), conn)
+        superseded = conn.execute(text("SELECT COUNT(*) FROM submission WHERE status = 'superseded'")).scalar()
+    assert (per_partition["n"] == 1).all()
+    assert len(per_partition) == 6 + 35 * 4
+    assert superseded == 1  # the labour 2016-06 restatement
+
+
+def test_second_nightly_run_loads_nothing(demo_run: dict[str, object]) -> None:
+    second = demo_run["second"]
+    assert second.processed == []  # type: ignore[attr-defined]
+    assert second.unchanged == len(demo_run["files"])  # type: ignore[attr-defined,arg-type]
+
+
+def test_report_was_written(demo_run: dict[str, object]) -> None:
+    report = Path(demo_run["first"].report_path)  # type: ignore[attr-defined]
+    html = report.read_text(encoding="utf-8")
+    assert "10827" in html and "12.78%" in html and "8.69 亿元" in html
+
+
+# ----------------------------------------------------------------- the ingest command
+
+
+@pytest.fixture
+def empty_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("DUIKOU_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
+    reset_settings_cache()
+    clear_cache()
+    yield tmp_path / "data"
+    reset_settings_cache()
+    clear_cache()
+
+
+def _poverty_form(tmp_path: Path, name: str = "poverty.xlsx", **kwargs: object) -> Path:
+    rows = demo_values(2017)[("poverty", "2016")]
+    return write_form(tmp_path / name, load_declarations()["poverty"], "2016", rows, **kwargs)  # type: ignore[arg-type]
+
+
+def test_ingest_command_loads_then_reports_duplicate(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    path = _poverty_form(tmp_path)
+    assert main(["ingest", str(path), "--department", "poverty", "--period", "2016", "--json"]) == 0
+    receipt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert receipt["status"] == "loaded" and receipt["counts"]["rows_loaded"] == 15
+    assert main(["ingest", str(path), "--department", "poverty", "--period", "2016", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["status"] == "duplicate"
+    assert again["duplicate_of"]["submission_id"] == receipt["submission_id"]
+
+
+def test_ingest_dry_run_writes_nothing_and_bad_files_exit_non_zero(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    bad = _poverty_form(tmp_path, "bad.xlsx", title_period="2015")
+    code = main(["ingest", str(bad), "--department", "poverty", "--period", "2016", "--dry-run", "--json"])
+    receipt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 1 and receipt["status"] == "rejected" and receipt["dry_run"] is True
+    assert [i["code"] for i in receipt["issues"] if i["severity"] == "critical"] == ["PERIOD_MISMATCH"]
+    assert not (empty_data_dir / "warehouse.sqlite").exists()
+    assert not (empty_data_dir / "receipts").exists()
+    assert main(["ingest", str(bad), "--department", "nosuch", "--period", "2016"]) == 2
+    assert main(["ingest", str(bad), "--department", "poverty", "--period", "2016-05"]) == 2
