@@ -481,6 +481,12 @@ def _labour_values(seed: int, poverty: dict[str, pd.DataFrame]) -> tuple[dict[st
             for t, p, j in zip(labour_total, prev["registered_poor_year_end_persons"], poor_jitter, strict=True)
         ]
         training = allocate(training_total, [t * rng.uniform(0.4, 1.6) for t in labour_total])
+        if period == RESTATED_PERIOD:  # the restated township must have trained at least 5 first
+            top = max(range(N), key=lambda i: (training[i], -i))
+            while training[top] < RESTATEMENT_DELTA:
+                donor = max((i for i in range(N) if i != top), key=lambda i: (training[i], -i))
+                training[donor] -= 1
+                training[top] += 1
         certified = [math.floor(t * rng.uniform(0.5, 0.85)) for t in training]
         transfers = allocate(transfer_month[period], [t * rng.uniform(0.8, 1.2) for t in labour_total])
         # poor labour migrates somewhat more than its share of the labour force [A]
@@ -513,8 +519,6 @@ def _labour_values(seed: int, poverty: dict[str, pd.DataFrame]) -> tuple[dict[st
     # and its certificates must fit under that smaller figure too
     restated = cells[RESTATED_PERIOD]
     idx = max(range(N), key=lambda i: (restated["skills_training_person_times"][i], -i))
-    if restated["skills_training_person_times"][idx] < RESTATEMENT_DELTA:
-        raise AssertionError("demo bug: restated township trains fewer than the restatement")
     restated["certified_persons"][idx] = min(
         restated["certified_persons"][idx], restated["skills_training_person_times"][idx] - RESTATEMENT_DELTA
     )
@@ -745,7 +749,60 @@ def _final_values(seed: int) -> tuple[dict[tuple[str, str], pd.DataFrame], str]:
     values.update({("health", p): f for p, f in _health_values(seed, poverty).items()})
     values.update({("labour", p): f for p, f in labour.items()})
     values.update({("tourism", p): f for p, f in _tourism_values(seed).items()})
+    _verify_story(values)
     return values, restated_code
+
+
+def story_figures(values: dict[tuple[str, str], pd.DataFrame]) -> dict[str, float]:
+    """The article's county figures as the demo's final values give them (unrounded)."""
+
+    def poverty(year: int) -> tuple[float, float]:
+        f = values[("poverty", str(year))]
+        pop = f["agricultural_population_persons"]
+        income = float((f["net_income_per_capita_yuan"] * pop).sum() / pop.sum())
+        return income, float(f["registered_poor_year_end_persons"].sum() / pop.sum() * 100)
+
+    def total(dept: str, name: str, months: Sequence[str]) -> float:
+        return float(sum(values[(dept, p)][name].sum() for p in months))
+
+    def year(y: int) -> list[str]:
+        return [p for p in MONTHS if p.startswith(str(y))]
+
+    (income_2011, incidence_2011), (income_2016, incidence_2016) = poverty(2011), poverty(2016)
+    return {
+        "net_income_2011_yuan": income_2011,
+        "net_income_2016_yuan": income_2016,
+        "net_income_multiple": income_2016 / income_2011,
+        "net_income_cagr_pct": ((income_2016 / income_2011) ** (1 / 5) - 1) * 100,
+        "poverty_incidence_2011_pct": incidence_2011,
+        "poverty_incidence_2016_pct": incidence_2016,
+        "tourism_revenue_2015_wan": total("tourism", "tourism_revenue_yuan", year(2015)),
+        "tourism_revenue_2016_wan": total("tourism", "tourism_revenue_yuan", year(2016)),
+        "job_fair_2017_05_posts": total("labour", "job_fair_posts", ["2017-05"]),
+        "job_fair_2017_05_hires": total("labour", "job_fair_hires_person_times", ["2017-05"]),
+        "skills_training_person_times": total("labour", "skills_training_person_times", MONTHS),
+    }
+
+
+def _verify_story(values: dict[tuple[str, str], pd.DataFrame]) -> None:
+    """Fail loudly, whatever the seed, if the figures drift from the article (domain.md §4)."""
+    f = story_figures(values)
+    checks = {
+        "income 2016 rounds to 10827": round(f["net_income_2016_yuan"]) == NET_INCOME_2016_YUAN,
+        "income 2011 is 4150 ± 1": abs(f["net_income_2011_yuan"] - NET_INCOME_2011_YUAN) <= 1,
+        "multiple rounds to 2.61": round(f["net_income_multiple"], 2) == 2.61,
+        "CAGR rounds to 21.1 %": round(f["net_income_cagr_pct"], 1) == 21.1,
+        "incidence 2011 is 26.20 %": round(f["poverty_incidence_2011_pct"], 2) == POVERTY_INCIDENCE_PCT[2011],
+        "incidence 2016 is 12.78 %": round(f["poverty_incidence_2016_pct"], 2) == POVERTY_INCIDENCE_PCT[2016],
+        "tourism 2015": round(f["tourism_revenue_2015_wan"] * 100) == TOURISM_REVENUE_2015_CENTS,
+        "tourism 2016": round(f["tourism_revenue_2016_wan"] * 100) == TOURISM_REVENUE_2016_CENTS,
+        "job fair posts": f["job_fair_2017_05_posts"] == JOB_FAIR_2017_05_POSTS,
+        "job fair hires": f["job_fair_2017_05_hires"] == JOB_FAIR_2017_05_HIRES,
+        "skills training": f["skills_training_person_times"] == SKILLS_TRAINING_DEMO_TOTAL,
+    }
+    broken = [name for name, ok in checks.items() if not ok]
+    if broken:
+        raise AssertionError(f"demo values miss the article's figures: {broken}")
 
 
 def demo_values(seed: int = 2017) -> dict[tuple[str, str], pd.DataFrame]:

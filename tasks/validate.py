@@ -196,7 +196,7 @@ def validate_form(form: NormalisedForm, declaration: Declaration) -> Validation:
         issues=tuple(issues),
         results=tuple(results),
         flagged_rows=frozenset(flagged),
-        rejected_rows=frozenset(rejected_rows | _rows_with_critical(issues)),
+        rejected_rows=frozenset((rejected_rows | _rows_with_critical(issues)) & set(frame.index)),
     )
 
 

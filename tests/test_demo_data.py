@@ -40,6 +40,7 @@ from tasks.demo_data import (
     demo_values,
     generate_demo,
     restated_township,
+    story_figures,
 )
 from tasks.form_writer import (
     HEADER_STYLES,
@@ -299,23 +300,39 @@ def _rule_holds(rule: Any, frame: pd.DataFrame) -> pd.Series:
     return ok
 
 
-def test_every_critical_rule_passes_on_final_values(values: dict[tuple[str, str], pd.DataFrame]) -> None:
+def _critical_failures_and_warnings(values: dict[tuple[str, str], pd.DataFrame]) -> tuple[list[str], dict[str, int]]:
+    failures: list[str] = []
     warnings: dict[str, int] = {}
     for (dept, period), frame in values.items():
         decl = DECLS[dept]
         base = _base_units(frame, decl)
         for rule in decl.rules:
             failed = int((~_rule_holds(rule, base)).sum())
-            if rule.severity == "critical":
-                assert failed == 0, f"{dept} {period}: {rule.rule_id} fails on {failed} rows"
-            else:
+            if rule.severity == "critical" and failed:
+                failures.append(f"{dept} {period}: {rule.rule_id} fails on {failed} rows")
+            elif rule.severity != "critical":
                 warnings[rule.rule_id] = warnings.get(rule.rule_id, 0) + failed
+    return failures, warnings
+
+
+def test_every_critical_rule_passes_on_final_values(values: dict[tuple[str, str], pd.DataFrame]) -> None:
+    failures, warnings = _critical_failures_and_warnings(values)
+    assert failures == []
     # a few deliberate warnings, and none from the unit-confusion guard
     assert 1 <= warnings["edu_no_dropouts"] <= 10
     assert 1 <= warnings["health_insured_full_coverage"] <= 10
     assert 1 <= warnings["health_out_of_pocket_share"] <= 5
     assert warnings["tourism_revenue_per_visit"] == 0
     assert warnings["labour_certified_le_trained"] == 0
+
+
+@pytest.mark.parametrize("seed", [1, 27])
+def test_other_seeds_keep_the_story_and_the_rules(seed: int) -> None:
+    other = demo_values(seed)  # demo_values itself refuses values that miss the article's figures
+    figures = story_figures(other)
+    assert round(figures["net_income_2016_yuan"]) == 10827
+    assert round(figures["tourism_revenue_2016_wan"], 2) == 86900.00
+    assert _critical_failures_and_warnings(other)[0] == []
 
 
 def test_domain_consistency(values: dict[tuple[str, str], pd.DataFrame]) -> None:
