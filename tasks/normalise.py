@@ -159,9 +159,9 @@ def _cell(row: FormRow, index: int) -> object:
 
 
 def _parse_cell(
-    row: FormRow, col: FormColumn, ind: Indicator, sheet: str | None, issues: list[Issue]
+    row: FormRow, col: FormColumn, ind: Indicator, sheet: str | None, issues: list[Issue], native_text: bool
 ) -> float | None:
-    parsed = parse_number(_cell(row, col.index), unit=ind.unit)
+    parsed = parse_number(_cell(row, col.index), unit=ind.unit, native_text=native_text)
     where = {"sheet": sheet, "row": row.row_number, "column": col.label}
     if parsed.error:
         issues.append(issue(parsed.error, f"“{_cell(row, col.index)}”不是有效数值({ind.label_zh})",
@@ -216,6 +216,7 @@ def normalise_form(
     issues = _check_title(form, declaration, period)
     mapped, column_issues = _map_columns(form, declaration)
     issues.extend(column_issues)
+    native_text = form.encoding is not None  # CSV: every cell is text
     records: list[dict[str, object]] = []
     for row in form.rows:
         resolution = resolver.resolve(row.key)
@@ -246,7 +247,7 @@ def normalise_form(
             TOWNSHIP_TEXT: row.key,
         }
         for name, col in mapped.items():
-            record[name] = _parse_cell(row, col, declaration.indicator(name), sheet, issues)
+            record[name] = _parse_cell(row, col, declaration.indicator(name), sheet, issues, native_text)
         records.append(record)
     if not records:
         issues.append(issue("ROWS_EMPTY", f"{declaration.title_zh}有表头但没有乡镇数据行", sheet=sheet))
@@ -258,7 +259,7 @@ def normalise_form(
     totals: dict[str, float | None] = {}
     if form.total_row is not None:
         for name, col in mapped.items():
-            totals[name] = _parse_cell(form.total_row, col, declaration.indicator(name), sheet, issues)
+            totals[name] = _parse_cell(form.total_row, col, declaration.indicator(name), sheet, issues, native_text)
     else:
         issues.append(issue("TOTAL_ROW_MISSING", "表中没有合计行，无法核对各乡镇之和", sheet=sheet))
     for extra in form.extra_total_rows:

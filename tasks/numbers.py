@@ -28,8 +28,12 @@ class ParsedNumber:
     null_token: str | None = None
 
 
-def parse_number(raw: object, unit: str | None = None) -> ParsedNumber:
-    """Parse one cell. ``unit`` lets ``"12人"`` through when 人 is the column's declared unit."""
+def parse_number(raw: object, unit: str | None = None, *, native_text: bool = False) -> ParsedNumber:
+    """Parse one cell. ``unit`` lets ``"12人"`` through when 人 is the column's declared unit.
+
+    ``native_text``: the format has no number type (CSV), so a plain ``"123"`` is no coercion;
+    in a workbook a number stored as text is one, and is recorded.
+    """
     if raw is None:
         return ParsedNumber(None)
     if isinstance(raw, bool):
@@ -60,6 +64,8 @@ def parse_number(raw: object, unit: str | None = None) -> ParsedNumber:
         notes.append("去掉千位分隔符")
     if _PLAIN.fullmatch(folded):
         value = float(folded)
+        if native_text and not notes:
+            return ParsedNumber(value)
         coercion = f"文本“{text}”读作{_format(value)}" + (f"({'，'.join(notes)})" if notes else "")
         return ParsedNumber(value, coercion=coercion)
     return ParsedNumber(None, error="VALUE_NOT_NUMBER")
