@@ -84,7 +84,18 @@ def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile
     return pending, len(files) - len(pending), skipped
 
 
-@flow(name="nightly", flow_run_name="nightly {run_label}")
+def _nightly_run_name() -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from prefect.runtime import flow_run
+
+    label = flow_run.parameters.get("run_label") or ""
+    stamp = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    return f"nightly {stamp}" + (f" ({label})" if label else "")
+
+
+@flow(name="nightly", flow_run_name=_nightly_run_name)
 def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
     """Reconcile → ingest pending → refresh marts → report. ``run_label`` only names the run."""
     logger = get_run_logger()

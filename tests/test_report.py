@@ -130,9 +130,9 @@ def test_headline_figures_are_formatted_exactly(data: ReportData) -> None:
 
 def test_headline_rows_for_the_cli(data: ReportData) -> None:
     rows = headline_rows(data)
-    assert rows[0] == ("农牧民人均纯收入", "10827 元", "覆盖 15/15 乡镇·年")
-    assert rows[1] == ("贫困发生率", "26.20% → 12.78%", "覆盖 15/15 乡镇·年")
-    assert rows[2] == ("旅游总收入", "8.69 亿元", "覆盖 180/180 乡镇·月")
+    assert rows[0] == ("农牧民人均纯收入", "10827 元（为2011年的倍数 2.61 倍，年均增长 21.1%）", "覆盖 15/15 乡镇·年")
+    assert rows[1] == ("贫困发生率", "26.20% → 12.78%（2011年 → 2016年，变化 -13.42 个百分点）", "覆盖 15/15 乡镇·年")
+    assert rows[2] == ("旅游总收入", "8.69 亿元（同比 +17.0%）", "覆盖 180/180 乡镇·月")
     assert rows[-1][2] == "覆盖 165/180 乡镇·月"
 
 
@@ -140,7 +140,7 @@ def test_default_year_is_the_latest_with_net_income(data: ReportData) -> None:
     extra = pd.DataFrame([kpi(2017, "skills_training_person_times", "技能培训", 1, "人次", "labour", 1, 1)])
     later = ReportData(pd.concat([data.kpis, extra]), data.submissions, data.township_values, GENERATED)
     assert "主要指标(2016年)" in render_report_html(later)
-    assert headline_rows(data, year=2011)[0][1] == "4150 元"
+    assert headline_rows(data, year=2011)[0][1].startswith("4150 元")
     assert headline_rows(data, year=2011)[1][1] == "26.20%"
 
 
@@ -260,7 +260,7 @@ def test_load_report_data_reads_the_warehouse(warehouse_engine: Engine) -> None:
     assert revenue["value"] == 3_500_000 and revenue["township_name"] == "巴旺乡"  # months summed
     bad = data.submissions.set_index("submission_id").loc["bad"]
     assert bad["critical_issues"] == 1 and bad["department_name"] == "县旅游局"
-    assert headline_rows(data)[2] == ("旅游总收入", "8.69 亿元", "覆盖 180/180 乡镇·月")
+    assert headline_rows(data)[2] == ("旅游总收入", "8.69 亿元（同比 +17.0%）", "覆盖 180/180 乡镇·月")
 
 
 def test_write_report_from_a_filled_warehouse(sqlite_engine: Engine, tmp_path: Path) -> None:
