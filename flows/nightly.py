@@ -23,6 +23,7 @@ from expectations.declaration import load_declarations
 from flows.pipeline import SubmissionResult, process_submission
 from flows.warehouse_access import open_warehouse
 from tasks.steps import refresh_marts_task, report_task
+from tasks.submission import SubmissionError
 from warehouse.load import find_submission
 from warehouse.refdata import reference_frames
 
@@ -43,11 +44,12 @@ class NightlySummary:
     processed: list[SubmissionResult] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
     mart_rows: int = 0
     report_path: str | None = None
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {"unchanged": self.unchanged, "skipped": len(self.skipped)}
+        out: dict[str, int] = {"unchanged": self.unchanged, "skipped": len(self.skipped), "failed": len(self.failed)}
         for result in self.processed:
             out[result.status] = out.get(result.status, 0) + 1
         return out
@@ -110,8 +112,12 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
         try:
             result = process_submission(item.path, item.department, item.period, engine=engine,
                                         reference=reference, settings=settings)
-        except ValueError as exc:  # a malformed period folder: say so, keep going
+        except SubmissionError as exc:  # a malformed period folder: say so, keep going
             summary.skipped.append({"path": str(item.path), "reason": str(exc)})
+            continue
+        except Exception as exc:  # one broken submission must not stop the others
+            logger.exception("processing %s failed", item.path)
+            summary.failed.append({"path": str(item.path), "reason": f"{type(exc).__name__}: {exc}"})
             continue
         summary.processed.append(result)
     summary.mart_rows = refresh_marts_task(engine)
@@ -119,7 +125,18 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
         summary.report_path = str(report_task(engine, settings.reports_dir))
     _publish_artifact(summary)
     logger.info("nightly done: %s", summary.counts())
+    if summary.failed:
+        raise NightlyIncomplete(summary)
     return summary
+
+
+class NightlyIncomplete(RuntimeError):
+    """Some submissions failed with an unexpected error; the rest were processed."""
+
+    def __init__(self, summary: NightlySummary) -> None:
+        listed = "; ".join(f"{f['path']}: {f['reason']}" for f in summary.failed)
+        super().__init__(f"{len(summary.failed)} submission(s) failed unexpectedly: {listed}")
+        self.summary = summary
 
 
 def _publish_artifact(summary: NightlySummary) -> None:

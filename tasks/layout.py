@@ -19,8 +19,15 @@ from tasks.read import CellValue, Grid
 TOTAL_LABELS = frozenset({"合计", "总计", "小计", "全县合计", "全县", "丹巴县", "全县总计", "总合计"})
 FOOTER_PREFIXES = (
     "注", "备注", "说明", "填表", "填报人", "审核", "负责人", "单位负责人", "制表", "联系电话", "填报日期",
-    "统计负责人", "主管", "分管",
+    "统计负责人", "主管", "分管", "报出日期", "报送日期", "日期", "联系人", "电话", "经办人", "签字", "签章",
+    "(盖章)", "盖章", "单位(盖章)", "单位盖章",
 )
+#: a line that is only a date (签署日期 under the signatures): 2017年6月5日, 2017.6.5, 2017-06-05
+_DATE_LINE = re.compile(r"\d{4}\s*[年.\-/]\s*\d{1,2}\s*[月.\-/]\s*\d{1,2}\s*日?")
+#: lines above the title that are not the title: 附件2, 附表1, 表3
+_ATTACHMENT_LABEL = re.compile(r"(附件|附表|表)[\d一二三四五六七八九十\-—]*:?")
+#: the 填报单位 / 单位 / 填报日期 line is not the title either
+INFO_PREFIXES = ("填报单位", "报送单位", "制表单位", "单位", "填报日期", "计量单位")
 IGNORED_COLUMNS = frozenset({"序号", "编号", "备注"})
 COLUMN_NUMBER_KEYS = frozenset({"甲", "栏次", "乙"})
 MAX_HEADER_LEVELS = 4
@@ -65,6 +72,7 @@ class FormTable:
     column_numbers_row: int | None
     hidden_cols: frozenset[int]
     sheet_hidden: bool
+    title_row: int | None = None  # 1-based row of the title, None when the form has none
 
 
 def cell_text(value: CellValue) -> str:
@@ -158,12 +166,23 @@ def _is_column_numbers_row(grid: Grid, r: int, key_col: int) -> bool:
     if key not in COLUMN_NUMBER_KEYS:
         return False
     others = [normalise_header(cell_text(v)) for c, v in enumerate(grid.rows[r]) if c != key_col and cell_text(v)]
-    return all(re.fullmatch(r"\d{1,3}|[甲乙丙丁]", t) for t in others)
+    # 栏次 may label the row in a 序号 column left of the key column
+    return all(re.fullmatch(r"\d{1,3}|[甲乙丙丁]|栏次", t) for t in others)
 
 
 def _is_footer(row: tuple[CellValue, ...]) -> bool:
-    first = next((cell_text(v) for v in row if cell_text(v)), "")
-    return normalise_header(first).startswith(FOOTER_PREFIXES)
+    first = normalise_header(next((cell_text(v) for v in row if cell_text(v)), ""))
+    return first.startswith(FOOTER_PREFIXES) or bool(_DATE_LINE.fullmatch(first))
+
+
+def _title_line(lines: list[tuple[int, str]]) -> tuple[int, str] | None:
+    """The title among the lines above the header: not an attachment label, not the 填报单位 line."""
+    for r, text in lines:
+        folded = normalise_header(text)
+        if _ATTACHMENT_LABEL.fullmatch(folded) or folded.startswith(INFO_PREFIXES):
+            continue
+        return r, text
+    return None
 
 
 def _row_text(row: tuple[CellValue, ...]) -> str:
@@ -178,8 +197,10 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
     key_row, key_col = found
     header_last = _header_extent(grid, key_row, key_col)
     paths = _header_paths(grid, key_row, header_last)
-    preamble = tuple(t for t in (_row_text(r) for r in grid.rows[:key_row]) if t)
-    title = preamble[0] if preamble else ""
+    lines = [(r, text) for r, text in ((r, _row_text(grid.rows[r])) for r in range(key_row)) if text]
+    preamble = tuple(text for _, text in lines)
+    title_line = _title_line(lines)
+    title = title_line[1] if title_line else ""
 
     first_data = header_last + 1
     column_numbers_row = None
@@ -228,6 +249,7 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
         column_numbers_row=column_numbers_row,
         hidden_cols=grid.hidden_cols,
         sheet_hidden=grid.sheet_hidden,
+        title_row=title_line[0] + 1 if title_line else None,
     )
 
 

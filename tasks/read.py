@@ -9,7 +9,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -64,14 +63,23 @@ def read_grids(content: bytes, filename: str) -> list[Grid]:
     if not content:
         raise ReadError(issue("FILE_EMPTY", f"文件为空(0字节): {filename}"))
     if suffix == ".xlsx" or suffix == ".xlsm":
-        return _read_xlsx(content, filename)
-    if suffix == ".xls":
-        return _read_xls(content, filename)
-    if suffix in (".csv", ".txt"):
+        grids = _read_xlsx(content, filename)
+    elif suffix == ".xls":
+        grids = _read_xls(content, filename)
+    elif suffix in (".csv", ".txt"):
         return _read_csv(content, filename)
-    raise ReadError(
-        issue("FILE_FORMAT_UNSUPPORTED", f"不支持的文件格式 {suffix or '(无扩展名)'}: 请提交 .xlsx、.xls 或 .csv")
-    )
+    else:
+        raise ReadError(
+            issue("FILE_FORMAT_UNSUPPORTED", f"不支持的文件格式 {suffix or '(无扩展名)'}: 请提交 .xlsx、.xls 或 .csv")
+        )
+    if not any(_has_content(g) for g in grids):
+        raise ReadError(issue("FILE_EMPTY", f"工作簿中没有任何内容(所有工作表均为空): {filename}"))
+    return grids
+
+
+def _has_content(grid: Grid) -> bool:
+    """Any cell with something other than whitespace in it."""
+    return any(v is not None and str(v).strip() != "" for row in grid.rows for v in row)
 
 
 def _read_xlsx(content: bytes, filename: str) -> list[Grid]:
@@ -80,7 +88,7 @@ def _read_xlsx(content: bytes, filename: str) -> list[Grid]:
 
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(content), data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except Exception as exc:  # bad zip, missing parts, broken XML inside (ParseError), bad styles …
         raise ReadError(issue("FILE_UNREADABLE", f"无法读取Excel文件 {filename}: {exc}")) from exc
     grids = []
     for ws in workbook.worksheets:
@@ -185,6 +193,6 @@ def _read_csv(content: bytes, filename: str) -> list[Grid]:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         rows = tuple(tuple(cell if cell != "" else None for cell in row) for row in reader)
         grids.append(Grid(sheet=None, rows=rows, encoding=encoding))
-    if not any(any(c is not None for c in row) for g in grids for row in g.rows):
+    if not any(_has_content(g) for g in grids):
         raise ReadError(issue("FILE_EMPTY", f"CSV文件没有任何内容: {filename}"))
     return grids

@@ -176,3 +176,23 @@ def test_ingest_dry_run_writes_nothing_and_bad_files_exit_non_zero(
     assert not (empty_data_dir / "receipts").exists()
     assert main(["ingest", str(bad), "--department", "nosuch", "--period", "2016"]) == 2
     assert main(["ingest", str(bad), "--department", "poverty", "--period", "2016-05"]) == 2
+
+
+def test_nightly_skips_what_it_cannot_place_and_says_why(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path
+) -> None:
+    from flows.nightly import nightly
+
+    landing = empty_data_dir / "landing"
+    good = _poverty_form(tmp_path)
+    for target in (landing / "poverty" / "2016" / good.name, landing / "poverty" / "2016-13" / good.name,
+                   landing / "stray.xlsx", landing / "nosuch" / "2016" / good.name):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(good.read_bytes())
+    (landing / "poverty" / "2016" / "notes.txt").write_text("not a return", encoding="utf-8")
+    summary = nightly(run_label="skips", build_report=False)
+    assert [r.status for r in summary.processed] == ["loaded"]
+    reasons = {Path(s["path"]).name if "2016-13" not in s["path"] else "bad-period": s["reason"]
+               for s in summary.skipped}
+    assert set(reasons) == {"stray.xlsx", good.name, "notes.txt", "bad-period"}
+    assert "YYYY" in reasons["bad-period"]
