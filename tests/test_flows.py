@@ -196,3 +196,45 @@ def test_nightly_skips_what_it_cannot_place_and_says_why(
                for s in summary.skipped}
     assert set(reasons) == {"stray.xlsx", good.name, "notes.txt", "bad-period"}
     assert "YYYY" in reasons["bad-period"]
+
+
+def test_a_correction_supersedes_on_both_backends(
+    prefect_harness: None, warehouse_engine: object, empty_data_dir: Path, tmp_path: Path
+) -> None:
+    """The pipeline's own path (tasks inside a flow) against SQLite and the real PostgreSQL."""
+    from prefect import flow
+
+    from flows.pipeline import process_submission
+    from warehouse.marts import refresh_marts
+    from warehouse.refdata import reference_frames
+
+    rows = demo_values(2017)[("poverty", "2016")]
+    first = _poverty_form(tmp_path, "v1.xlsx")
+    corrected = rows.copy()
+    corrected.loc[0, "exited_poverty_persons"] += 7
+    second = write_form(tmp_path / "v2.xlsx", load_declarations()["poverty"], "2016", corrected)
+
+    @flow(name="test-pipeline")
+    def run(path: Path) -> str:
+        result = process_submission(path, "poverty", "2016", engine=warehouse_engine,  # type: ignore[arg-type]
+                                    reference=reference_frames(), settings=get_settings())
+        return result.status
+
+    assert run(first) == "loaded"
+    assert run(second) == "loaded"
+    assert run(first) == "duplicate"
+    refresh_marts(warehouse_engine)  # type: ignore[arg-type]
+    with warehouse_engine.connect() as conn:  # type: ignore[attr-defined]
+        ledger = {r.original_name: r for r in conn.execute(text(
+            "SELECT original_name, status, supersedes, superseded_by, submission_id FROM submission")).all()}
+        exited = conn.execute(text(
+            "SELECT value FROM v_indicator_value WHERE indicator = 'exited_poverty_persons' "
+            "AND township_code = :code"), {"code": rows.loc[0, "township_code"]}).scalar()
+        income = conn.execute(text(
+            "SELECT value FROM mart_county_kpi_yearly WHERE year = 2016 AND kpi = 'net_income_per_capita_yuan'"
+        )).scalar()
+    assert ledger["v1.xlsx"].status == "superseded"
+    assert ledger["v1.xlsx"].superseded_by == ledger["v2.xlsx"].submission_id
+    assert ledger["v2.xlsx"].supersedes == ledger["v1.xlsx"].submission_id
+    assert exited == rows.loc[0, "exited_poverty_persons"] + 7
+    assert round(income) == 10827
