@@ -25,23 +25,12 @@ from sqlalchemy.engine import Connection
 
 from tasks.report_page import PAGE_TEMPLATE
 from tasks.report_view import HEADLINE_KPI, TOWNSHIP_INDICATORS, headline_cards, page_context
+from warehouse.marts import KPI_COLUMNS
 from warehouse.schema import mart_county_kpi_yearly, submission
 
 TITLE = "丹巴县对口帮扶数据报告"
 SUBTITLE = "成华区—丹巴县"
 BEIJING = timezone(timedelta(hours=8), "北京时间")
-KPI_COLUMNS = (
-    "year",
-    "kpi",
-    "label_zh",
-    "value",
-    "unit",
-    "department",
-    "coverage_used",
-    "coverage_expected",
-    "coverage",
-    "definition_zh",
-)
 SUBMISSION_COLUMNS = (
     "submission_id",
     "department",

@@ -26,8 +26,8 @@ from tasks.normalise import TOWNSHIP_CODE, NormalisedForm, choose_form, normalis
 from tasks.periods import Period, parse_period
 from tasks.read import ReadError, read_grids
 from tasks.townships import TownshipResolver
-from tasks.validate import CheckResult, Validation, decide_outcome
-from warehouse.load import DqResult, LoadOutcome, SubmissionRecord, find_submission, record_submission
+from tasks.validate import Validation, decide_outcome
+from warehouse.load import LoadOutcome, SubmissionRecord, find_submission, record_submission
 from warehouse.refdata import ReferenceFrames
 
 
@@ -187,23 +187,11 @@ def load(
     )
     totals = pd.DataFrame(total_rows, columns=["indicator", "value", "label_zh"])
     return record_submission(engine, record, facts, totals, validation.issues,
-                             [_dq(r) for r in validation.results])
+                             validation.results)
 
 
 def _empty_facts() -> pd.DataFrame:
     return pd.DataFrame(columns=["indicator", TOWNSHIP_CODE, "value", "flagged", "source_row"])
-
-
-def _dq(result: CheckResult) -> DqResult:
-    return DqResult(
-        check_id=result.check_id,
-        expectation_type=result.expectation_type,
-        severity=result.severity,
-        success=result.success,
-        element_count=result.element_count,
-        unexpected_count=result.unexpected_count,
-        observed=result.observed,
-    )
 
 
 def build_receipt(

@@ -22,27 +22,17 @@ from expectations.declaration import Declaration
 from expectations.issues import Issue, issue
 from expectations.suite import CheckSpec, build_checks, to_gx_expectation, with_derived_columns
 from tasks.normalise import TOWNSHIP_CODE, NormalisedForm
+from warehouse.load import DqResult
 
 Outcome = Literal["loaded", "rejected", "quarantined"]
 MAX_ROW_ISSUES_PER_CHECK = 30
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    check_id: str
-    expectation_type: str
-    severity: str
-    success: bool
-    element_count: int | None
-    unexpected_count: int | None
-    observed: str | None
-
-
-@dataclass(frozen=True)
 class Validation:
     outcome: Outcome
     issues: tuple[Issue, ...]  # normalisation issues followed by check issues
-    results: tuple[CheckResult, ...]
+    results: tuple[DqResult, ...]
     flagged_rows: frozenset[int]
     rejected_rows: frozenset[int]
 
@@ -152,7 +142,7 @@ def validate_form(form: NormalisedForm, declaration: Declaration) -> Validation:
                           settings.sum_tolerance, weight_sums)
     frame = with_derived_columns(form.wide, checks)
     issues: list[Issue] = list(form.issues)
-    results: list[CheckResult] = []
+    results: list[DqResult] = []
     flagged: set[int] = set()
     rejected_rows: set[int] = set()
     if len(frame) == 0:
@@ -180,7 +170,7 @@ def validate_form(form: NormalisedForm, declaration: Declaration) -> Validation:
             else:
                 issues.append(_table_issue(check, form, frame, observed, declaration))
         failing_codes = sorted({str(frame.at[r, TOWNSHIP_CODE]) for r in failing_rows if r in frame.index})
-        results.append(CheckResult(
+        results.append(DqResult(
             check_id=check.check_id,
             expectation_type=check.expectation_type,
             severity=check.severity,
