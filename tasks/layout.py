@@ -28,7 +28,12 @@ _DATE_LINE = re.compile(r"\d{4}\s*[年.\-/]\s*\d{1,2}\s*[月.\-/]\s*\d{1,2}\s*�
 _ATTACHMENT_LABEL = re.compile(r"(附件|附表|表)[\d一二三四五六七八九十\-—]*:?")
 #: the 填报单位 / 单位 / 填报日期 line is not the title either
 INFO_PREFIXES = ("填报单位", "报送单位", "制表单位", "单位", "填报日期", "计量单位")
+#: 合计（15个乡镇）, 合计: …, 镇小计 are totals too; no township name starts or ends like this
+TOTAL_PREFIXES = ("合计", "总计", "小计", "全县")
+TOTAL_SUFFIXES = ("合计", "小计")
 IGNORED_COLUMNS = frozenset({"序号", "编号", "备注"})
+#: a template row that carries only its serial number is an unused row, not a township
+SERIAL_COLUMNS = frozenset({"序号", "编号"})
 COLUMN_NUMBER_KEYS = frozenset({"甲", "栏次", "乙"})
 MAX_HEADER_LEVELS = 4
 
@@ -101,12 +106,21 @@ def _merged_lookup(grid: Grid) -> dict[tuple[int, int], tuple[int, int]]:
 
 
 def find_key_cell(grid: Grid, key_texts: tuple[str, ...]) -> tuple[int, int] | None:
-    """First (row, col) whose normalised text is the declared key header (乡(镇) or an alias)."""
-    wanted = set(key_texts)
-    for r, row in enumerate(grid.rows):
-        for c, value in enumerate(row):
-            if value is not None and normalise_header(cell_text(value)) in wanted:
-                return r, c
+    """First (row, col) whose normalised text is the declared key header (乡(镇) or an alias).
+
+    The declared header is looked for first, then each alias in turn: an alias such as 单位 may
+    also stand alone on the 填报单位 / 单位 line above the real header.
+    """
+    folded: dict[tuple[int, int], str] = {
+        (r, c): normalise_header(cell_text(value))
+        for r, row in enumerate(grid.rows)
+        for c, value in enumerate(row)
+        if value is not None
+    }
+    for wanted in key_texts:
+        for position, text in folded.items():
+            if text == wanted:
+                return position
     return None
 
 
@@ -185,6 +199,28 @@ def _title_line(lines: list[tuple[int, str]]) -> tuple[int, str] | None:
     return None
 
 
+def is_total_label(text: str) -> bool:
+    folded = normalise_header(text)
+    return folded in TOTAL_LABELS or folded.startswith(TOTAL_PREFIXES) or folded.endswith(TOTAL_SUFFIXES)
+
+
+def _is_subtotal(label: str) -> bool:
+    return "小计" in normalise_header(label)
+
+
+def _row_key(grid: Grid, merged: dict[tuple[int, int], tuple[int, int]], r: int, key_col: int) -> str:
+    """The key cell's text; a 合计 merged across 序号 and 乡(镇), or written in 序号, counts too."""
+    key = cell_text(grid.cell(r, key_col))
+    if key:
+        return key
+    if (r, key_col) in merged:
+        key = cell_text(grid.cell(*merged[(r, key_col)]))
+        if key:
+            return key
+    left = next((cell_text(v) for v in grid.rows[r][:key_col] if cell_text(v)), "")
+    return left if is_total_label(left) else ""
+
+
 def _row_text(row: tuple[CellValue, ...]) -> str:
     return "  ".join(cell_text(v) for v in row if cell_text(v))
 
@@ -208,6 +244,8 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
         column_numbers_row = first_data + 1
         first_data += 1
 
+    merged = _merged_lookup(grid)
+    serial_cols = {c for c, path in enumerate(paths) if c != key_col and path and path[-1] in SERIAL_COLUMNS}
     rows: list[FormRow] = []
     totals: list[tuple[FormRow, str]] = []
     notes: list[str] = []
@@ -220,11 +258,11 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
             if text:
                 notes.append(text)
             continue
-        if not any(cell_text(v) for v in raw):
-            continue
-        key = cell_text(raw[key_col]) if key_col < len(raw) else ""
+        if all(c in serial_cols for c, v in enumerate(raw) if cell_text(v)):
+            continue  # blank, or only a pre-printed 序号
+        key = _row_key(grid, merged, r, key_col)
         row = FormRow(row_number=r + 1, key=key, cells=raw, hidden=r in grid.hidden_rows)
-        if normalise_header(key) in TOTAL_LABELS:
+        if is_total_label(key):
             totals.append((row, "top" if not rows else "bottom"))
         else:
             rows.append(row)
@@ -232,6 +270,8 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
     columns = tuple(
         FormColumn(index=c, path=paths[c]) for c in range(len(paths)) if c != key_col
     )
+    # the county 合计 is the total; a 镇小计 / 乡小计 between the townships covers only some of them
+    totals.sort(key=lambda t: _is_subtotal(t[0].key))
     total_row, total_position = (totals[0] if totals else (None, None))
     return FormTable(
         sheet=grid.sheet,

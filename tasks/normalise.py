@@ -22,6 +22,7 @@ from tasks.townships import TownshipResolver
 
 TOWNSHIP_CODE = "township_code"
 TOWNSHIP_TEXT = "township_text"
+_UNREADABLE = frozenset({"VALUE_NOT_NUMBER", "VALUE_EXCEL_ERROR"})
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def choose_form(grids: list[Grid], declaration: Declaration) -> tuple[FormTable,
             raise ReadError(issue("SHEET_AMBIGUOUS", f"多个工作表都像{declaration.title_zh}: {names}；请只保留一个"))
     chosen = top[0]
     if is_csv and chosen.encoding:
-        issues.append(issue("ENCODING_DETECTED", f"CSV按{chosen.encoding}编码读取，表头与申报表一致"))
+        agrees = "，表头与申报表一致" if best > 0 else ""
+        issues.append(issue("ENCODING_DETECTED", f"CSV按{chosen.encoding}编码读取{agrees}"))
     if len(grids) > 1 and not is_csv:
         others = [g.sheet for g in grids if g.sheet != chosen.sheet]
         hidden = [g.sheet for g in grids if g.sheet_hidden]
@@ -164,8 +166,9 @@ def _parse_cell(
     parsed = parse_number(_cell(row, col.index), unit=ind.unit, native_text=native_text)
     where = {"sheet": sheet, "row": row.row_number, "column": col.label}
     if parsed.error:
-        issues.append(issue(parsed.error, f"“{_cell(row, col.index)}”不是有效数值({ind.label_zh})",
-                            value=str(_cell(row, col.index)), **where))
+        raw = str(_cell(row, col.index))
+        why = "是没有保存计算结果的公式，请在Excel中打开并保存后重报" if raw.startswith("=") else "不是有效数值"
+        issues.append(issue(parsed.error, f"“{raw}”{why}({ind.label_zh})", value=raw, **where))
         return None
     if parsed.null_token is not None:
         issues.append(issue("VALUE_NULL_TOKEN", f"“{parsed.null_token}”按空值处理({ind.label_zh})", **where))
@@ -174,8 +177,9 @@ def _parse_cell(
     if parsed.value is None:
         return None
     if ind.value_type == "integer" and not is_whole(parsed.value):
+        # rejected either way; the value stays as written so the blank and 合计 checks do not
+        # report a cell the department did fill
         issues.append(issue("VALUE_NOT_INTEGER", f"{ind.label_zh}应为整数，填了{parsed.value}", **where))
-        return None
     return round(parsed.value * ind.factor, 6)
 
 
@@ -189,7 +193,7 @@ def _check_title(form: FormTable, declaration: Declaration, period: Period) -> l
                 "PERIOD_MISMATCH",
                 f"表题“{title}”的报告期是{stated.label_zh}，与申报的报告期{period.label_zh}不一致",
                 sheet=form.sheet,
-                row=1,
+                row=form.title_row,
             )
         )
     folded = normalise_header(title)
@@ -202,7 +206,7 @@ def _check_title(form: FormTable, declaration: Declaration, period: Period) -> l
                         "TITLE_DEPARTMENT_MISMATCH",
                         f"表题“{title}”是{other.title_zh}，不是{declaration.title_zh}：可能报错了部门",
                         sheet=form.sheet,
-                        row=1,
+                        row=form.title_row,
                     )
                 )
     return issues
@@ -256,10 +260,16 @@ def normalise_form(
     for name in mapped:
         wide[name] = pd.to_numeric(wide[name], errors="coerce").astype("float64")
 
+    # a column with an unreadable township cell (already a rejection) has no sum to check its 合计 against
+    unreadable = {i.column for i in issues if i.code in _UNREADABLE}
     totals: dict[str, float | None] = {}
     if form.total_row is not None:
         for name, col in mapped.items():
-            totals[name] = _parse_cell(form.total_row, col, declaration.indicator(name), sheet, issues, native_text)
+            total = _parse_cell(form.total_row, col, declaration.indicator(name), sheet, issues, native_text)
+            totals[name] = None if col.label in unreadable else total
+        if mapped and not any(_cell(form.total_row, col.index) is not None for col in mapped.values()):
+            issues.append(issue("TOTAL_ROW_MISSING", f"合计行“{form.total_row.key}”没有数值，无法核对各乡镇之和",
+                                sheet=sheet, row=form.total_row.row_number))
     else:
         issues.append(issue("TOTAL_ROW_MISSING", "表中没有合计行，无法核对各乡镇之和", sheet=sheet))
     for extra in form.extra_total_rows:

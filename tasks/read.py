@@ -62,6 +62,8 @@ def read_grids(content: bytes, filename: str) -> list[Grid]:
     suffix = PurePath(filename).suffix.lower()
     if not content:
         raise ReadError(issue("FILE_EMPTY", f"文件为空(0字节): {filename}"))
+    if suffix in (".xlsx", ".xlsm", ".xls"):
+        _refuse_mislabelled_workbook(content, filename, suffix)
     if suffix == ".xlsx" or suffix == ".xlsm":
         grids = _read_xlsx(content, filename)
     elif suffix == ".xls":
@@ -77,6 +79,32 @@ def read_grids(content: bytes, filename: str) -> list[Grid]:
     return grids
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # .xlsx is a zip archive
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls (BIFF) lives in an OLE2 compound file
+
+
+def _refuse_mislabelled_workbook(content: bytes, filename: str, suffix: str) -> None:
+    """A workbook whose bytes are another format than its extension says is rejected, saying which."""
+    head = content[:512].lstrip().lower()
+    if content.startswith(_OLE_MAGIC) and "EncryptionInfo".encode("utf-16-le") in content:
+        raise ReadError(issue("FILE_UNREADABLE", f"文件{filename}设置了打开密码，无法读取；请取消密码后重报"))
+    if content.startswith(_ZIP_MAGIC):
+        actual = ".xlsx" if suffix == ".xls" else None
+    elif content.startswith(_OLE_MAGIC):
+        actual = ".xls" if suffix != ".xls" else None
+    elif head.startswith((b"<!doctype html", b"<html", b"<table", b"<?xml")):
+        actual = "网页(HTML/XML)"  # what many systems export as "Excel"
+    else:
+        actual = None
+    if actual is not None:
+        raise ReadError(
+            issue(
+                "FILE_UNREADABLE",
+                f"文件{filename}的扩展名是{suffix}，但内容是{actual}格式；请在Excel中另存为.xlsx后重报",
+            )
+        )
+
+
 def _has_content(grid: Grid) -> bool:
     """Any cell with something other than whitespace in it."""
     return any(v is not None and str(v).strip() != "" for row in grid.rows for v in row)
@@ -88,11 +116,17 @@ def _read_xlsx(content: bytes, filename: str) -> list[Grid]:
 
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(content), data_only=True)
+        # a second look at the formulas: a formula whose result was never saved (the file was
+        # written by a program, not saved by Excel) has no value; it must not read as a blank
+        formulas = openpyxl.load_workbook(io.BytesIO(content), data_only=False)
     except Exception as exc:  # bad zip, missing parts, broken XML inside (ParseError), bad styles …
         raise ReadError(issue("FILE_UNREADABLE", f"无法读取Excel文件 {filename}: {exc}")) from exc
     grids = []
-    for ws in workbook.worksheets:
-        rows = tuple(tuple(r) for r in ws.iter_rows(values_only=True))
+    for ws, fs in zip(workbook.worksheets, formulas.worksheets, strict=True):
+        rows = tuple(
+            tuple(v if v is not None else _uncached_formula(f) for v, f in zip(r, fr, strict=False))
+            for r, fr in zip(ws.iter_rows(values_only=True), fs.iter_rows(values_only=True), strict=False)
+        )
         merged = tuple(
             (rng.min_row - 1, rng.min_col - 1, rng.max_row - 1, rng.max_col - 1) for rng in ws.merged_cells.ranges
         )
@@ -114,6 +148,12 @@ def _read_xlsx(content: bytes, filename: str) -> list[Grid]:
             )
         )
     return grids
+
+
+def _uncached_formula(value: CellValue) -> CellValue:
+    """The formula text (``=SUM(B5:B19)``) of a cell without a saved result, else None."""
+    text = getattr(value, "text", value)  # ArrayFormula keeps its text in .text
+    return text if isinstance(text, str) and text.startswith("=") else None
 
 
 def _read_xls(content: bytes, filename: str) -> list[Grid]:

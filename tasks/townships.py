@@ -48,7 +48,9 @@ class TownshipResolver:
         self._other_dates: dict[str, list[tuple[str, date, date]]] = {}
         for row in aliases.itertuples(index=False):
             alias = fold_name(str(row.alias))
-            vf, vt = _as_date(row.valid_from), _as_date(row.valid_to)
+            # open-ended (None) bounds are valid since / until forever
+            vf = date.min if _none(row.valid_from) else _as_date(row.valid_from)
+            vt = date.max if _none(row.valid_to) else _as_date(row.valid_to)
             code = str(row.township_code)
             if vf <= end and vt >= start:
                 self._valid[alias] = (code, str(row.alias_kind))
@@ -58,7 +60,8 @@ class TownshipResolver:
             sorted(
                 str(row.township_code)
                 for row in townships.itertuples(index=False)
-                if _as_date(row.valid_from) <= end and (_none(row.valid_to) or _as_date(row.valid_to) >= start)
+                if (_none(row.valid_from) or _as_date(row.valid_from) <= end)
+                and (_none(row.valid_to) or _as_date(row.valid_to) >= start)
             )
         )
         helper_names = dict(zip(helper_units["helper_unit_id"].astype(str), helper_units["name_zh"], strict=True))
@@ -82,11 +85,17 @@ class TownshipResolver:
         if name in self._other_dates:
             code, vf, vt = self._other_dates[name][0]
             current = self._official.get(code, code)
+            if vf == date.min:
+                when = f"{vt.year}年及以前"
+            elif vt == date.max:
+                when = f"{vf.year}年起"
+            else:
+                when = f"{vf.year}–{vt.year}年间"
             return Resolution(
                 None,
                 problem=(
-                    f"“{raw_name}”是{vf.year}–{vt.year}年间的名称，"
-                    f"本报告期({self.start:%Y-%m})应为“{current}”"
+                    f"“{raw_name}”是{when}的名称，"
+                    f"本报告期({self._period_label()})应为“{current}”"
                 ),
             )
         if name in self._helper_to_township:
@@ -103,6 +112,12 @@ class TownshipResolver:
         hint = "、".join(dict.fromkeys(self._official.get(self._valid[c][0], c) for c in close))
         suffix = f"；最接近的有效名称: {hint}" if hint else ""
         return Resolution(None, problem=f"“{raw_name}”不是本报告期有效的丹巴县乡镇名称{suffix}")
+
+    def _period_label(self) -> str:
+        """2017年5月 for a month, 2017年 for a whole year."""
+        if (self.start.month, self.start.day, self.end.month, self.end.day) == (1, 1, 12, 31):
+            return f"{self.start.year}年"
+        return f"{self.start.year}年{self.start.month}月"
 
     def name_of(self, code: str) -> str:
         return self._official.get(code, code)
