@@ -16,7 +16,7 @@ from expectations.declaration import Declaration, Indicator, load_declarations, 
 from expectations.issues import Issue, issue
 from tasks.layout import IGNORED_COLUMNS, FormColumn, FormRow, FormTable, header_match_count, locate_form
 from tasks.numbers import is_whole, parse_number
-from tasks.periods import Period, period_in_title
+from tasks.periods import Period, periods_in_title
 from tasks.read import Grid, ReadError
 from tasks.townships import TownshipResolver
 
@@ -44,6 +44,7 @@ class NormalisedForm:
     column_labels: dict[str, str]
     expected_townships: tuple[str, ...]
     township_names: dict[str, str]
+    key_column_label: str | None = None
     issues: tuple[Issue, ...] = field(default_factory=tuple)
 
     @property
@@ -186,12 +187,13 @@ def _parse_cell(
 def _check_title(form: FormTable, declaration: Declaration, period: Period) -> list[Issue]:
     issues: list[Issue] = []
     title = form.title
-    stated = period_in_title(title, declaration.period_type) if title else None
-    if stated is not None and stated != period:
+    stated = periods_in_title(title, declaration.period_type) if title else ()
+    if stated and period not in stated:
+        said = "或".join(p.label_zh for p in stated)
         issues.append(
             issue(
                 "PERIOD_MISMATCH",
-                f"表题“{title}”的报告期是{stated.label_zh}，与申报的报告期{period.label_zh}不一致",
+                f"表题“{title}”的报告期是{said}，与申报的报告期{period.label_zh}不一致",
                 sheet=form.sheet,
                 row=form.title_row,
             )
@@ -294,5 +296,6 @@ def normalise_form(
         column_labels={name: col.label for name, col in mapped.items()},
         expected_townships=resolver.expected_codes if declaration.all_townships else (),
         township_names={code: resolver.name_of(code) for code in resolver.expected_codes},
+        key_column_label=form.key_column.label,
         issues=tuple(issues),
     )

@@ -57,10 +57,54 @@ def parse_period(text: str, period_type: str) -> Period:
     return Period(year)
 
 
+_CN_DIGITS = {"〇": 0, "零": 0, "○": 0, "Ｏ": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6,
+              "七": 7, "八": 8, "九": 9}
+_CN_YEAR_MONTH = re.compile(r"([〇零○Ｏ一二三四五六七八九]{4})\s*年(?:\s*([一二三四五六七八九十]{1,3})\s*月)?")
+_RANGE_MONTH = re.compile(r"(\d{4})\s*年\s*\d{1,2}\s*[-—–~～至到]\s*(\d{1,2})\s*月")
+_DOTTED = re.compile(r"(?<!\d)(\d{4})\s*[.．/](\d{1,2})(?![\d.])")
+
+
+def _cn_month(text: str) -> int | None:
+    if text == "十":
+        return 10
+    if text.startswith("十"):
+        return 10 + _CN_DIGITS.get(text[1:], 99)
+    return _CN_DIGITS.get(text)
+
+
+def periods_in_title(title: str, period_type: str) -> tuple[Period, ...]:
+    """Every period a form's title can be read as; empty when it states none.
+
+    ``丹巴县2017年5月…`` → 2017-05; ``2017年1-5月`` → 2017-05 (the period ends in May);
+    ``二〇一七年五月`` → 2017-05; ``2017.5`` → 2017-05, and ``2017.1`` → 2017-01 *or* 2017-10,
+    because Excel shows the number 2017.10 as 2017.1. A title agrees with the declared period
+    when the declared period is among these.
+    """
+    found: list[Period] = []
+    for match in _RANGE_MONTH.finditer(title):
+        found.append(Period(int(match.group(1)), int(match.group(2))))
+    for match in _TITLE_MONTH.finditer(title):
+        found.append(Period(int(match.group(1)), int(match.group(2))))
+    for match in _CN_YEAR_MONTH.finditer(title):
+        year = int("".join(str(_CN_DIGITS[c]) for c in match.group(1)))
+        month = _cn_month(match.group(2)) if match.group(2) else None
+        found.append(Period(year, month if month and 1 <= month <= 12 else None))
+    if not found:
+        for match in _DOTTED.finditer(title):
+            year, digits = int(match.group(1)), match.group(2)
+            found.append(Period(year, int(digits)))
+            if digits == "1":
+                found.append(Period(year, 10))
+    if not found:
+        found.extend(Period(int(m.group(1))) for m in _TITLE_YEAR.finditer(title))
+    if period_type == "year":
+        found = [Period(p.year) for p in found]
+    else:
+        found = [p for p in found if p.month is not None and 1 <= p.month <= 12]
+    return tuple(dict.fromkeys(found))
+
+
 def period_in_title(title: str, period_type: str) -> Period | None:
-    """The period a form's title states (丹巴县2017年5月… / 丹巴县2016年…), if any."""
-    if period_type == "month":
-        match = _TITLE_MONTH.search(title)
-        return Period(int(match.group(1)), int(match.group(2))) if match else None
-    match = _TITLE_YEAR.search(title)
-    return Period(int(match.group(1))) if match else None
+    """The period a title states when it is unambiguous, else None."""
+    candidates = periods_in_title(title, period_type)
+    return candidates[0] if len(candidates) == 1 else None

@@ -84,7 +84,7 @@ def _row_issue(
     )
     township = frame.at[row, "township_text"]
     message = f"{township}: {check.message_zh}" + (f"({values})" if values else "")
-    column = "；".join(form.column_labels.get(c, c) for c in check.columns) or None
+    column = "；".join(form.column_labels.get(c, c) for c in check.columns) or form.key_column_label
     return issue(
         check.issue_code,
         message,
@@ -160,11 +160,12 @@ def validate_form(form: NormalisedForm, declaration: Declaration) -> Validation:
                                 f"{res.exception_info.get('exception_message')}", sheet=form.sheet))
         elif not res.success:
             if check.kind == "row":
-                for row in failing_rows[:MAX_ROW_ISSUES_PER_CHECK]:
+                reportable = [r for r in failing_rows if not _already_explained(check, form, r)]
+                for row in reportable[:MAX_ROW_ISSUES_PER_CHECK]:
                     issues.append(_row_issue(check, form, frame, row, declaration))
-                if len(failing_rows) > MAX_ROW_ISSUES_PER_CHECK:
+                if len(reportable) > MAX_ROW_ISSUES_PER_CHECK:
                     issues.append(issue(check.issue_code, f"{check.message_zh}: 另有"
-                                        f"{len(failing_rows) - MAX_ROW_ISSUES_PER_CHECK}行未逐一列出",
+                                        f"{len(reportable) - MAX_ROW_ISSUES_PER_CHECK}行未逐一列出",
                                         severity=check.severity, sheet=form.sheet, rule_id=check.check_id))
                 (flagged if check.severity == "warning" else rejected_rows).update(failing_rows)
             else:
@@ -189,6 +190,14 @@ def validate_form(form: NormalisedForm, declaration: Declaration) -> Validation:
         flagged_rows=frozenset(flagged),
         rejected_rows=frozenset((rejected_rows | _rows_with_critical(issues)) & set(frame.index)),
     )
+
+
+def _already_explained(check: CheckSpec, form: NormalisedForm, row: int) -> bool:
+    """A cell that could not be read is blank to GX; its reading issue already says why."""
+    if check.issue_code != "VALUE_REQUIRED_MISSING":
+        return False
+    column = form.column_labels.get(check.columns[0])
+    return any(i.row == row and i.column == column and i.severity == "critical" for i in form.issues)
 
 
 def _row_of(index_entry: Any) -> int:

@@ -295,10 +295,10 @@ def test_xls_error_cell_and_hidden_row(
     assert result.outcome == "rejected"
     assert result.where("VALUE_EXCEL_ERROR") == [(7, COL_SCHOOL_AGE)]
     assert result.one("VALUE_EXCEL_ERROR").value == "#REF!"
-    assert result.where("VALUE_REQUIRED_MISSING") == [(7, COL_SCHOOL_AGE)]  # the not-null check on that cell
+    assert result.where("VALUE_REQUIRED_MISSING") == []  # the error already explains the blank
     assert "第10行" in result.one("ROWS_HIDDEN").message
     assert result.codes == Counter(
-        {"VALUE_EXCEL_ERROR": 1, "VALUE_REQUIRED_MISSING": 1, "ROWS_HIDDEN": 1, "TOTAL_ROW_MISSING": 1}
+        {"VALUE_EXCEL_ERROR": 1, "ROWS_HIDDEN": 1, "TOTAL_ROW_MISSING": 1}
     )
     assert result.validation.rejected_rows == frozenset({7})
 
@@ -826,8 +826,8 @@ def test_excel_error_is_rejected_without_a_spurious_total_mismatch(
     assert result.where("VALUE_EXCEL_ERROR") == [(6, COL_SCHOOL_AGE)]
     assert result.one("VALUE_EXCEL_ERROR").value == "#DIV/0!"
     # the cell has no value, so the not-null check names it too; the 合计 of that column is not checked
-    assert result.where("VALUE_REQUIRED_MISSING") == [(6, COL_SCHOOL_AGE)]
-    assert result.codes == Counter({"VALUE_EXCEL_ERROR": 1, "VALUE_REQUIRED_MISSING": 1})
+    assert result.where("VALUE_REQUIRED_MISSING") == []  # not a second, untrue "为空"
+    assert result.codes == Counter({"VALUE_EXCEL_ERROR": 1})
 
 
 def test_fraction_in_a_count_column_is_not_an_integer(
@@ -959,8 +959,8 @@ def test_formulas_without_saved_results_are_not_blanks(
     assert result.outcome == "rejected"
     assert result.where("VALUE_NOT_NUMBER") == [(FIRST_ROW, "E列 在校学生数/合计"), (TOTAL_ROW, COL_SCHOOL_AGE)]
     assert all("公式" in i.message for i in result.issues if i.code == "VALUE_NOT_NUMBER")
-    assert result.where("VALUE_REQUIRED_MISSING") == [(FIRST_ROW, "E列 在校学生数/合计")]
-    assert result.codes == Counter({"VALUE_NOT_NUMBER": 2, "VALUE_REQUIRED_MISSING": 1})
+    assert result.where("VALUE_REQUIRED_MISSING") == []
+    assert result.codes == Counter({"VALUE_NOT_NUMBER": 2})
 
 
 # --------------------------------------------------------------------------------------------

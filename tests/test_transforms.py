@@ -109,3 +109,23 @@ def test_rule_evaluation_is_vectorised_and_safe() -> None:
     assert pd.isna(out.iloc[1])  # 0/0: no data, not a failure
     assert out.iloc[2] == float("inf")  # revenue with no visitors: fails the range
     assert list(frame.columns) == ["a", "b"]  # input untouched
+
+
+@pytest.mark.parametrize(
+    ("title", "period_type", "expected"),
+    [
+        ("丹巴县2017年5月就业扶贫工作进展月报表", "month", [Period(2017, 5)]),
+        ("丹巴县2017年1-5月就业扶贫工作进展月报表", "month", [Period(2017, 5)]),
+        ("丹巴县二〇一七年五月教育扶贫工作进展月报表", "month", [Period(2017, 5)]),
+        ("丹巴县二〇一七年十二月教育扶贫工作进展月报表", "month", [Period(2017, 12)]),
+        ("丹巴县旅游接待情况月报表(2017.5)", "month", [Period(2017, 5)]),
+        ("丹巴县旅游接待情况月报表(2017.1)", "month", [Period(2017, 1), Period(2017, 10)]),
+        ("丹巴县2016年贫困人口及农牧民收入年报表", "year", [Period(2016)]),
+        ("丹巴县二〇一六年贫困人口及农牧民收入年报表", "year", [Period(2016)]),
+        ("贫困人口及农牧民收入年报表", "year", []),
+    ],
+)
+def test_periods_in_titles(title: str, period_type: str, expected: list[Period]) -> None:
+    from tasks.periods import periods_in_title
+
+    assert list(periods_in_title(title, period_type)) == expected
