@@ -28,6 +28,7 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "COLUMN_OPTIONAL_MISSING": ("warning", "flag", "an optional indicator column is absent"),
     "COLUMN_ALIAS": ("info", "coerce", "a column was recognised through a declared alias"),
     "COLUMN_UNKNOWN": ("critical", "quarantine", "a column the declaration does not know"),
+    "UNIT_MISMATCH": ("critical", "quarantine", "a header states another unit than the declaration (元 vs 万元)"),
     "COLUMN_DUPLICATE": ("critical", "reject", "two columns map to the same indicator"),
     "PERIOD_MISMATCH": ("critical", "reject", "the title's period disagrees with the declared period"),
     "PERIOD_INVALID": ("critical", "reject", "the declared period is malformed for this return"),

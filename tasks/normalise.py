@@ -8,11 +8,12 @@ repeated here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from expectations.declaration import Declaration, Indicator, load_declarations, normalise_header
+from expectations.declaration import Declaration, Indicator, load_declarations, load_units, normalise_header
 from expectations.issues import Issue, issue
 from tasks.layout import IGNORED_COLUMNS, FormColumn, FormRow, FormTable, header_match_count, locate_form
 from tasks.numbers import is_whole, parse_number
@@ -93,14 +94,73 @@ def choose_form(grids: list[Grid], declaration: Declaration) -> tuple[FormTable,
     return chosen, issues
 
 
+_PARENTHESISED = re.compile(r"(.*?)\(([^()]*)\)")
+
+
+def split_unit(text: str) -> tuple[str, str | None]:
+    """``"接待游客(万人次)"`` → ("接待游客", "万人次"); ``"资助金额(本年累计,万元)"`` →
+    ("资助金额(本年累计)", "万元"); text without a known unit in brackets is returned as it is.
+    Works on normalised header text (half-width brackets and commas)."""
+    match = _PARENTHESISED.fullmatch(text)
+    if not match:
+        return text, None
+    parts = [p.removeprefix("单位:") for p in match.group(2).split(",")]
+    if parts[-1] not in load_units():
+        return text, None
+    rest = ",".join(parts[:-1])
+    return match.group(1) + (f"({rest})" if rest else ""), parts[-1]
+
+
+def _stem_path(path: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    unit = None
+    stems = []
+    for element in path:
+        stem, found = split_unit(element)
+        stems.append(stem)
+        unit = found or unit
+    return tuple(stems), unit
+
+
+def _match_by_stem(
+    col: FormColumn, by_stem: dict[tuple[str, ...], Indicator], sheet: str | None
+) -> tuple[Indicator | None, Issue | None]:
+    """Match a header that differs from the declaration only in its unit annotation."""
+    stem, unit = _stem_path(col.path)
+    ind = by_stem.get(stem)
+    if ind is None:
+        return None, None
+    where = {"sheet": sheet, "column": col.label}
+    shown = "/".join(col.path)
+    if unit is None:
+        return ind, issue("COLUMN_ALIAS", f"表头“{shown}”未注明单位，按申报单位{ind.unit}读取", **where)
+    if unit == ind.unit:
+        return ind, issue("COLUMN_ALIAS", f"表头“{shown}”识别为“{'/'.join(ind.header)}”(单位一致)", **where)
+    units = load_units()
+    if units[unit].base_unit == ind.base_unit:
+        ratio = units[ind.unit].factor / units[unit].factor
+        factor = f"{ratio:g}倍" if ratio >= 1 else f"1/{1 / ratio:g}"
+        return None, issue(
+            "UNIT_MISMATCH",
+            f"表头“{shown}”的单位是{unit}，申报定义为{ind.unit}(相差{factor})；未自动换算，请核实",
+            **where,
+        )
+    return None, issue(
+        "UNIT_MISMATCH",
+        f"表头“{shown}”的单位是{unit}，申报定义为{ind.unit}；{unit}与{ind.unit}不能互相换算",
+        severity="critical", action="reject", **where,
+    )
+
+
 def _map_columns(
     form: FormTable, declaration: Declaration
 ) -> tuple[dict[str, FormColumn], list[Issue]]:
     issues: list[Issue] = []
     by_path: dict[tuple[str, ...], tuple[Indicator, bool]] = {}
+    by_stem: dict[tuple[str, ...], Indicator] = {}
     for ind in declaration.indicators:
         for n, path in enumerate(ind.header_paths):
             by_path[path] = (ind, n > 0)
+            by_stem.setdefault(_stem_path(path)[0], ind)
     mapped: dict[str, FormColumn] = {}
     sheet = form.sheet
     for col in form.columns:
@@ -108,6 +168,17 @@ def _map_columns(
             if any(_cell(r, col.index) for r in form.rows):
                 issues.append(issue("COLUMN_UNKNOWN", f"{col.letter}列没有表头却有数据", sheet=sheet, column=col.label))
             continue
+        if col.path not in by_path:
+            stem_match, stem_issue = _match_by_stem(col, by_stem, sheet)
+            if stem_issue is not None:
+                issues.append(stem_issue)
+            if stem_match is not None and stem_match.name in mapped:
+                issues.append(issue("COLUMN_DUPLICATE", f"{mapped[stem_match.name].letter}列和{col.letter}列都对应指标"
+                                    f"“{stem_match.label_zh}”", sheet=sheet, column=col.label))
+            elif stem_match is not None:
+                mapped[stem_match.name] = col
+            if stem_issue is not None:
+                continue
         if col.path in by_path:
             ind, via_alias = by_path[col.path]
             if ind.name in mapped:
@@ -141,9 +212,13 @@ def _map_columns(
                     column=col.label,
                 )
             )
+    mismatched = {i.column for i in issues if i.code == "UNIT_MISMATCH"}
     for ind in declaration.indicators:
         if ind.name in mapped:
             continue
+        if mismatched and any(_stem_path(p)[0] == _stem_path(c.path)[0] for p in ind.header_paths
+                              for c in form.columns if c.label in mismatched):
+            continue  # the column is there, in another unit: UNIT_MISMATCH says so
         code = "COLUMN_MISSING" if ind.required else "COLUMN_OPTIONAL_MISSING"
         issues.append(issue(code, f"缺少指标列“{'/'.join(ind.header)}”({ind.label_zh})", sheet=sheet))
     return mapped, issues

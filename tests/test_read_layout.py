@@ -1178,3 +1178,46 @@ def test_more_overnight_visitors_than_visitors_is_quarantined(
     assert failed.message.startswith("梭坡乡") and "万人次" in failed.message
     assert result.codes == Counter({"RULE_FAILED": 1})
     assert result.validation.rejected_rows == frozenset({4 + suopo})
+
+
+# --------------------------------------------------------------------------------------------
+# Units written in headers
+# --------------------------------------------------------------------------------------------
+
+
+def test_headers_with_or_without_their_unit_still_match(
+    tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame]
+) -> None:
+    rows = values[("tourism", "2016-05")]
+    paths = {"visitors_person_times": ["接待游客"], "beds": ["床位数（张）"], "tourism_revenue_yuan": ["旅游总收入(单位:万元)"]}
+    path = write_form(tmp_path / "t.xlsx", decl("tourism"), "2016-05", rows, header_paths=paths)
+    result = submit(path, "tourism", "2016-05")
+    assert result.outcome == "loaded"
+    aliases = [i.message for i in result.issues if i.code == "COLUMN_ALIAS"]
+    assert len(aliases) == 3 and any("未注明单位" in m for m in aliases)
+    assert result.facts["visitors_person_times"].sum() == pytest.approx(rows["visitors_person_times"].sum() * 10000)
+
+
+def test_a_header_in_another_unit_is_quarantined_not_converted(
+    tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame]
+) -> None:
+    rows = values[("tourism", "2016-05")].copy()
+    rows["tourism_revenue_yuan"] = rows["tourism_revenue_yuan"] * 10000
+    paths = {"tourism_revenue_yuan": ["旅游总收入(元)"]}
+    path = write_form(tmp_path / "t.xlsx", decl("tourism"), "2016-05", rows, header_paths=paths)
+    result = submit(path, "tourism", "2016-05")
+    assert result.outcome == "quarantined"
+    mismatch = result.one("UNIT_MISMATCH")
+    assert "元" in mismatch.message and "10000倍" in mismatch.message and mismatch.action == "quarantine"
+    assert "COLUMN_MISSING" not in result.codes and "COLUMN_UNKNOWN" not in result.codes
+
+
+def test_person_times_never_become_persons(
+    tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame]
+) -> None:
+    rows = values[("labour", "2016-05")]
+    paths = {"local_employment_person_times": ["就近就业人次(人)"]}
+    path = write_form(tmp_path / "l.xlsx", decl("labour"), "2016-05", rows, header_paths=paths)
+    result = submit(path, "labour", "2016-05")
+    assert result.outcome == "rejected"
+    assert "不能互相换算" in result.one("UNIT_MISMATCH").message
