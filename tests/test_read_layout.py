@@ -1189,7 +1189,11 @@ def test_headers_with_or_without_their_unit_still_match(
     tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame]
 ) -> None:
     rows = values[("tourism", "2016-05")]
-    paths = {"visitors_person_times": ["接待游客"], "beds": ["床位数（张）"], "tourism_revenue_yuan": ["旅游总收入(单位:万元)"]}
+    paths = {
+        "visitors_person_times": ["接待游客"],
+        "beds": ["床位数（张）"],
+        "tourism_revenue_yuan": ["旅游总收入(单位:万元)"],
+    }
     path = write_form(tmp_path / "t.xlsx", decl("tourism"), "2016-05", rows, header_paths=paths)
     result = submit(path, "tourism", "2016-05")
     assert result.outcome == "loaded"
