@@ -69,7 +69,7 @@ class Indicator:
     unit: str
     base_unit: str
     factor: float
-    value_type: Literal["integer", "decimal"]
+    value_type: Literal["integer", "decimal", "rate"]
     required: bool
     cumulative: bool
     aggregation: Literal["sum", "weighted_mean", "none"]
@@ -161,8 +161,10 @@ def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
             f"{where}: base_unit {declared_base!r} disagrees with units.csv ({unit_name} → {unit.base_unit})"
         )
     value_type = raw.get("type", "decimal")
-    if value_type not in ("integer", "decimal"):
-        raise DeclarationError(f"{where}: type must be integer or decimal")
+    if value_type not in ("integer", "decimal", "rate"):
+        raise DeclarationError(f"{where}: type must be integer, decimal or rate")
+    if value_type == "rate" and unit_name != "%":
+        raise DeclarationError(f"{where}: a rate is declared in % (stored as 0–100)")
     aggregation = raw.get("aggregation", "sum")
     if aggregation not in ("sum", "weighted_mean", "none"):
         raise DeclarationError(f"{where}: aggregation must be sum, weighted_mean or none")

@@ -184,7 +184,7 @@ def build_checks(
             check_id=f"{ind.name}__total",
             expectation_type="expect_column_sum_to_be_between",
             kwargs={"column": column, "min_value": target - tol, "max_value": target + tol},
-            severity="critical", action="reject", issue_code="TOTAL_MISMATCH",
+            severity="critical", action="quarantine", issue_code="TOTAL_MISMATCH",
             message_zh=f"合计行“{ind.label_zh}”与各乡镇之和不一致", columns=(ind.name,), kind="table",
             derived_column=column if derived is not None else None, derived_term=derived,
         ))

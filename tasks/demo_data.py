@@ -728,6 +728,10 @@ def _health_values(seed: int, poverty: dict[str, pd.DataFrame]) -> dict[str, pd.
                 "out_of_pocket_yuan": [_wan(o) for o in r["oop"]],
                 "serious_illness_treated_persons": r["serious_illness_treated_persons"],
                 "households_poor_due_to_illness": r["households_poor_due_to_illness"],
+                "insurance_rate_pct": [
+                    round(ins / poor * 100, 1) if poor else 100.0
+                    for ins, poor in zip(r["insured_persons"], r["poor_population_persons"], strict=True)
+                ],
                 "chenghua_medical_experts_person_times": r["chenghua_medical_experts_person_times"],
             },
         )
@@ -892,7 +896,7 @@ FLAWED: dict[tuple[str, str], str] = {
 }
 #: what the pipeline should make of each flawed return: (outcome, issue code of the catalogue)
 FLAWED_EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
-    ("education", "2016-03"): ("rejected", "TOTAL_MISMATCH"),
+    ("education", "2016-03"): ("quarantined", "TOTAL_MISMATCH"),
     ("health", "2017-02"): ("rejected", "TOWNSHIP_UNKNOWN"),
     ("tourism", "2016-08"): ("quarantined", "RULE_FAILED"),
     ("labour", "2017-03"): ("rejected", "PERIOD_MISMATCH"),

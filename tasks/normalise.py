@@ -263,7 +263,17 @@ def _check_title(form: FormTable, declaration: Declaration, period: Period) -> l
     issues: list[Issue] = []
     title = form.title
     stated = periods_in_title(title, declaration.period_type) if title else ()
-    if stated and period not in stated:
+    if len(stated) > 1 and period in stated:
+        said = "或".join(p.label_zh for p in stated)
+        issues.append(
+            issue(
+                "PERIOD_AMBIGUOUS",
+                f"表题“{title}”的报告期可读作{said}(Excel会把2017.10显示为2017.1)；请在表题中写明“{period.label_zh}”",
+                sheet=form.sheet,
+                row=form.title_row,
+            )
+        )
+    elif stated and period not in stated:
         said = "或".join(p.label_zh for p in stated)
         issues.append(
             issue(
@@ -287,6 +297,43 @@ def _check_title(form: FormTable, declaration: Declaration, period: Period) -> l
                     )
                 )
     return issues
+
+
+def _settle_rate_scale(
+    records: list[dict[str, object]], name: str, col: FormColumn, form: FormTable, issues: list[Issue]
+) -> None:
+    """Rates are stored in % (0–100). One column is one convention, decided from the column:
+
+    a cell written with a % sign is a percentage; if every other value lies in [0, 1] the column
+    holds fractions (0.95) and is scaled ×100, recorded per cell; a column mixing fractions and
+    percentages is ambiguous (0.5 could be 0.5 % or 50 %) and the fractional cells are rejected.
+    """
+    by_row = {r.row_number: r for r in form.rows}
+    plain = []
+    for record in records:
+        value = record.get(name)
+        if not isinstance(value, float) or value != value:
+            continue
+        raw = _cell(by_row[int(str(record["source_row"]))], col.index)
+        if isinstance(raw, str) and raw.strip().endswith(("%", "％")):
+            continue
+        plain.append(record)
+    fractions = [r for r in plain if 0 < float(str(r[name])) <= 1]
+    if not fractions:
+        return
+    where = {"sheet": form.sheet, "column": col.label}
+    if all(0 <= float(str(r[name])) <= 1 for r in plain):
+        for record in fractions:
+            before = float(str(record[name]))
+            record[name] = round(before * 100, 6)
+            issues.append(issue("VALUE_COERCED", f"比率{before:g}按小数读作{before * 100:g}%",
+                                row=int(str(record["source_row"])), **where))
+        return
+    for record in fractions:
+        issues.append(issue("RATE_AMBIGUOUS",
+                            f"比率列中既有百分数又有小数，{record[name]}无法确定是{record[name]}%还是"
+                            f"{float(str(record[name])) * 100:g}%；请统一填写百分数",
+                            row=int(str(record["source_row"])), **where))
 
 
 def normalise_form(
@@ -330,6 +377,9 @@ def normalise_form(
         for name, col in mapped.items():
             record[name] = _parse_cell(row, col, declaration.indicator(name), sheet, issues, native_text)
         records.append(record)
+    for name, col in mapped.items():
+        if declaration.indicator(name).value_type == "rate":
+            _settle_rate_scale(records, name, col, form, issues)
     if not records:
         issues.append(issue("ROWS_EMPTY", f"{declaration.title_zh}有表头但没有乡镇数据行", sheet=sheet))
     columns = ["source_row", TOWNSHIP_CODE, TOWNSHIP_TEXT, *mapped]
@@ -354,6 +404,9 @@ def normalise_form(
             issue("TOTAL_ROW_MISSING", f"另有合计类行“{extra.key}”未作为数据读取", severity="info",
                   sheet=sheet, row=extra.row_number)
         )
+    hidden_used = [col.label for name, col in mapped.items() if col.index in form.hidden_cols]
+    if hidden_used:
+        issues.append(issue("COLUMNS_HIDDEN", f"{'、'.join(hidden_used)}在Excel中被隐藏，已按数据列读取", sheet=sheet))
     hidden = [r.row_number for r in form.rows if r.hidden]
     if hidden:
         issues.append(

@@ -62,6 +62,7 @@ _CN_DIGITS = {"〇": 0, "零": 0, "○": 0, "Ｏ": 0, "一": 1, "二": 2, "三":
 _CN_YEAR_MONTH = re.compile(r"([〇零○Ｏ一二三四五六七八九]{4})\s*年(?:\s*([一二三四五六七八九十]{1,3})\s*月)?")
 _RANGE_MONTH = re.compile(r"(\d{4})\s*年\s*\d{1,2}\s*[-—–~～至到]\s*(\d{1,2})\s*月")
 _DOTTED = re.compile(r"(?<!\d)(\d{4})\s*[.．/](\d{1,2})(?![\d.])")
+_ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00(?::00)?)?(?!\d)")
 
 
 def _cn_month(text: str) -> int | None:
@@ -89,6 +90,8 @@ def periods_in_title(title: str, period_type: str) -> tuple[Period, ...]:
         year = int("".join(str(_CN_DIGITS[c]) for c in match.group(1)))
         month = _cn_month(match.group(2)) if match.group(2) else None
         found.append(Period(year, month if month and 1 <= month <= 12 else None))
+    if not found:  # a date cell (an Excel serial shown as a date) stands for its month
+        found.extend(Period(int(m.group(1)), int(m.group(2))) for m in _ISO_DATE.finditer(title))
     if not found:
         for match in _DOTTED.finditer(title):
             year, digits = int(match.group(1)), match.group(2)

@@ -27,6 +27,7 @@ from tasks.periods import Period, parse_period
 from tasks.read import ReadError, read_grids
 from tasks.townships import TownshipResolver
 from tasks.validate import Validation, decide_outcome
+from warehouse.decisions import OperatorDecision
 from warehouse.load import LoadOutcome, SubmissionRecord, find_submission, record_submission
 from warehouse.refdata import ReferenceFrames
 
@@ -158,9 +159,18 @@ def store_file(received: Received, stored: Path) -> None:
 
 
 def load(
-    engine: Engine, received: Received, parsed: Parsed, validation: Validation, settings: Settings
+    engine: Engine,
+    received: Received,
+    parsed: Parsed,
+    validation: Validation,
+    settings: Settings,
+    decision: OperatorDecision | None = None,
 ) -> LoadOutcome:
-    """Keep the file, then record the submission (ledger + facts) in one transaction."""
+    """Keep the file, then record the submission (ledger + facts) in one transaction.
+
+    ``decision``: an operator's release of a quarantined submission, recorded in the same
+    transaction (see ``warehouse.decisions``).
+    """
     stored, receipt = storage_paths(received, validation.outcome, settings)
     store_file(received, stored)
     form = parsed.form
@@ -187,7 +197,7 @@ def load(
     )
     totals = pd.DataFrame(total_rows, columns=["indicator", "value", "label_zh"])
     return record_submission(engine, record, facts, totals, validation.issues,
-                             validation.results)
+                             validation.results, decision=decision)
 
 
 def _empty_facts() -> pd.DataFrame:

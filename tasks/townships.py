@@ -15,10 +15,21 @@ from datetime import date
 
 import pandas as pd
 
+#: Traditional → simplified for the characters of Danba's and Chenghua's place names (and the
+#: common 乡/镇/街道 suffixes). A name written in traditional characters resolves, recorded as a
+#: coercion; a deliberately small table, not a general converter.
+TRADITIONAL_TO_SIMPLIFIED = str.maketrans({
+    "鄉": "乡", "鎮": "镇", "聶": "聂", "東": "东", "橋": "桥", "門": "门", "邊": "边", "紮": "扎",
+    "嶽": "岳", "穀": "谷", "馬": "马", "區": "区", "縣": "县", "街": "街", "華": "华", "龍": "龙",
+    "蓮": "莲", "雙": "双", "灣": "湾", "設": "设", "躍": "跃", "萬": "万", "場": "场", "蹺": "跷",
+    "燈": "灯", "龜": "龟", "牆": "墙", "際": "际", "壩": "坝", "雲": "云", "蘆": "芦", "壇": "坛",
+})
+
 
 def fold_name(text: str) -> str:
-    """NFKC, no whitespace of any width."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(text)).replace("\u3000", ""))
+    """NFKC, no whitespace of any width, traditional characters of local names simplified."""
+    folded = re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(text)).replace("\u3000", ""))
+    return folded.translate(TRADITIONAL_TO_SIMPLIFIED)
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,9 @@ def _table_issue(
     else:
         ind = declaration.indicator(indicator)
         on_form_total, on_form_sum = _on_form(total, ind.factor), _on_form(_jsonable(observed), ind.factor)
+        difference = (on_form_sum - on_form_total) if None not in (on_form_sum, on_form_total) else None
         text = (f"{check.message_zh}: {form.total_label or '合计'}行为{_fmt(on_form_total)}{ind.unit}，"
-                f"各乡镇之和为{_fmt(on_form_sum)}{ind.unit}")
+                f"各乡镇之和为{_fmt(on_form_sum)}{ind.unit}，相差{_fmt(difference)}{ind.unit}")
     return issue(check.issue_code, text, **where)
 
 

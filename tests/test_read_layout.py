@@ -905,22 +905,24 @@ def test_revenue_typed_in_yuan_in_a_wan_yuan_column_is_flagged(
 
 
 @pytest.mark.parametrize(("position", "total_row"), [("bottom", 20), ("top", 5)])
-def test_total_that_disagrees_with_the_rows_is_rejected(
+def test_total_that_disagrees_with_the_rows_is_quarantined(
     tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame], position: str, total_row: int
 ) -> None:
     rows = values[(EDU, MAY)]
     totals = {"enrolled_primary_persons": int(rows["enrolled_primary_persons"].sum()) + 40}
     path = write_form(tmp_path / "edu.xlsx", decl(EDU), MAY, rows, totals=totals, total_position=position)  # type: ignore[arg-type]
     result = submit(path, EDU, MAY)
-    assert result.outcome == "rejected"
+    assert result.outcome == "quarantined"
+    assert result.one("TOTAL_MISMATCH").action == "quarantine"
     assert result.where("TOTAL_MISMATCH") == [(total_row, COL_PRIMARY)]
     assert result.codes == Counter({"TOTAL_MISMATCH": 1})
     message = result.one("TOTAL_MISMATCH").message
     assert f"{int(rows['enrolled_primary_persons'].sum()) + 40:,}" in message
     assert f"{int(rows['enrolled_primary_persons'].sum()):,}" in message
+    assert "相差-40" in message  # the difference per column
 
 
-@pytest.mark.parametrize(("delta", "outcome"), [(0.01, "loaded"), (-0.01, "loaded"), (0.05, "rejected")])
+@pytest.mark.parametrize(("delta", "outcome"), [(0.01, "loaded"), (-0.01, "loaded"), (0.05, "quarantined")])
 def test_total_agrees_within_the_forms_rounding(
     tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame], delta: float, outcome: str
 ) -> None:
@@ -1023,7 +1025,8 @@ def test_another_departments_form_is_rejected_saying_what_was_expected(
     assert mismatch.row == 1 and mismatch.action == "reject"
     assert "健康扶贫工作进展月报表" in mismatch.message and "教育扶贫工作进展月报表" in mismatch.message
     assert result.codes == Counter(
-        {"TITLE_DEPARTMENT_MISMATCH": 1, "COLUMN_MISSING": 10, "COLUMN_OPTIONAL_MISSING": 1, "COLUMN_UNKNOWN": 11}
+        {"TITLE_DEPARTMENT_MISMATCH": 1, "COLUMN_MISSING": 10, "COLUMN_OPTIONAL_MISSING": 1,
+         "COLUMN_UNKNOWN": len(decl("health").indicators)}
     )
 
 
@@ -1225,3 +1228,90 @@ def test_person_times_never_become_persons(
     result = submit(path, "labour", "2016-05")
     assert result.outcome == "rejected"
     assert "不能互相换算" in result.one("UNIT_MISMATCH").message
+
+
+# --------------------------------------------------------------------------------------------
+# Rates, traditional characters, ambiguous periods, hidden columns
+# --------------------------------------------------------------------------------------------
+
+RATE = "insurance_rate_pct"
+
+
+@pytest.mark.parametrize(
+    ("written", "outcome", "stored", "codes"),
+    [
+        (lambda r: r, "loaded", lambda r: r, {}),  # 95.3 as a number: already a percentage
+        (lambda r: [f"{v:g}%" for v in r], "loaded", lambda r: r, {"VALUE_COERCED": 15}),  # "95.3%" text
+        (lambda r: [round(v / 100, 4) for v in r], "loaded", lambda r: r, {"VALUE_COERCED": 15}),  # 0.953
+        (lambda r: [round(v / 100, 4) if i == 2 else v for i, v in enumerate(r)], "rejected", None,
+         {"RATE_AMBIGUOUS": 1}),
+    ],
+    ids=["percent-number", "percent-text", "fractions", "mixed"],
+)
+def test_rates_have_one_convention_per_column(
+    tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame],
+    written: Callable[[list[float]], list[Any]], outcome: str,
+    stored: Callable[[list[float]], list[float]] | None, codes: dict[str, int],
+) -> None:
+    rows = values[("health", MAY)].copy()
+    rates = [float(v) for v in rows[RATE]]
+    rows[RATE] = written(rates)
+    path = write_form(tmp_path / "h.xlsx", decl("health"), MAY, rows, totals={RATE: None})
+    result = submit(path, "health", MAY)
+    assert result.outcome == outcome
+    relevant = Counter(i.code for i in result.issues if i.code in ("VALUE_COERCED", "RATE_AMBIGUOUS"))
+    assert relevant == Counter(codes)
+    if stored is not None:
+        assert result.facts[RATE].tolist() == pytest.approx(stored(rates))
+    else:
+        assert result.where("RATE_AMBIGUOUS")[0][0] == 6  # third township row (one header row: data from row 4)
+
+
+def test_traditional_characters_resolve_and_are_recorded(
+    tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame]
+) -> None:
+    rows = values[(EDU, MAY)]
+    names = [("聶呷鄉" if code == "513323202" else None) for code in rows["township_code"]]
+    official = {c: n for c, n in zip(reference_frames().townships["township_code"],
+                                     reference_frames().townships["name_zh"], strict=True)}
+    path = write_form(tmp_path / "edu.xlsx", decl(EDU), MAY, rows,
+                      township_names=[n or official[c] for n, c in zip(names, rows["township_code"], strict=True)])
+    result = submit(path, EDU, MAY)
+    assert result.outcome == "loaded"
+    alias = result.one("TOWNSHIP_ALIAS")
+    assert "聶呷鄉" in alias.message and "513323202" in alias.message
+
+
+@pytest.mark.parametrize(
+    ("title", "declared", "code"),
+    [
+        ("丹巴县教育扶贫工作进展月报表(2017.1)", "2017-10", "PERIOD_AMBIGUOUS"),
+        ("丹巴县教育扶贫工作进展月报表(2017.1)", "2017-01", "PERIOD_AMBIGUOUS"),
+        ("丹巴县教育扶贫工作进展月报表(2017.5)", "2017-05", None),
+        ("丹巴县教育扶贫工作进展月报表 2017-05-01", "2017-05", None),
+        ("丹巴县教育扶贫工作进展月报表 2017-05-01", "2017-06", "PERIOD_MISMATCH"),
+        ("丹巴县二〇一七年五月教育扶贫工作进展月报表", "2017-05", None),
+    ],
+)
+def test_title_periods(
+    tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame],
+    title: str, declared: str, code: str | None,
+) -> None:
+    path = write_form(tmp_path / "edu.xlsx", decl(EDU), declared, values[(EDU, MAY)], title=title)
+    result = submit(path, EDU, declared)
+    if code is None:
+        assert result.outcome == "loaded", result.issues
+    else:
+        assert result.outcome == "rejected"
+        assert result.one(code).row == 1
+
+
+def test_hidden_columns_with_data_are_read_and_reported(tmp_path: Path, submit: Submit,
+                                                        values: dict[tuple[str, str], pd.DataFrame]) -> None:
+    path = write_form(tmp_path / "edu.xlsx", decl(EDU), MAY, values[(EDU, MAY)])
+    workbook = openpyxl.load_workbook(path)
+    workbook.active.column_dimensions["G"].hidden = True
+    workbook.save(path)
+    result = submit(path, EDU, MAY)
+    assert result.outcome == "loaded"
+    assert result.one("COLUMNS_HIDDEN").column is None and "G列" in result.one("COLUMNS_HIDDEN").message

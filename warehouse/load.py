@@ -10,7 +10,10 @@ Ledger rules:
 * an identical file (same sha256) already ``loaded`` or ``superseded`` is a duplicate: nothing
   is written and the outcome names the earlier submission;
 * an identical file recorded as ``rejected`` / ``quarantined`` is re-evaluated: its ledger row
-  and detail rows are replaced;
+  is rewritten in place and its detail rows are replaced (its ``submission_decision`` rows, the
+  audit trail, stay);
+* an operator's release of a quarantined submission (``decision=``, see ``warehouse.decisions``)
+  is such a re-evaluation that loads, plus the decision row, in the same transaction;
 * a new ``loaded`` submission supersedes the partition's current one (status ``superseded``,
   ``superseded_by`` set; the new row's ``supersedes`` points back). Old facts stay in
   ``fact_indicator_value``; ``v_indicator_value`` shows only the current version, and since the
@@ -34,6 +37,7 @@ from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, 
 from expectations.declaration import load_declarations
 from expectations.issues import Issue
 from warehouse import schema
+from warehouse.decisions import OperatorDecision, require_quarantined, write_decision
 from warehouse.engine import advisory_lock, begin_write
 
 RecordStatus = Literal["loaded", "rejected", "quarantined"]
@@ -227,11 +231,10 @@ _DETAIL_TABLES: tuple[Table, ...] = (
 )
 
 
-def _forget(conn: Connection, submission_id: str) -> None:
-    """Delete a rejected/quarantined submission's ledger row and its detail rows."""
+def _forget_details(conn: Connection, submission_id: str) -> None:
+    """Delete a rejected/quarantined submission's detail rows (its ledger row is rewritten)."""
     for table in _DETAIL_TABLES:
         conn.execute(delete(table).where(table.c.submission_id == submission_id))
-    conn.execute(delete(schema.submission).where(schema.submission.c.submission_id == submission_id))
 
 
 def find_submission(engine: Engine, sha256: str) -> dict[str, Any] | None:
@@ -252,6 +255,8 @@ def record_submission(
     totals: pd.DataFrame,
     issues: Sequence[Issue],
     dq_results: Sequence[DqResult],
+    *,
+    decision: OperatorDecision | None = None,
 ) -> LoadOutcome:
     """Record one submission in one transaction; see the module docstring for the rules.
 
@@ -260,7 +265,13 @@ def record_submission(
     (``TOTAL_COLUMNS``). Facts and totals are written only when ``record.status == "loaded"``
     and ignored otherwise. Any error (an unknown township or indicator violates a foreign key,
     a repeated indicator × township violates the key) rolls the whole submission back.
+
+    ``decision``: an operator's release of this (quarantined) submission; ``record.status`` must
+    be ``loaded``. The decision row is written in the same transaction, and ``DecisionError``
+    is raised (nothing written) unless the ledger row is still ``quarantined``.
     """
+    if decision is not None and (decision.decision != "release" or record.status != "loaded"):
+        raise ValueError(f"{record.submission_id}: a decision recorded with a load must release it")
     year, month = _check_record(record)
     loaded = record.status == "loaded"
     fact_rows = _fact_rows(record, year, month, facts) if loaded else []
@@ -274,10 +285,12 @@ def record_submission(
         existing = conn.execute(
             select(sub.c.submission_id, sub.c.status).where(sub.c.sha256 == record.sha256)
         ).first()
+        if decision is not None:
+            require_quarantined(existing.status if existing is not None else None, record.submission_id)
         if existing is not None and existing.status in ("loaded", "superseded"):
             return LoadOutcome(record.submission_id, "duplicate", None, existing.submission_id, 0)
         if existing is not None:
-            _forget(conn, existing.submission_id)
+            _forget_details(conn, existing.submission_id)
 
         previous: str | None = None
         if loaded:
@@ -292,27 +305,27 @@ def record_submission(
                 conn.execute(update(sub).where(sub.c.submission_id == previous).values(status="superseded"))
 
         now = datetime.now(UTC)
-        conn.execute(
-            insert(sub).values(
-                submission_id=record.submission_id,
-                sha256=record.sha256,
-                department=record.department,
-                period=record.period,
-                original_name=record.original_name,
-                received_at=_utc(record.received_at),
-                processed_at=now,
-                loaded_at=now if loaded else None,
-                status=record.status,
-                rows_read=record.rows_read,
-                rows_loaded=record.rows_loaded,
-                rows_rejected=record.rows_rejected,
-                facts_loaded=len(fact_rows),
-                supersedes=previous,
-                superseded_by=None,
-                archive_path=record.archive_path,
-                receipt_path=record.receipt_path,
-            )
-        )
+        ledger_row = {
+            "department": record.department,
+            "period": record.period,
+            "original_name": record.original_name,
+            "received_at": _utc(record.received_at),
+            "processed_at": now,
+            "loaded_at": now if loaded else None,
+            "status": record.status,
+            "rows_read": record.rows_read,
+            "rows_loaded": record.rows_loaded,
+            "rows_rejected": record.rows_rejected,
+            "facts_loaded": len(fact_rows),
+            "supersedes": previous,
+            "superseded_by": None,
+            "archive_path": record.archive_path,
+            "receipt_path": record.receipt_path,
+        }
+        if existing is None:
+            conn.execute(insert(sub).values(submission_id=record.submission_id, sha256=record.sha256, **ledger_row))
+        else:  # in place: the row may carry decisions (and the sha256, hence the id, is the same)
+            conn.execute(update(sub).where(sub.c.submission_id == existing.submission_id).values(**ledger_row))
         if previous is not None:
             conn.execute(
                 update(sub).where(sub.c.submission_id == previous).values(superseded_by=record.submission_id)
@@ -321,6 +334,8 @@ def record_submission(
         _insert_many(conn, schema.fact_form_total, total_rows)
         _insert_many(conn, schema.submission_issue, issue_rows)
         _insert_many(conn, schema.dq_result, dq_rows)
+        if decision is not None:
+            write_decision(conn, record.submission_id, decision)
 
     return LoadOutcome(record.submission_id, record.status, previous, None, len(fact_rows))
 

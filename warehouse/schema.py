@@ -1,9 +1,9 @@
 """Every table and view of the warehouse, declared once (SQLAlchemy Core).
 
-Layers: ``ref_*`` reference data, ``submission`` (the ledger) and its ``submission_issue`` /
-``dq_result`` detail, ``fact_*`` facts in long form, ``mart_*`` derived tables, ``v_*`` analyst
-views. Each table's docstring-like ``comment`` states its grain. Chinese text is data, never an
-identifier.
+Layers: ``ref_*`` reference data, ``submission`` (the ledger) with its ``submission_issue`` /
+``dq_result`` detail and its ``submission_decision`` audit trail, ``fact_*`` facts in long form,
+``mart_*`` derived tables, ``v_*`` analyst views. Each table's docstring-like ``comment`` states
+its grain. Chinese text is data, never an identifier.
 """
 
 from __future__ import annotations
@@ -196,6 +196,28 @@ submission_issue = Table(
     comment="one row per issue in a submission's receipt (no personal data)",
 )
 
+submission_decision = Table(
+    "submission_decision",
+    metadata,
+    Column("submission_id", String(16), ForeignKey("submission.submission_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, comment="1, 2, ... per submission, in decision order"),
+    Column("decision", String(8), nullable=False, comment="release (load despite the quarantine) or reject"),
+    Column("decided_by", Text, nullable=False, comment="who decided: the operator's name or OS user"),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False, comment="why, in the operator's words (required)"),
+    Column("resulting_status", String(16), nullable=False, comment="ledger status the decision set"),
+    CheckConstraint("decision IN ('release', 'reject')", name="decision_known"),
+    CheckConstraint(
+        "(decision = 'release' AND resulting_status = 'loaded') "
+        "OR (decision = 'reject' AND resulting_status = 'rejected')",
+        name="resulting_status_fits",
+    ),
+    CheckConstraint("length(trim(decided_by)) > 0", name="decided_by_given"),
+    CheckConstraint("length(trim(reason)) > 0", name="reason_given"),
+    comment="one row per operator decision on a quarantined submission; append-only (the audit trail): "
+    "rows are never updated or deleted, also not when the same file is received again",
+)
+
 dq_result = Table(
     "dq_result",
     metadata,
@@ -222,7 +244,13 @@ fact_indicator_value = Table(
     Column("year", Integer, nullable=False),
     Column("month", Integer, comment="null for annual returns"),
     Column("value", Float, comment="in the indicator's base unit; null when the form left it blank"),
-    Column("flagged", Boolean, nullable=False, default=False, comment="a warning rule failed on this row"),
+    Column(
+        "flagged",
+        Boolean,
+        nullable=False,
+        default=False,
+        comment="a warning rule failed on this row, or an operator released it past a quarantine check",
+    ),
     Column("source_row", Integer, comment="row on the form the value came from"),
     # a fact whose indicator is not declared would be invisible in v_indicator_value (inner join)
     ForeignKeyConstraint(
