@@ -52,6 +52,8 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "ROWS_EMPTY": ("critical", "reject", "the form has a header but no township rows"),
     "ROWS_HIDDEN": ("warning", "flag", "rows hidden in Excel were read as data (reported, never dropped)"),
     "CHECK_ERROR": ("critical", "quarantine", "a check could not be evaluated; an operator must look"),
+    "CUMULATIVE_DECREASED": ("critical", "quarantine", "a 本年累计 value is below the township's previous month"),
+    "MAGNITUDE_SUSPECT": ("critical", "quarantine", "a value ≥1000× off the township's history (unit slip?)"),
     "RULE_FAILED": ("warning", "flag", "a declared rule failed (severity and action from the declaration)"),
     "DUPLICATE_SUBMISSION": ("info", "report", "the identical file was already received"),
 }

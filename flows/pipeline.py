@@ -54,7 +54,8 @@ def process_submission(
                                 received.original_name, "duplicate", receipt, receipt_path)
 
     parsed = steps.parse_task(received, reference)
-    validation = steps.validate_task(parsed)
+    history = steps.history_task(engine, received)
+    validation = steps.validate_task(parsed, history)
     if dry_run or engine is None:
         receipt = build_receipt(received, parsed, validation, status=validation.outcome, dry_run=True)
         return SubmissionResult(received.submission_id, department, received.period.label,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
@@ -54,9 +55,14 @@ def parse_task(received: steps.Received, reference: ReferenceFrames) -> steps.Pa
     return steps.parse(received, reference)
 
 
+@task(name="read-history", cache_policy=NO_CACHE, **IO_RETRIES)
+def history_task(engine: Engine | None, received: steps.Received) -> pd.DataFrame | None:
+    return steps.history_for(engine, received)
+
+
 @task(name="validate", cache_policy=NO_CACHE)
-def validate_task(parsed: steps.Parsed) -> Validation:
-    return steps.validate(parsed)
+def validate_task(parsed: steps.Parsed, history: pd.DataFrame | None = None) -> Validation:
+    return steps.validate(parsed, history)
 
 
 @task(name="load", task_run_name="load {received.department} {received.period.label}",

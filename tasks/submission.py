@@ -28,6 +28,7 @@ from tasks.read import ReadError, read_grids
 from tasks.townships import TownshipResolver
 from tasks.validate import Validation, decide_outcome
 from warehouse.decisions import OperatorDecision
+from warehouse.history import earlier_values
 from warehouse.load import LoadOutcome, SubmissionRecord, find_submission, record_submission
 from warehouse.refdata import ReferenceFrames
 
@@ -115,13 +116,20 @@ def _with_issues(form: NormalisedForm, extra: list[Issue]) -> NormalisedForm:
     return replace(form, issues=(*extra, *form.issues))
 
 
-def validate(parsed: Parsed) -> Validation:
+def history_for(engine: Engine | None, received: Received) -> pd.DataFrame | None:
+    """Earlier current values of this department (None without a warehouse: a first dry run)."""
+    if engine is None:
+        return None
+    return earlier_values(engine, received.department, received.period.label)
+
+
+def validate(parsed: Parsed, history: pd.DataFrame | None = None) -> Validation:
     from tasks.validate import validate_form
 
     if parsed.form is None:
         return Validation(outcome=decide_outcome(parsed.fatal), issues=parsed.fatal, results=(),
                           flagged_rows=frozenset(), rejected_rows=frozenset())
-    return validate_form(parsed.form, declaration_for(parsed.form.department))
+    return validate_form(parsed.form, declaration_for(parsed.form.department), history)
 
 
 def long_facts(form: NormalisedForm, validation: Validation) -> pd.DataFrame:

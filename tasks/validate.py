@@ -19,6 +19,7 @@ import pandas as pd
 
 from duikou_settings import get_settings
 from expectations.declaration import Declaration
+from expectations.history_checks import history_columns_and_checks, suspected_factor
 from expectations.issues import Issue, issue
 from expectations.suite import CheckSpec, build_checks, to_gx_expectation, with_derived_columns
 from tasks.normalise import TOWNSHIP_CODE, NormalisedForm
@@ -76,15 +77,11 @@ def _fmt(value: Any) -> str:
 def _row_issue(
     check: CheckSpec, form: NormalisedForm, frame: pd.DataFrame, row: int, declaration: Declaration
 ) -> Issue:
-    values = "，".join(
-        f"{declaration.indicator(c).label_zh}={_fmt(_on_form(frame.at[row, c], declaration.indicator(c).factor))}"
-        f"{declaration.indicator(c).unit}"
-        for c in check.columns
-        if c in frame.columns
-    )
+    values = "，".join(_value_text(c, frame.at[row, c], declaration) for c in check.columns if c in frame.columns)
     township = frame.at[row, "township_text"]
     message = f"{township}: {check.message_zh}" + (f"({values})" if values else "")
-    column = "；".join(form.column_labels.get(c, c) for c in check.columns) or form.key_column_label
+    labels = [form.column_labels[c] for c in check.columns if c in form.column_labels]
+    column = "；".join(labels) or form.key_column_label
     return issue(
         check.issue_code,
         message,
@@ -95,6 +92,18 @@ def _row_issue(
         column=column,
         rule_id=check.check_id,
     )
+
+
+def _value_text(column: str, value: Any, declaration: Declaration) -> str:
+    """A value as the department would read it: in the form's unit, history columns explained."""
+    kind, _, name = column.partition("__")
+    if kind == "ratio" and name in declaration.indicator_names:
+        return f"为历史中位数的{_fmt(value)}倍，{suspected_factor(float(value))}"
+    if kind == "prev" and name in declaration.indicator_names:
+        ind = declaration.indicator(name)
+        return f"上一期{_fmt(_on_form(value, ind.factor))}{ind.unit}"
+    ind = declaration.indicator(column)
+    return f"{ind.label_zh}={_fmt(_on_form(value, ind.factor))}{ind.unit}"
 
 
 def _on_form(value: Any, factor: float) -> Any:
@@ -130,8 +139,14 @@ def _table_issue(
     return issue(check.issue_code, text, **where)
 
 
-def validate_form(form: NormalisedForm, declaration: Declaration) -> Validation:
-    """Run every check on the submission and gate the outcome on the highest failed severity."""
+def validate_form(
+    form: NormalisedForm, declaration: Declaration, history: pd.DataFrame | None = None
+) -> Validation:
+    """Run every check on the submission and gate the outcome on the highest failed severity.
+
+    ``history`` (earlier current values of the same department, see
+    :func:`warehouse.history.earlier_values`) adds the checks against each township's history.
+    """
     settings = get_settings()
     present = frozenset(c for c in form.wide.columns if c in declaration.indicator_names)
     weight_sums = {
@@ -142,6 +157,12 @@ def validate_form(form: NormalisedForm, declaration: Declaration) -> Validation:
     checks = build_checks(declaration, present, form.totals, form.expected_townships,
                           settings.sum_tolerance, weight_sums)
     frame = with_derived_columns(form.wide, checks)
+    if history is not None:
+        extra_columns, extra_checks = history_columns_and_checks(
+            form.wide, declaration, form.period.year, form.period.month, history
+        )
+        frame = frame.assign(**extra_columns)
+        checks = (*checks, *extra_checks)
     issues: list[Issue] = list(form.issues)
     results: list[DqResult] = []
     flagged: set[int] = set()

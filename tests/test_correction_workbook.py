@@ -200,9 +200,15 @@ def test_row_and_column_only_issues(tmp_path: Path, rows: pd.DataFrame) -> None:
         issue("COLUMN_UNKNOWN", "M列没有表头却有数据", sheet="Sheet1", column="M列"),  # nothing to point at
         issue("SHEET_CHOSEN", "读取了工作表Sheet1", sheet="其他"),
     ]
-    workbook = run(form(tmp_path, rows), "Sheet1", issues, tmp_path)
-    marked = comments(data_sheet(workbook))
+    source = form(tmp_path, rows)
+    hidden = openpyxl.load_workbook(source)
+    hidden["Sheet1"].row_dimensions[9].hidden = True
+    hidden.save(source)
+    workbook = run(source, "Sheet1", issues, tmp_path)
+    ws = data_sheet(workbook)
+    marked = comments(ws)
     assert set(marked) == {"A1", "A9", "C4", "B3"}
+    assert not ws.row_dimensions[9].hidden  # a marked row is shown
     assert "PERIOD_MISMATCH" in marked["A1"] and "ROWS_HIDDEN" in marked["A9"]
     assert len(summary_rows(workbook)) == len(issues)
 
@@ -266,3 +272,8 @@ def test_the_pipelines_own_issues_mark_the_offending_cells(tmp_path: Path, rows:
     assert "TOTAL_MISMATCH" in marked["C20"] and fill(ws, "C20") == RED
     assert "已退回" in str(workbook[SUMMARY_SHEET]["A3"].value)
     assert len(summary_rows(workbook)) == len(validation.issues)
+
+
+def test_without_a_sheet_name_the_first_sheet_is_marked(tmp_path: Path, rows: pd.DataFrame) -> None:
+    ws = data_sheet(run(form(tmp_path, rows), None, typical_issues("Sheet1"), tmp_path))
+    assert set(comments(ws)) == {"B5", "C20", "G7"}
