@@ -67,6 +67,7 @@ def process_submission(
         received, parsed, validation, status=outcome.status, load_outcome=outcome,
         duplicate_of=None, stored=stored.relative_to(settings.resolved_data_dir).as_posix(),
     )
+    receipt = steps.correction_task(received, receipt, validation, settings)
     steps.receipt_task(receipt, receipt_path, stored)
     return SubmissionResult(received.submission_id, department, received.period.label,
                             received.original_name, outcome.status, receipt, receipt_path)

@@ -72,6 +72,12 @@ def load_task(engine: Engine, received: steps.Received, parsed: steps.Parsed, va
     return steps.load(engine, received, parsed, validation, settings)
 
 
+@task(name="correction-workbook", cache_policy=NO_CACHE, **IO_RETRIES)
+def correction_task(received: steps.Received, receipt: dict[str, Any], validation: Validation,
+                    settings: Settings) -> dict[str, Any]:
+    return steps.attach_correction_workbook(received, receipt, validation.issues, settings)
+
+
 @task(name="write-receipt", cache_policy=NO_CACHE, **IO_RETRIES)
 def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path | None) -> None:
     steps.write_receipt(receipt, receipt_path, stored_path)

@@ -275,6 +275,27 @@ def _summary_zh(status: str, counts: dict[str, int], duplicate_of: dict[str, Any
     return f"{text}(严重{counts['critical']}项，警告{counts['warning']}项，提示{counts['info']}项)"
 
 
+def attach_correction_workbook(
+    received: Received, receipt: dict[str, Any], issues: tuple[Issue, ...], settings: Settings
+) -> dict[str, Any]:
+    """Write the department's own sheet back with the problems marked; note it in the receipt.
+
+    Only when there is something to show (any issue). A file that cannot be rebuilt (corrupt,
+    empty) gets no workbook and the receipt says why — the JSON receipt remains complete.
+    """
+    from tasks.correction_workbook import write_correction_workbook
+
+    if not issues:
+        return receipt
+    out = settings.receipts_dir / f"{received.submission_id}.correction.xlsx"
+    try:
+        write_correction_workbook(received.path.read_bytes(), received.original_name, receipt.get("sheet"),
+                                  issues, out, summary=receipt)
+    except ValueError as exc:
+        return {**receipt, "correction_workbook": None, "correction_workbook_note": str(exc)}
+    return {**receipt, "correction_workbook": relative(out, settings)}
+
+
 def write_receipt(receipt: dict[str, Any], receipt_path: Path, stored_path: Path | None) -> None:
     """Write the receipt atomically under receipts/ and next to the kept file."""
     text = json.dumps(receipt, ensure_ascii=False, indent=2, default=str)

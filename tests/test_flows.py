@@ -238,3 +238,30 @@ def test_a_correction_supersedes_on_both_backends(
     assert ledger["v2.xlsx"].supersedes == ledger["v1.xlsx"].submission_id
     assert exited == rows.loc[0, "exited_poverty_persons"] + 7
     assert round(income) == 10827
+
+
+def test_a_refused_submission_gets_a_correction_workbook(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import openpyxl
+
+    from flows.cli import main
+
+    rows = demo_values(2017)[("poverty", "2016")]
+    names = ["聂嘎乡" if code == "513323202" else None for code in rows["township_code"]]
+    from tasks.form_writer import township_name_at
+
+    written = [n or township_name_at(c, pd.Timestamp("2016-12-31").date())
+               for n, c in zip(names, rows["township_code"], strict=True)]
+    path = write_form(tmp_path / "typo.xlsx", load_declarations()["poverty"], "2016", rows, township_names=written)
+    assert main(["ingest", str(path), "--department", "poverty", "--period", "2016", "--json"]) == 1
+    receipt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert receipt["status"] == "rejected"
+    workbook_path = empty_data_dir / receipt["correction_workbook"]
+    workbook = openpyxl.load_workbook(workbook_path)
+    assert workbook.sheetnames[0] == "问题汇总"
+    typo = next(i for i in receipt["issues"] if i["code"] == "TOWNSHIP_UNKNOWN")
+    sheet = workbook[receipt["sheet"]]
+    assert "TOWNSHIP_UNKNOWN" in sheet[f"A{typo['row']}"].comment.text
+    with open_warehouse(get_settings()).connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM fact_indicator_value")).scalar() == 0
