@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from tasks import steps
-from tasks.submission import build_receipt, storage_paths
+from tasks.submission import build_receipt, preview_load, storage_paths
 from warehouse.refdata import ReferenceFrames
 
 
@@ -57,7 +57,10 @@ def process_submission(
     history = steps.history_task(engine, received)
     validation = steps.validate_task(parsed, history)
     if dry_run or engine is None:
-        receipt = build_receipt(received, parsed, validation, status=validation.outcome, dry_run=True)
+        would = preview_load(engine, received, parsed, validation)
+        stored, _ = storage_paths(received, validation.outcome, settings)
+        receipt = build_receipt(received, parsed, validation, status=validation.outcome, dry_run=True,
+                                load_outcome=would, stored=stored.relative_to(settings.resolved_data_dir).as_posix())
         return SubmissionResult(received.submission_id, department, received.period.label,
                                 received.original_name, validation.outcome, receipt, None)
 

@@ -29,7 +29,7 @@ from tasks.townships import TownshipResolver
 from tasks.validate import Validation, decide_outcome
 from warehouse.decisions import OperatorDecision
 from warehouse.history import earlier_values
-from warehouse.load import LoadOutcome, SubmissionRecord, find_submission, record_submission
+from warehouse.load import LoadOutcome, SubmissionRecord, current_version, find_submission, record_submission
 from warehouse.refdata import ReferenceFrames
 
 
@@ -206,6 +206,19 @@ def load(
     totals = pd.DataFrame(total_rows, columns=["indicator", "value", "label_zh"])
     return record_submission(engine, record, facts, totals, validation.issues,
                              validation.results, decision=decision)
+
+
+def preview_load(engine: Engine | None, received: Received, parsed: Parsed, validation: Validation) -> LoadOutcome:
+    """What :func:`load` would do, without writing: for dry runs, so their receipt is the real one's."""
+    loaded = validation.outcome == "loaded" and parsed.form is not None
+    current = current_version(engine, received.department, received.period.label) if engine is not None else None
+    return LoadOutcome(
+        submission_id=received.submission_id,
+        status=validation.outcome,
+        supersedes=current if loaded and current != received.submission_id else None,
+        duplicate_of=None,
+        facts_loaded=len(long_facts(parsed.form, validation)) if loaded and parsed.form is not None else 0,
+    )
 
 
 def _empty_facts() -> pd.DataFrame:

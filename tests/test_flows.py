@@ -265,3 +265,41 @@ def test_a_refused_submission_gets_a_correction_workbook(
     assert "TOWNSHIP_UNKNOWN" in sheet[f"A{typo['row']}"].comment.text
     with open_warehouse(get_settings()).connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM fact_indicator_value")).scalar() == 0
+
+
+def _settled_bytes(db: Path) -> bytes:
+    """The SQLite file's bytes with the WAL checkpointed into it (what a reader sees, on disk)."""
+    import sqlite3
+
+    clear_cache()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return db.read_bytes()
+
+
+def test_dry_run_receipt_is_the_real_one_and_the_warehouse_is_untouched(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    first = _poverty_form(tmp_path, "v1.xlsx")
+    assert main(["ingest", str(first), "--department", "poverty", "--period", "2016"]) == 0
+    rows = demo_values(2017)[("poverty", "2016")].copy()
+    rows.loc[2, "exited_poverty_persons"] += 3
+    second = write_form(tmp_path / "v2.xlsx", load_declarations()["poverty"], "2016", rows)
+    capsys.readouterr()
+
+    db = empty_data_dir / "warehouse.sqlite"
+    before = _settled_bytes(db)
+    files_before = sorted(p.relative_to(empty_data_dir) for p in empty_data_dir.rglob("*") if p.is_file())
+    assert main(["ingest", str(second), "--department", "poverty", "--period", "2016", "--dry-run", "--json"]) == 0
+    dry = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert _settled_bytes(db) == before
+    files_after = sorted(p.relative_to(empty_data_dir) for p in empty_data_dir.rglob("*") if p.is_file())
+    assert files_after == files_before
+
+    assert main(["ingest", str(second), "--department", "poverty", "--period", "2016", "--json"]) == 0
+    real = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ignore = {"dry_run", "processed_at", "correction_workbook"}
+    assert {k: v for k, v in dry.items() if k not in ignore} == {k: v for k, v in real.items() if k not in ignore}
+    assert real["supersedes"] and real["counts"]["facts_loaded"] == 15 * 4
