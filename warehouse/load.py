@@ -375,3 +375,13 @@ def current_submissions(engine: Engine) -> pd.DataFrame:
     )
     with engine.connect() as conn:
         return _frame(conn.execute(stmt), columns)
+
+
+def current_version(engine: Engine, department: str, period: str) -> str | None:
+    """The submission id currently loaded for (department, period), if any (read-only)."""
+    sub = schema.submission
+    query = select(sub.c.submission_id).where(
+        sub.c.department == department, sub.c.period == period, sub.c.status == "loaded"
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one_or_none()
