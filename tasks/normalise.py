@@ -336,6 +336,58 @@ def _settle_rate_scale(
                             row=int(str(record["source_row"])), **where))
 
 
+_UNIT_LINE = re.compile(r"(?<!填报)(?<!报送)单位[:：]\s*(.+)")
+
+
+def units_on_unit_line(preamble: tuple[str, ...]) -> frozenset[str]:
+    """Units a form's 单位 line states (``单位：人、万元``); empty when there is no such line.
+
+    ``填报单位：…`` names the reporting office, not a unit, and is skipped.
+    """
+    known = load_units()
+    found: set[str] = set()
+    for line in preamble:
+        match = _UNIT_LINE.search(line.replace("：", ":"))
+        if not match:
+            continue
+        for token in re.split(r"[、，,/;；\s]+", match.group(1)):
+            token = token.strip("()（）")
+            if token in known:
+                found.add(token)
+            elif token:
+                break
+    return frozenset(found)
+
+
+def _check_unit_line(
+    form: FormTable, declaration: Declaration, mapped: dict[str, FormColumn]
+) -> list[Issue]:
+    """A unit line saying 元 where the declaration has 万元 → quarantine with the suspected factor.
+
+    Only when the line names no unit of the declared kind that fits. A header stating 万元 under a
+    unit line stating 元 contradicts itself: quarantined too, an operator decides.
+    """
+    stated = units_on_unit_line(form.preamble)
+    if not stated:
+        return []
+    units = load_units()
+    issues = []
+    for name, col in mapped.items():
+        ind = declaration.indicator(name)
+        if ind.unit in stated:
+            continue
+        same_kind = sorted(u for u in stated if units[u].base_unit == ind.base_unit)
+        if not same_kind:
+            continue
+        ratio = units[ind.unit].factor / units[same_kind[0]].factor
+        issues.append(issue(
+            "UNIT_MISMATCH",
+            f"单位行写的是{'、'.join(same_kind)}，“{ind.label_zh}”申报单位为{ind.unit}(相差{ratio:g}倍)；未自动换算，请核实",
+            sheet=form.sheet, column=col.label,
+        ))
+    return issues
+
+
 def normalise_form(
     form: FormTable, declaration: Declaration, period: Period, resolver: TownshipResolver
 ) -> NormalisedForm:
@@ -344,6 +396,7 @@ def normalise_form(
     issues = _check_title(form, declaration, period)
     mapped, column_issues = _map_columns(form, declaration)
     issues.extend(column_issues)
+    issues.extend(_check_unit_line(form, declaration, mapped))
     native_text = form.encoding is not None  # CSV: every cell is text
     records: list[dict[str, object]] = []
     for row in form.rows:

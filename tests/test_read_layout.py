@@ -1315,3 +1315,32 @@ def test_hidden_columns_with_data_are_read_and_reported(tmp_path: Path, submit: 
     result = submit(path, EDU, MAY)
     assert result.outcome == "loaded"
     assert result.one("COLUMNS_HIDDEN").column is None and "G列" in result.one("COLUMNS_HIDDEN").message
+
+
+def test_unit_line_in_yuan_where_wan_yuan_is_declared_is_quarantined(
+    tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame]
+) -> None:
+    path = write_form(tmp_path / "t.xlsx", decl("tourism"), "2016-05", values[("tourism", "2016-05")])
+    workbook = openpyxl.load_workbook(path)
+    sheet = workbook.active
+    replaced = 0
+    for row in sheet.iter_rows(min_row=1, max_row=3):
+        for cell in row:
+            if isinstance(cell.value, str) and "单位" in cell.value and "填报单位" not in cell.value:
+                cell.value = "单位：万人次、元、户"
+                replaced += 1
+    assert replaced == 1
+    workbook.save(path)
+    result = submit(path, "tourism", "2016-05")
+    assert result.outcome == "quarantined"
+    columns = sorted(column or "" for _, column in result.where("UNIT_MISMATCH"))
+    assert [c.split("列")[0] for c in columns] == ["D", "E"]  # 旅游总收入, 门票收入 (万元 on the form)
+    assert all("10000倍" in i.message for i in result.issues if i.code == "UNIT_MISMATCH")
+
+
+def test_unit_line_parsing() -> None:
+    from tasks.normalise import units_on_unit_line
+
+    assert units_on_unit_line(("填报单位：丹巴县旅游局", "单位：万人次、万元、户")) == {"万人次", "万元", "户"}
+    assert units_on_unit_line(("填报单位:丹巴县教育局  单位:人  填报日期:2017年6月8日",)) == {"人"}
+    assert units_on_unit_line(("填报单位：丹巴县教育局",)) == frozenset()
