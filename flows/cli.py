@@ -2,12 +2,14 @@
 
 Every command creates or upgrades the warehouse and loads reference data on first use, so
 ``duikou ingest`` works on an empty data directory. Exit codes: 0 done (for ``ingest``: loaded or
-duplicate), 1 the submission was rejected or quarantined, 2 a usage error.
+duplicate), 1 the submission was rejected or quarantined (``quarantine release``: the release was
+refused), 2 a usage error (``quarantine release/reject``: an unknown, ambiguous or not-quarantined id).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -168,6 +170,75 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    from flows.warehouse_access import open_warehouse
+    from tasks.quarantine import list_quarantined
+
+    items = list_quarantined(open_warehouse(get_settings()))
+    if args.json:
+        print(json.dumps([item.to_dict() for item in items], ensure_ascii=False))
+        return EXIT_OK
+    if not items:
+        print("没有待核提交 (nothing in quarantine)")
+        return EXIT_OK
+    for item in items:
+        print(f"{item.submission_id}  {item.department:<9} {item.period:<7} "
+              f"{item.received_at:%Y-%m-%d %H:%M}Z  {item.original_name}")
+        print(f"    {', '.join(item.issue_codes) or '-'}: {item.first_message or ''}")
+    return EXIT_OK
+
+
+def _operator(given: str | None) -> str | None:
+    if given is not None:
+        return given
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in this environment: --by must say who
+        return None
+
+
+def cmd_quarantine_decide(args: argparse.Namespace) -> int:
+    from flows.quarantine import quarantine_decision
+    from flows.warehouse_access import open_warehouse
+    from tasks.quarantine import DecisionError, find_quarantined
+
+    prog = f"duikou quarantine {args.decision}"
+    by = _operator(args.by)
+    if not by or not by.strip():
+        print(f"{prog}: say who decides with --by NAME", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.reason.strip():
+        print(f"{prog}: --reason must say why", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        ledger = find_quarantined(open_warehouse(get_settings()), args.id)
+        result = quarantine_decision(ledger["submission_id"], ledger["department"], ledger["period"],
+                                     args.decision, by.strip(), args.reason.strip())
+    except DecisionError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if result.status == "refused":
+        if args.json:
+            print(json.dumps({"submission_id": result.submission_id, "status": "refused",
+                              "message": result.message, "blockers": list(result.blockers)},
+                             ensure_ascii=False, default=str))
+        print(f"{prog}: {result.message}", file=sys.stderr)
+        return EXIT_NOT_LOADED
+    if args.json:
+        print(json.dumps(result.receipt, ensure_ascii=False, default=str))
+        return EXIT_OK
+    if result.receipt is not None:
+        _print_receipt(result.receipt)
+        block = result.receipt.get("decision", {})
+        print(f"决定 decision: {block.get('decision')} by {block.get('decided_by')} at "
+              f"{block.get('decided_at')} — {block.get('reason')}")
+    if result.supersedes:
+        print(f"取代 supersedes: {result.supersedes}")
+    if result.receipt_path:
+        print(f"回执 receipt: {result.receipt_path}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duikou", description="对口 paired-assistance data pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=2017)
     demo.add_argument("--fresh", action="store_true", help="regenerate demo files even if landing has files")
     demo.set_defaults(func=cmd_demo)
+
+    quarantine = sub.add_parser("quarantine", help="list quarantined submissions; release or reject one")
+    qsub = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    qlist = qsub.add_parser("list", help="quarantined submissions, newest first")
+    qlist.add_argument("--json", action="store_true", help="print one JSON array")
+    qlist.set_defaults(func=cmd_quarantine_list)
+    for name, text in (("release", "read the kept file again and load it despite its quarantine issues"),
+                       ("reject", "reject it: nothing is loaded")):
+        decide = qsub.add_parser(name, help=text)
+        decide.add_argument("id", help="submission id, or a unique prefix of at least 6 hex digits")
+        decide.add_argument("--by", help="who decides (default: the OS user)")
+        decide.add_argument("--reason", required=True, help="why; recorded with the decision")
+        decide.add_argument("--json", action="store_true", help="print the rewritten receipt as JSON")
+        decide.set_defaults(func=cmd_quarantine_decide, decision=name)
 
     docs = sub.add_parser("docs", help="regenerate docs/datasets.md from the declarations")
     docs.add_argument("--out", default="docs/datasets.md")

@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from tasks import steps
-from tasks.submission import build_receipt, preview_load, storage_paths
+from tasks.submission import Parsed, Received, build_receipt, preview_load, storage_paths
+from tasks.validate import Validation
 from warehouse.refdata import ReferenceFrames
 
 
@@ -53,9 +54,7 @@ def process_submission(
         return SubmissionResult(received.submission_id, department, received.period.label,
                                 received.original_name, "duplicate", receipt, receipt_path)
 
-    parsed = steps.parse_task(received, reference)
-    history = steps.history_task(engine, received)
-    validation = steps.validate_task(parsed, history)
+    parsed, validation = read_and_validate(received, engine, reference)
     if dry_run or engine is None:
         would = preview_load(engine, received, parsed, validation)
         stored, _ = storage_paths(received, validation.outcome, settings)
@@ -74,6 +73,15 @@ def process_submission(
     steps.receipt_task(receipt, receipt_path, stored)
     return SubmissionResult(received.submission_id, department, received.period.label,
                             received.original_name, outcome.status, receipt, receipt_path)
+
+
+def read_and_validate(
+    received: Received, engine: Engine | None, reference: ReferenceFrames
+) -> tuple[Parsed, Validation]:
+    """read & normalise → history → validate: shared with an operator's release (flows/quarantine.py)."""
+    parsed = steps.parse_task(received, reference)
+    history = steps.history_task(engine, received)
+    return parsed, steps.validate_task(parsed, history)
 
 
 def _ledger_summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Operators' decisions on quarantined submissions, as plain functions plus thin Prefect tasks.
 
-A release reads the kept file again (receive → parse → validate, the same steps as any
-submission; nothing is taken from the old receipt), refuses when any issue's action is
+A release reads the kept file again (receive → parse → history → validate, the same steps as
+any submission; nothing is taken from the old receipt), refuses when any issue's action is
 ``reject``, and otherwise loads it through the ordinary loader with the decision attached: the
 decision row, the supersession and the facts are one transaction. The released file moves from
 ``quarantine/`` to ``archive/`` like any loaded file (the ledger's ``archive_path`` follows);
@@ -196,9 +196,14 @@ def discard_quarantine_copy(ledger: dict[str, Any], settings: Settings, kept_now
         path.unlink(missing_ok=True)
 
 
-def reject(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision, settings: Settings) -> int:
+def reject(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision) -> int:
     """Record the rejection (status + decision row, one transaction); the decision's seq."""
     return reject_submission(engine, str(ledger["submission_id"]), decision)
+
+
+def decided_receipt(ledger: dict[str, Any], decision: OperatorDecision, settings: Settings) -> dict[str, Any]:
+    """The rejected submission's receipt: as written at quarantine, plus the decision."""
+    return with_decision(read_receipt(ledger, settings), decision)
 
 
 # ----------------------------------------------------------------------- Prefect tasks
@@ -222,8 +227,13 @@ def release_task(engine: Engine, received: Received, parsed: Parsed, validation:
 
 
 @task(name="reject", cache_policy=NO_CACHE, **IO_RETRIES)
-def reject_task(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision, settings: Settings) -> int:
-    return reject(engine, ledger, decision, settings)
+def reject_task(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision) -> int:
+    return reject(engine, ledger, decision)
+
+
+@task(name="decided-receipt", cache_policy=NO_CACHE, **IO_RETRIES)
+def decided_receipt_task(ledger: dict[str, Any], decision: OperatorDecision, settings: Settings) -> dict[str, Any]:
+    return decided_receipt(ledger, decision, settings)
 
 
 @task(name="discard-quarantine-copy", cache_policy=NO_CACHE, **IO_RETRIES)
