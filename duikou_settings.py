@@ -22,6 +22,17 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/warehouse.sqlite"
     )
     sum_tolerance: float = Field(default=0.5, description="absolute tolerance of 合计 checks, in base units")
+    # File safety: every limit is checked before a parser sees the file (tasks/read.py)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest accepted file, in bytes")
+    max_uncompressed_bytes: int = Field(
+        default=200 * 1024 * 1024, gt=0, description="largest total uncompressed size of an .xlsx archive's members"
+    )
+    max_compression_ratio: float = Field(
+        default=100.0, gt=1, description="largest uncompressed/compressed ratio of one .xlsx member (zip bombs)"
+    )
+    max_cells: int = Field(
+        default=500_000, gt=0, description="most cells in one file (all sheets, or all CSV fields) before parsing"
+    )
 
     @property
     def resolved_data_dir(self) -> Path:

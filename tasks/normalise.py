@@ -263,6 +263,10 @@ def _check_title(form: FormTable, declaration: Declaration, period: Period) -> l
     issues: list[Issue] = []
     title = form.title
     stated = periods_in_title(title, declaration.period_type) if title else ()
+    if not stated:  # no period in the title: a 报告期 / 统计时间 line above the header says it
+        line = next((t for t in form.preamble if any(k in t for k in ("报告期", "统计时间", "统计期"))), "")
+        stated = periods_in_title(line, declaration.period_type) if line else ()
+        title = line or title
     if len(stated) > 1 and period in stated:
         said = "或".join(p.label_zh for p in stated)
         issues.append(
@@ -300,7 +304,8 @@ def _check_title(form: FormTable, declaration: Declaration, period: Period) -> l
 
 
 def _settle_rate_scale(
-    records: list[dict[str, object]], name: str, col: FormColumn, form: FormTable, issues: list[Issue]
+    records: list[dict[str, object]], totals: dict[str, float | None], name: str, col: FormColumn,
+    form: FormTable, issues: list[Issue],
 ) -> None:
     """Rates are stored in % (0–100). One column is one convention, decided from the column:
 
@@ -328,6 +333,11 @@ def _settle_rate_scale(
             record[name] = round(before * 100, 6)
             issues.append(issue("VALUE_COERCED", f"比率{before:g}按小数读作{before * 100:g}%",
                                 row=int(str(record["source_row"])), **where))
+        total = totals.get(name)
+        if form.total_row is not None and total is not None and 0 < total <= 1:
+            totals[name] = round(total * 100, 6)  # the 合计 cell follows its column's convention
+            issues.append(issue("VALUE_COERCED", f"比率{total:g}按小数读作{total * 100:g}%",
+                                row=form.total_row.row_number, **where))
         return
     for record in fractions:
         issues.append(issue("RATE_AMBIGUOUS",
@@ -430,15 +440,8 @@ def normalise_form(
         for name, col in mapped.items():
             record[name] = _parse_cell(row, col, declaration.indicator(name), sheet, issues, native_text)
         records.append(record)
-    for name, col in mapped.items():
-        if declaration.indicator(name).value_type == "rate":
-            _settle_rate_scale(records, name, col, form, issues)
     if not records:
         issues.append(issue("ROWS_EMPTY", f"{declaration.title_zh}有表头但没有乡镇数据行", sheet=sheet))
-    columns = ["source_row", TOWNSHIP_CODE, TOWNSHIP_TEXT, *mapped]
-    wide = pd.DataFrame.from_records(records, columns=columns).set_index("source_row")
-    for name in mapped:
-        wide[name] = pd.to_numeric(wide[name], errors="coerce").astype("float64")
 
     # a column with an unreadable township cell (already a rejection) has no sum to check its 合计 against
     unreadable = {i.column for i in issues if i.code in _UNREADABLE}
@@ -452,6 +455,13 @@ def normalise_form(
                                 sheet=sheet, row=form.total_row.row_number))
     else:
         issues.append(issue("TOTAL_ROW_MISSING", "表中没有合计行，无法核对各乡镇之和", sheet=sheet))
+    for name, col in mapped.items():
+        if declaration.indicator(name).value_type == "rate":
+            _settle_rate_scale(records, totals, name, col, form, issues)
+    columns = ["source_row", TOWNSHIP_CODE, TOWNSHIP_TEXT, *mapped]
+    wide = pd.DataFrame.from_records(records, columns=columns).set_index("source_row")
+    for name in mapped:
+        wide[name] = pd.to_numeric(wide[name], errors="coerce").astype("float64")
     for extra in form.extra_total_rows:
         issues.append(
             issue("TOTAL_ROW_MISSING", f"另有合计类行“{extra.key}”未作为数据读取", severity="info",

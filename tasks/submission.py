@@ -143,7 +143,13 @@ def long_facts(form: NormalisedForm, validation: Validation) -> pd.DataFrame:
 
 
 def _safe_name(name: str) -> str:
-    return re.sub(r"[^\w.\-\u4e00-\u9fff]+", "_", name)[:120] or "submission"
+    """The original name as one path component: no separators, Chinese kept, suffix kept, ≤150 UTF-8 bytes."""
+    cleaned = re.sub(r"[^\w.\-\u4e00-\u9fff]+", "_", name) or "submission"
+    stem, suffix = os.path.splitext(cleaned)
+    if len(suffix) > 10:  # not an extension
+        stem, suffix = cleaned, ""
+    stem = stem.encode("utf-8")[: 150 - len(suffix)].decode("utf-8", "ignore")
+    return (stem + suffix) or "submission"
 
 
 def storage_paths(received: Received, outcome: str, settings: Settings) -> tuple[Path, Path]:
@@ -298,8 +304,8 @@ def attach_correction_workbook(
     """
     from tasks.correction_workbook import write_correction_workbook
 
-    if not issues:
-        return receipt
+    if not issues or any(i.code in ("FILE_UNSAFE", "FILE_TOO_LARGE") for i in issues):
+        return receipt  # never open a file the reader refused as unsafe
     out = settings.receipts_dir / f"{received.submission_id}.correction.xlsx"
     try:
         write_correction_workbook(received.path.read_bytes(), received.original_name, receipt.get("sheet"),
