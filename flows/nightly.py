@@ -72,7 +72,8 @@ def scan_landing_area(landing: Path) -> tuple[list[LandingFile], list[dict[str, 
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             skipped.append({"path": str(path), "reason": f"不支持的文件类型 {path.suffix}"})
             continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        with path.open("rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
         files.append(LandingFile(path, rel[0], rel[1], digest, path.stat().st_mtime))
     files.sort(key=lambda f: (f.mtime, str(f.path)))
     return files, skipped

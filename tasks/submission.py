@@ -24,7 +24,7 @@ from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue
 from tasks.normalise import TOWNSHIP_CODE, NormalisedForm, choose_form, normalise_form
 from tasks.periods import Period, parse_period
-from tasks.read import ReadError, read_grids
+from tasks.read import ReadError, read_path
 from tasks.townships import TownshipResolver
 from tasks.validate import Validation, decide_outcome
 from warehouse.decisions import OperatorDecision
@@ -77,16 +77,18 @@ def receive(path: Path, department: str, period: str, received_at: datetime | No
         raise SubmissionError(str(exc)) from exc
     if not path.is_file():
         raise SubmissionError(f"no such file: {path}")
-    content = path.read_bytes()
-    stat_time = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    with path.open("rb") as fh:  # streamed: an oversized upload is hashed, not held in memory
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    stat = path.stat()
+    stat_time = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
     return Received(
         path=path,
         department=department,
         period=parsed_period,
         original_name=path.name,
-        sha256=hashlib.sha256(content).hexdigest(),
+        sha256=digest,
         received_at=received_at or stat_time,
-        size_bytes=len(content),
+        size_bytes=stat.st_size,
     )
 
 
@@ -98,7 +100,7 @@ def previous_result(engine: Engine | None, received: Received) -> dict[str, Any]
 def parse(received: Received, reference: ReferenceFrames) -> Parsed:
     declaration = declaration_for(received.department)
     try:
-        grids = read_grids(received.path.read_bytes(), received.original_name)
+        grids = read_path(received.path, received.original_name)
         form_table, choice_issues = choose_form(grids, declaration)
     except ReadError as exc:
         return Parsed(form=None, fatal=(exc.issue,))
