@@ -3,7 +3,8 @@
 Every command creates or upgrades the warehouse and loads reference data on first use, so
 ``duikou ingest`` works on an empty data directory. Exit codes: 0 done (for ``ingest``: loaded or
 duplicate), 1 the submission was rejected or quarantined (``quarantine release``: the release was
-refused), 2 a usage error (``quarantine release/reject``: an unknown, ambiguous or not-quarantined id).
+refused; ``db upgrade``: the warehouse's schema differs and was left as it was), 2 a usage error
+(``quarantine release/reject``: an unknown, ambiguous or not-quarantined id).
 """
 
 from __future__ import annotations
@@ -239,6 +240,70 @@ def cmd_quarantine_decide(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from expectations.declaration import load_declarations
+    from flows.warehouse_access import open_warehouse
+    from warehouse.load import parse_period
+    from warehouse.restatements import history_lines, partition_history
+
+    known = sorted(load_declarations())
+    if args.department not in known:
+        print(f"duikou history: unknown department {args.department!r} (one of {', '.join(known)})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        parse_period(args.period)
+    except ValueError as exc:
+        print(f"duikou history: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    history = partition_history(open_warehouse(get_settings()), args.department, args.period)
+    if args.json:
+        print(json.dumps(history.to_dict(), ensure_ascii=False, default=str))
+    else:
+        print("\n".join(history_lines(history)))
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
+    from warehouse.engine import ensure_warehouse, make_engine
+    from warehouse.migrate import SchemaDriftError
+
+    settings = get_settings()
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_warehouse_url
+    engine = make_engine(url)
+    try:
+        outcome = ensure_warehouse(engine)
+    except SchemaDriftError as exc:
+        print(f"duikou db upgrade: {exc}", file=sys.stderr)
+        return EXIT_NOT_LOADED
+    finally:
+        engine.dispose()
+    print(f"数据仓库 warehouse {make_url(url).render_as_string(hide_password=True)}: {outcome.describe()}")
+    return EXIT_OK
+
+
+def cmd_db_docs(args: argparse.Namespace) -> int:
+    from warehouse.dictionary import render_warehouse_markdown
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_warehouse_markdown(), encoding="utf-8")
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def add_db_commands(db: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``duikou db ...``: warehouse administration; add further ``db`` sub-commands here."""
+    upgrade = db.add_parser("upgrade", help="bring the warehouse to the head migration (views, reference data too)")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    docs = db.add_parser("docs", help="regenerate docs/warehouse.md (the data dictionary) from the schema")
+    docs.add_argument("--out", default="docs/warehouse.md")
+    docs.set_defaults(func=cmd_db_docs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duikou", description="对口 paired-assistance data pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fresh", action="store_true", help="regenerate demo files even if landing has files")
     demo.set_defaults(func=cmd_demo)
 
+    history = sub.add_parser("history", help="versions of one department return and what each restatement changed")
+    history.add_argument("department")
+    history.add_argument("period", help="YYYY-MM (monthly) or YYYY (annual)")
+    history.add_argument("--json", action="store_true", help="print one JSON object")
+    history.set_defaults(func=cmd_history)
+
     quarantine = sub.add_parser("quarantine", help="list quarantined submissions; release or reject one")
     qsub = quarantine.add_subparsers(dest="quarantine_command", required=True)
     qlist = qsub.add_parser("list", help="quarantined submissions, newest first")
@@ -285,13 +356,22 @@ def build_parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", help="regenerate docs/datasets.md from the declarations")
     docs.add_argument("--out", default="docs/datasets.md")
     docs.set_defaults(func=cmd_docs)
+
+    db = sub.add_parser("db", help="warehouse administration: migrations, data dictionary")
+    add_db_commands(db.add_subparsers(dest="db_command", required=True))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     _quiet_prefect()
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    from warehouse.migrate import SchemaDriftError
+
+    try:
+        return int(args.func(args))
+    except SchemaDriftError as exc:  # the warehouse does not match this version of duikou
+        print(f"duikou: {exc}", file=sys.stderr)
+        return EXIT_NOT_LOADED
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ writers queue on ``busy_timeout`` instead of failing when a read lock cannot be 
 PostgreSQL it is a plain transaction, and writers serialise per partition with advisory locks
 (``advisory_lock``). Readers use ``engine.connect()`` / ``engine.begin()`` and get a deferred
 ``BEGIN``, so under WAL they never block or wait for a writer.
+
+``begin_write`` also refuses a warehouse whose schema has drifted from ``warehouse/schema.py``
+(``check_schema``: compared once per engine, free afterwards). ``ensure_warehouse`` brings a
+warehouse to the head migration, then (re)creates the views and loads reference data.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from warehouse import schema
+from warehouse.migrate import MigrationOutcome, check_schema, mark_verified, migrate_to_head
+from warehouse.roles import regrant
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "duikou_begin_immediate"
@@ -79,16 +85,25 @@ def make_engine(url: str, **engine_kwargs: Any) -> Engine:
 
 
 @contextmanager
-def begin_write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction: committed on exit, rolled back on any exception.
-
-    On SQLite it starts with ``BEGIN IMMEDIATE``, which is also the partition lock of
-    ``advisory_lock`` (SQLite has one writer at a time).
-    """
+def _write_transaction(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         conn.execution_options(**{_WRITE_OPTION: True})
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: committed on exit, rolled back on any exception.
+
+    On SQLite it starts with ``BEGIN IMMEDIATE``, which is also the partition lock of
+    ``advisory_lock`` (SQLite has one writer at a time). A warehouse whose schema differs from
+    ``schema.py`` is refused first (``SchemaDriftError``: run ``duikou db upgrade``); the
+    comparison runs once per engine, or never when ``ensure_warehouse`` verified it.
+    """
+    check_schema(engine)
+    with _write_transaction(engine) as conn:
+        yield conn
 
 
 def lock_key(*parts: str) -> int:
@@ -107,21 +122,44 @@ def advisory_lock(conn: Connection, *parts: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(*parts)})
 
 
-def ensure_warehouse(engine: Engine) -> None:
-    """Create missing tables, (re)create the views, load reference data. Idempotent.
+def drop_views(conn: Connection) -> None:
+    """Drop the views of ``schema.VIEWS``, last declared first (a view may read an earlier one)."""
+    for name in reversed(schema.VIEWS):
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")  # name: our own constant
 
-    One transaction (DDL is transactional on both backends). Existing tables are left as they
-    are: detecting drift between the database and ``schema.metadata`` is the migrations' job.
-    The second call creates nothing and writes no reference rows unless a CSV or declaration
-    changed (see ``refdata.load_reference``); only the views are dropped and re-created.
+
+def create_views(conn: Connection) -> None:
+    """Create every view of ``schema.VIEWS`` in declaration order (views are not alembic objects)."""
+    for name, body in schema.VIEWS.items():
+        conn.exec_driver_sql(f"CREATE VIEW {name} AS {body}")
+
+
+def ensure_warehouse(engine: Engine) -> MigrationOutcome:
+    """Bring the warehouse to the head migration, (re)create the views, load reference data.
+
+    One transaction (DDL is transactional on both backends), serialised between processes:
+
+    * an empty database is upgraded from nothing to head;
+    * a warehouse made by the old ``create_all`` (our tables, no ``alembic_version``) is
+      stamped once it is verified to match ``schema.py``, and refused otherwise;
+    * a warehouse behind head is upgraded; one at head costs a schema comparison (≈ 40 ms);
+    * the result is compared with ``schema.metadata``: any difference raises
+      ``SchemaDriftError`` naming it (and saying to run ``duikou db upgrade``), and nothing is
+      changed. A success is remembered for ``engine``, so its writers skip the check.
+
+    The views are dropped before migrating (PostgreSQL refuses to alter a column a view reads)
+    and re-created afterwards from ``schema.VIEWS``; then the reference data is brought in line; the
+    second call writes no reference rows unless a CSV or declaration changed (see
+    ``refdata.load_reference``). Returns what the migration step did.
     """
     from warehouse.refdata import load_reference  # refdata imports this module
 
-    with begin_write(engine) as conn:
+    with _write_transaction(engine) as conn:
         advisory_lock(conn, "ensure_warehouse")
-        schema.metadata.create_all(conn, checkfirst=True)
-        for name in schema.VIEWS:
-            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")  # name: our own constant
-        for name, body in schema.VIEWS.items():
-            conn.exec_driver_sql(f"CREATE VIEW {name} AS {body}")
+        drop_views(conn)
+        outcome = migrate_to_head(conn)
+        create_views(conn)
+        regrant(conn)  # PostgreSQL roles (if set up) lose their grants when views are re-created
         load_reference(conn)
+    mark_verified(engine)
+    return outcome
