@@ -19,6 +19,10 @@ Ledger rules:
   ``fact_indicator_value``; ``v_indicator_value`` shows only the current version, and since the
   switch happens in one transaction a reader sees either the old or the new version.
 
+Facts go in through ``warehouse.bulk`` (PostgreSQL ``COPY``, SQLite driver ``executemany``) on
+the same connection and in the same transaction as the ledger row; the frame is converted before
+the write lock is taken.
+
 Times are stored in UTC (SQLite keeps them as naive UTC text).
 """
 
@@ -37,13 +41,14 @@ from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, 
 from expectations.declaration import load_declarations
 from expectations.issues import Issue
 from warehouse import schema
+from warehouse.bulk import FACT_COLUMNS as FACT_COLUMNS  # re-exported: the facts frame's columns
+from warehouse.bulk import FactBatch, insert_facts, pause_point, prepare_facts
 from warehouse.decisions import OperatorDecision, require_quarantined, write_decision
 from warehouse.engine import advisory_lock, begin_write
 
 RecordStatus = Literal["loaded", "rejected", "quarantined"]
 OutcomeStatus = Literal["loaded", "rejected", "quarantined", "duplicate"]
 
-FACT_COLUMNS = ("indicator", "township_code", "value", "flagged", "source_row")
 TOTAL_COLUMNS = ("indicator", "value", "label_zh")
 CHUNK_ROWS = 2_000
 _PERIOD_RE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
@@ -130,35 +135,6 @@ def _nullable_float(value: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
-def _nullable_int(value: Any) -> int | None:
-    if value is None or pd.isna(value):
-        return None
-    return int(value)
-
-
-def _fact_rows(
-    record: SubmissionRecord, year: int, month: int | None, facts: pd.DataFrame
-) -> list[dict[str, Any]]:
-    _require_columns(facts, FACT_COLUMNS, "facts")
-    return [
-        {
-            "submission_id": record.submission_id,
-            "indicator": str(indicator),
-            "township_code": str(township),
-            "department": record.department,
-            "period": record.period,
-            "year": year,
-            "month": month,
-            "value": _nullable_float(value),
-            "flagged": bool(flagged) if not pd.isna(flagged) else False,
-            "source_row": _nullable_int(source_row),
-        }
-        for indicator, township, value, flagged, source_row in facts.loc[:, list(FACT_COLUMNS)].itertuples(
-            index=False, name=None
-        )
-    ]
-
-
 def _total_rows(record: SubmissionRecord, totals: pd.DataFrame) -> list[dict[str, Any]]:
     _require_columns(totals, TOTAL_COLUMNS, "totals")
     return [
@@ -212,7 +188,7 @@ def _chunks(rows: Sequence[dict[str, Any]], size: int = CHUNK_ROWS) -> Iterator[
 
 
 def _insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """executemany of one Core INSERT per chunk (insertmanyvalues batches it further)."""
+    """executemany of one Core INSERT per chunk, for the small detail tables (facts: ``warehouse.bulk``)."""
     for chunk in _chunks(rows):
         conn.execute(insert(table), list(chunk))
 
@@ -274,7 +250,10 @@ def record_submission(
         raise ValueError(f"{record.submission_id}: a decision recorded with a load must release it")
     year, month = _check_record(record)
     loaded = record.status == "loaded"
-    fact_rows = _fact_rows(record, year, month, facts) if loaded else []
+    fact_batch: FactBatch | None = None
+    if loaded:  # converted before the write lock is taken
+        fact_batch = prepare_facts(record.submission_id, record.department, record.period, year, month, facts)
+    facts_loaded = len(fact_batch) if fact_batch is not None else 0
     total_rows = _total_rows(record, totals) if loaded else []
     issue_rows = _issue_rows(record.submission_id, issues)
     dq_rows = _dq_rows(record.submission_id, dq_results)
@@ -316,7 +295,7 @@ def record_submission(
             "rows_read": record.rows_read,
             "rows_loaded": record.rows_loaded,
             "rows_rejected": record.rows_rejected,
-            "facts_loaded": len(fact_rows),
+            "facts_loaded": facts_loaded,
             "supersedes": previous,
             "superseded_by": None,
             "archive_path": record.archive_path,
@@ -330,14 +309,16 @@ def record_submission(
             conn.execute(
                 update(sub).where(sub.c.submission_id == previous).values(superseded_by=record.submission_id)
             )
-        _insert_many(conn, schema.fact_indicator_value, fact_rows)
+        if fact_batch is not None:
+            insert_facts(conn, fact_batch)  # COPY / driver executemany, same transaction
         _insert_many(conn, schema.fact_form_total, total_rows)
         _insert_many(conn, schema.submission_issue, issue_rows)
         _insert_many(conn, schema.dq_result, dq_rows)
         if decision is not None:
             write_decision(conn, record.submission_id, decision)
+        pause_point("before_commit", conn)  # test-only hook, a no-op unless DUIKOU_TEST_PAUSE_AT is set
 
-    return LoadOutcome(record.submission_id, record.status, previous, None, len(fact_rows))
+    return LoadOutcome(record.submission_id, record.status, previous, None, facts_loaded)
 
 
 def _frame(rows: Iterable[Any], columns: Sequence[str]) -> pd.DataFrame:
