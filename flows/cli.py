@@ -302,6 +302,32 @@ def add_db_commands(db: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     docs = db.add_parser("docs", help="regenerate docs/warehouse.md (the data dictionary) from the schema")
     docs.add_argument("--out", default="docs/warehouse.md")
     docs.set_defaults(func=cmd_db_docs)
+    roles = db.add_parser("roles", help="PostgreSQL: create the owner, loader and read-only analyst roles")
+    roles.add_argument("--owner", default="duikou_owner")
+    roles.add_argument("--loader", default="duikou_loader")
+    roles.add_argument("--analyst", default="duikou_analyst")
+    roles.add_argument("--schema", default="public")
+    roles.add_argument("--login", action="store_true", help="give the roles LOGIN (no password: set one yourself)")
+    roles.set_defaults(func=cmd_db_roles)
+
+
+def cmd_db_roles(args: argparse.Namespace) -> int:
+    from flows.warehouse_access import open_warehouse
+    from warehouse.roles import create_roles
+
+    engine = open_warehouse(get_settings())
+    if engine.dialect.name != "postgresql":
+        print("duikou db roles: roles exist on PostgreSQL only; on SQLite give analysts a read-only URL "
+              "(sqlite:///file:<data>/warehouse.sqlite?mode=ro&uri=true), see docs/design.md", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        roles = create_roles(engine, owner=args.owner, loader=args.loader, analyst=args.analyst,
+                             schema=args.schema, login=args.login)
+    except ValueError as exc:
+        print(f"duikou db roles: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"roles ready: {roles}")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
