@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,15 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def postgres_engine() -> Iterator[Engine]:
-    """A warehouse in a fresh PostgreSQL schema, ``ensure_warehouse`` applied."""
+@contextmanager
+def fresh_postgres_schema(what: str) -> Iterator[tuple[str, str]]:
+    """(url, schema name) of a new, empty PostgreSQL schema, dropped afterwards.
+
+    Skips when ``DUIKOU_TEST_POSTGRES_URL`` is unset; fails when it is set but unreachable.
+    """
     url = os.environ.get(POSTGRES_URL_ENV)
     if not url:
-        pytest.skip(f"{POSTGRES_URL_ENV} not set: PostgreSQL warehouse tests skipped")
+        pytest.skip(f"{POSTGRES_URL_ENV} not set: PostgreSQL {what} tests skipped")
     schema_name = f"test_{uuid.uuid4().hex[:12]}"  # our own identifier, not data
     admin = make_engine(url)
     try:
@@ -46,15 +50,24 @@ def postgres_engine() -> Iterator[Engine]:
     except OperationalError as exc:
         admin.dispose()
         pytest.fail(f"{POSTGRES_URL_ENV} is set but PostgreSQL is unreachable: {exc}")
-    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema_name}"})
     try:
-        ensure_warehouse(engine)
-        yield engine
+        yield url, schema_name
     finally:
-        engine.dispose()
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_engine() -> Iterator[Engine]:
+    """A warehouse in a fresh PostgreSQL schema, ``ensure_warehouse`` applied."""
+    with fresh_postgres_schema("warehouse") as (url, schema_name):
+        engine = make_engine(url, connect_args={"options": f"-csearch_path={schema_name}"})
+        try:
+            ensure_warehouse(engine)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -8,9 +8,7 @@ constraints, both of which SQLite and PostgreSQL reflect.
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,9 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import fresh_postgres_schema
 from sqlalchemy import CheckConstraint, Connection, Engine, event, inspect, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from duikou_settings import reset_settings_cache
 from flows.cli import main as cli_main
@@ -59,31 +58,18 @@ def empty_sqlite(tmp_path: Path) -> Iterator[tuple[Engine, Opener]]:
 
 @pytest.fixture
 def empty_postgres() -> Iterator[tuple[Engine, Opener]]:
-    url = os.environ.get(POSTGRES_URL_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_URL_ENV} not set: PostgreSQL migration tests skipped")
-    name = f"test_{uuid.uuid4().hex[:12]}"  # our own identifier, not data
-    admin = make_engine(url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {name}"))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.fail(f"{POSTGRES_URL_ENV} is set but PostgreSQL is unreachable: {exc}")
-    opened: list[Engine] = []
+    with fresh_postgres_schema("migration") as (url, name):
+        opened: list[Engine] = []
 
-    def opener() -> Engine:
-        opened.append(make_engine(url, connect_args={"options": f"-csearch_path={name}"}))
-        return opened[-1]
+        def opener() -> Engine:
+            opened.append(make_engine(url, connect_args={"options": f"-csearch_path={name}"}))
+            return opened[-1]
 
-    try:
-        yield opener(), opener
-    finally:
-        for engine in opened:
-            engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
-        admin.dispose()
+        try:
+            yield opener(), opener
+        finally:
+            for engine in opened:
+                engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
