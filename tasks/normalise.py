@@ -262,31 +262,24 @@ def _parse_cell(
 def _check_title(form: FormTable, declaration: Declaration, period: Period) -> list[Issue]:
     issues: list[Issue] = []
     title = form.title
+    period_text = title
     stated = periods_in_title(title, declaration.period_type) if title else ()
     if not stated:  # no period in the title: a 报告期 / 统计时间 line above the header says it
         line = next((t for t in form.preamble if any(k in t for k in ("报告期", "统计时间", "统计期"))), "")
         stated = periods_in_title(line, declaration.period_type) if line else ()
-        title = line or title
+        period_text = line or title
+    said = "或".join(p.label_zh for p in stated)
     if len(stated) > 1 and period in stated:
-        said = "或".join(p.label_zh for p in stated)
-        issues.append(
-            issue(
-                "PERIOD_AMBIGUOUS",
-                f"表题“{title}”的报告期可读作{said}(Excel会把2017.10显示为2017.1)；请在表题中写明“{period.label_zh}”",
-                sheet=form.sheet,
-                row=form.title_row,
-            )
-        )
+        code = "PERIOD_AMBIGUOUS"
+        text = (f"表题“{period_text}”的报告期可读作{said}(Excel会把2017.10显示为2017.1)；"
+                f"请在表题中写明“{period.label_zh}”")
     elif stated and period not in stated:
-        said = "或".join(p.label_zh for p in stated)
-        issues.append(
-            issue(
-                "PERIOD_MISMATCH",
-                f"表题“{title}”的报告期是{said}，与申报的报告期{period.label_zh}不一致",
-                sheet=form.sheet,
-                row=form.title_row,
-            )
-        )
+        code = "PERIOD_MISMATCH"
+        text = f"表题“{period_text}”的报告期是{said}，与申报的报告期{period.label_zh}不一致"
+    else:
+        code = ""
+    if code:
+        issues.append(issue(code, text, sheet=form.sheet, row=form.title_row))
     folded = normalise_header(title)
     own = normalise_header(declaration.title_zh)
     if own not in folded:
