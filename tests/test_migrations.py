@@ -27,6 +27,7 @@ from warehouse import schema
 from warehouse.engine import begin_write, create_views, ensure_warehouse, make_engine
 from warehouse.marts import refresh_marts
 from warehouse.migrate import (
+    BASELINE_REVISION,
     UPGRADE_COMMAND,
     SchemaDriftError,
     alembic_config,
@@ -169,9 +170,13 @@ def test_ensure_warehouse_creates_then_finds_head(empty_db: tuple[Engine, Opener
 
 
 def _old_create_all(engine: Engine) -> None:
-    """What ensure_warehouse did before the migrations: create_all + views, no alembic_version."""
+    """What ensure_warehouse did before the migrations: the baseline schema + views, no alembic_version.
+
+    (``create_all`` made exactly revision 0001's tables; later revisions add to them.)
+    """
     with engine.begin() as conn:
-        schema.metadata.create_all(conn)
+        command.upgrade(alembic_config(conn), BASELINE_REVISION)
+        conn.execute(text("DROP TABLE alembic_version"))
         create_views(conn)
         conn.execute(text("INSERT INTO ref_department VALUES ('tourism', '县旅游局', 'tourism bureau')"))
 

@@ -232,6 +232,85 @@ dq_result = Table(
     comment="one row per GX check evaluated on a submission (compact: no raw rows)",
 )
 
+dq_flag = Table(
+    "dq_flag",
+    metadata,
+    Column("submission_id", String(16), ForeignKey("submission.submission_id"), primary_key=True),
+    Column("indicator", String(64), primary_key=True),
+    Column("township_code", String(12), primary_key=True),
+    Column("check_id", String(96), primary_key=True, comment="e.g. income__outlier_mzscore"),
+    Column("severity", String(8), nullable=False, comment="warning (loads, flagged) or critical"),
+    Column("value", Float, comment="the flagged value, in the indicator's base unit"),
+    Column(
+        "reference_value",
+        Float,
+        comment="what it was compared with: the series' median, the same month's median, a band "
+        "limit, or the other department's figure",
+    ),
+    Column("score", Float, comment="modified z-score, ratio or difference, as the check defines"),
+    Column("source_row", Integer, comment="row on the form the value came from"),
+    Column("reason_zh", Text, nullable=False),
+    Column(
+        "accepted",
+        Boolean,
+        nullable=False,
+        default=False,
+        comment="an accepted follow-up covers this value: it loaded unflagged",
+    ),
+    comment="one row per value × check that a history-aware or cross-return check flagged in a "
+    "submission (no personal data)",
+)
+
+# ---------------------------------------------------------------- follow-ups
+FOLLOWUP_KINDS = ("value", "cross", "submission")
+FOLLOWUP_STATUSES = ("open", "accepted", "dismissed", "resolved")
+followup = Table(
+    "followup",
+    metadata,
+    Column(
+        "followup_id",
+        String(12),
+        primary_key=True,
+        comment="stable id derived from the natural key (kind, department, period, township, "
+        "indicator, check): the same finding keeps its id across re-runs",
+    ),
+    Column("kind", String(12), nullable=False, comment="value (flagged value), cross (cross-return), submission"),
+    Column("department", String(32), ForeignKey("ref_department.department"), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("township_code", String(12), comment="null for kind submission"),
+    Column("indicator", String(64), comment="null for kind submission"),
+    Column("check_id", String(96), nullable=False),
+    Column("submission_id", String(16), ForeignKey("submission.submission_id"), comment="latest submission seen"),
+    Column("severity", String(8), nullable=False),
+    Column("value", Float, comment="the value at the latest sighting (kinds value and cross)"),
+    Column("reason_zh", Text, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), comment="when it was accepted, dismissed or resolved"),
+    CheckConstraint("kind IN ('value', 'cross', 'submission')", name="kind_known"),
+    CheckConstraint("status IN ('open', 'accepted', 'dismissed', 'resolved')", name="status_known"),
+    comment="one row per finding the ops team works through: a flagged value, a cross-return "
+    "disagreement or a quarantined submission",
+)
+Index("ix_followup_status", followup.c.status, followup.c.department, followup.c.period)
+
+followup_decision = Table(
+    "followup_decision",
+    metadata,
+    Column("followup_id", String(12), ForeignKey("followup.followup_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, comment="1, 2, ... per follow-up, in decision order"),
+    Column("decision", String(8), nullable=False, comment="accept, dismiss or reopen"),
+    Column("decided_by", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("value_at_decision", Float, comment="an acceptance covers this value only"),
+    CheckConstraint("decision IN ('accept', 'dismiss', 'reopen')", name="decision_known"),
+    CheckConstraint("length(trim(decided_by)) > 0", name="decided_by_given"),
+    CheckConstraint("length(trim(note)) > 0", name="note_given"),
+    comment="one row per operator decision on a follow-up; append-only audit trail",
+)
+
 # ---------------------------------------------------------------- facts
 fact_indicator_value = Table(
     "fact_indicator_value",
