@@ -212,12 +212,35 @@ def _constraint_differences(conn: Connection, tables: set[str]) -> list[str]:
     return out
 
 
+def existing_triggers(conn: Connection) -> set[str]:
+    """Names of the triggers on our tables in the connection's schema (SQLite: the file)."""
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND NOT t.tgisinternal"
+        )
+    else:
+        rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    return {str(r[0]) for r in rows}
+
+
+def _trigger_differences(conn: Connection, tables: set[str]) -> list[str]:
+    """The triggers enforcing ``schema.FACT_REFERENCES``: alembic does not know triggers."""
+    found = existing_triggers(conn)
+    return [
+        f"trigger {t.name} on {t.table} (enforces fact_indicator_value's references) is missing"
+        for t in schema.fact_reference_triggers(conn.dialect.name)
+        if t.table in tables and t.name not in found
+    ]
+
+
 def schema_differences(conn: Connection) -> list[str]:
     """Every difference between the database and ``schema.metadata``, one line each; [] = none."""
     context = MigrationContext.configure(conn, opts=migration_options(conn))
     out = [_describe(diff) for diff in compare_metadata(context, schema.metadata)]
     existing = set(inspect(conn).get_table_names()) & set(schema.metadata.tables)
-    return out + _constraint_differences(conn, existing)
+    return out + _constraint_differences(conn, existing) + _trigger_differences(conn, existing)
 
 
 def verify_schema(conn: Connection) -> None:
