@@ -112,7 +112,21 @@ def migration_options(connection: Connection) -> dict[str, Any]:
         "compare_server_default": False,  # the schema declares no server defaults
         # SQLite alters a table by copying it: alembic's batch mode does that
         "render_as_batch": connection.dialect.name == "sqlite",
+        "include_object": _include_object_for(connection.dialect.name),
     }
+
+
+def _include_object_for(dialect: str) -> Any:
+    """Skip, on PostgreSQL, the foreign keys that exist there as triggers (schema.FACT_REFERENCES)."""
+
+    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (
+            dialect == "postgresql"
+            and type_ == "foreign_key_constraint"
+            and name in schema.TRIGGER_ENFORCED_ON_POSTGRESQL
+        )
+
+    return include_object
 
 
 @lru_cache(maxsize=1)
@@ -229,7 +243,7 @@ def _trigger_differences(conn: Connection, tables: set[str]) -> list[str]:
     """The triggers enforcing ``schema.FACT_REFERENCES``: alembic does not know triggers."""
     found = existing_triggers(conn)
     return [
-        f"trigger {t.name} on {t.table} (enforces fact_indicator_value's references) is missing"
+        f"trigger {t.name} on {t.table} (enforces fact_indicator_value's foreign keys) is missing"
         for t in schema.fact_reference_triggers(conn.dialect.name)
         if t.table in tables and t.name not in found
     ]

@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -316,12 +317,11 @@ followup_decision = Table(
 fact_indicator_value = Table(
     "fact_indicator_value",
     metadata,
-    # References (submission, ref_township, ref_indicator) are enforced by FACT_REFERENCE_TRIGGERS
-    # below, not by FOREIGN KEY clauses: PostgreSQL checks a foreign key row by row, which costs
-    # ~13 s of an 18 s COPY of 1 000 000 facts; the triggers check a whole statement at once.
-    Column("submission_id", String(16), primary_key=True, comment="→ submission (checked by trigger)"),
-    Column("indicator", String(64), primary_key=True, comment="→ ref_indicator with department (trigger)"),
-    Column("township_code", String(12), primary_key=True, comment="→ ref_township (checked by trigger)"),
+    # The three references are FOREIGN KEYs on SQLite; on PostgreSQL they are enforced by the
+    # statement-level triggers of fact_reference_triggers() instead (see FACT_REFERENCES below).
+    Column("submission_id", String(16), ForeignKey("submission.submission_id"), primary_key=True),
+    Column("indicator", String(64), primary_key=True),
+    Column("township_code", String(12), ForeignKey("ref_township.township_code"), primary_key=True),
     Column("department", String(32), nullable=False),
     Column("period", String(7), nullable=False),
     Column("year", Integer, nullable=False),
@@ -335,6 +335,10 @@ fact_indicator_value = Table(
         comment="a warning rule failed on this row, or an operator released it past a quarantine check",
     ),
     Column("source_row", Integer, comment="row on the form the value came from"),
+    # a fact whose indicator is not declared would be invisible in v_indicator_value (inner join)
+    ForeignKeyConstraint(
+        ["department", "indicator"], ["ref_indicator.department", "ref_indicator.indicator"]
+    ),
     comment="one row per submission × indicator × township; every version is kept",
 )
 Index("ix_fact_partition", fact_indicator_value.c.department, fact_indicator_value.c.period)
@@ -450,38 +454,38 @@ VIEW_COMMENTS: dict[str, str] = {
 # ---------------------------------------------------------------- fact references (triggers)
 @dataclass(frozen=True)
 class FactReference:
-    """One reference of ``fact_indicator_value`` to a parent table, enforced by triggers."""
+    """One FOREIGN KEY of ``fact_indicator_value``, as the PostgreSQL triggers enforce it."""
 
-    name: str  # the constraint name a FOREIGN KEY would have had; errors carry it
+    name: str  # the constraint's name (naming convention); errors carry it
     columns: tuple[str, ...]  # in fact_indicator_value
     parent: str
     parent_columns: tuple[str, ...]
 
 
-#: What FOREIGN KEY clauses would declare. Enforced by FACT_REFERENCE_TRIGGERS, on both dialects:
-#: inserting or updating facts that reference a missing parent row, and deleting (or re-keying) a
-#: parent row that facts reference, fail with an integrity error (SQLSTATE 23503 on PostgreSQL,
-#: SQLITE_CONSTRAINT on SQLite) naming the reference and the offending value.
-FACT_REFERENCES: tuple[FactReference, ...] = (
+#: The foreign keys of ``fact_indicator_value``, read from the table above (one declaration).
+#: SQLite enforces them as declared (``PRAGMA foreign_keys=ON``, a cheap per-row index probe).
+#: PostgreSQL checks a foreign key row by row through internal triggers — ~13 s of an 18 s COPY
+#: of 1 000 000 facts — so there they are not created (revision 0002 drops them) and
+#: ``fact_reference_triggers`` enforces them instead, per statement: inserting or updating facts
+#: that reference a missing parent row, and deleting or re-keying a parent row that facts
+#: reference, fail with SQLSTATE 23503 (an ``IntegrityError``) naming the constraint.
+FACT_REFERENCES: tuple[FactReference, ...] = tuple(
     FactReference(
-        "fk_fact_indicator_value_submission_id_submission", ("submission_id",), "submission", ("submission_id",)
-    ),
-    FactReference(
-        "fk_fact_indicator_value_township_code_ref_township", ("township_code",), "ref_township", ("township_code",)
-    ),
-    # a fact whose indicator is not declared would be invisible in v_indicator_value (inner join)
-    FactReference(
-        "fk_fact_indicator_value_department_ref_indicator",
-        ("department", "indicator"),
-        "ref_indicator",
-        ("department", "indicator"),
-    ),
+        name=str(fk.name),
+        columns=tuple(c.name for c in fk.columns),
+        parent=fk.referred_table.name,
+        parent_columns=tuple(e.column.name for e in fk.elements),
+    )
+    for fk in sorted(fact_indicator_value.foreign_key_constraints, key=lambda fk: str(fk.name))
 )
+#: foreign keys that exist in the metadata but, on PostgreSQL, as triggers (the drift check and
+#: autogenerate skip them there and look for the triggers instead)
+TRIGGER_ENFORCED_ON_POSTGRESQL: frozenset[str] = frozenset(ref.name for ref in FACT_REFERENCES)
 
 
 @dataclass(frozen=True)
 class TriggerDDL:
-    """One trigger (and, on PostgreSQL, its function) as created and dropped."""
+    """One PostgreSQL trigger and its function, as created and dropped."""
 
     name: str
     table: str
@@ -489,24 +493,22 @@ class TriggerDDL:
     drop: tuple[str, ...]
 
 
-def _missing_parent(ref: FactReference, child: str) -> str:
-    match = " AND ".join(f"p.{pc} = c.{cc}" for pc, cc in zip(ref.parent_columns, ref.columns, strict=True))
-    return f"NOT EXISTS (SELECT 1 FROM {ref.parent} p WHERE {match})"
-
-
-def _postgres_fact_check(name: str, event: str) -> TriggerDDL:
+def _fact_check(name: str, event: str) -> TriggerDDL:
     """Statement-level: one anti-join per reference over the statement's new rows (a COPY too)."""
     checks = []
     for ref in FACT_REFERENCES:
         cols = ", ".join(ref.columns)
         shown = " || '/' || ".join(f"c.{c}" for c in ref.columns)
+        match = " AND ".join(f"p.{pc} = c.{cc}" for pc, cc in zip(ref.parent_columns, ref.columns, strict=True))
         checks.append(
             f"""    SELECT {shown} INTO offending
-      FROM (SELECT DISTINCT {cols} FROM new_facts) c WHERE {_missing_parent(ref, "c")} LIMIT 1;
+      FROM (SELECT DISTINCT {cols} FROM new_facts) c
+     WHERE NOT EXISTS (SELECT 1 FROM {ref.parent} p WHERE {match}) LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', CONSTRAINT = '{ref.name}',
-            MESSAGE = format('insert or update on table "fact_indicator_value" violates {ref.name}: '
-                             '({cols}) = (%s) is not present in table "{ref.parent}"', offending);
+            MESSAGE = format('insert or update on table "fact_indicator_value" violates foreign key '
+                             'constraint "{ref.name}": ({cols})=(%s) is not present in table '
+                             '"{ref.parent}"', offending);
     END IF;"""
         )
     body = "\n".join(checks)
@@ -529,17 +531,19 @@ $fn$""",
     )
 
 
-def _postgres_parent_guard(ref: FactReference) -> TriggerDDL:
+def _parent_guard(ref: FactReference) -> TriggerDDL:
     """Row-level on the (small, rarely changed) parent: refuse to orphan facts.
 
     ``LOCK ... SHARE ROW EXCLUSIVE`` waits for loads in flight (they hold ROW EXCLUSIVE) and
-    keeps new ones out until this transaction ends, so no fact can slip in unseen.
+    keeps new ones out until this transaction ends, so no fact can slip in unseen — what the
+    ``FOR KEY SHARE`` row locks of a real foreign key achieve, at the cost of the (rare) parent
+    change instead of every fact.
     """
     name = f"{ref.parent}_guard_facts"
     function = f"{name}_fn"
     old_match = " AND ".join(f"f.{cc} = OLD.{pc}" for pc, cc in zip(ref.parent_columns, ref.columns, strict=True))
-    changed = " OR ".join(f"NEW.{pc} IS DISTINCT FROM OLD.{pc}" for pc in ref.parent_columns)
     shown = " || '/' || ".join(f"OLD.{pc}" for pc in ref.parent_columns)
+    changed = " OR ".join(f"NEW.{pc} IS DISTINCT FROM OLD.{pc}" for pc in ref.parent_columns)
     return TriggerDDL(
         name=name,
         table=ref.parent,
@@ -547,13 +551,14 @@ def _postgres_parent_guard(ref: FactReference) -> TriggerDDL:
             f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     IF TG_OP = 'UPDATE' AND NOT ({changed}) THEN
-        RETURN NEW;
+        RETURN NEW;  -- a key column was SET to the value it had
     END IF;
     LOCK TABLE fact_indicator_value IN SHARE ROW EXCLUSIVE MODE;
     IF EXISTS (SELECT 1 FROM fact_indicator_value f WHERE {old_match}) THEN
         RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', CONSTRAINT = '{ref.name}',
-            MESSAGE = format('update or delete on table "{ref.parent}" violates {ref.name}: '
-                             '(%s) is still referenced from table "fact_indicator_value"', {shown});
+            MESSAGE = format('update or delete on table "{ref.parent}" violates foreign key constraint '
+                             '"{ref.name}" on table "fact_indicator_value": (%s) is still referenced',
+                             {shown});
     END IF;
     IF TG_OP = 'DELETE' THEN
         RETURN OLD;
@@ -561,63 +566,19 @@ BEGIN
     RETURN NEW;
 END
 $fn$""",
-            f"CREATE TRIGGER {name} BEFORE UPDATE OR DELETE ON {ref.parent} "
+            f"CREATE TRIGGER {name} BEFORE UPDATE OF {', '.join(ref.parent_columns)} OR DELETE ON {ref.parent} "
             f"FOR EACH ROW EXECUTE FUNCTION {function}()",
         ),
         drop=(f"DROP TRIGGER IF EXISTS {name} ON {ref.parent}", f"DROP FUNCTION IF EXISTS {function}()"),
     )
 
 
-def _sqlite_fact_check(name: str, event: str) -> TriggerDDL:
-    """Row-level (SQLite has no statement-level triggers; one writer at a time, so no race)."""
-    raises = "\n".join(
-        f"    SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed: {ref.name}') "
-        f"WHERE {_missing_parent(ref, 'c').replace('c.', 'NEW.')};"
-        for ref in FACT_REFERENCES
-    )
-    return TriggerDDL(
-        name=name,
-        table="fact_indicator_value",
-        create=(f"CREATE TRIGGER {name} BEFORE {event} ON fact_indicator_value FOR EACH ROW\nBEGIN\n{raises}\nEND",),
-        drop=(f"DROP TRIGGER IF EXISTS {name}",),
-    )
-
-
-def _sqlite_parent_guard(ref: FactReference, event: str) -> TriggerDDL:
-    name = f"{ref.parent}_guard_facts_{event.split()[0].lower()}"
-    old_match = " AND ".join(f"f.{cc} = OLD.{pc}" for pc, cc in zip(ref.parent_columns, ref.columns, strict=True))
-    when = ""
-    if event.startswith("UPDATE"):
-        when = "WHEN " + " OR ".join(f"NEW.{pc} IS NOT OLD.{pc}" for pc in ref.parent_columns) + "\n"
-    return TriggerDDL(
-        name=name,
-        table=ref.parent,
-        create=(
-            f"CREATE TRIGGER {name} BEFORE {event} ON {ref.parent} FOR EACH ROW\n{when}BEGIN\n"
-            f"    SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed: {ref.name}') "
-            f"WHERE EXISTS (SELECT 1 FROM fact_indicator_value f WHERE {old_match});\nEND",
-        ),
-        drop=(f"DROP TRIGGER IF EXISTS {name}",),
-    )
-
-
 def fact_reference_triggers(dialect: str) -> tuple[TriggerDDL, ...]:
-    """The triggers enforcing FACT_REFERENCES on ``dialect`` ('postgresql' or 'sqlite')."""
-    if dialect == "postgresql":
-        return (
-            _postgres_fact_check("fact_indicator_value_references_insert", "INSERT"),
-            _postgres_fact_check("fact_indicator_value_references_update", "UPDATE"),
-            *(_postgres_parent_guard(ref) for ref in FACT_REFERENCES),
-        )
-    if dialect == "sqlite":
-        key_columns = "submission_id, department, indicator, township_code"
-        return (
-            _sqlite_fact_check("fact_indicator_value_references_insert", "INSERT"),
-            _sqlite_fact_check("fact_indicator_value_references_update", f"UPDATE OF {key_columns}"),
-            *(_sqlite_parent_guard(ref, "DELETE") for ref in FACT_REFERENCES),
-            *(
-                _sqlite_parent_guard(ref, f"UPDATE OF {', '.join(ref.parent_columns)}")
-                for ref in FACT_REFERENCES
-            ),
-        )
-    raise NotImplementedError(f"no fact reference triggers for {dialect}")
+    """The triggers enforcing FACT_REFERENCES on ``dialect``: PostgreSQL only (SQLite has the keys)."""
+    if dialect != "postgresql":
+        return ()
+    return (
+        _fact_check("fact_indicator_value_references_insert", "INSERT"),
+        _fact_check("fact_indicator_value_references_update", "UPDATE"),
+        *(_parent_guard(ref) for ref in FACT_REFERENCES),
+    )
