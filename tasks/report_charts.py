@@ -132,3 +132,68 @@ def bar_chart(points: Sequence[Point], *, title: str, y_label: str) -> str:
         body.append(_text(centre, top - 6, point.label, cls="value"))
         body.append(_text(centre, base + 18, str(point.year)))
     return _svg(title, body, points)
+
+
+def grouped_bar_chart(series: Sequence[tuple[str, Sequence[Point]]], *, title: str, y_label: str) -> str:
+    """Bars of several series side by side per year (e.g. job-fair posts vs hires), with a legend."""
+    years = sorted({p.year for _, points in series for p in points})
+    if not years:
+        return EMPTY_HTML
+    colours = (COLOUR, "#e07b39", "#6a8d3a", "#8e5ea2")
+    ticks = nice_ticks(max(p.value for _, points in series for p in points))
+    slot = (WIDTH - RIGHT - LEFT) / len(years)
+    bar = min(28.0, slot * 0.8 / len(series))
+    base = HEIGHT - BOTTOM
+    body = _axes(ticks, y_label)
+    for s, (name, points) in enumerate(series):
+        colour = colours[s % len(colours)]
+        body.append(f'<rect x="{LEFT + 8 + 110 * s}" y="6" width="10" height="10" fill="{colour}"/>')
+        body.append(_text(LEFT + 22 + 110 * s, 15, name, anchor="start", cls="legend"))
+        for point in points:
+            i = years.index(point.year)
+            x = LEFT + slot * i + slot / 2 - bar * len(series) / 2 + bar * s
+            top = _y(max(point.value, 0.0), ticks[-1])
+            fill = PALE if point.incomplete else colour
+            body.append(
+                f'<rect x="{x:.1f}" y="{top:.1f}" width="{bar - 2:.1f}" height="{base - top:.1f}" fill="{fill}"'
+                f' stroke="{colour}"/>'
+            )
+            body.append(_text(x + bar / 2, top - 4, point.label, cls="value small"))
+    for i, year in enumerate(years):
+        body.append(_text(LEFT + slot * (i + 0.5), base + 18, str(year)))
+    return _svg(title, body, [p for _, points in series for p in points])
+
+
+SPARK_WIDTH, SPARK_HEIGHT, SPARK_PAD = 180, 64, 6
+
+
+def sparkline(points: Sequence[Point], *, title: str, top: float) -> str:
+    """A small-multiple: the series on a shared y scale 0 … ``top``, the last value written."""
+    if not points:
+        return '<p class="empty small">暂无数据</p>'
+    points = sorted(points, key=lambda p: p.year)
+    top = top if top > 0 else 1.0
+    first, last = points[0].year, points[-1].year
+    span = max(last - first, 1)
+    inner = SPARK_WIDTH - 2 * SPARK_PAD - 40
+
+    def xy(p: Point) -> tuple[float, float]:
+        x = SPARK_PAD + inner * ((p.year - first) / span if last != first else 0.5)
+        y = SPARK_PAD + (SPARK_HEIGHT - 2 * SPARK_PAD - 12) * (1 - max(p.value, 0.0) / top)
+        return x, y
+
+    coords = [xy(p) for p in points]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    body = [f'<polyline points="{path}" fill="none" stroke="{COLOUR}" stroke-width="1.5"/>']
+    for p, (x, y) in zip(points, coords, strict=True):
+        fill = "#fff" if p.incomplete else COLOUR
+        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{fill}" stroke="{COLOUR}"/>')
+    lx, ly = coords[-1]
+    body.append(_text(lx + 4, ly + 4, points[-1].label, anchor="start", cls="value small"))
+    body.append(_text(SPARK_PAD, SPARK_HEIGHT - 2, str(first), anchor="start", cls="small"))
+    if last != first:
+        body.append(_text(SPARK_PAD + inner, SPARK_HEIGHT - 2, str(last), anchor="middle", cls="small"))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}" class="spark"><title>{escape(title)}</title>{"".join(body)}</svg>'
+    )
