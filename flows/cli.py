@@ -119,15 +119,16 @@ def _headline(year: int | None) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from flows.warehouse_access import open_warehouse
-    from tasks.report import write_report
+    from tasks.report import build_report
     from warehouse.marts import refresh_marts
 
     settings = get_settings()
     engine = open_warehouse(settings)
     refresh_marts(engine)
-    out = Path(args.out) if args.out else settings.reports_dir
-    path = write_report(engine, out, year=args.year)
+    out = Path(args.out) if args.out else None
+    path = build_report(engine, settings.resolved_data_dir, year=args.year, out=out)
     print(f"报告 report: {path}")
+    print(f"最新 latest: {path.parent.parent / 'latest' / path.name}")
     _headline(args.year)
     return EXIT_OK
 
@@ -152,6 +153,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(f"数据仓库 warehouse: {settings.resolved_warehouse_url}")
     print(f"报告 report:        {summary.report_path}")
+    if summary.report_path:
+        print(f"仪表板 dashboard:   {Path(summary.report_path).parent.parent / 'latest' / 'index.html'}")
     print(f"回执 receipts:      {settings.receipts_dir}")
     print(f"归档 archive:       {settings.archive_dir}   待核/退回 quarantine: {settings.quarantine_dir}")
     print()

@@ -123,7 +123,7 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
         summary.processed.append(result)
     summary.mart_rows = refresh_marts_task(engine)
     if build_report:
-        summary.report_path = str(report_task(engine, settings.reports_dir))
+        summary.report_path = str(report_task(engine, settings.resolved_data_dir))
     _publish_artifact(summary)
     logger.info("nightly done: %s", summary.counts())
     if summary.failed:

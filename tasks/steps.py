@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from duikou_settings import Settings
 from tasks import submission as steps
-from tasks.report import write_report
+from tasks.report import build_report
 from tasks.validate import Validation
 from warehouse.load import LoadOutcome
 from warehouse.marts import refresh_marts
@@ -89,5 +89,6 @@ def refresh_marts_task(engine: Engine) -> int:
 
 
 @task(name="build-report", cache_policy=NO_CACHE, **IO_RETRIES)
-def report_task(engine: Engine, reports_dir: Path, year: int | None = None) -> Path:
-    return write_report(engine, reports_dir, year=year)
+def report_task(engine: Engine, data_dir: Path, year: int | None = None, out: Path | None = None) -> Path:
+    """The report site (``tasks.report.build_report``); returns the dashboard's path."""
+    return build_report(engine, data_dir, year=year, out=out)
