@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit clean
+.PHONY: install demo test lint typecheck unit clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ demo: $(STAMP)
 	$(VENV)/bin/duikou demo
 
 ## ruff + mypy + the whole pytest suite (PostgreSQL tests run when DUIKOU_TEST_POSTGRES_URL is set).
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(PY) -m pytest -q
+
+## Headless Chromium + CJK fonts for tests/test_report_browser.py (Debian packages; needs root when missing).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q chromium fonts-noto-cjk)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
