@@ -5,10 +5,11 @@ Everyone may import this module; it imports nothing of ours.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +34,50 @@ class Settings(BaseSettings):
     max_cells: int = Field(
         default=500_000, gt=0, description="most cells in one file (all sheets, or all CSV fields) before parsing"
     )
+    # Obligations calendar (expectations/obligations.py, mart_completeness)
+    as_of: date | None = Field(
+        default=None, description="date completeness is judged at (county time); default today in Asia/Shanghai"
+    )
+    programme_start: date | None = Field(
+        default=None, description="first day returns are expected; default each department's earliest period"
+    )
+
+    # Operations (flows/serve.py, flows/intake.py; docs/operations.md)
+    writer_concurrency: int = Field(
+        default=2, gt=0, description="most warehouse writes at once across all partitions (Prefect concurrency limit)"
+    )
+    report_debounce_seconds: float = Field(
+        default=30.0, ge=0, description="refresh-reports waits this long for newer warehouse updates before building"
+    )
+    intake_tokens_file: Path | None = Field(
+        default=None, description="hashed intake tokens (JSON); default <data_dir>/secrets/intake-tokens.json"
+    )
+    intake_token_hashes: str = Field(
+        default="", description="extra hashed tokens as department=sha256hex pairs, comma-separated (environment)"
+    )
+    intake_host: str = Field(default="127.0.0.1", description="address duikou intake-server listens on")
+    intake_port: int = Field(default=8765, gt=0, lt=65536, description="port duikou intake-server listens on")
+    notify_block: str = Field(
+        default="custom-webhook/duikou-ops", description="Prefect notification block (type-slug/name) alerts go to"
+    )
+    serve_poll_seconds: float = Field(default=2.0, gt=0, description="how often duikou serve looks for new runs")
+    serve_workers: int = Field(default=2, gt=0, description="flow runs duikou serve executes at once (threads)")
+
+    # Person-level registries (tasks/registry.py)
+    person_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key of person keys (≥32 characters); required to ingest a registry, never logged",
+    )
+    registry_max_upload_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024, gt=0, description="largest accepted person-level registry file, in bytes"
+    )
+    registry_max_uncompressed_bytes: int = Field(
+        default=4 * 1024 * 1024 * 1024, gt=0, description="largest uncompressed size of a registry .xlsx"
+    )
+    # Nightly task runner (flows/runners.py)
+    task_runner: str = Field(default="threads", description="threads | dask")
+    max_workers: int = Field(default=2, gt=0, description="threads of the thread-pool task runner")
+    dask_address: str | None = Field(default=None, description="tcp://host:8786 of a Dask scheduler (task_runner=dask)")
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -63,6 +108,12 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.resolved_data_dir / "reports"
+
+    @property
+    def resolved_intake_tokens_file(self) -> Path:
+        if self.intake_tokens_file is not None:
+            return self.intake_tokens_file.expanduser().resolve()
+        return self.resolved_data_dir / "secrets" / "intake-tokens.json"
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,8 @@ Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
 PeriodType = Literal["month", "year"]
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+#: modified z-score above which a value is an outlier against its own history (Iglewicz & Hoaglin's 3.5)
+DEFAULT_OUTLIER_THRESHOLD = 3.5
 
 DECLARATIONS_DIR = Path(str(resources.files("expectations") / "declarations"))
 KPIS_FILE = Path(str(resources.files("expectations") / "kpis.yaml"))
@@ -76,6 +78,11 @@ class Indicator:
     weight: str | None
     min_value: float | None
     description: str
+    #: history-aware checks (expectations/history_checks.py); a band is in base units here
+    outlier_threshold: float | None = DEFAULT_OUTLIER_THRESHOLD
+    outlier_reason: str = ""
+    band: tuple[float, float] | None = None
+    increment_of: str | None = None
 
     @property
     def header_paths(self) -> tuple[tuple[str, ...], ...]:
@@ -113,7 +120,8 @@ class Declaration:
     title_zh: str
     period_type: PeriodType
     grain: str
-    due_day: int
+    due_day: int  # day of the month after the period (annual returns: of January) the return is due
+    grace_days: int  # days after the due day that still count as on time
     all_townships: bool
     key: KeyColumn
     indicators: tuple[Indicator, ...]
@@ -145,9 +153,19 @@ def _as_path(value: Any, where: str) -> tuple[str, ...]:
     raise DeclarationError(f"{where}: a header path is a string or a list of strings, got {value!r}")
 
 
+INDICATOR_FIELDS = frozenset({
+    "name", "label_zh", "header", "aliases", "unit", "base_unit", "type", "required", "cumulative",
+    "aggregation", "weight", "min", "description",
+    "outlier_threshold", "outlier_reason", "band", "increment_of",  # history-aware checks
+})
+
+
 def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
     name = _require(raw, "name", where)
     where = f"{where} indicator {name!r}"
+    unknown_fields = sorted(set(raw) - INDICATOR_FIELDS)
+    if unknown_fields:
+        raise DeclarationError(f"{where}: unknown fields {unknown_fields}; known: {sorted(INDICATOR_FIELDS)}")
     if not _NAME_RE.match(name):
         raise DeclarationError(f"{where}: canonical names are snake_case ASCII")
     unit_name = _require(raw, "unit", where)
@@ -172,6 +190,7 @@ def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
     if aggregation == "weighted_mean" and not weight:
         raise DeclarationError(f"{where}: weighted_mean needs a weight indicator")
     aliases = tuple(_as_path(a, f"{where} alias") for a in raw.get("aliases", []) or [])
+    threshold, reason = _outlier_threshold(raw, where)
     return Indicator(
         name=name,
         label_zh=_require(raw, "label_zh", where),
@@ -187,7 +206,65 @@ def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
         weight=weight,
         min_value=raw.get("min", 0),
         description=raw.get("description", ""),
+        outlier_threshold=threshold,
+        outlier_reason=reason,
+        band=_band(raw.get("band"), unit.factor, where),
+        increment_of=raw.get("increment_of"),
     )
+
+
+def _outlier_threshold(raw: dict[str, Any], where: str) -> tuple[float | None, str]:
+    """``outlier_threshold``: a positive number, or ``off``; any change from 3.5 needs ``outlier_reason``."""
+    value = raw.get("outlier_threshold", DEFAULT_OUTLIER_THRESHOLD)
+    reason = str(raw.get("outlier_reason") or "").strip()
+    if value in ("off", False):
+        threshold: float | None = None
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        threshold = float(value)
+    else:
+        raise DeclarationError(f"{where}: outlier_threshold must be a positive number or off, got {value!r}")
+    if threshold != DEFAULT_OUTLIER_THRESHOLD and not reason:
+        raise DeclarationError(
+            f"{where}: outlier_threshold {value!r} differs from the default {DEFAULT_OUTLIER_THRESHOLD:g}; "
+            "say why in outlier_reason"
+        )
+    if reason and "outlier_threshold" not in raw:
+        raise DeclarationError(f"{where}: outlier_reason without an outlier_threshold")
+    return threshold, reason
+
+
+def _band(value: Any, factor: float, where: str) -> tuple[float, float] | None:
+    """``band: [min, max]`` in the form's unit → base units; None when not declared."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        or not value[0] < value[1]
+    ):
+        raise DeclarationError(f"{where}: band must be [min, max] with two numbers, min < max; got {value!r}")
+    return (float(value[0]) * factor, float(value[1]) * factor)
+
+
+def _check_increment_of(ind: Indicator, indicators: tuple[Indicator, ...], where: str) -> None:
+    """``increment_of``: this 本月 indicator is the month's change of a 本年累计 indicator."""
+    if ind.increment_of is None:
+        return
+    where = f"{where} indicator {ind.name!r}"
+    target = next((i for i in indicators if i.name == ind.increment_of), None)
+    if target is None:
+        raise DeclarationError(f"{where}: increment_of {ind.increment_of!r} is not an indicator")
+    if not target.cumulative or ind.cumulative:
+        raise DeclarationError(
+            f"{where}: increment_of pairs a 本月 indicator with a cumulative (本年累计) one; "
+            f"{ind.increment_of!r} is {'' if target.cumulative else 'not '}cumulative and {ind.name!r} "
+            f"is {'' if ind.cumulative else 'not '}cumulative"
+        )
+    if target.base_unit != ind.base_unit:
+        raise DeclarationError(
+            f"{where}: increment_of {ind.increment_of!r} is in {target.base_unit}, not {ind.base_unit}"
+        )
 
 
 def _parse_rule(raw: dict[str, Any], where: str, names: set[str]) -> Rule:
@@ -223,6 +300,14 @@ def _parse_rule(raw: dict[str, Any], where: str, names: set[str]) -> Rule:
     )
 
 
+def _day_count(raw: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
+    """An integer field of the obligations calendar (``due_day``, ``grace_days``) within bounds."""
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise DeclarationError(f"{where}: {key} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
 def parse_declaration(raw: dict[str, Any], source: str) -> Declaration:
     where = source
     dataset = _require(raw, "dataset", where)
@@ -243,6 +328,7 @@ def parse_declaration(raw: dict[str, Any], source: str) -> Declaration:
     for ind in indicators:
         if ind.weight and ind.weight not in names:
             raise DeclarationError(f"{where}: {ind.name} weight {ind.weight!r} is not an indicator")
+        _check_increment_of(ind, indicators, where)
     rules = tuple(_parse_rule(r, where, set(names)) for r in raw.get("rules", []) or [])
     rule_ids = [r.rule_id for r in rules]
     if len(set(rule_ids)) != len(rule_ids):
@@ -253,7 +339,8 @@ def parse_declaration(raw: dict[str, Any], source: str) -> Declaration:
         title_zh=_require(raw, "title_zh", where),
         period_type=period_type,
         grain=_require(raw, "grain", where),
-        due_day=int(raw.get("due_day", 10)),
+        due_day=_day_count(raw, "due_day", 10, 1, 31, where),
+        grace_days=_day_count(raw, "grace_days", 0, 0, 60, where),
         all_townships=bool(raw.get("all_townships", True)),
         key=key,
         indicators=indicators,
@@ -270,11 +357,31 @@ def load_declaration(path: Path) -> Declaration:
     return parse_declaration(raw, path.name)
 
 
+#: ``kind:`` of a declaration file; absent means an aggregate ``form`` (township rows)
+DECLARATION_KINDS = ("form", "person_registry")
+
+
+def declaration_kind(path: Path) -> str:
+    """``form`` (township × period return) or ``person_registry`` (one row per person)."""
+    with path.open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    kind = raw.get("kind", "form") if isinstance(raw, dict) else "form"
+    if kind not in DECLARATION_KINDS:
+        raise DeclarationError(f"{path.name}: kind must be one of {DECLARATION_KINDS}, got {kind!r}")
+    return str(kind)
+
+
 @lru_cache(maxsize=4)
 def load_declarations(directory: Path = DECLARATIONS_DIR) -> dict[str, Declaration]:
-    """All declarations keyed by department id, sorted by file name."""
+    """All aggregate-form declarations keyed by department id, sorted by file name.
+
+    Person-level registries (``kind: person_registry``) are skipped here: they have columns, not
+    indicators, and are read by ``expectations.registry_declaration.load_registry_declarations``.
+    """
     out: dict[str, Declaration] = {}
     for path in sorted(directory.glob("*.yaml")):
+        if declaration_kind(path) != "form":
+            continue
         decl = load_declaration(path)
         if decl.department in out:
             raise DeclarationError(f"{path.name}: department {decl.department!r} declared twice")

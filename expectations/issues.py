@@ -57,8 +57,25 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "CHECK_ERROR": ("critical", "quarantine", "a check could not be evaluated; an operator must look"),
     "CUMULATIVE_DECREASED": ("critical", "quarantine", "a 本年累计 value is below the township's previous month"),
     "MAGNITUDE_SUSPECT": ("critical", "quarantine", "a value ≥1000× off the township's history (unit slip?)"),
+    "VALUE_OUTLIER": ("warning", "flag", "modified z-score against the township's own history (same month of "
+                      "earlier years when ≥3) above the indicator's outlier_threshold"),
+    "VALUE_OUT_OF_BAND": ("warning", "flag", "a value outside the declaration's band: [min, max]"),
+    "INCREMENT_MISMATCH": ("warning", "flag", "a 本月 value ≠ the change of its 本年累计 since the previous month"),
     "RULE_FAILED": ("warning", "flag", "a declared rule failed (severity and action from the declaration)"),
     "DUPLICATE_SUBMISSION": ("info", "report", "the identical file was already received"),
+    # person-level registries (tasks/registry.py): messages name the row, never the ID or the name
+    "PERSON_ID_EXCEL_MANGLED": ("critical", "reject", "an ID number shown by Excel as 5.13323E+17 (digits lost)"),
+    "PERSON_ID_INVALID": ("critical", "reject", "an ID number is not 18 characters (17 digits + digit or X)"),
+    "PERSON_ID_CHECK_DIGIT": ("critical", "reject", "an ID number's GB 11643 check character is wrong"),
+    "PERSON_ID_BIRTH_DATE": ("critical", "reject", "an ID number's birth date (digits 7–14) is not a real date"),
+    "PERSON_SEX_MISMATCH": ("critical", "reject", "性别 disagrees with the ID number's 17th digit"),
+    "PERSON_DUPLICATE": ("critical", "reject", "an ID number appears on more than one row (rows listed)"),
+    "PERSON_AGE_OUT_OF_BAND": ("warning", "flag", "age outside 16–60 (men) / 16–55 (women)"),
+    "VALUE_NOT_ALLOWED": ("critical", "reject", "a value outside an enumerated field's declared options"),
+    "VALUE_OUT_OF_RANGE": ("warning", "flag", "a number outside its declared plausible range"),
+    "ROWS_NOT_ALL_LISTED": ("info", "report", "more rows failed one check than a receipt lists; all are counted"),
+    "REGISTRY_RECONCILIATION": ("warning", "flag", "registry head count vs the monthly return beyond the tolerance"),
+    "PERSON_KEY_MISSING": ("critical", "reject", "DUIKOU_PERSON_KEY is not set: registries cannot be ingested"),
 }
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from tasks import steps
-from tasks.submission import Parsed, Received, build_receipt, preview_load, storage_paths
+from tasks.followup_steps import follow_up_task
+from tasks.submission import Parsed, Received, build_receipt, is_registry, preview_load, storage_paths
 from tasks.validate import Validation
 from warehouse.refdata import ReferenceFrames
 
@@ -35,12 +36,20 @@ def process_submission(
     reference: ReferenceFrames,
     settings: Settings,
     dry_run: bool = False,
+    follow_up: bool = True,
 ) -> SubmissionResult:
-    """receive → (duplicate?) → read & normalise → validate → load → receipt.
+    """receive → (duplicate?) → read & normalise → validate → load → receipt → follow-up.
 
     ``dry_run`` does everything but write: no file kept, no ledger row, no receipt file; the
-    receipt says what would have happened.
+    receipt says what would have happened. ``follow_up``: after the load, run the cross-return
+    checks touching this department and sync the follow-up list (the nightly flow does both once
+    after all its submissions instead).
     """
+    if is_registry(department):  # one row per person: streamed, its own control flow
+        from flows.registry_pipeline import process_registry
+
+        return process_registry(path, department, period, engine=engine, reference=reference, settings=settings,
+                                dry_run=dry_run)
     received = steps.receive_task(path, department, period)
     previous = steps.previous_result_task(engine, received)
     if previous is not None and previous["status"] in ("loaded", "superseded"):
@@ -71,6 +80,8 @@ def process_submission(
     )
     receipt = steps.correction_task(received, receipt, validation, settings)
     steps.receipt_task(receipt, receipt_path, stored)
+    if follow_up:
+        follow_up_task(engine, [department] if outcome.status == "loaded" else [])
     return SubmissionResult(received.submission_id, department, received.period.label,
                             received.original_name, outcome.status, receipt, receipt_path)
 

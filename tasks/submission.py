@@ -22,13 +22,15 @@ from sqlalchemy import Engine
 from duikou_settings import Settings
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue
+from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
+from tasks.landing import read_sidecar
 from tasks.normalise import TOWNSHIP_CODE, NormalisedForm, choose_form, normalise_form
 from tasks.periods import Period, parse_period
 from tasks.read import ReadError, read_path
 from tasks.townships import TownshipResolver
 from tasks.validate import Validation, decide_outcome
 from warehouse.decisions import OperatorDecision
-from warehouse.history import earlier_values
+from warehouse.history import CheckHistory, read_check_history
 from warehouse.load import LoadOutcome, SubmissionRecord, current_version, find_submission, record_submission
 from warehouse.refdata import ReferenceFrames
 
@@ -63,14 +65,24 @@ class Parsed:
 def declaration_for(department: str) -> Declaration:
     declarations = load_declarations()
     if department not in declarations:
-        known = ", ".join(sorted(declarations))
+        known = ", ".join(sorted({*declarations, *load_registry_declarations()}))
         raise SubmissionError(f"unknown department {department!r}; known: {known}")
     return declarations[department]
 
 
+def is_registry(department: str) -> bool:
+    """A person-level registry (tasks/registry.py streams it) rather than a township form."""
+    return department in load_registry_declarations()
+
+
+def _declared(department: str) -> Declaration | RegistryDeclaration:
+    registries = load_registry_declarations()
+    return registries[department] if department in registries else declaration_for(department)
+
+
 def receive(path: Path, department: str, period: str, received_at: datetime | None = None) -> Received:
     """Hash the file and check the request; the file itself is not interpreted yet."""
-    declaration = declaration_for(department)
+    declaration = _declared(department)
     try:
         parsed_period = parse_period(period, declaration.period_type)
     except ValueError as exc:
@@ -81,13 +93,14 @@ def receive(path: Path, department: str, period: str, received_at: datetime | No
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     stat = path.stat()
     stat_time = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+    intake = read_sidecar(path)  # stored under a server-chosen name: the department's name is beside it
     return Received(
         path=path,
         department=department,
         period=parsed_period,
-        original_name=path.name,
+        original_name=str(intake["original_name"]) if intake else path.name,
         sha256=digest,
-        received_at=received_at or stat_time,
+        received_at=received_at or (datetime.fromisoformat(intake["received_at"]) if intake else stat_time),
         size_bytes=stat.st_size,
     )
 
@@ -118,20 +131,22 @@ def _with_issues(form: NormalisedForm, extra: list[Issue]) -> NormalisedForm:
     return replace(form, issues=(*extra, *form.issues))
 
 
-def history_for(engine: Engine | None, received: Received) -> pd.DataFrame | None:
-    """Earlier current values of this department (None without a warehouse: a first dry run)."""
+def history_for(engine: Engine | None, received: Received) -> CheckHistory | None:
+    """Earlier current values and accepted values of this partition (None without a warehouse)."""
     if engine is None:
         return None
-    return earlier_values(engine, received.department, received.period.label)
+    return read_check_history(engine, received.department, received.period.label)
 
 
-def validate(parsed: Parsed, history: pd.DataFrame | None = None) -> Validation:
+def validate(parsed: Parsed, history: CheckHistory | None = None) -> Validation:
     from tasks.validate import validate_form
 
     if parsed.form is None:
         return Validation(outcome=decide_outcome(parsed.fatal), issues=parsed.fatal, results=(),
                           flagged_rows=frozenset(), rejected_rows=frozenset())
-    return validate_form(parsed.form, declaration_for(parsed.form.department), history)
+    return validate_form(parsed.form, declaration_for(parsed.form.department),
+                         history.values if history is not None else None,
+                         history.accepted if history is not None else None)
 
 
 def long_facts(form: NormalisedForm, validation: Validation) -> pd.DataFrame:
@@ -140,7 +155,9 @@ def long_facts(form: NormalisedForm, validation: Validation) -> pd.DataFrame:
     wide = form.wide.reset_index()
     facts = wide.melt(id_vars=["source_row", TOWNSHIP_CODE], value_vars=indicators,
                       var_name="indicator", value_name="value")
-    facts["flagged"] = facts["source_row"].isin(validation.flagged_rows)
+    pairs = zip(facts["source_row"], facts["indicator"], strict=True)
+    cells = pd.Series([pair in validation.flagged_cells for pair in pairs], index=facts.index, dtype=bool)
+    facts["flagged"] = facts["source_row"].isin(validation.flagged_rows) | cells  # rule rows | history values
     return facts[["indicator", TOWNSHIP_CODE, "value", "flagged", "source_row"]]
 
 
@@ -213,7 +230,7 @@ def load(
     )
     totals = pd.DataFrame(total_rows, columns=["indicator", "value", "label_zh"])
     return record_submission(engine, record, facts, totals, validation.issues,
-                             validation.results, decision=decision)
+                             validation.results, decision=decision, dq_flags=validation.flags)
 
 
 def preview_load(engine: Engine | None, received: Received, parsed: Parsed, validation: Validation) -> LoadOutcome:
@@ -254,7 +271,7 @@ def build_receipt(
         "submission_id": received.submission_id,
         "sha256": received.sha256,
         "department": received.department,
-        "title_zh": declaration_for(received.department).title_zh,
+        "title_zh": _declared(received.department).title_zh,
         "period": received.period.label,
         "original_name": received.original_name,
         "received_at": received.received_at.isoformat(),

@@ -231,6 +231,9 @@ dq_result = Table(
     Column("element_count", Integer),
     Column("unexpected_count", Integer),
     Column("observed", Text, comment="compact JSON: observed value or failing township codes"),
+    Column("issue_code", String(40), comment="receipt issue code a failure raises, e.g. VALUE_OUTLIER"),
+    Column("action", String(16), comment="what a failure does: reject, quarantine, flag or report"),
+    Column("unexpected_rows", Text, comment="JSON list of the form's row numbers that failed (no values)"),
     comment="one row per GX check evaluated on a submission (compact: no raw rows)",
 )
 
@@ -366,9 +369,186 @@ mart_county_kpi_yearly = Table(
     Column("coverage_used", Integer, nullable=False, comment="township-periods with data"),
     Column("coverage_expected", Integer, nullable=False, comment="township-periods expected"),
     Column("coverage", Float, nullable=False, comment="used / expected"),
+    Column(
+        "publishable",
+        Boolean,
+        nullable=False,
+        default=False,
+        comment="true when coverage is complete (every expected township-period used)",
+    ),
     Column("definition_zh", Text, nullable=False, comment="口径"),
     Column("refreshed_at", DateTime(timezone=True), nullable=False),
     comment="one row per year × KPI, computed from current loaded facts (expectations/kpis.yaml)",
+)
+
+COMPLETENESS_STATUSES = ("on_time", "late", "missing", "quarantined", "rejected", "pending")
+mart_completeness = Table(
+    "mart_completeness",
+    metadata,
+    Column("department", String(32), primary_key=True),
+    Column("period", String(7), primary_key=True, comment="YYYY-MM or YYYY"),
+    Column("due_date", Date, nullable=False, comment="from the declaration's due_day (county time)"),
+    Column("deadline", Date, nullable=False, comment="due_date + grace_days: the last on-time day"),
+    Column(
+        "status",
+        String(12),
+        nullable=False,
+        comment="on_time / late (a version is loaded), quarantined / rejected (received, none loaded), "
+        "missing (past its deadline, nothing received), pending (not yet past its deadline)",
+    ),
+    Column("expected", Integer, nullable=False, comment="1: the obligations calendar expects this return"),
+    Column("received", Integer, nullable=False, comment="1: at least one file received"),
+    Column("on_time", Integer, nullable=False, comment="1: first file received by the deadline"),
+    Column("late", Integer, nullable=False, comment="1: first file received after the deadline"),
+    Column("missing", Integer, nullable=False, comment="1: past the deadline and nothing received"),
+    Column("loaded", Integer, nullable=False, comment="1: a version is loaded (current)"),
+    Column("quarantined", Integer, nullable=False, comment="1: none loaded, a file waits in quarantine"),
+    Column("rejected", Integer, nullable=False, comment="1: none loaded or quarantined, a file was rejected"),
+    Column("files_received", Integer, nullable=False, comment="distinct files in the ledger (every status)"),
+    Column("first_received_at", DateTime(timezone=True), comment="the first file's arrival (UTC)"),
+    Column("current_submission_id", String(16), comment="the loaded version, if any"),
+    Column("townships_expected", Integer, nullable=False, comment="townships valid in the period"),
+    Column("townships_reported", Integer, nullable=False, comment="of those, with a value in the loaded version"),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint(
+        "status IN ('on_time', 'late', 'missing', 'quarantined', 'rejected', 'pending')", name="status_known"
+    ),
+    comment="one row per department × period the obligations calendar expects or the ledger has seen: "
+    "derived from the ledger (submission.received_at, status) and current facts",
+)
+
+mart_completeness_township = Table(
+    "mart_completeness_township",
+    metadata,
+    Column("department", String(32), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("township_code", String(12), primary_key=True),
+    Column("reported", Boolean, nullable=False, comment="the loaded version has a value for this township"),
+    Column("values_reported", Integer, nullable=False, comment="non-blank values in the loaded version"),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    comment="one row per department × period (as in mart_completeness) × township valid in the period",
+)
+
+# ---------------------------------------------------------------- person-level registries (issue 8)
+# No ID number and no name is stored anywhere: person_key is HMAC-SHA256(DUIKOU_PERSON_KEY, ID).
+# fact_person has no row-level foreign keys (a 2 M-row COPY would run a trigger per row, see
+# fact_indicator_value): warehouse/registry.py writes the ledger row first in the same transaction
+# and resolves every township before any row is written; a file with an unresolved one is rejected.
+fact_person = Table(
+    "fact_person",
+    metadata,
+    Column("submission_id", String(16), primary_key=True, comment="→ submission (written first, same transaction)"),
+    Column("source_row", Integer, primary_key=True, comment="1-based row in the file the person came from"),
+    Column("person_key", String(64), nullable=False,
+           comment="hex HMAC-SHA256 of the normalised ID number under DUIKOU_PERSON_KEY; never the ID itself"),
+    Column("township_code", String(12), nullable=False, comment="→ ref_township, resolved at the snapshot"),
+    Column("village", Text),
+    Column("sex", String(2), nullable=False, comment="男 / 女 (agrees with the ID's 17th digit)"),
+    Column("birth_year", Integer, nullable=False, comment="from the ID; the full birth date is not kept"),
+    Column("age_years", Integer, nullable=False, comment="completed years at the end of the snapshot period"),
+    Column("ethnicity", Text),
+    Column("education_level", String(16)),
+    Column("poor_household", Boolean, nullable=False, comment="是否建档立卡贫困户"),
+    Column("employment_status", String(16), nullable=False),
+    Column("monthly_income_yuan", Float),
+    Column("training_trades", Text, comment="参训工种 as listed (、-separated)"),
+    Column("training_person_times", Integer, nullable=False, comment="trades listed: each is one 人次 of training"),
+    Column("certificate_level", String(16), comment="null or 无 = no certificate"),
+    Column("flagged", Boolean, nullable=False, comment="a warning check (age band, income range) failed on the row"),
+    comment="one row per person × registry snapshot (submission); every version is kept; no personal identifiers",
+)
+
+mart_registry_township = Table(
+    "mart_registry_township",
+    metadata,
+    Column("department", String(32), primary_key=True, comment="registry department, e.g. labour_registry"),
+    Column("period", String(7), primary_key=True, comment="snapshot month"),
+    Column("township_code", String(12), primary_key=True),
+    Column("submission_id", String(16), nullable=False, comment="the loaded snapshot counted"),
+    Column("persons", Integer, nullable=False, comment="distinct people (人)"),
+    Column("poor_persons", Integer, nullable=False, comment="people of 建档立卡 households (人)"),
+    Column("persons_trained", Integer, nullable=False, comment="distinct people with any training (人)"),
+    Column("training_person_times", Integer, nullable=False, comment="trainings (人次): never equal to people"),
+    Column("certified_persons", Integer, nullable=False, comment="people holding any certificate (人)"),
+    Column("certified_mid_senior_persons", Integer, nullable=False, comment="中级工 and above (人)"),
+    Column("employed_persons", Integer, nullable=False, comment="就业状态 other than 未就业 (人)"),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    comment="one row per registry × snapshot month × township: head counts from the current loaded snapshot",
+)
+
+mart_registry_county = Table(
+    "mart_registry_county",
+    metadata,
+    Column("department", String(32), primary_key=True),
+    Column("period", String(7), primary_key=True, comment="snapshot month"),
+    Column("submission_id", String(16), nullable=False, comment="the loaded snapshot counted"),
+    Column("townships", Integer, nullable=False, comment="townships with at least one person"),
+    Column("persons", Integer, nullable=False, comment="distinct people (人)"),
+    Column("poor_persons", Integer, nullable=False),
+    Column("persons_trained", Integer, nullable=False, comment="distinct people trained (人)"),
+    Column("training_person_times", Integer, nullable=False, comment="trainings (人次)"),
+    Column("certified_persons", Integer, nullable=False),
+    Column("certified_mid_senior_persons", Integer, nullable=False),
+    Column("employed_persons", Integer, nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    comment="one row per registry × snapshot month: county head counts — distinct people trained beside "
+    "training person-times (人 vs 人次); people add across townships within a snapshot, never across months",
+)
+
+mart_registry_category = Table(
+    "mart_registry_category",
+    metadata,
+    Column("department", String(32), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("township_code", String(12), primary_key=True),
+    Column("dimension", String(24), primary_key=True,
+           comment="employment_status / certificate_level / education_level / sex_age_band"),
+    Column("category", String(24), primary_key=True, comment="the value, e.g. 省外就业, 中级工, 女35-44"),
+    Column("persons", Integer, nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    comment="one row per registry × snapshot month × township × dimension × category: people counted",
+)
+
+mart_registry_reconciliation = Table(
+    "mart_registry_reconciliation",
+    metadata,
+    Column("department", String(32), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("township_code", String(12), primary_key=True),
+    Column("check_id", String(64), primary_key=True, comment="reconciliation id in the registry declaration"),
+    Column("registry_value", Integer, nullable=False, comment="head count from the registry"),
+    Column("form_department", String(32), nullable=False),
+    Column("form_indicator", String(64), nullable=False),
+    Column("form_value", Float, comment="the aggregate return's current value; null when not reported"),
+    Column("difference", Float, comment="registry_value − form_value"),
+    Column("tolerance_relative", Float, nullable=False, comment="declared tolerance, fraction of the form value"),
+    Column("within_tolerance", Boolean, comment="null when the form has no value to compare"),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    comment="one row per registry × snapshot month × township × reconciliation: registry counts vs the "
+    "monthly aggregate return",
+)
+
+mart_dq_scorecard = Table(
+    "mart_dq_scorecard",
+    metadata,
+    Column("department", String(32), primary_key=True),
+    Column(
+        "month",
+        String(7),
+        primary_key=True,
+        comment="YYYY-MM reporting month: the period of a monthly return; an annual return's YYYY-12",
+    ),
+    Column("submissions", Integer, nullable=False, comment="files recorded for the month (every status)"),
+    Column("checks_run", Integer, nullable=False, comment="dq_result rows of those files"),
+    Column("checks_failed_critical", Integer, nullable=False),
+    Column("checks_failed_warning", Integer, nullable=False),
+    Column("values_flagged", Integer, nullable=False, comment="dq_flag rows not covered by an acceptance"),
+    Column("followups_open", Integer, nullable=False),
+    Column("followups_closed", Integer, nullable=False, comment="accepted, dismissed or resolved"),
+    Column("median_resolution_hours", Float, comment="median opened → closed of the closed follow-ups"),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    comment="one row per department × reporting month: checks run and failed by severity, values "
+    "flagged, follow-ups open and closed, resolution time (warehouse/scorecard.py)",
 )
 
 # ---------------------------------------------------------------- views
@@ -450,6 +630,7 @@ VIEW_COMMENTS: dict[str, str] = {
     "v_restatement": "one row per superseding version × indicator × township whose value changed against "
     "the version it superseded (a value that appeared or disappeared shows NULL on that side)",
 }
+
 
 # ---------------------------------------------------------------- fact references (triggers)
 @dataclass(frozen=True)
