@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from expectations.declaration import Declaration, Kpi
+from expectations.cross_checks import CrossCheck, load_cross_checks
+from expectations.declaration import DEFAULT_OUTLIER_THRESHOLD, Declaration, Kpi
 from expectations.issues import ISSUE_CODES
 
 
@@ -15,12 +16,32 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _history_lines(decl: Declaration) -> list[str]:
+    """History-aware checks whose settings differ from the defaults (``outlier_threshold`` etc.)."""
+    rows = []
+    for ind in decl.indicators:
+        settings = []
+        if ind.outlier_threshold != DEFAULT_OUTLIER_THRESHOLD:
+            threshold = "off" if ind.outlier_threshold is None else f"{ind.outlier_threshold:g}"
+            settings.append(f"outlier_threshold {threshold}: {ind.outlier_reason}")
+        if ind.band is not None:
+            settings.append(f"band [{ind.band[0] / ind.factor:g}, {ind.band[1] / ind.factor:g}] {ind.unit} (warning)")
+        if ind.increment_of:
+            settings.append(f"increment_of `{ind.increment_of}`: 本月 = Δ本年累计 (warning)")
+        if settings:
+            rows.append(f"| `{ind.name}` | {_cell('; '.join(settings))} |")
+    if not rows:
+        return []
+    return ["", "| indicator | history-aware checks (other than the defaults) |", "|---|---|", *rows]
+
+
 def _declaration_section(decl: Declaration) -> list[str]:
     lines = [
         f"## {decl.title_zh} — `{decl.department}`",
         "",
         f"- period: **{decl.period_type}**, due day {decl.due_day} of the following "
-        f"{'month' if decl.period_type == 'month' else 'year (January)'}",
+        f"{'month' if decl.period_type == 'month' else 'year (January)'}, "
+        f"{decl.grace_days} grace day(s): first received later than that is late (`mart_completeness`)",
         f"- grain: {decl.grain}",
         f"- key column: `{decl.key.header}` (aliases: {', '.join(decl.key.aliases) or '—'}); "
         f"{'every township valid in the period is expected' if decl.all_townships else 'not all townships'}",
@@ -46,18 +67,49 @@ def _declaration_section(decl: Declaration) -> list[str]:
             f"| `{rule.rule_id}` | `{_cell(rule.check)}`{tol} | {rule.severity} | "
             f"{rule.action or ('flag' if rule.severity == 'warning' else 'report')} | {_cell(rule.reason)} |"
         )
+    lines += _history_lines(decl)
     lines += [
         "",
         "Generated for every indicator present: required → not null (critical, reject); "
         "min 0 → not negative (critical, reject); the 合计 row → Σ township rows within tolerance "
         "(critical, reject); township codes unique (critical, reject); all townships present "
-        "(warning).",
+        "(warning). Against the township's own history in the warehouse "
+        "(`expectations/history_checks.py`): modified z-score above `outlier_threshold` (default "
+        f"{DEFAULT_OUTLIER_THRESHOLD:g}; monthly returns against the same month of earlier years when there "
+        "are ≥3) → warning, the value loads flagged; `band` → warning; `increment_of` → warning; "
+        "本年累计 decreasing or a value ≥1000× the township's median → critical, quarantine.",
         "",
     ]
     return lines
 
 
-def render_datasets_markdown(declarations: Mapping[str, Declaration], kpis: Sequence[Kpi]) -> str:
+def _cross_check_section(checks: Sequence[CrossCheck]) -> list[str]:
+    lines = [
+        "",
+        "## Cross-return checks (`expectations/cross_checks.yaml`)",
+        "",
+        "Run after every load (so when the later of the two returns arrives) and in the nightly flow, "
+        "against current versions. A disagreement is recorded against the left return: a `dq_flag` row "
+        "(`cross__<id>`), the left value flagged, and a follow-up of kind `cross`.",
+        "",
+        "| id | left | operator | right | periods | tolerance | severity | why |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in checks:
+        tolerance = " + ".join(t for t in (
+            f"{c.relative_tolerance:.0%} of right" if c.relative_tolerance else "",
+            f"{c.absolute_tolerance:g}" if c.absolute_tolerance else "") if t) or "—"
+        lines.append(
+            f"| `{c.check_name}` | {c.left.department} `{c.left.indicator}` | `{_cell(c.operator)}` | "
+            f"{c.right.department} `{c.right.indicator}` | {c.align} | {tolerance} | {c.severity} | "
+            f"{_cell(c.reason)} |"
+        )
+    return lines
+
+
+def render_datasets_markdown(
+    declarations: Mapping[str, Declaration], kpis: Sequence[Kpi], cross_checks: Sequence[CrossCheck] | None = None
+) -> str:
     lines = [
         "# Datasets, rules and KPIs",
         "",
@@ -78,6 +130,7 @@ def render_datasets_markdown(declarations: Mapping[str, Declaration], kpis: Sequ
     ]
     for kpi in kpis:
         lines.append(f"| `{kpi.kpi}` | {kpi.label_zh} | {kpi.unit} | {kpi.method} | {_cell(kpi.definition_zh)} |")
+    lines += _cross_check_section(load_cross_checks() if cross_checks is None else cross_checks)
     lines += ["", "## Receipt issue codes", "", "| code | default severity | action | meaning |", "|---|---|---|---|"]
     for code, (severity, action, meaning) in ISSUE_CODES.items():
         lines.append(f"| `{code}` | {severity} | {action} | {meaning} |")

@@ -140,6 +140,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.data_dir:
         os.environ["DUIKOU_DATA_DIR"] = args.data_dir
         reset_settings_cache()
+    if get_settings().as_of is None:  # completeness is judged on the demo's clock, not today
+        from tasks.demo_data import DEMO_AS_OF
+
+        os.environ["DUIKOU_AS_OF"] = DEMO_AS_OF.isoformat()
+        reset_settings_cache()
     settings = get_settings()
     landing = settings.landing_dir
     has_files = landing.exists() and any(p.is_file() for p in landing.rglob("*"))
@@ -160,6 +165,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print("主要指标 headline KPIs (2016):")
     _headline(2016)
+    print()
+    from flows.followups_cli import completeness_lines
+    from flows.warehouse_access import open_warehouse
+
+    print("\n".join(completeness_lines(open_warehouse(settings))))
     return EXIT_OK
 
 
@@ -388,6 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="warehouse administration: migrations, data dictionary")
     add_db_commands(db.add_subparsers(dest="db_command", required=True))
+
+    from flows.ops_cli import add_ops_commands  # serve, intake-server, submit, intake-token, automations
+
+    add_ops_commands(sub)
+
+    from flows.followups_cli import add_followup_commands  # followups list / accept / dismiss
+
+    add_followup_commands(sub)
     return parser
 
 

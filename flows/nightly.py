@@ -20,8 +20,10 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings, get_settings
 from expectations.declaration import load_declarations
+from flows.missing_alerts import alert_missing_returns_task
 from flows.pipeline import SubmissionResult, process_submission
 from flows.warehouse_access import open_warehouse
+from tasks.followup_steps import follow_up_task
 from tasks.steps import refresh_marts_task, report_task
 from tasks.submission import SubmissionError
 from warehouse.load import find_submission
@@ -47,6 +49,9 @@ class NightlySummary:
     failed: list[dict[str, str]] = field(default_factory=list)
     mart_rows: int = 0
     report_path: str | None = None
+    missing: list[dict[str, Any]] = field(default_factory=list)  # returns past their deadline, alerted
+    cross_checks: dict[str, int] = field(default_factory=dict)  # warehouse.cross_returns.CrossCheckRun
+    followups: dict[str, int] = field(default_factory=dict)  # warehouse.followups.SyncSummary
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {"unchanged": self.unchanged, "skipped": len(self.skipped), "failed": len(self.failed)}
@@ -100,7 +105,8 @@ def _nightly_run_name() -> str:
 
 @flow(name="nightly", flow_run_name=_nightly_run_name)
 def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
-    """Reconcile → ingest pending → refresh marts → report. ``run_label`` only names the run."""
+    """Reconcile → ingest pending → cross-return checks → follow-ups → refresh marts (KPIs,
+    completeness) → alert missing returns → report. ``run_label`` only names the run."""
     logger = get_run_logger()
     settings = get_settings()
     engine = open_warehouse(settings)
@@ -112,7 +118,7 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
     for item in pending:
         try:
             result = process_submission(item.path, item.department, item.period, engine=engine,
-                                        reference=reference, settings=settings)
+                                        reference=reference, settings=settings, follow_up=False)
         except SubmissionError as exc:  # a malformed period folder: say so, keep going
             summary.skipped.append({"path": str(item.path), "reason": str(exc)})
             continue
@@ -121,7 +127,11 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
             summary.failed.append({"path": str(item.path), "reason": f"{type(exc).__name__}: {exc}"})
             continue
         summary.processed.append(result)
-    summary.mart_rows = refresh_marts_task(engine)
+    followed = follow_up_task(engine, None)  # every cross-return check, then the follow-up list
+    summary.cross_checks, summary.followups = followed.cross_checks.to_dict(), followed.followups.to_dict()
+    logger.info("cross-return checks: %s; follow-ups: %s", summary.cross_checks, summary.followups)
+    summary.mart_rows = refresh_marts_task(engine)  # KPIs, completeness
+    summary.missing = alert_missing_returns_task(engine)
     if build_report:
         summary.report_path = str(report_task(engine, settings.resolved_data_dir))
     _publish_artifact(summary)

@@ -19,6 +19,7 @@ from duikou_settings import Settings, get_settings
 from flows.pipeline import read_and_validate
 from flows.warehouse_access import open_warehouse
 from tasks import steps
+from tasks.followup_steps import follow_up_task
 from tasks.quarantine import (
     DecisionError,
     KeptFileError,
@@ -111,7 +112,8 @@ def _release(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision,
     receipt = steps.correction_task(received, receipt, as_loaded, settings)  # as process_submission does
     steps.receipt_task(receipt, receipt_path, stored)
     discard_quarantine_copy_task(ledger, settings, stored)
-    steps.refresh_marts_task(engine)  # released facts count in the KPIs at once
+    follow_up_task(engine, [received.department])  # cross-return checks; its follow-up closes
+    steps.refresh_marts_task(engine)  # released facts count in the KPIs (and completeness) at once
     return DecisionResult(received.submission_id, received.department, received.period.label,
                           received.original_name, decision.decision, outcome.status, receipt["summary_zh"],
                           receipt, receipt_path, supersedes=outcome.supersedes)
@@ -122,6 +124,8 @@ def _reject(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision, 
     receipt = decided_receipt_task(ledger, decision, settings)
     receipt_path, kept = receipt_paths(ledger, settings)
     steps.receipt_task(receipt, receipt_path, kept if kept is not None and kept.exists() else None)
+    follow_up_task(engine, [])  # its follow-up closes
+    steps.refresh_marts_task(engine)  # completeness: quarantined → rejected
     return DecisionResult(ledger["submission_id"], ledger["department"], ledger["period"],
                           ledger["original_name"], decision.decision, decision.resulting_status,
                           receipt["summary_zh"], receipt, receipt_path)

@@ -536,6 +536,7 @@ def _labour_values(seed: int, poverty: dict[str, pd.DataFrame]) -> tuple[dict[st
                 "rural_labour_total_persons": c["rural_labour_total_persons"],
                 "rural_labour_poor_persons": c["rural_labour_poor_persons"],
                 "transferred_ytd_total_persons": [ytd_total[i][m] for i in range(N)],
+                "transferred_month_total_persons": c["transferred_increment"],
                 "transferred_ytd_poor_persons": [ytd_poor[i][m] for i in range(N)],
                 "local_employment_person_times": c["local_employment_person_times"],
                 "skills_training_person_times": c["skills_training_person_times"],
@@ -656,6 +657,10 @@ _INSURANCE_GAPS = {
 }
 #: township-months [A] with an out-of-pocket share above 10 % (warning)
 _HIGH_OUT_OF_POCKET = {("2015-05", 10), ("2016-07", 2), ("2017-09", 11)}
+#: the planted outlier month [A]: 丹东乡's 住院人次 in August 2017 is four times its usual (an
+#: outbreak, or a typing slip); the history-aware check flags it (warning) and it loads flagged
+PLANTED_OUTLIER = ("health", "2017-08", "513323205", "inpatient_person_times")
+PLANTED_OUTLIER_FACTOR = 4
 _SIGNING = {2015: (0.62, 0.8), 2016: (0.85, 0.97), 2017: (0.96, 1.0)}
 
 
@@ -690,6 +695,9 @@ def _health_values(seed: int, poverty: dict[str, pd.DataFrame]) -> dict[str, pd.
             for p, s in zip(poor, y["sign_start"], strict=True)
         ]
         inpatients = [max(1, round(p * 0.011 * rng.uniform(0.6, 1.4))) for p in poor]
+        if period == PLANTED_OUTLIER[1]:
+            spike = CODES.index(PLANTED_OUTLIER[2])
+            inpatients[spike] *= PLANTED_OUTLIER_FACTOR  # after the draws: no other value moves
         cost = [max(30, round(n * rng.uniform(3200, 7800) / 100)) for n in inpatients]
         out_of_pocket = [
             round(c * rng.uniform(0.105, 0.125))
@@ -902,6 +910,15 @@ FLAWED_EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
     ("labour", "2017-03"): ("rejected", "PERIOD_MISMATCH"),
 }
 _CORRECTION_DELAY_DAYS = {"education": 3, "health": 2, "tourism": 4, "labour": 3}
+#: the demo's clock: completeness (mart_completeness) is judged as of this day [A] — after the
+#: 2017-11 returns' deadline (10 December + 3 grace days), before the 2017-12 ones are due
+DEMO_AS_OF = date(2017, 12, 20)
+#: a return that arrives after its deadline (10 December + 3 grace days): late, not missing [A]
+LATE_RETURNS: dict[tuple[str, str], datetime] = {
+    ("education", "2017-11"): datetime(2017, 12, 18, 10, 24, 9, tzinfo=CST),
+}
+#: a return that never arrives: its values exist in demo_values, no file is written [A]
+MISSING_RETURNS: frozenset[tuple[str, str]] = frozenset({("health", "2017-11")})
 RESTATEMENT_DELAY_DAYS = 7
 #: how many plain returns get each format / quirk (of 141; the special ones are xlsx)
 _N_CSV_GBK, _N_CSV_BOM, _N_XLS = 25, 2, 5
@@ -951,7 +968,7 @@ def _plan(seed: int) -> list[_Slot]:
     values, restated_code = _final_values(seed)
     decls = load_declarations()
     periods = {"poverty": [str(y) for y in POVERTY_YEARS], **{d: list(MONTHS) for d in MONTHLY_DEPARTMENTS}}
-    special = {*FLAWED, ("labour", RESTATED_PERIOD)}
+    special = {*FLAWED, ("labour", RESTATED_PERIOD), *MISSING_RETURNS}
     plain = [(d, p) for d in DEPARTMENTS for p in periods[d] if (d, p) not in special]
 
     # formats and quirks are dealt out over the whole set, so the proportions hold exactly
@@ -972,7 +989,10 @@ def _plan(seed: int) -> list[_Slot]:
     slots: list[_Slot] = []
     for key in plain:
         dept, period = key
-        slot = _Slot(dept, period, "good", _arrival(seed, dept, period), values[key], fmt_of[key])
+        slot = _Slot(dept, period, "good", LATE_RETURNS.get(key) or _arrival(seed, dept, period), values[key],
+                     fmt_of[key])
+        if key in LATE_RETURNS:
+            slot.quirks.append("arrives after its deadline")
         names: dict[str, str] = {}
         if key in alias_keys:
             slot.options["header_style"] = "alias"

@@ -30,7 +30,9 @@ from sqlalchemy import Connection, Engine, column, delete, insert, select, table
 
 from expectations.declaration import Declaration, Kpi, load_declarations, load_kpis
 from warehouse import schema
+from warehouse.completeness import refresh_completeness
 from warehouse.engine import advisory_lock, begin_write
+from warehouse.scorecard import refresh_dq_scorecard
 
 KPI_COLUMNS = (
     "year",
@@ -42,6 +44,7 @@ KPI_COLUMNS = (
     "coverage_used",
     "coverage_expected",
     "coverage",
+    "publishable",
     "definition_zh",
 )
 VALUE_COLUMNS = ("department", "indicator", "township_code", "period", "year", "value")
@@ -202,11 +205,14 @@ def compute_county_kpis(
                     "coverage_used": point.used,
                     "coverage_expected": point.expected,
                     "coverage": point.used / point.expected if point.expected else 0.0,
+                    "publishable": bool(point.expected) and point.used >= point.expected,
                     "definition_zh": kpi.definition_zh,
                 }
             )
     frame = pd.DataFrame(records, columns=list(KPI_COLUMNS))
-    return frame.astype({"year": "int64", "coverage_used": "int64", "coverage_expected": "int64"})
+    return frame.astype(
+        {"year": "int64", "coverage_used": "int64", "coverage_expected": "int64", "publishable": "bool"}
+    )
 
 
 def _mart_row(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:
@@ -222,6 +228,7 @@ def _mart_row(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, An
         "coverage_used": int(record["coverage_used"]),
         "coverage_expected": int(record["coverage_expected"]),
         "coverage": float(record["coverage"]),
+        "publishable": bool(record["publishable"]),
         "definition_zh": str(record["definition_zh"]),
         "refreshed_at": refreshed_at,
     }
@@ -235,11 +242,14 @@ def read_current_values(conn: Connection) -> pd.DataFrame:
     return values
 
 
-def refresh_marts(engine: Engine) -> int:
+def refresh_marts(engine: Engine, *, today: date | None = None) -> int:
     """Recompute ``mart_county_kpi_yearly`` from the current facts; returns the rows written.
 
     Reading, computing and replacing happen in one write transaction, so the mart always
-    matches one consistent state of the facts, and readers see the old or the new mart.
+    matches one consistent state of the facts, and readers see the old or the new mart. The
+    completeness marts (``warehouse.completeness``, judged at ``today``: default the settings'
+    ``as_of`` or today in county time) and ``mart_dq_scorecard`` (``warehouse.scorecard``) are
+    refreshed in the same transaction.
     """
     township = schema.ref_township
     mart = schema.mart_county_kpi_yearly
@@ -258,4 +268,6 @@ def refresh_marts(engine: Engine) -> int:
         conn.execute(delete(mart))
         if rows:
             conn.execute(insert(mart), rows)
+        refresh_completeness(conn, today=today, values=values)
+        refresh_dq_scorecard(conn, refreshed_at)  # mart_dq_scorecard, same transaction
     return len(rows)

@@ -1,0 +1,307 @@
+"""Completeness and timeliness of returns: ``mart_completeness`` and ``mart_completeness_township``.
+
+Derived, never clicked: the obligations calendar (``expectations.obligations``) says which returns
+are expected; the ledger (``submission``: every file received, its ``received_at`` and status)
+and the current facts say what arrived. ``compute_completeness`` is pure; ``refresh_completeness``
+reads, computes and replaces both marts on the caller's connection (``refresh_marts`` calls it in
+its transaction).
+
+One row per department × period, exactly one status:
+
+* ``on_time`` / ``late`` — a version is loaded; timeliness is that of the **first** file received
+  for the partition (any status: a rejected first attempt on time still shows the department
+  reported on time), compared with the deadline (due date + grace days) in county time;
+* ``quarantined`` — files received, none loaded, at least one waiting in quarantine;
+* ``rejected`` — files received, none loaded or quarantined;
+* ``missing`` — nothing received and the deadline has passed;
+* ``pending`` — nothing received yet, the deadline has not passed.
+
+The 0/1 columns add up over any grouping: received = loaded + quarantined + rejected =
+on_time + late; expected = received + missing + pending (for rows the calendar expects).
+Completeness rate = received / (expected − pending); timeliness rate = on_time / (expected − pending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, delete, func, insert, select
+
+from duikou_settings import get_settings
+from expectations.declaration import Declaration, load_declarations
+from expectations.obligations import Obligation, expected_returns, obligation, start_period
+from warehouse import schema
+
+#: county time (Asia/Shanghai has had no daylight saving since 1991)
+COUNTY_TZ = timezone(timedelta(hours=8))
+COMPLETENESS_COLUMNS = (
+    "department", "period", "due_date", "deadline", "status", "expected", "received", "on_time", "late",
+    "missing", "loaded", "quarantined", "rejected", "files_received", "first_received_at",
+    "current_submission_id", "townships_expected", "townships_reported",
+)
+TOWNSHIP_COLUMNS = ("department", "period", "township_code", "reported", "values_reported")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One ``submission`` row as completeness needs it."""
+
+    department: str
+    period: str
+    submission_id: str
+    status: str
+    received_at: datetime  # timezone-aware
+
+
+@dataclass(frozen=True)
+class MissingReturn:
+    """An expected return past its deadline with nothing received."""
+
+    department: str
+    period: str
+    due_date: date
+    deadline: date
+    days_overdue: int
+
+    def describe(self) -> str:
+        return (f"{self.department} {self.period}: due {self.due_date.isoformat()}, nothing received "
+                f"{self.days_overdue} day(s) after the deadline {self.deadline.isoformat()}")
+
+
+def county_today() -> date:
+    return datetime.now(COUNTY_TZ).date()
+
+
+def judgement_date(today: date | None = None) -> date:
+    """``today`` if given, else the settings' ``as_of``, else today in county time."""
+    return today or get_settings().as_of or county_today()
+
+
+def county_date(moment: datetime) -> date:
+    """The county-time calendar day of a stored time (naive = UTC, as SQLite returns it)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(COUNTY_TZ).date()
+
+
+def _period_bounds(period: str) -> tuple[date, date]:
+    if len(period) == 4:
+        return date(int(period), 1, 1), date(int(period), 12, 31)
+    year, month = int(period[:4]), int(period[5:7])
+    nxt = date(year + (month == 12), month % 12 + 1, 1)
+    return date(year, month, 1), nxt - timedelta(days=1)
+
+
+def _valid_townships(townships: pd.DataFrame, period: str) -> list[str]:
+    """Codes of the townships whose validity overlaps the period, sorted."""
+    start, end = _period_bounds(period)
+    out: list[str] = []
+    for code, valid_from, valid_to in townships.loc[:, ["township_code", "valid_from", "valid_to"]].itertuples(
+        index=False, name=None
+    ):
+        begins = pd.Timestamp(valid_from).date()
+        ends = None if valid_to is None or pd.isna(valid_to) else pd.Timestamp(valid_to).date()
+        if begins <= end and (ends is None or ends >= start):
+            out.append(str(code))
+    return sorted(out)
+
+
+def first_periods(ledger: Iterable[LedgerEntry]) -> dict[str, str]:
+    """Each department's earliest period in the ledger."""
+    out: dict[str, str] = {}
+    for entry in ledger:
+        if entry.department not in out or entry.period < out[entry.department]:
+            out[entry.department] = entry.period
+    return out
+
+
+def _status(entries: Sequence[LedgerEntry], duty: Obligation, today: date) -> dict[str, Any]:
+    loaded = [e for e in entries if e.status == "loaded"]
+    quarantined = any(e.status == "quarantined" for e in entries)
+    received = bool(entries)
+    first = min((e.received_at for e in entries), default=None)
+    on_time = first is not None and county_date(first) <= duty.deadline
+    if loaded:
+        status = "on_time" if on_time else "late"
+    elif quarantined:
+        status = "quarantined"
+    elif received:
+        status = "rejected"
+    else:
+        status = "missing" if duty.is_overdue(today) else "pending"
+    return {
+        "status": status,
+        "received": int(received),
+        "on_time": int(received and on_time),
+        "late": int(received and not on_time),
+        "missing": int(status == "missing"),
+        "loaded": int(bool(loaded)),
+        "quarantined": int(status == "quarantined"),
+        "rejected": int(status == "rejected"),
+        "files_received": len(entries),
+        "first_received_at": first,
+        "current_submission_id": loaded[0].submission_id if loaded else None,
+    }
+
+
+def compute_completeness(
+    declarations: Mapping[str, Declaration],
+    ledger: Sequence[LedgerEntry],
+    values: pd.DataFrame,
+    townships: pd.DataFrame,
+    today: date,
+    programme_start: date | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(``COMPLETENESS_COLUMNS`` rows, ``TOWNSHIP_COLUMNS`` rows), sorted by department, period.
+
+    ``ledger``: every submission row. ``values``: current facts (``department``, ``period``,
+    ``township_code``, ``value``; NaN = blank). ``townships``: ``ref_township`` (code and
+    validity). Rows: every return the calendar expects up to ``today`` plus every partition the
+    ledger has seen (a return sent early, or before a configured programme start, which is then
+    not ``expected``). Departments without a form declaration are left out. Pure.
+    """
+    known = [e for e in ledger if e.department in declarations]
+    by_partition: dict[tuple[str, str], list[LedgerEntry]] = {}
+    for entry in known:
+        by_partition.setdefault((entry.department, entry.period), []).append(entry)
+    duties = {(o.department, o.period): o for o in
+              expected_returns(declarations, first_periods(known), today, programme_start)}
+    for key in by_partition:
+        duties.setdefault(key, obligation(declarations[key[0]], key[1]))
+
+    reported = values[values["value"].notna()].groupby(["department", "period", "township_code"]).size()
+    reported_by_partition: dict[tuple[str, str], dict[str, int]] = {}
+    for (dept, period, code), count in reported.items():
+        reported_by_partition.setdefault((str(dept), str(period)), {})[str(code)] = int(count)
+
+    rows: list[dict[str, Any]] = []
+    town_rows: list[dict[str, Any]] = []
+    for key in sorted(duties):
+        duty = duties[key]
+        decl = declarations[duty.department]
+        facts = _status(by_partition.get(key, []), duty, today)
+        counts = reported_by_partition.get(key, {}) if facts["loaded"] else {}
+        expected_towns = _valid_townships(townships, duty.period) if decl.all_townships else sorted(counts)
+        before_start = programme_start is not None and duty.period < start_period(decl.period_type, programme_start)
+        rows.append({
+            "department": duty.department, "period": duty.period, "due_date": duty.due_date,
+            "deadline": duty.deadline, "expected": int(not before_start), **facts,
+            "townships_expected": len(expected_towns),
+            "townships_reported": sum(1 for c in expected_towns if counts.get(c, 0) > 0),
+        })
+        town_rows.extend(
+            {"department": duty.department, "period": duty.period, "township_code": code,
+             "reported": counts.get(code, 0) > 0, "values_reported": counts.get(code, 0)}
+            for code in expected_towns
+        )
+    return (pd.DataFrame(rows, columns=list(COMPLETENESS_COLUMNS)),
+            pd.DataFrame(town_rows, columns=list(TOWNSHIP_COLUMNS)))
+
+
+# ---------------------------------------------------------------- warehouse side
+
+
+def read_ledger(conn: Connection) -> list[LedgerEntry]:
+    sub = schema.submission
+    rows = conn.execute(select(sub.c.department, sub.c.period, sub.c.submission_id, sub.c.status,
+                               sub.c.received_at))
+    return [
+        LedgerEntry(r.department, r.period, r.submission_id, r.status,
+                    r.received_at if r.received_at.tzinfo else r.received_at.replace(tzinfo=UTC))
+        for r in rows
+    ]
+
+
+def _townships(conn: Connection) -> pd.DataFrame:
+    t = schema.ref_township
+    rows = conn.execute(select(t.c.township_code, t.c.valid_from, t.c.valid_to)).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=["township_code", "valid_from", "valid_to"])
+
+
+def _current_values(conn: Connection) -> pd.DataFrame:
+    from warehouse.marts import read_current_values  # marts imports this module
+
+    return read_current_values(conn)
+
+
+def completeness_frames(
+    conn: Connection, today: date | None = None, values: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the ledger, the current facts and the townships, and compute both marts' rows."""
+    values = _current_values(conn) if values is None else values
+    return compute_completeness(load_declarations(), read_ledger(conn), values, _townships(conn),
+                                judgement_date(today), get_settings().programme_start)
+
+
+def _plain(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:
+    """Python scalars for the driver (psycopg does not adapt numpy types)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if value is None or (not isinstance(value, str | date | datetime) and pd.isna(value)):
+            out[key] = None
+        elif hasattr(value, "item"):
+            out[key] = value.item()
+        elif isinstance(value, pd.Timestamp):
+            out[key] = value.to_pydatetime()
+        else:
+            out[key] = value
+    out["refreshed_at"] = refreshed_at
+    return out
+
+
+def refresh_completeness(
+    conn: Connection, today: date | None = None, values: pd.DataFrame | None = None
+) -> int:
+    """Replace ``mart_completeness`` and ``mart_completeness_township`` on ``conn`` (the caller's
+    transaction); returns the department × period rows written."""
+    rows, town_rows = completeness_frames(conn, today, values)
+    refreshed_at = datetime.now(UTC)
+    conn.execute(delete(schema.mart_completeness_township))
+    conn.execute(delete(schema.mart_completeness))
+    records = [_plain(r, refreshed_at) for r in rows.astype(object).to_dict(orient="records")]
+    town_records = [_plain(r, refreshed_at) for r in town_rows.astype(object).to_dict(orient="records")]
+    if records:
+        conn.execute(insert(schema.mart_completeness), records)
+    if town_records:
+        conn.execute(insert(schema.mart_completeness_township), town_records)
+    return len(records)
+
+
+def missing_returns(conn: Connection, today: date | None = None) -> list[MissingReturn]:
+    """Expected returns past their deadline with nothing received, judged now from the ledger
+    (not from the mart, which may be older), oldest first."""
+    when = judgement_date(today)
+    rows, _ = compute_completeness(load_declarations(), read_ledger(conn), _no_values(), pd.DataFrame(
+        columns=["township_code", "valid_from", "valid_to"]), when, get_settings().programme_start)
+    missing = rows[(rows["status"] == "missing") & (rows["expected"] == 1)]
+    return sorted(
+        (MissingReturn(str(r.department), str(r.period), r.due_date, r.deadline, (when - r.deadline).days)
+         for r in missing.itertuples(index=False)),
+        key=lambda m: (m.deadline, m.department),
+    )
+
+
+def _no_values() -> pd.DataFrame:
+    return pd.DataFrame({"department": [], "period": [], "township_code": [], "value": []})
+
+
+def latest_completeness(conn: Connection, periods: int = 3) -> pd.DataFrame:
+    """The mart's rows for each department's latest ``periods`` periods that are due or received
+    (pending rows left out), sorted by department and period."""
+    mart = schema.mart_completeness
+    rows = conn.execute(select(*(mart.c[c] for c in COMPLETENESS_COLUMNS)).where(mart.c.status != "pending")
+                        .order_by(mart.c.department, mart.c.period)).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(COMPLETENESS_COLUMNS))
+    if frame.empty:
+        return frame
+    return frame.groupby("department", group_keys=False).tail(periods).reset_index(drop=True)
+
+
+def completeness_totals(conn: Connection) -> dict[str, int]:
+    """Counts of the mart's rows by status (for summaries)."""
+    mart = schema.mart_completeness
+    rows = conn.execute(select(mart.c.status, func.count()).group_by(mart.c.status)).all()
+    return {str(status): int(count) for status, count in rows}
