@@ -24,6 +24,26 @@ CheckKind = Literal["row", "table"]
 TOWNSHIP_COLUMN = "township_code"
 
 
+HistoryFamily = Literal["outlier", "band", "increment", "cumulative", "magnitude"]
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    """What makes a check a value check: each failing row flags one value (a ``dq_flag`` row).
+
+    ``reference_column`` / ``score_column`` name the derived columns holding what the value was
+    compared with and the check's score (modified z-score, ratio or difference); ``band`` the
+    declared limits (base units) of a band check; ``threshold`` an outlier check's limit.
+    """
+
+    indicator: str
+    family: HistoryFamily
+    reference_column: str | None = None
+    score_column: str | None = None
+    band: tuple[float, float] | None = None
+    threshold: float | None = None
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     check_id: str
@@ -38,6 +58,7 @@ class CheckSpec:
     derived_column: str | None = None
     derived_term: ast.expr | None = None
     rule: Rule | None = None
+    value_check: ValueCheck | None = None  # history-aware checks: flag the value, not the whole row
 
 
 def _total_tolerance(ind: Indicator, base_tolerance: float) -> float:
@@ -208,6 +229,8 @@ def to_gx_expectation(check: CheckSpec) -> Any:
     import great_expectations.expectations as gxe
     from great_expectations.expectations.expectation_configuration import FailureSeverity
     from great_expectations.expectations.registry import get_expectation_impl
+
+    import expectations.custom_expectations  # noqa: F401  (registers duikou's expectations with GX)
 
     impl = get_expectation_impl(check.expectation_type)
     kwargs = {k: v for k, v in check.kwargs.items() if v is not None or k in ("min_value", "max_value")}

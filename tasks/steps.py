@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
@@ -20,6 +19,8 @@ from duikou_settings import Settings
 from tasks import submission as steps
 from tasks.report import build_report
 from tasks.validate import Validation
+from tasks.writer_slots import writer_slot
+from warehouse.history import CheckHistory
 from warehouse.load import LoadOutcome
 from warehouse.marts import refresh_marts
 from warehouse.refdata import ReferenceFrames
@@ -36,7 +37,8 @@ def transient_io_only(_task: Any, _task_run: Any, state: Any) -> bool:
     return False
 
 
-IO_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 1, "retry_condition_fn": transient_io_only}
+# Backoff 1 s, 2 s, 4 s: a database that restarts or a failover takes seconds, not milliseconds
+IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [1, 2, 4], "retry_condition_fn": transient_io_only}
 
 
 @task(name="receive", task_run_name="receive {department} {period}", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -56,12 +58,12 @@ def parse_task(received: steps.Received, reference: ReferenceFrames) -> steps.Pa
 
 
 @task(name="read-history", cache_policy=NO_CACHE, **IO_RETRIES)
-def history_task(engine: Engine | None, received: steps.Received) -> pd.DataFrame | None:
+def history_task(engine: Engine | None, received: steps.Received) -> CheckHistory | None:
     return steps.history_for(engine, received)
 
 
 @task(name="validate", cache_policy=NO_CACHE)
-def validate_task(parsed: steps.Parsed, history: pd.DataFrame | None = None) -> Validation:
+def validate_task(parsed: steps.Parsed, history: CheckHistory | None = None) -> Validation:
     return steps.validate(parsed, history)
 
 
@@ -69,7 +71,8 @@ def validate_task(parsed: steps.Parsed, history: pd.DataFrame | None = None) -> 
       cache_policy=NO_CACHE, **IO_RETRIES)
 def load_task(engine: Engine, received: steps.Received, parsed: steps.Parsed, validation: Validation,
               settings: Settings) -> LoadOutcome:
-    return steps.load(engine, received, parsed, validation, settings)
+    with writer_slot(received.department, received.period.label):  # one writer per partition
+        return steps.load(engine, received, parsed, validation, settings)
 
 
 @task(name="correction-workbook", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -19,11 +20,12 @@ import pandas as pd
 
 from duikou_settings import get_settings
 from expectations.declaration import Declaration
-from expectations.history_checks import history_columns_and_checks, suspected_factor
+from expectations.history_checks import flag_reason_zh, history_columns_and_checks, suspected_factor
 from expectations.issues import Issue, issue
 from expectations.suite import CheckSpec, build_checks, to_gx_expectation, with_derived_columns
 from tasks.normalise import TOWNSHIP_CODE, NormalisedForm
-from warehouse.load import DqResult
+from warehouse.history import HISTORY_COLUMNS, ValueKey
+from warehouse.load import DqFlag, DqResult
 
 Outcome = Literal["loaded", "rejected", "quarantined"]
 MAX_ROW_ISSUES_PER_CHECK = 30
@@ -34,8 +36,10 @@ class Validation:
     outcome: Outcome
     issues: tuple[Issue, ...]  # normalisation issues followed by check issues
     results: tuple[DqResult, ...]
-    flagged_rows: frozenset[int]
+    flagged_rows: frozenset[int]  # warning rules: the whole township row is flagged
     rejected_rows: frozenset[int]
+    flags: tuple[DqFlag, ...] = ()  # history-aware checks: one per value × check (``dq_flag``)
+    flagged_cells: frozenset[tuple[int, str]] = frozenset()  # (row, indicator) flagged by a value check
 
 
 @lru_cache(maxsize=1)
@@ -57,9 +61,8 @@ def run_gx(frame: pd.DataFrame, checks: tuple[CheckSpec, ...], suite_name: str) 
     import great_expectations as gx
 
     batch_definition = _gx_batch_definition()  # creates the process's GX context first
-    suite = gx.ExpectationSuite(name=suite_name)
-    for check in checks:
-        suite.add_expectation(to_gx_expectation(check))
+    # built in one go: add_expectation compares each new expectation with all earlier ones (O(n²))
+    suite = gx.ExpectationSuite(name=suite_name, expectations=[to_gx_expectation(c) for c in checks])
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
     by_id = {r.expectation_config.meta["check_id"]: r for r in result.results}
@@ -140,12 +143,18 @@ def _table_issue(
 
 
 def validate_form(
-    form: NormalisedForm, declaration: Declaration, history: pd.DataFrame | None = None
+    form: NormalisedForm,
+    declaration: Declaration,
+    history: pd.DataFrame | None = None,
+    accepted: Mapping[ValueKey, float | None] | None = None,
 ) -> Validation:
     """Run every check on the submission and gate the outcome on the highest failed severity.
 
     ``history`` (earlier current values of the same department, see
     :func:`warehouse.history.earlier_values`) adds the checks against each township's history.
+    ``accepted`` (``warehouse.followups.accepted_values``): values an operator accepted; a
+    warning value check that fails on exactly such a value loads it unflagged (``dq_flag``
+    row with ``accepted`` true, no receipt issue).
     """
     settings = get_settings()
     present = frozenset(c for c in form.wide.columns if c in declaration.indicator_names)
@@ -157,16 +166,18 @@ def validate_form(
     checks = build_checks(declaration, present, form.totals, form.expected_townships,
                           settings.sum_tolerance, weight_sums)
     frame = with_derived_columns(form.wide, checks)
-    if history is not None:
-        extra_columns, extra_checks = history_columns_and_checks(
-            form.wide, declaration, form.period.year, form.period.month, history
-        )
-        frame = frame.assign(**extra_columns)
-        checks = (*checks, *extra_checks)
+    extra_columns, extra_checks = history_columns_and_checks(
+        form.wide, declaration, form.period.year, form.period.month,
+        history if history is not None else pd.DataFrame(columns=list(HISTORY_COLUMNS)),
+    )
+    frame = frame.assign(**extra_columns)
+    checks = (*checks, *extra_checks)
     issues: list[Issue] = list(form.issues)
     results: list[DqResult] = []
     flagged: set[int] = set()
     rejected_rows: set[int] = set()
+    flags: list[DqFlag] = []
+    flagged_cells: set[tuple[int, str]] = set()
     if len(frame) == 0:
         gx_results: list[Any] = []
         checks = ()
@@ -180,6 +191,17 @@ def validate_form(
         if raised:
             issues.append(issue("CHECK_ERROR", f"检查{check.check_id}无法执行: "
                                 f"{res.exception_info.get('exception_message')}", sheet=form.sheet))
+        elif not res.success and check.value_check is not None:
+            for row in failing_rows:
+                flag = _value_flag(check, form, frame, row, declaration, accepted or {})
+                flags.append(flag)
+                if flag.accepted:
+                    continue
+                issues.append(_flag_issue(check, form, flag))
+                if check.severity == "warning":
+                    flagged_cells.add((row, check.value_check.indicator))
+                else:
+                    rejected_rows.add(row)
         elif not res.success:
             if check.kind == "row":
                 reportable = [r for r in failing_rows if not _already_explained(check, form, r)]
@@ -204,6 +226,9 @@ def validate_form(
                 {"townships": failing_codes} if failing_rows else {"observed": _jsonable(observed)},
                 ensure_ascii=False,
             ),
+            issue_code=check.issue_code,
+            action=check.action or ("flag" if check.severity == "warning" else "report"),
+            unexpected_rows=tuple(sorted(set(failing_rows))),
         ))
     return Validation(
         outcome=decide_outcome(issues),
@@ -211,6 +236,68 @@ def validate_form(
         results=tuple(results),
         flagged_rows=frozenset(flagged),
         rejected_rows=frozenset((rejected_rows | _rows_with_critical(issues)) & set(frame.index)),
+        flags=tuple(flags),
+        flagged_cells=frozenset(flagged_cells),
+    )
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None or pd.isna(value):
+        return None
+    out = float(value)
+    return out if math.isfinite(out) else None
+
+
+def _same_value(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _value_flag(
+    check: CheckSpec, form: NormalisedForm, frame: pd.DataFrame, row: int, declaration: Declaration,
+    accepted: Mapping[ValueKey, float | None],
+) -> DqFlag:
+    """The ``dq_flag`` row of one failing value; accepted when an operator accepted this very value."""
+    vc = check.value_check
+    assert vc is not None
+    ind = declaration.indicator(vc.indicator)
+    code = str(frame.at[row, TOWNSHIP_CODE])
+    value = _float_or_none(frame.at[row, vc.indicator])
+    reference = _float_or_none(frame.at[row, vc.reference_column]) if vc.reference_column else None
+    score = _float_or_none(frame.at[row, vc.score_column]) if vc.score_column else None
+    if vc.family == "band" and vc.band is not None and value is not None:
+        reference = vc.band[0] if value < vc.band[0] else vc.band[1]
+        score = value - reference
+    same_month_column = f"hist_same_month__{vc.indicator}"
+    same_month = bool(frame.at[row, same_month_column]) if same_month_column in frame.columns else False
+    township = form.township_names.get(code) or str(frame.at[row, "township_text"])
+    key = (code, vc.indicator, check.check_id)
+    is_accepted = check.severity == "warning" and key in accepted and _same_value(accepted[key], value)
+    return DqFlag(
+        indicator=vc.indicator,
+        township_code=code,
+        check_id=check.check_id,
+        severity=check.severity,
+        value=value,
+        reference_value=reference,
+        score=score,
+        source_row=int(row),
+        reason_zh=flag_reason_zh(check, ind, township, value, reference, score, same_month),
+        accepted=is_accepted,
+    )
+
+
+def _flag_issue(check: CheckSpec, form: NormalisedForm, flag: DqFlag) -> Issue:
+    return issue(
+        check.issue_code,
+        flag.reason_zh,
+        severity=check.severity,
+        action=check.action or "flag",
+        sheet=form.sheet,
+        row=flag.source_row,
+        column=form.column_labels.get(flag.indicator),
+        rule_id=check.check_id,
     )
 
 

@@ -13,7 +13,7 @@ from expectations.declaration import load_declarations
 from tasks.demo_data import demo_values
 from tasks.form_writer import write_form
 from tasks.submission import parse, receive, validate
-from warehouse.history import earlier_values
+from warehouse.history import CheckHistory, earlier_values
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.refdata import reference_frames
 
@@ -32,7 +32,8 @@ def _history(department: str, periods: list[str]) -> pd.DataFrame:
 
 
 def _submit(path: Path, department: str, period: str, history: pd.DataFrame | None):  # type: ignore[no-untyped-def]
-    return validate(parse(receive(path, department, period), reference_frames()), history)
+    checked = CheckHistory(history) if history is not None else None
+    return validate(parse(receive(path, department, period), reference_frames()), checked)
 
 
 def test_good_month_passes_its_history_checks(tmp_path: Path) -> None:

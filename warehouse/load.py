@@ -1,6 +1,6 @@
 """The ledger and loading: one submission = one transaction.
 
-``record_submission`` writes a submission's ledger row, its issues and data-quality results and,
+``record_submission`` writes a submission's ledger row, its issues, data-quality results and flagged values and,
 for a loaded submission, its facts and 合计 totals — all or nothing. Writers of the same
 (department, period) partition are serialised (PostgreSQL advisory lock; SQLite ``BEGIN
 IMMEDIATE``), so the duplicate check, the supersede step and the inserts see a stable ledger.
@@ -28,10 +28,11 @@ Times are stored in UTC (SQLite keeps them as naive UTC text).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -84,6 +85,25 @@ class DqResult:
     element_count: int | None
     unexpected_count: int | None
     observed: str | None  # compact JSON
+    issue_code: str | None = None
+    action: str | None = None  # reject / quarantine / flag / report
+    unexpected_rows: tuple[int, ...] = ()  # form row numbers of the failing rows
+
+
+@dataclass(frozen=True)
+class DqFlag:
+    """One value flagged by a history-aware check (one ``dq_flag`` row, without the submission id)."""
+
+    indicator: str
+    township_code: str
+    check_id: str
+    severity: str
+    value: float | None
+    reference_value: float | None
+    score: float | None
+    source_row: int | None
+    reason_zh: str
+    accepted: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,9 +197,16 @@ def _dq_rows(submission_id: str, results: Sequence[DqResult]) -> list[dict[str, 
             "element_count": r.element_count,
             "unexpected_count": r.unexpected_count,
             "observed": r.observed,
+            "issue_code": r.issue_code,
+            "action": r.action,
+            "unexpected_rows": json.dumps(list(r.unexpected_rows)),
         }
         for r in results
     ]
+
+
+def _flag_rows(submission_id: str, flags: Sequence[DqFlag]) -> list[dict[str, Any]]:
+    return [{"submission_id": submission_id, **asdict(f)} for f in flags]
 
 
 def _chunks(rows: Sequence[dict[str, Any]], size: int = CHUNK_ROWS) -> Iterator[Sequence[dict[str, Any]]]:
@@ -202,6 +229,7 @@ def _utc(moment: datetime) -> datetime:
 _DETAIL_TABLES: tuple[Table, ...] = (
     schema.submission_issue,
     schema.dq_result,
+    schema.dq_flag,
     schema.fact_form_total,
     schema.fact_indicator_value,
 )
@@ -233,6 +261,7 @@ def record_submission(
     dq_results: Sequence[DqResult],
     *,
     decision: OperatorDecision | None = None,
+    dq_flags: Sequence[DqFlag] = (),
 ) -> LoadOutcome:
     """Record one submission in one transaction; see the module docstring for the rules.
 
@@ -257,6 +286,7 @@ def record_submission(
     total_rows = _total_rows(record, totals) if loaded else []
     issue_rows = _issue_rows(record.submission_id, issues)
     dq_rows = _dq_rows(record.submission_id, dq_results)
+    flag_rows = _flag_rows(record.submission_id, dq_flags)
     sub = schema.submission
 
     with begin_write(engine) as conn:
@@ -314,6 +344,7 @@ def record_submission(
         _insert_many(conn, schema.fact_form_total, total_rows)
         _insert_many(conn, schema.submission_issue, issue_rows)
         _insert_many(conn, schema.dq_result, dq_rows)
+        _insert_many(conn, schema.dq_flag, flag_rows)
         if decision is not None:
             write_decision(conn, record.submission_id, decision)
         pause_point("before_commit", conn)  # test-only hook, a no-op unless DUIKOU_TEST_PAUSE_AT is set
