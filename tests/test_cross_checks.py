@@ -68,7 +68,7 @@ def test_committed_checks_load_and_name_real_indicators() -> None:
     ],
 )
 def test_malformed_checks_are_refused_naming_check_and_field(overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(CrossCheckError, match="cross_checks.yaml") as caught:
+    with pytest.raises(CrossCheckError, match=r"cross_checks\.yaml") as caught:
         parse_cross_checks(_raw(**overrides), "cross_checks.yaml", load_declarations())
     assert message in str(caught.value)
 

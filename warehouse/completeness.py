@@ -240,14 +240,16 @@ def _plain(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:
     """Python scalars for the driver (psycopg does not adapt numpy types)."""
     out: dict[str, Any] = {}
     for key, value in record.items():
-        if value is None or (not isinstance(value, str | date | datetime) and pd.isna(value)):
+        if value is None or value is pd.NaT:
             out[key] = None
-        elif hasattr(value, "item"):
-            out[key] = value.item()
         elif isinstance(value, pd.Timestamp):
             out[key] = value.to_pydatetime()
-        else:
+        elif isinstance(value, str | date | datetime):
             out[key] = value
+        elif pd.isna(value):
+            out[key] = None
+        else:
+            out[key] = value.item() if hasattr(value, "item") else value
     out["refreshed_at"] = refreshed_at
     return out
 

@@ -363,7 +363,8 @@ def decision_history(engine: Engine, fid: str) -> list[dict[str, Any]]:
 def resolve_followup_id(conn: Connection, given: str) -> str:
     """The id of the follow-up ``given`` names (the id or a unique prefix of ≥ 5 characters)."""
     f = schema.followup
-    text = given.strip().upper()
+    text = given.strip()
+    text = "F" + text[1:].lower() if text[:1] in ("f", "F") else text  # ids are F + lower-case hex
     if len(text) < MIN_ID_PREFIX:
         raise FollowupError(f"follow-up id {given!r} is too short (give at least {MIN_ID_PREFIX} characters)")
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
