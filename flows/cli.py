@@ -54,12 +54,13 @@ def _print_receipt(receipt: dict[str, Any]) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import ingest_submission
+    from tasks.registry_checks import MissingPersonKey
     from tasks.submission import SubmissionError
 
     path = Path(args.file).resolve()
     try:
         result = ingest_submission(str(path), args.department, args.period, dry_run=args.dry_run)
-    except SubmissionError as exc:
+    except (SubmissionError, MissingPersonKey) as exc:  # a registry needs DUIKOU_PERSON_KEY
         print(f"duikou ingest: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
@@ -277,6 +278,21 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dq_docs(args: argparse.Namespace) -> int:
+    from flows.warehouse_access import open_warehouse
+    from tasks.dq_docs import DqDocsError, build_data_docs
+
+    settings = get_settings()
+    try:
+        docs = build_data_docs(open_warehouse(settings), settings, args.submission_id,
+                               Path(args.out) if args.out else None)
+    except DqDocsError as exc:
+        print(f"duikou dq docs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(docs.index_html)
+    return EXIT_OK
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
@@ -395,6 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", help="regenerate docs/datasets.md from the declarations")
     docs.add_argument("--out", default="docs/datasets.md")
     docs.set_defaults(func=cmd_docs)
+
+    dq = sub.add_parser("dq", help="data quality: GX Data Docs for one submission")
+    dq_sub = dq.add_subparsers(dest="dq_command", required=True)
+    dq_docs = dq_sub.add_parser("docs", help="re-validate a submission's kept file and build its GX Data Docs")
+    dq_docs.add_argument("submission_id", help="16 hex digits, as in the receipt")
+    dq_docs.add_argument("--out", help="output directory (default <data>/reports/dq-docs/<submission_id>)")
+    dq_docs.set_defaults(func=cmd_dq_docs)
 
     db = sub.add_parser("db", help="warehouse administration: migrations, data dictionary")
     add_db_commands(db.add_subparsers(dest="db_command", required=True))

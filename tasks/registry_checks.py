@@ -57,7 +57,7 @@ class CheckedBatch:
     details: dict[tuple[str, str], pa.Array]  # (check_id, column) → the offending value per row (non-personal)
     rows: pa.Table | None  # fact_person columns (None when the batch has a critical finding)
     township_counts: Counter[tuple[str, str]]  # (township_code, count name) → people
-    number17: np.ndarray  # well-formed IDs' 17 digits
+    number17: np.ndarray  # valid IDs' 17 digits
     source_rows: np.ndarray  # of number17's rows
 
 
@@ -180,7 +180,6 @@ def check_batch(
         if check_id not in critical:
             warned |= mask
 
-    well_formed = ids.well_formed
     counts: Counter[tuple[str, str]] = Counter()
     rows: pa.Table | None = None
     if build_rows and not any_critical:
@@ -213,7 +212,8 @@ def check_batch(
                                          grouped["poor_sum"].to_pylist(), strict=True):
             counts[(code, "persons")] += persons
             counts[(code, "poor_persons")] += poor_n
-    return CheckedBatch(masks, details, rows, counts, ids.number17[well_formed], source_rows[well_formed])
+    # duplicates among valid IDs only: an invalid one is already reported for what is wrong with it
+    return CheckedBatch(masks, details, rows, counts, ids.number17[good], source_rows[good])
 
 
 @dataclass
@@ -277,7 +277,7 @@ class Findings:
         groups = sorted((sorted(int(r) for r in g) for g in np.split(dup_rows, starts[1:])), key=lambda g: g[0])
         entry = self.listed.setdefault(("id_duplicate", id_column), Listed())
         for group in groups:
-            entry.count += len(group)
+            entry.count += 1  # one per repeated ID (its rows are listed together)
             if len(entry.rows) < MAX_LISTED_ROWS:
                 entry.rows.append(group[0])
                 entry.values.append("、".join(f"第{r}行" for r in group))
