@@ -10,8 +10,9 @@ adds 83 334 synthetic townships (codes ``9xxxxxxxx``, a prefix no NBS code uses)
 ``ref_township``. One monthly ``health`` submission (12 declared indicators) then carries
 1 000 000 facts — 12 indicators × 83 334 townships, less the 12th indicator of the last 8 — in the order
 the normaliser produces them (indicator by indicator, townships in form order), with 1 value in
-17 blank (NULL) and 1 row in 23 flagged. The schema, its keys and foreign keys are untouched;
-the temporary database is removed at the end.
+17 blank (NULL) and 1 row in 23 flagged. The schema, its keys and foreign keys are untouched
+(on PostgreSQL the fact table's foreign keys are statement-level triggers, revision 0002; the
+``same FKs`` floor shows what real keys cost there); the temporary database is removed at the end.
 
 What is timed (median of ``--runs`` runs each, interleaved so that noise from other processes
 hits every variant alike):
