@@ -10,9 +10,10 @@ flags one value (``CheckSpec.value_check``), which becomes a ``dq_flag`` row:
   with the same month of earlier years when there are at least three (seasonality: October's
   tourism is not an outlier against October), else with the whole series (at least
   :data:`MIN_SERIES_POINTS` earlier values: 12 monthly, 5 annual). The spread is floored
-  at 10 % of the median (and √median for counts), see :data:`RELATIVE_SPREAD_FLOOR`. 本年累计 indicators only against the same month:
-  a running total is not comparable across months. When the MAD is 0 the spread is 1.2533 × the
-  mean absolute deviation; a series with no spread at all is not scored. Custom expectation
+  at 10 % of the median (and √median for counts), see :data:`RELATIVE_SPREAD_FLOOR`.
+  本年累计 indicators only against the same month: a running total is not comparable across
+  months. When the MAD is 0 the spread is 1.2533 × the mean absolute deviation; a series with no
+  spread at all is not scored. Custom expectation
   ``expect_values_within_modified_z_score_of_history``.
 - **band** (warning; ``<indicator>__band``): outside the declaration's ``band: [min, max]``.
 - **increment** (warning; ``<indicator>__increment_of_ytd``): a 本月 indicator declared
@@ -295,7 +296,8 @@ def flag_reason_zh(
                 f"(阈值{vc.threshold:g})，明显偏离历史，请核实")
     if vc.family == "band":
         lo, hi = vc.band or (None, None)
-        return f"{head}，超出声明的合理范围[{on_form(lo)}, {on_form(hi)}]，请核实"
+        lo_text, hi_text = (_num(None if v is None else v / f) for v in (lo, hi))
+        return f"{head}，超出声明的合理范围[{lo_text}, {hi_text}]{unit}，请核实"
     if vc.family == "increment":
         return (f"{head}，而本年累计较上月增加{on_form(reference)}，两者相差{on_form(score)}，"
                 "本月数应等于本年累计的增加数")

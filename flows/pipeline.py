@@ -64,6 +64,7 @@ def process_submission(
                                 received.original_name, "duplicate", receipt, receipt_path)
 
     parsed, validation = read_and_validate(received, engine, reference)
+    steps.dq_summary_task(received, validation)  # table artifact dq-<department>-<period>
     if dry_run or engine is None:
         would = preview_load(engine, received, parsed, validation)
         stored, _ = storage_paths(received, validation.outcome, settings)

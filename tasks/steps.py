@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -18,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from duikou_settings import Settings
 from tasks import submission as steps
 from tasks.report import build_report
-from tasks.validate import Validation
+from tasks.validate import Validation, check_summary_rows, check_summary_text
 from tasks.writer_slots import writer_slot
 from warehouse.history import CheckHistory
 from warehouse.load import LoadOutcome
@@ -65,6 +66,20 @@ def history_task(engine: Engine | None, received: steps.Received) -> CheckHistor
 @task(name="validate", cache_policy=NO_CACHE)
 def validate_task(parsed: steps.Parsed, history: CheckHistory | None = None) -> Validation:
     return steps.validate(parsed, history)
+
+
+@task(name="dq-summary", cache_policy=NO_CACHE)
+def dq_summary_task(received: steps.Received, validation: Validation) -> None:
+    """The submission's check summary as a Prefect table artifact ``dq-<department>-<period>``."""
+    key = f"dq-{received.department}-{received.period.label}".lower().replace("_", "-")  # keys: [a-z0-9-]
+    rows = check_summary_rows(validation)
+    create_table_artifact(
+        key=key,
+        table=rows or [{"check": "—", "severity": "", "passed": False, "unexpected": 0, "rows": "",
+                        "on_failure": "no checks ran: the file could not be read"}],
+        description=f"{received.department} {received.period.label} `{received.submission_id}`: "
+        + check_summary_text(validation),
+    )
 
 
 @task(name="load", task_run_name="load {received.department} {received.period.label}",

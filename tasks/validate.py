@@ -56,13 +56,18 @@ def _gx_batch_definition() -> Any:
     return asset.add_batch_definition_whole_dataframe("whole_submission")
 
 
-def run_gx(frame: pd.DataFrame, checks: tuple[CheckSpec, ...], suite_name: str) -> list[Any]:
-    """Validate ``frame`` against the checks in ONE GX call; results come back in check order."""
+def gx_suite(checks: tuple[CheckSpec, ...], suite_name: str) -> Any:
+    """The GX ExpectationSuite of the checks (built in one go: ``add_expectation`` compares each
+    new expectation with all earlier ones, O(n²))."""
     import great_expectations as gx
 
+    return gx.ExpectationSuite(name=suite_name, expectations=[to_gx_expectation(c) for c in checks])
+
+
+def run_gx(frame: pd.DataFrame, checks: tuple[CheckSpec, ...], suite_name: str) -> list[Any]:
+    """Validate ``frame`` against the checks in ONE GX call; results come back in check order."""
     batch_definition = _gx_batch_definition()  # creates the process's GX context first
-    # built in one go: add_expectation compares each new expectation with all earlier ones (O(n²))
-    suite = gx.ExpectationSuite(name=suite_name, expectations=[to_gx_expectation(c) for c in checks])
+    suite = gx_suite(checks, suite_name)
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
     by_id = {r.expectation_config.meta["check_id"]: r for r in result.results}
@@ -142,19 +147,13 @@ def _table_issue(
     return issue(check.issue_code, text, **where)
 
 
-def validate_form(
-    form: NormalisedForm,
-    declaration: Declaration,
-    history: pd.DataFrame | None = None,
-    accepted: Mapping[ValueKey, float | None] | None = None,
-) -> Validation:
-    """Run every check on the submission and gate the outcome on the highest failed severity.
+def prepare_suite(
+    form: NormalisedForm, declaration: Declaration, history: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, tuple[CheckSpec, ...]]:
+    """The frame GX validates (township rows + derived columns) and the submission's checks.
 
-    ``history`` (earlier current values of the same department, see
-    :func:`warehouse.history.earlier_values`) adds the checks against each township's history.
-    ``accepted`` (``warehouse.followups.accepted_values``): values an operator accepted; a
-    warning value check that fails on exactly such a value loads it unflagged (``dq_flag``
-    row with ``accepted`` true, no receipt issue).
+    Shared by :func:`validate_form` and the on-demand Data Docs (``tasks.dq_docs``), so both
+    run the same suite. The form is not modified.
     """
     settings = get_settings()
     present = frozenset(c for c in form.wide.columns if c in declaration.indicator_names)
@@ -170,8 +169,24 @@ def validate_form(
         form.wide, declaration, form.period.year, form.period.month,
         history if history is not None else pd.DataFrame(columns=list(HISTORY_COLUMNS)),
     )
-    frame = frame.assign(**extra_columns)
-    checks = (*checks, *extra_checks)
+    return frame.assign(**extra_columns), (*checks, *extra_checks)
+
+
+def validate_form(
+    form: NormalisedForm,
+    declaration: Declaration,
+    history: pd.DataFrame | None = None,
+    accepted: Mapping[ValueKey, float | None] | None = None,
+) -> Validation:
+    """Run every check on the submission and gate the outcome on the highest failed severity.
+
+    ``history`` (earlier current values of the same department, see
+    :func:`warehouse.history.earlier_values`) adds the checks against each township's history.
+    ``accepted`` (``warehouse.followups.accepted_values``): values an operator accepted; a
+    warning value check that fails on exactly such a value loads it unflagged (``dq_flag``
+    row with ``accepted`` true, no receipt issue).
+    """
+    frame, checks = prepare_suite(form, declaration, history)
     issues: list[Issue] = list(form.issues)
     results: list[DqResult] = []
     flagged: set[int] = set()
@@ -299,6 +314,31 @@ def _flag_issue(check: CheckSpec, form: NormalisedForm, flag: DqFlag) -> Issue:
         column=form.column_labels.get(flag.indicator),
         rule_id=check.check_id,
     )
+
+
+def check_summary_rows(validation: Validation) -> list[dict[str, Any]]:
+    """One row per check evaluated (for the run's Prefect table artifact): no values, no personal data."""
+    return [
+        {
+            "check": r.check_id,
+            "severity": r.severity,
+            "passed": r.success,
+            "unexpected": r.unexpected_count or 0,
+            "rows": ", ".join(str(n) for n in r.unexpected_rows),
+            "on_failure": r.action or "",
+        }
+        for r in validation.results
+    ]
+
+
+def check_summary_text(validation: Validation) -> str:
+    """One line: checks run, failed by severity, values flagged (accepted ones apart), the outcome."""
+    failed = [r for r in validation.results if not r.success]
+    by_severity = {s: sum(1 for r in failed if r.severity == s) for s in ("critical", "warning", "info")}
+    accepted = sum(1 for f in validation.flags if f.accepted)
+    return (f"{len(validation.results)} checks, {len(failed)} failed (critical {by_severity['critical']}, "
+            f"warning {by_severity['warning']}, info {by_severity['info']}); "
+            f"{len(validation.flags) - accepted} values flagged, {accepted} accepted; outcome {validation.outcome}")
 
 
 def _already_explained(check: CheckSpec, form: NormalisedForm, row: int) -> bool:

@@ -58,6 +58,11 @@ def test_a_decreasing_cumulative_value_is_quarantined(tmp_path: Path) -> None:
     assert found and all(i.action == "quarantine" for i in found)
     assert {i.rule_id for i in found} >= {"transferred_ytd_total_persons__cumulative_not_decreasing"}
     assert "上一期" in found[0].message
+    flag = next(f for f in validation.flags if f.check_id == "transferred_ytd_total_persons__cumulative_not_decreasing")
+    assert flag.severity == "critical" and flag.value == 1 and flag.reference_value is not None
+    assert flag.score == 1 - flag.reference_value < 0 and flag.source_row in validation.rejected_rows
+    # the 本月 column no longer matches the running total's change either: that one is a warning
+    assert validation.flagged_cells == {(flag.source_row, "transferred_month_total_persons")}
 
 
 def test_january_starts_a_new_running_total(tmp_path: Path) -> None:
@@ -78,6 +83,10 @@ def test_a_value_ten_thousand_times_its_history_is_quarantined_with_the_factor(t
     magnitude = [i for i in validation.issues if i.code == "MAGNITUDE_SUSPECT"]
     assert {i.rule_id for i in magnitude} == {"tourism_revenue_yuan__magnitude", "ticket_revenue_yuan__magnitude"}
     assert all("10000" in i.message for i in magnitude)
+    flags = {f.check_id: f for f in validation.flags if f.check_id.endswith("__magnitude")}
+    revenue = flags["tourism_revenue_yuan__magnitude"]
+    assert revenue.severity == "critical" and 5000 < revenue.score < 20000
+    assert revenue.value == pytest.approx(revenue.score * revenue.reference_value)
     assert magnitude[0].row is not None and magnitude[0].column and "旅游总收入" in magnitude[0].column
 
 

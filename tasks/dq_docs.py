@@ -1,0 +1,104 @@
+"""GX Data Docs for one submission, on demand (``duikou dq docs SUBMISSION_ID``).
+
+Data Docs are not built on every run: the site grows with every validation and rendering costs
+more than validating. On request, the submission's kept file is read again and validated with
+the same suite the pipeline ran (:func:`tasks.validate.prepare_suite`: the declaration's checks
+plus the history-aware ones against the warehouse's current history), through a GX checkpoint
+whose ``UpdateDataDocsAction`` writes a static site into the output directory.
+
+This uses its own short-lived GX context with a Data Docs site, not the process's validation
+context (which has no site and must stay cheap). Nothing is written to the warehouse.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from duikou_settings import Settings
+from tasks.submission import declaration_for, parse, receive
+from tasks.validate import gx_suite, prepare_suite
+from warehouse import schema
+from warehouse.history import read_check_history
+from warehouse.refdata import reference_frames
+
+SITE_NAME = "duikou"
+
+
+class DqDocsError(ValueError):
+    """The submission cannot be documented: unknown id, no kept file, unreadable file."""
+
+
+@dataclass(frozen=True)
+class DataDocs:
+    submission_id: str
+    index_html: Path
+    checks: int
+    success: bool
+
+
+def _ledger_row(engine: Engine, submission_id: str) -> Any:
+    sub = schema.submission
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(sub.c.submission_id, sub.c.department, sub.c.period, sub.c.archive_path).where(
+                sub.c.submission_id == submission_id
+            )
+        ).first()
+    if row is None:
+        raise DqDocsError(f"no submission {submission_id!r} in the ledger (ids are 16 hex digits, see receipts)")
+    return row
+
+
+def build_data_docs(engine: Engine, settings: Settings, submission_id: str, out_dir: Path | None = None) -> DataDocs:
+    """Re-validate the submission's kept file and write its Data Docs; returns where index.html is."""
+    row = _ledger_row(engine, submission_id)
+    if not row.archive_path:
+        raise DqDocsError(f"submission {submission_id}: the ledger keeps no file for it")
+    kept = settings.resolved_data_dir / row.archive_path
+    if not kept.is_file():
+        raise DqDocsError(f"submission {submission_id}: its kept file {kept} is missing")
+    parsed = parse(receive(kept, row.department, row.period), reference_frames())
+    if parsed.form is None:
+        reasons = "; ".join(i.message for i in parsed.fatal)
+        raise DqDocsError(f"submission {submission_id}: the kept file cannot be read ({reasons}), no checks to show")
+    history = read_check_history(engine, row.department, row.period)
+    frame, checks = prepare_suite(parsed.form, declaration_for(row.department), history.values)
+    out = (out_dir or settings.reports_dir / "dq-docs" / submission_id).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    result = _validate_into_site(frame, checks, f"{row.department}-{row.period}-{submission_id}", out)
+    index = out / "index.html"
+    if not index.is_file():
+        raise DqDocsError(f"GX wrote no index.html under {out}")
+    return DataDocs(submission_id, index, len(checks), bool(result.success))
+
+
+def _validate_into_site(frame: Any, checks: Any, name: str, out: Path) -> Any:
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    context.add_data_docs_site(SITE_NAME, {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    batch_definition = (
+        context.data_sources.add_pandas("duikou_submission")
+        .add_dataframe_asset("township_rows")
+        .add_batch_definition_whole_dataframe("whole_submission")
+    )
+    suite = context.suites.add(gx_suite(checks, name))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition,
+                                                                            suite=suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=name, validation_definitions=[definition],
+        actions=[UpdateDataDocsAction(name="data-docs", site_names=[SITE_NAME])],
+        result_format={"result_format": "COMPLETE"},
+    ))
+    return checkpoint.run(batch_parameters={"dataframe": frame})
