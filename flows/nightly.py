@@ -20,10 +20,12 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings, get_settings
 from expectations.declaration import load_declarations
+from expectations.registry_declaration import load_registry_declarations
 from flows.missing_alerts import alert_missing_returns_task
 from flows.pipeline import SubmissionResult, process_submission
 from flows.warehouse_access import open_warehouse
 from tasks.followup_steps import follow_up_task
+from tasks.registry import reconcile_registries_task
 from tasks.steps import refresh_marts_task, report_task
 from tasks.submission import SubmissionError
 from warehouse.load import find_submission
@@ -62,7 +64,7 @@ class NightlySummary:
 
 def scan_landing_area(landing: Path) -> tuple[list[LandingFile], list[dict[str, str]]]:
     """Every candidate file under landing/<department>/<period>/, in arrival order (mtime, path)."""
-    departments = set(load_declarations())
+    departments = set(load_declarations()) | set(load_registry_declarations())
     files: list[LandingFile] = []
     skipped: list[dict[str, str]] = []
     if not landing.exists():
@@ -131,6 +133,7 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
     summary.cross_checks, summary.followups = followed.cross_checks.to_dict(), followed.followups.to_dict()
     logger.info("cross-return checks: %s; follow-ups: %s", summary.cross_checks, summary.followups)
     summary.mart_rows = refresh_marts_task(engine)  # KPIs, completeness
+    summary.mart_rows += reconcile_registries_task(engine)  # registry counts vs returns that arrived since
     summary.missing = alert_missing_returns_task(engine)
     if build_report:
         summary.report_path = str(report_task(engine, settings.resolved_data_dir))

@@ -246,3 +246,22 @@ def test_number_checks_and_warnings_flag_rows_but_load(tmp_path: Path, sqlite_en
         flagged = conn.execute(text("SELECT source_row FROM fact_person WHERE flagged")).scalars().all()
     assert flagged == [2, 3]
     assert pc.sum(pa.array([r.success for r in stream.result.dq_results])).as_py() < len(stream.result.dq_results)
+
+
+def test_reconciliation_is_rebuilt_when_the_labour_return_arrives_later(sqlite_engine: Engine, tmp_path: Path) -> None:
+    from warehouse.registry import refresh_registry_reconciliation
+
+    frame = people(120)
+    ingest(sqlite_engine, write_csv(frame, tmp_path / "early.csv"), tmp_path)
+    with sqlite_engine.connect() as conn:
+        before = conn.execute(text("SELECT COUNT(*), COUNT(form_value) FROM mart_registry_reconciliation")).one()
+    assert tuple(before) == (2 * frame[TOWN].nunique(), 0)  # no labour figures yet: rows, nothing to compare
+    codes = dict(zip(reference_frames().townships["name_zh"], reference_frames().townships["township_code"],
+                     strict=True))
+    frame["code"] = frame[TOWN].map(codes)
+    counts = frame.groupby("code").agg(persons=(ID, "size"), poor=("是否建档立卡贫困户", lambda s: (s == "是").sum()))
+    _load_labour_form(sqlite_engine, counts)
+    assert refresh_registry_reconciliation(sqlite_engine, [DECL]) == 2 * len(counts)
+    with sqlite_engine.connect() as conn:
+        within = conn.execute(text("SELECT within_tolerance FROM mart_registry_reconciliation")).scalars().all()
+    assert within and all(within)

@@ -290,6 +290,12 @@ def _form_values(conn: Connection, department: str, indicator: str, period: str)
 
 def reconciliation_issues(conn: Connection, declaration: RegistryDeclaration, period: str) -> tuple[Issue, ...]:
     """Rebuild mart_registry_reconciliation for (registry, period); one warning per township outside tolerance."""
+    return _rebuild_reconciliation(conn, declaration, period)[1]
+
+
+def _rebuild_reconciliation(
+    conn: Connection, declaration: RegistryDeclaration, period: str
+) -> tuple[int, tuple[Issue, ...]]:
     dept = declaration.department
     table = schema.mart_registry_reconciliation
     conn.execute(delete(table).where(table.c.department == dept, table.c.period == period))
@@ -323,11 +329,11 @@ def reconciliation_issues(conn: Connection, declaration: RegistryDeclaration, pe
                 ))
     if rows:
         conn.execute(insert(table), rows)
-    return tuple(found)
+    return len(rows), tuple(found)
 
 
 def refresh_registry_reconciliation(engine: Engine, declarations: Sequence[RegistryDeclaration]) -> int:
-    """Re-run every current snapshot's reconciliation (an aggregate return may have arrived since)."""
+    """Re-run every current snapshot's reconciliation (an aggregate return may have arrived since); rows written."""
     sub = schema.submission
     written = 0
     with begin_write(engine) as conn:
@@ -335,6 +341,5 @@ def refresh_registry_reconciliation(engine: Engine, declarations: Sequence[Regis
             periods = conn.execute(select(sub.c.period).where(
                 sub.c.department == declaration.department, sub.c.status == "loaded")).scalars().all()
             for period in periods:
-                reconciliation_issues(conn, declaration, period)
-                written += 1
+                written += _rebuild_reconciliation(conn, declaration, period)[0]
     return written
