@@ -7,18 +7,33 @@ from pathlib import Path
 from prefect import flow, tags
 
 from duikou_settings import get_settings
+from flows import events
 from flows.pipeline import SubmissionResult, process_submission
+from flows.run_ui import ingest_run_name, publish_run_summary, tag_current_run
 from flows.warehouse_access import existing_warehouse, open_warehouse
 from warehouse.refdata import reference_frames
 
 
-@flow(name="ingest-submission", flow_run_name="ingest {department} {period}", log_prints=False)
+@flow(name="ingest-submission", flow_run_name=ingest_run_name, log_prints=False)
 def ingest_submission(path: str, department: str, period: str, dry_run: bool = False) -> SubmissionResult:
-    """Read, normalise, validate and load one submission; write its receipt."""
+    """Read, normalise, validate and load one submission; write its receipt.
+
+    The ``duikou.submission.received`` trigger and ``duikou ingest`` start it alike; after a load
+    it emits ``duikou.warehouse.updated`` (which starts ``refresh-reports``).
+    """
     settings = get_settings()
     engine = existing_warehouse(settings) if dry_run else open_warehouse(settings)
+    tag_current_run(f"department:{department}", f"period:{period}")
     with tags(f"department:{department}", f"period:{period}"):
-        return process_submission(
+        result = process_submission(
             Path(path), department, period, engine=engine, reference=reference_frames(),
             settings=settings, dry_run=dry_run,
         )
+    if not dry_run:
+        tag_current_run(f"status:{result.status}")
+        publish_run_summary(result, settings)
+        if result.status == "loaded":
+            events.emit_from_run(events.warehouse_updated(
+                submission_id=result.submission_id, department=result.department, period=result.period,
+                status=result.status))
+    return result

@@ -1,0 +1,116 @@
+"""Prefect automations the ops team relies on, created idempotently by ``duikou automations``
+(and by ``duikou serve``).
+
+| automation | fires on | sends |
+|---|---|---|
+| ``duikou: flow run failed`` | a duikou flow run entering Failed or Crashed | the run's name and message |
+| ``duikou: returns missing`` | ``duikou.returns.missing`` (the nightly run) | the return and its due date |
+
+Both send through one notification block chosen by configuration (``DUIKOU_NOTIFY_BLOCK``,
+``<block type slug>/<block name>``, default ``custom-webhook/duikou-ops``): any Prefect
+notification block works (Slack, email, MS Teams, a custom webhook). ``duikou automations
+--webhook-url URL`` saves a custom-webhook block under that name for the common case.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import cast
+from uuid import UUID
+
+from prefect.automations import AutomationCore
+from prefect.blocks.core import Block
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import get_client
+from prefect.events.actions import SendNotification
+from prefect.events.schemas.automations import EventTrigger, Posture
+
+from flows.events import RETURNS_MISSING
+
+FAILED_RUNS = "duikou: flow run failed"
+MISSING_RETURNS = "duikou: returns missing"
+DUIKOU_FLOWS = ["ingest-submission", "nightly", "refresh-reports"]
+
+
+class NotificationBlockMissing(LookupError):
+    """The configured notification block does not exist on the Prefect server."""
+
+
+def save_webhook_block(slug: str, url: str) -> UUID:
+    """Save (or overwrite) a custom-webhook notification block under ``slug``'s name."""
+    block_type, _, name = slug.partition("/")
+    if block_type != "custom-webhook" or not name:
+        raise ValueError(f"--webhook-url needs DUIKOU_NOTIFY_BLOCK of the form custom-webhook/<name>, not {slug!r}")
+    block = CustomWebhookNotificationBlock(
+        name="duikou ops", url=url, method="POST",
+        json_data={"subject": "{{subject}}", "body": "{{body}}", "source": "{{name}}"}, headers=None, cookies=None,
+    )
+    return cast(UUID, block.save(name, overwrite=True))
+
+
+def notification_block_id(slug: str) -> UUID:
+    try:
+        block = cast(Block, Block.load(slug))
+    except ValueError as exc:
+        raise NotificationBlockMissing(
+            f"notification block {slug!r} not found on the Prefect server: create it in the UI (Blocks) or run "
+            f"`duikou automations --webhook-url URL`") from exc
+    block_id = block._block_document_id
+    if block_id is None:
+        raise NotificationBlockMissing(f"notification block {slug!r} has no id")
+    return block_id
+
+
+def desired_automations(block_id: UUID) -> list[AutomationCore]:
+    failed = AutomationCore(
+        name=FAILED_RUNS,
+        description="A duikou flow run failed or crashed: look at its logs in the UI (docs/operations.md).",
+        enabled=True,
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": DUIKOU_FLOWS},
+            posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=block_id,
+            subject="duikou: {{ flow_run.name }} {{ flow_run.state.name }}",
+            body=("duikou flow run {{ flow_run.name }} ({{ flow.name }}) ended {{ flow_run.state.name }}: "
+                  "{{ flow_run.state.message }}\n{{ flow_run|ui_url }}"),
+        )],
+    )
+    missing = AutomationCore(
+        name=MISSING_RETURNS,
+        description="A return is past its deadline with nothing received (raised by the nightly run).",
+        enabled=True,
+        trigger=EventTrigger(
+            expect={RETURNS_MISSING},
+            match={"prefect.resource.id": "duikou.returns.*"},
+            posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=block_id,
+            subject="duikou: {{ event.payload.title_zh }} 逾期未报 {{ event.payload.count }} returns missing",
+            body=("{{ event.payload.department }} ({{ event.payload.title_zh }}): {{ event.payload.count }} "
+                  "return(s) past their deadline with nothing received, latest {{ event.payload.latest_period }}, "
+                  "oldest due {{ event.payload.oldest_due_date }}. Periods: {{ event.payload.periods|join(', ') }}"),
+        )],
+    )
+    return [failed, missing]
+
+
+def ensure_automations(block_id: UUID) -> list[str]:
+    """Create or update the automations by name (one of each; extra copies removed)."""
+    done: list[str] = []
+    with get_client(sync_client=True) as client:
+        for automation in desired_automations(block_id):
+            existing = client.read_automations_by_name(automation.name)
+            if existing:
+                client.update_automation(existing[0].id, automation)
+                for extra in existing[1:]:
+                    client.delete_automation(extra.id)
+                done.append(f"{automation.name} (updated)")
+            else:
+                client.create_automation(automation)
+                done.append(f"{automation.name} (created)")
+    return done

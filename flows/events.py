@@ -1,0 +1,88 @@
+"""The three events duikou emits, built in one place so emitters and triggers agree on their shape.
+
+| event | resource | emitted by | starts |
+|---|---|---|---|
+| ``duikou.submission.received`` | ``duikou.submission.<id>`` | intake, ``duikou submit`` | ``ingest-submission`` |
+| ``duikou.warehouse.updated`` | ``duikou.warehouse`` | ``ingest-submission`` after a load | ``refresh-reports`` |
+| ``duikou.returns.missing`` | ``duikou.returns.<department>`` | ``nightly`` | a notification |
+
+``submission_received`` carries everything the ingest flow needs as its parameters (path,
+department, period, original name), so the deployment trigger maps the payload onto parameters
+and nothing has to be looked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+
+from prefect.events import Event, RelatedResource, Resource
+
+SUBMISSION_RECEIVED = "duikou.submission.received"
+WAREHOUSE_UPDATED = "duikou.warehouse.updated"
+RETURNS_MISSING = "duikou.returns.missing"
+WAREHOUSE_RESOURCE = "duikou.warehouse"
+
+
+def submission_received(*, submission_id: str, path: str, department: str, period: str, original_name: str,
+                        via: str) -> Event:
+    """The event that starts an ``ingest-submission`` run; ``via`` is ``intake`` or ``cli``."""
+    return Event(
+        event=SUBMISSION_RECEIVED,
+        resource=Resource({
+            "prefect.resource.id": f"duikou.submission.{submission_id}",
+            "prefect.resource.name": original_name,
+            "duikou.department": department,
+            "duikou.period": period,
+        }),
+        payload={"submission_id": submission_id, "path": path, "department": department, "period": period,
+                 "original_name": original_name, "via": via},
+    )
+
+
+def warehouse_updated(*, submission_id: str, department: str, period: str, status: str) -> Event:
+    return Event(
+        event=WAREHOUSE_UPDATED,
+        resource=Resource({"prefect.resource.id": WAREHOUSE_RESOURCE, "prefect.resource.name": "duikou warehouse"}),
+        related=[RelatedResource({"prefect.resource.id": f"duikou.submission.{submission_id}",
+                                  "prefect.resource.role": "submission"})],
+        payload={"submission_id": submission_id, "department": department, "period": period, "status": status},
+    )
+
+
+def returns_missing(*, department: str, title_zh: str, periods: list[str], oldest_due: date) -> Event:
+    """One event per department and night, listing every period past its deadline (oldest first):
+    a department that stopped reporting a year ago raises one notification, not twelve."""
+    return Event(
+        event=RETURNS_MISSING,
+        resource=Resource({
+            "prefect.resource.id": f"duikou.returns.{department}",
+            "prefect.resource.name": title_zh,
+            "duikou.department": department,
+        }),
+        payload={"department": department, "title_zh": title_zh, "periods": periods, "count": len(periods),
+                 "oldest_due_date": oldest_due.isoformat(), "latest_period": periods[-1],
+                 "detected_at": datetime.now(UTC).isoformat()},
+    )
+
+
+async def aemit(event: Event) -> None:
+    """Send one event and wait until the server has it (no background worker left to flush)."""
+    from prefect.events.clients import get_events_client
+
+    async with get_events_client(checkpoint_every=1) as client:
+        await client.emit(event)
+
+
+def emit(event: Event) -> None:
+    """:func:`aemit` from synchronous code that has no running event loop (the CLI)."""
+    asyncio.run(aemit(event))
+
+
+def emit_from_run(event: Event) -> None:
+    """Inside a flow run: hand the event to Prefect's events worker, which sends it in the background."""
+    from prefect.events import emit_event
+
+    emit_event(event=event.event, resource=dict(event.resource.items()),
+               related=[dict(r.items()) for r in event.related], payload=event.payload, id=event.id,
+               occurred=event.occurred)

@@ -1,0 +1,246 @@
+"""``duikou intake-server``: the HTTP door departments submit their returns through.
+
+    POST /submissions       multipart: ``file`` (.xlsx/.xls/.csv) and ``period``; 202 + submission id
+    GET  /submissions/{id}  status and, once the flow has finished, the receipt
+    GET  /healthz           liveness (no token)
+
+Every request but ``/healthz`` carries ``Authorization: Bearer <token>``; the token alone says
+which department is speaking (``tasks/intake_tokens.py``). A ``department`` field in the form,
+if sent, must agree with the token or the request is refused (403) — it is never used. A
+department reads only its own submissions (403 otherwise).
+
+Uploads are checked before the body is read: the token, the ``Content-Length`` against
+``DUIKOU_MAX_UPLOAD_BYTES``; then the body is streamed into ``landing/.incoming/`` (counted as
+it arrives, refused with 413 the moment it passes the limit) and moved to
+``landing/<department>/<period>/<id><suffix>`` only when complete and valid. Then
+``duikou.submission.received`` is emitted and the answer goes out at once; if the event cannot
+be sent, the file still waits in the landing area and the nightly run loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy import Engine, select
+
+from duikou_settings import Settings, get_settings
+from expectations.declaration import load_declarations
+from flows import events
+from tasks.intake_tokens import TokenRegistry
+from tasks.landing import LandedFile, LandingWriter, UploadRefused, find_landed, suffix_for
+from tasks.periods import parse_period
+
+log = logging.getLogger("duikou.intake")
+
+SUBMISSION_ID = re.compile(r"^[0-9a-f]{16}$")
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and the period field around the file
+MAX_FIELD_BYTES = 1024
+
+
+@dataclass
+class _Upload:
+    """State of one streamed multipart body."""
+
+    writer: LandingWriter
+    fields: dict[str, str] = field(default_factory=dict)
+    original_name: str | None = None
+    _headers: dict[bytes, bytes] = field(default_factory=dict)
+    _header_name: bytes = b""
+    _header_value: bytes = b""
+    _field_name: str | None = None
+    _field_value: bytearray = field(default_factory=bytearray)
+    _in_file: bool = False
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: self._extend_name(data[start:end]),
+            "on_header_value": lambda data, start, end: self._extend_value(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _extend_name(self, data: bytes) -> None:
+        self._header_name += data
+
+    def _extend_value(self, data: bytes) -> None:
+        self._header_value += data
+
+    def _part_begin(self) -> None:
+        self._headers, self._field_name, self._field_value, self._in_file = {}, None, bytearray(), False
+
+    def _header_end(self) -> None:
+        self._headers[self._header_name.lower()] = self._header_value
+        self._header_name, self._header_value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name")
+        if name is None:
+            raise UploadRefused(400, "multipart part without a name")
+        self._field_name = name.decode("utf-8", "replace")
+        if b"filename" in options:
+            if self._field_name != "file" or self.original_name is not None:
+                raise UploadRefused(400, "exactly one file, in the field named 'file'")
+            self.original_name = options[b"filename"].decode("utf-8", "replace")
+            suffix_for(self.original_name)  # refuse an unreadable type before its bytes arrive
+            self._in_file = True
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_file:
+            self.writer.write(data[start:end])
+            return
+        self._field_value += data[start:end]
+        if len(self._field_value) > MAX_FIELD_BYTES:
+            raise UploadRefused(400, f"form field {self._field_name!r} longer than {MAX_FIELD_BYTES} bytes")
+
+    def _part_end(self) -> None:
+        if not self._in_file and self._field_name is not None:
+            self.fields[self._field_name] = self._field_value.decode("utf-8", "replace").strip()
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _refuse(status: int, message: str) -> HTTPException:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return HTTPException(status_code=status, detail=message, headers=headers)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The intake application; ``settings`` default to the environment's."""
+    settings = settings or get_settings()
+    registry = TokenRegistry(settings.resolved_intake_tokens_file, settings.intake_token_hashes)
+    declarations = load_declarations()
+    warehouse: dict[str, Engine] = {}  # opened on the first status request that finds a warehouse
+    app = FastAPI(title="duikou intake", description="Departments submit returns; the token names the department.")
+
+    def department_of(request: Request) -> str:
+        token = _bearer(request)
+        department = registry.department_for(token) if token else None
+        if department is None:
+            raise _refuse(401, "缺少或无效的令牌 (missing or unknown bearer token)")
+        return department
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/submissions", status_code=202)
+    async def submit(request: Request) -> dict[str, Any]:
+        department = department_of(request)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and \
+                int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
+            raise _refuse(413, f"文件超过上限 {settings.max_upload_bytes} 字节 (request body too large)")
+        content_type, options = parse_options_header(request.headers.get("content-type", ""))
+        if content_type != b"multipart/form-data" or b"boundary" not in options:
+            raise _refuse(415, "请以 multipart/form-data 提交 file 与 period (send multipart/form-data)")
+        upload = _Upload(LandingWriter(settings.landing_dir, settings.max_upload_bytes))
+        try:
+            parser = MultipartParser(options[b"boundary"], upload.callbacks())  # type: ignore[arg-type]
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+            landed = _accept(upload, department, declarations, via="intake")
+        except UploadRefused as exc:
+            upload.writer.discard()
+            raise _refuse(exc.status, str(exc)) from None
+        except Exception:
+            upload.writer.discard()
+            raise
+        event_note = await _announce(landed)
+        return {"submission_id": landed.submission_id, "status": "received", "department": department,
+                "period": landed.period, "original_name": landed.original_name,
+                "received_at": landed.received_at.isoformat(), "receipt_url": f"/submissions/{landed.submission_id}",
+                "event": event_note}
+
+    @app.get("/submissions/{submission_id}")
+    def status(submission_id: str, request: Request) -> JSONResponse:
+        department = department_of(request)
+        if not SUBMISSION_ID.match(submission_id):
+            raise _refuse(404, "no such submission")
+        ledger = _ledger_row(warehouse, settings, submission_id)
+        if ledger is not None:
+            if ledger["department"] != department:
+                raise _refuse(403, "该提交不属于本部门 (not your department's submission)")
+            receipt_path = settings.receipts_dir / f"{submission_id}.json"
+            receipt = json.loads(receipt_path.read_text(encoding="utf-8")) if receipt_path.exists() else None
+            return JSONResponse({"submission_id": submission_id, "department": department,
+                                 "period": ledger["period"], "original_name": ledger["original_name"],
+                                 "status": ledger["status"] if receipt else "processing", "receipt": receipt})
+        for known in declarations:
+            landed = find_landed(settings.landing_dir, known, submission_id)
+            if landed is None:
+                continue
+            if known != department:
+                raise _refuse(403, "该提交不属于本部门 (not your department's submission)")
+            return JSONResponse({"submission_id": submission_id, "department": department,
+                                 "period": landed.parent.name, "status": "received", "receipt": None})
+        raise _refuse(404, "no such submission")
+
+    return app
+
+
+def _accept(upload: _Upload, department: str, declarations: dict[str, Any], via: str) -> LandedFile:
+    claimed = upload.fields.get("department")
+    if claimed and claimed != department:
+        raise UploadRefused(403, f"令牌属于 {department}，不能以 {claimed} 名义提交 "
+                                 f"(this token submits for {department} only)")
+    if upload.original_name is None:
+        raise UploadRefused(422, "缺少文件字段 file (multipart field 'file' missing)")
+    period = upload.fields.get("period", "")
+    if department not in declarations:
+        raise UploadRefused(403, f"department {department!r} of this token has no declared return")
+    try:
+        label = parse_period(period, declarations[department].period_type).label
+    except ValueError as exc:
+        raise UploadRefused(422, f"报告期 period {period!r}: {exc}") from exc
+    return upload.writer.commit(department, label, upload.original_name, via)
+
+
+async def _announce(landed: LandedFile) -> str:
+    event = events.submission_received(submission_id=landed.submission_id, path=str(landed.path),
+                                       department=landed.department, period=landed.period,
+                                       original_name=landed.original_name, via="intake")
+    try:
+        await events.aemit(event)
+    except Exception as exc:  # the file is safe in landing/: the nightly run will load it
+        log.warning("could not emit %s for %s: %s", events.SUBMISSION_RECEIVED, landed.submission_id, exc)
+        return f"not sent ({type(exc).__name__}); the nightly run will load the file"
+    return "sent"
+
+
+def _ledger_row(warehouse: dict[str, Engine], settings: Settings, submission_id: str) -> dict[str, Any] | None:
+    """The ledger row, or None — also while no warehouse exists yet (the intake never creates one)."""
+    from flows.warehouse_access import existing_warehouse
+    from warehouse.schema import submission
+
+    if "engine" not in warehouse:
+        found = existing_warehouse(settings)
+        if found is None:
+            return None
+        warehouse["engine"] = found
+    engine = warehouse["engine"]
+    with engine.connect() as conn:
+        row = conn.execute(select(submission.c.department, submission.c.period, submission.c.original_name,
+                                  submission.c.status).where(submission.c.submission_id == submission_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def run_server(host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")

@@ -1,0 +1,73 @@
+"""``refresh-reports``: rebuild the marts and the report after the warehouse changed — once per burst.
+
+Debouncing is done in the flow, "newer event wins": every ``duikou.warehouse.updated`` event
+starts a run (the deployment trigger fires on each one) that carries the event's id and time.
+The run waits until ``DUIKOU_REPORT_DEBOUNCE_SECONDS`` have passed since its event, then asks
+the Prefect API whether a newer ``duikou.warehouse.updated`` event exists. If one does, that
+event's own run will build, and this one ends at once (Completed, "superseded"); if none does,
+it builds. Fifteen returns arriving within the window therefore rebuild once, after the last;
+the last load is never left out of the report — which a trigger-level ``within`` window would do
+(Prefect's reactive triggers fire on the first event of a window and drop the rest).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+
+from duikou_settings import get_settings
+from flows.events import WAREHOUSE_UPDATED
+from flows.warehouse_access import open_warehouse
+from tasks.steps import refresh_marts_task, report_task
+
+
+def _parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.strip())
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def newer_update_exists(event_id: str, occurred: datetime) -> bool:
+    """Whether the API holds a ``duikou.warehouse.updated`` event after (or beside) this one."""
+    until = datetime.now(UTC) + timedelta(seconds=5)
+    window = EventFilter(event=EventNameFilter(name=[WAREHOUSE_UPDATED]),
+                         occurred=EventOccurredFilter(since=occurred, until=until))  # type: ignore[arg-type]
+    with get_client(sync_client=True) as client:
+        page = client.read_events(filter=window, limit=50)
+    return any(str(e.id) != event_id and e.occurred >= occurred for e in page.events)
+
+
+@flow(name="refresh-reports", flow_run_name="refresh reports", log_prints=False)
+def refresh_reports(event_id: str = "", updated_at: str = "", debounce_seconds: float | None = None) -> str | None:
+    """Refresh the marts and write the report; started by ``duikou.warehouse.updated``.
+
+    Without ``updated_at`` (a manual run) it builds at once. Returns the report's path, or None
+    when a newer update made this run unnecessary.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    wait = settings.report_debounce_seconds if debounce_seconds is None else debounce_seconds
+    if updated_at:
+        occurred = _parse_time(updated_at)
+        remaining = (occurred + timedelta(seconds=wait) - datetime.now(UTC)).total_seconds()
+        if remaining > 0:
+            time.sleep(remaining)
+        if newer_update_exists(event_id, occurred):
+            logger.info("a newer warehouse update (after %s) will rebuild the report: nothing to do", updated_at)
+            return None
+    engine = open_warehouse(settings)
+    rows = refresh_marts_task(engine)
+    path: Path = report_task(engine, settings.resolved_data_dir)
+    logger.info("marts refreshed (%d rows), report written to %s", rows, path)
+    create_markdown_artifact(
+        key="duikou-report",
+        markdown=f"## 报告 report rebuilt\n\n- [{path}]({path.resolve().as_uri()})\n- mart rows: {rows}\n"
+                 f"- after warehouse update at {updated_at or 'manual run'}",
+        description="the latest report",
+    )
+    return str(path)
