@@ -45,6 +45,7 @@ from tasks.report_data import (
 from tasks.report_narrative import narrative
 from tasks.report_page import CSS, render_page
 from tasks.report_quality import (
+    Matrix,
     completeness_matrices,
     completeness_section,
     followup_section,
@@ -168,16 +169,19 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
             "township.html", **_common(data, chosen, "townships.html", "../", page.name), t=page
         )
 
-    matrices = [] if data.completeness is None else completeness_matrices(data.completeness, departments)
+    matrices: list[Matrix] = []
+    later = ""
+    if data.completeness is not None and not data.completeness.empty:
+        matrices, later = completeness_matrices(data.completeness, departments)
     detail = completeness_section(data.completeness, departments)
     tables += [detail.table] if detail.table else []
     pages["completeness.html"] = render_page(
         "completeness.html", **_common(data, chosen, "completeness.html", "", "报送完整性"),
-        matrices=matrices, detail=detail,
+        matrices=matrices, later=later, detail=detail,
     )  # fmt: skip
     for department in sorted(set(load_declarations()) | set(departments)):
         drill = township_drilldown(data.completeness_township, department, data.townships, departments)
-        tables += [drill.table] if drill.table else []
+        tables += [drill.section.table] if drill.section.table else []
         name = departments.get(department, department)
         pages[f"completeness/{department}.html"] = render_page(
             "department.html", **_common(data, chosen, "completeness.html", "../", name),

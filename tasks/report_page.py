@@ -40,7 +40,7 @@ svg.spark{width:100%;height:auto;display:block}
 .table-wrap{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{border:1px solid #ddd;padding:4px 8px}td.num{text-align:right;font-variant-numeric:tabular-nums}
-th{background:#eef3f5;text-align:left}.empty{color:#888}
+th{background:#eef3f5;text-align:left}.empty{color:#888}td a{white-space:nowrap}
 .downloads{font-size:13px;margin:4px 0}.downloads a{margin-right:8px}
 .status{text-align:center;white-space:nowrap}
 .st-on_time{background:#dff0d8;color:#2b5e2b}.st-late{background:#fcf0d2;color:#8a5a00}
@@ -97,6 +97,14 @@ MACROS = """
 {% endmacro %}
 {% macro section_body(s, root) %}
 {% if s.table %}{{ shown_table(s.table, root) }}{% else %}<p class="empty">{{ s.message }}</p>{% endif %}
+{% endmacro %}
+{% macro matrix(m, root) %}
+<h3 id="y{{ m.year }}">{{ m.year }}年</h3>
+<div class="table-wrap"><table class="matrix"><thead><tr>{% for h in m.head %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<tbody>{% for row in m.rows %}<tr>{% for c in row %}<td{% if c.cls %} class="{{ c.cls }}"{% endif %}\
+{% if c.title %} title="{{ c.title }}"{% endif %}>{% if c.href %}<a href="{{ root }}{{ c.href }}">{{ c.text }}</a>\
+{% else %}{{ c.text }}{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table></div>
 {% endmacro %}
 {% macro status_legend() %}
 <p class="legend">图例:<span class="status st-on_time">按时</span><span class="status st-late">逾期</span>\
@@ -171,28 +179,29 @@ TOWNSHIP = """{% extends "base.html" %}{% from "macros.html" import shown_table 
 </section>
 {% endblock %}"""
 
-COMPLETENESS = """{% extends "base.html" %}{% from "macros.html" import shown_table, section_body, status_legend %}\
+COMPLETENESS = """{% extends "base.html" %}{% from "macros.html" import matrix, section_body, status_legend %}\
 {% block main %}
 <section id="matrix">
 <h2>报表完整性与及时性<span class="en">Completeness and timeliness</span></h2>
 {% if matrices %}{{ status_legend() }}
-{% for m in matrices %}<h3>{{ m.year }}年</h3>
-<div class="table-wrap"><table class="matrix"><thead><tr>{% for h in m.head %}<th>{{ h }}</th>{% endfor %}</tr></thead>
-<tbody>{% for row in m.rows %}<tr>{% for c in row %}<td{% if c.cls %} class="{{ c.cls }}"{% endif %}\
-{% if c.title %} title="{{ c.title }}"{% endif %}>{% if c.href %}<a href="{{ root }}{{ c.href }}">{{ c.text }}</a>\
-{% else %}{{ c.text }}{% endif %}</td>{% endfor %}</tr>
-{% endfor %}</tbody></table></div>
-{% endfor %}
+{% for m in matrices %}{{ matrix(m, root) }}{% endfor %}
 <p class="note">格中数字为已报乡镇数/应报乡镇数;点击部门或格子查看分乡镇情况。</p>
 {% endif %}
+{% if later %}<p class="note" id="later-years">{{ later }}</p>{% endif %}
+<h3>明细<span class="en">All department-periods</span></h3>
 {{ section_body(detail, root) }}
 </section>
 {% endblock %}"""
 
-DEPARTMENT = """{% extends "base.html" %}{% from "macros.html" import section_body, status_legend %}{% block main %}
+DEPARTMENT = """{% extends "base.html" %}{% from "macros.html" import matrix, section_body, status_legend %}\
+{% block main %}
 <section id="drilldown">
 <h2>{{ department_name }}:分乡镇报送情况<span class="en">By township</span></h2>
-{{ section_body(detail, root) }}
+{% if detail.matrices %}{{ status_legend() }}{% endif %}
+{% for m in detail.matrices %}{{ matrix(m, root) }}{% endfor %}
+{% if detail.note %}<p class="note">{{ detail.note }}</p>{% endif %}
+{% if detail.matrices %}<h3>明细<span class="en">Township-periods</span></h3>{% endif %}
+{{ section_body(detail.section, root) }}
 </section>
 {% endblock %}"""
 

@@ -113,11 +113,37 @@ class Matrix:
     rows: tuple[tuple[Cell, ...], ...]
 
 
-def completeness_matrices(frame: pd.DataFrame, departments: dict[str, str]) -> list[Matrix]:
-    """One department × period matrix per year, newest year first; cells link to the drill-down."""
+def _with_year(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(year=frame["period"].astype(str).str[:4].astype(int))
+
+
+def years_shown(frame: pd.DataFrame, received: str) -> tuple[list[int], str]:
+    """Years from the first to the last with anything received (newest first), and a note for the
+    later years where nothing at all arrived (the calendar runs on to today; a page of 缺报 per year
+    would bury the years that matter)."""
+    years = _with_year(frame)
+    got = years[pd.to_numeric(years[received], errors="coerce").fillna(0) > 0]["year"]
+    every = sorted({int(y) for y in years["year"]})
+    if got.empty:
+        return sorted(every, reverse=True), ""
+    last = int(got.max())
+    later = [y for y in every if y > last]
+    shown = sorted((y for y in every if y <= last), reverse=True)
+    if not later:
+        return shown, ""
+    count = int((years["year"] > last).sum())
+    span = f"{later[0]}年" if len(later) == 1 else f"{later[0]}年—{later[-1]}年"
+    return shown, f"{span}:尚未收到任何报表({count} 个部门·期别均为缺报或未到期),不逐年列出;明细见下表与下载文件。"
+
+
+def completeness_matrices(frame: pd.DataFrame, departments: dict[str, str]) -> tuple[list[Matrix], str]:
+    """One department × period matrix per year that has data, newest first (cells link to the
+    drill-down), and the note on later years with nothing received."""
+    years, note = years_shown(frame, "received")
+    frame = _with_year(frame)
     matrices = []
-    frame = frame.assign(year=frame["period"].astype(str).str[:4].astype(int))
-    for year, rows in sorted(frame.groupby("year"), key=lambda item: -int(item[0])):
+    for year in years:
+        rows = frame[frame["year"] == year]
         periods = sorted({str(p) for p in rows["period"]}, key=_period_order)
         by_key = {(str(r["department"]), str(r["period"])): r for r in rows.to_dict("records")}
         body = []
@@ -126,10 +152,10 @@ def completeness_matrices(frame: pd.DataFrame, departments: dict[str, str]) -> l
             cells = [Cell(departments.get(department, department), href=href)]
             for period in periods:
                 row = by_key.get((department, period))
-                cells.append(_status_cell(row, f"{href}#p{period}") if row else Cell("", "status st-none"))
+                cells.append(_status_cell(row, f"{href}#y{year}") if row else Cell("", "status st-none"))
             body.append(tuple(cells))
-        matrices.append(Matrix(int(year), ("部门", *(_column_label(p) for p in periods)), tuple(body)))
-    return matrices
+        matrices.append(Matrix(year, ("部门", *(_column_label(p) for p in periods)), tuple(body)))
+    return matrices, note
 
 
 def completeness_section(frame: pd.DataFrame | None, departments: dict[str, str]) -> Section:
@@ -143,38 +169,53 @@ def completeness_section(frame: pd.DataFrame | None, departments: dict[str, str]
     return Section(frame_table("completeness", "报表完整性与及时性", data, COMPLETENESS_EXPORT))
 
 
+@dataclass(frozen=True)
+class Drilldown:
+    """One department's township × period matrices (one per year with data) and the export."""
+
+    section: Section
+    matrices: tuple[Matrix, ...] = ()
+    note: str = ""
+
+
+def _township_cell(row: dict[str, Any] | None, period: str) -> Cell:
+    if row is None:
+        return Cell(DASH, "status st-none")
+    if row["reported"]:
+        values = count_text(row["values_reported"])
+        return Cell(f"已报 {values}", "status st-on_time", title=f"{period_label_zh(period)}:已报 {values} 项数值")
+    return Cell("未报", "status st-missing", title=f"{period_label_zh(period)}:未报")
+
+
 def township_drilldown(
     frame: pd.DataFrame | None, department: str, townships: pd.DataFrame, departments: dict[str, str]
-) -> Section:
-    """Township × period for one department: reported (with how many values) or not."""
+) -> Drilldown:
+    """Township × period for one department: reported (with how many values) or not, per year."""
     message = _state(frame, "mart_completeness_township")
     rows = None if frame is None else frame[frame["department"] == department]
     if rows is None or rows.empty:
-        return Section(None, message or EMPTY["mart_completeness_township"])
+        return Drilldown(Section(None, message or EMPTY["mart_completeness_township"]))
     names = dict(zip(townships["township_code"], townships["township_name"], strict=True))
     rows = rows.assign(township_name=rows["township_code"].map(lambda c: names.get(c, c)),
-                       reported_zh=rows["reported"].map(lambda v: "已报" if v else "未报"))  # fmt: skip
-    periods = sorted({str(p) for p in rows["period"]}, reverse=True)
+                       reported_zh=rows["reported"].map(lambda v: "已报" if v else "未报"),
+                       reported_count=rows["reported"].map(lambda v: 1 if v else 0))  # fmt: skip
+    years, note = years_shown(rows, "reported_count")
     lookup = {(str(r["township_code"]), str(r["period"])): r for r in rows.to_dict("records")}
-    body = []
-    for code in sorted({str(c) for c in rows["township_code"]}):
-        cells = [Cell(str(names.get(code, code)), href=f"townships/{code}.html")]
-        for period in periods:
-            row = lookup.get((code, period))
-            if row is None:
-                cells.append(Cell(DASH, "status st-none"))
-            elif row["reported"]:
-                cells.append(Cell(f"已报 {count_text(row['values_reported'])}", "status st-on_time",
-                                  title=f"{period_label_zh(period)}:已报 {count_text(row['values_reported'])} 项数值"))
-            else:
-                cells.append(Cell("未报", "status st-missing", title=f"{period_label_zh(period)}:未报"))
-        body.append(tuple(cells))
+    matrices = []
+    for year in years:
+        in_year = rows[rows["period"].astype(str).str[:4] == str(year)]
+        periods = sorted({str(p) for p in in_year["period"]}, key=_period_order)
+        body = tuple(
+            (Cell(str(names.get(code, code)), href=f"townships/{code}.html"),
+             *(_township_cell(lookup.get((code, p)), p) for p in periods))
+            for code in sorted({str(c) for c in in_year["township_code"]})
+        )  # fmt: skip
+        matrices.append(Matrix(year, ("乡镇", *(_column_label(p) for p in periods)), body))
     columns = (Column("township_code", "乡镇代码"), Column("township_name", "乡镇"), Column("period", "报告期"),
                Column("reported_zh", "是否已报"), Column("values_reported", "已报数值", "项", "number"))  # fmt: skip
     shown = frame_table(f"completeness_{department}", f"{departments.get(department, department)}分乡镇报送",
-                        rows.sort_values(["period", "township_code"]), columns)  # fmt: skip
-    matrix = ShownTable(shown.table, ("乡镇", *(period_label_zh(p) for p in periods)), tuple(body))
-    return Section(matrix)
+                        rows.sort_values(["period", "township_code"], ascending=[False, True]), columns)  # fmt: skip
+    return Drilldown(Section(shown), tuple(matrices), note)
 
 
 # ---------------------------------------------------------------- data quality

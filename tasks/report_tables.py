@@ -62,9 +62,11 @@ KPI_EXPORT_COLUMNS = (
 )
 
 
-def kpi_table(kpis: pd.DataFrame, departments: dict[str, str], *, name: str = "county_kpis") -> ShownTable:
+def kpi_table(
+    kpis: pd.DataFrame, departments: dict[str, str], *, name: str = "county_kpis", index: type[KpiIndex] = KpiIndex
+) -> ShownTable:
     """KPI × year for display (display units, incomplete marked); exported long, in base units."""
-    idx = KpiIndex(kpis, departments)
+    idx = index(kpis, departments)
     frame = kpis.assign(source=kpis["department"].map(lambda d: departments.get(str(d), str(d))))
     frame = frame.assign(publishable=frame["publishable"].map(lambda v: None if v is None or v is pd.NA else v))
     export = SiteTable(name, "县级指标(各年)", KPI_EXPORT_COLUMNS, frame.reset_index(drop=True))

@@ -19,10 +19,20 @@ from expectations.declaration import load_declarations, load_kpis
 from tasks.export import Column, SiteTable
 from tasks.report_charts import Point, line_chart, sparkline
 from tasks.report_tables import Cell, ShownTable, kpi_table, num_cell
-from tasks.report_view import DASH, KpiIndex, number
+from tasks.report_view import DASH, Display, KpiIndex, number
 from warehouse.marts import KPI_COLUMNS, compute_county_kpis
 
 LEAGUE_KPI = "net_income_per_capita_yuan"
+#: a township's money is reported in 万元 where the county's is in 亿元 (0.27 亿元 reads badly)
+TOWNSHIP_UNITS = {"亿元": Display("万元", 1e4, 2)}
+
+
+class TownshipKpiIndex(KpiIndex):
+    """A township's KPI rows: county display rules, with 亿元 shown as 万元."""
+
+    def display(self, kpi: str) -> Display:
+        shown = super().display(kpi)
+        return TOWNSHIP_UNITS.get(shown.unit, shown)
 
 
 def township_kpis(values: pd.DataFrame, townships: pd.DataFrame) -> pd.DataFrame:
@@ -44,8 +54,8 @@ def pairing_text(row: dict[str, Any]) -> tuple[str, str]:
     if not isinstance(unit, str) or not unit:
         return DASH, "无结对记录"
     if row.get("pairing_verified"):
-        return unit, "已核实(报道明确)"
-    return unit, "推定(未核实)"
+        return unit, "已核实·报道明确"
+    return unit, "推定·未核实"
 
 
 def township_href(code: str, root: str = "") -> str:
@@ -82,10 +92,10 @@ class TownshipViews:
         self.kpis = township_kpis(values, townships)
         self.names = dict(zip(self.townships["township_code"], self.townships["township_name"], strict=True))
         self.index = {
-            code: KpiIndex(frame.drop(columns="township_code").assign(publishable=pd.NA), departments)
+            code: TownshipKpiIndex(frame.drop(columns="township_code").assign(publishable=pd.NA), departments)
             for code, frame in self.kpis.groupby("township_code")
         }
-        self.base = KpiIndex(self.kpis.drop(columns="township_code").assign(publishable=pd.NA), departments)
+        self.base = TownshipKpiIndex(self.kpis.drop(columns="township_code").assign(publishable=pd.NA), departments)
 
     def _base_unit(self, kpi: str) -> str:
         spec = self.base.specs.get(kpi)
@@ -126,8 +136,7 @@ class TownshipViews:
             rank = number(record["rank"])
             cells = [Cell(DASH if rank is None else f"{rank:.0f}", "num"),
                      Cell(str(record["township_name"]), href=township_href(code)),
-                     Cell(str(record["helper_unit"]), title=str(record["pairing"]),
-                          cls="verified" if record["pairing"].startswith("已核实") else "assumed")]  # fmt: skip
+                     _pairing_cell(str(record["helper_unit"]), str(record["pairing"]))]
             for kpi in kpis:
                 text = self.base.display(kpi).text(record[kpi], with_unit=False)
                 incomplete = bool(idx and idx.incomplete(kpi, year))
@@ -158,7 +167,7 @@ class TownshipViews:
             code = str(row["township_code"])
             frame = self.kpis[self.kpis["township_code"] == code].drop(columns="township_code")
             frame = frame.assign(publishable=pd.NA)
-            table = kpi_table(frame, self.departments, name=f"township_{code}")
+            table = kpi_table(frame, self.departments, name=f"township_{code}", index=TownshipKpiIndex)
             idx = self.index.get(code)
             charts = []
             for kpi in self.kpis_shown() if idx else []:
@@ -185,12 +194,18 @@ class TownshipViews:
         export = SiteTable("township_pairing", "乡镇结对情况", columns, frame)
         rows = tuple(
             (Cell(str(r["township_name"]), href=township_href(str(r["township_code"]))),
-             Cell(str(r["helper_unit"])), Cell(str(r["pairing"]), "verified" if r["pairing"].startswith("已核实")
-                                               else "assumed"))
+             Cell(str(r["helper_unit"])), _pairing_cell(str(r["pairing"]), str(r["pairing"])))
             for r in records
         )  # fmt: skip
         return ShownTable(export, ("乡镇", "成华区结对单位", "结对依据"), rows,
                           "只有报道中明确的结对为“已核实”;其余为演示或工作假设,须核实后方可引用。")
+
+
+def _pairing_cell(text: str, pairing: str) -> Cell:
+    """Verified and assumed pairings differ by border *and* by a word (colour is not enough)."""
+    verified = pairing.startswith("已核实")
+    mark = "" if text in (pairing, DASH) else ("(已核实)" if verified else "(推定)")
+    return Cell(text + mark, "verified" if verified else "assumed", title=pairing)
 
 
 def _points(idx: KpiIndex, kpi: str) -> list[Point]:
