@@ -15,6 +15,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import Engine, insert
 
+from tasks.export import csv_text
 from tasks.report import ReportData, build_report, headline_rows, render_site
 from tasks.report_charts import Point, bar_chart, line_chart, nice_ticks, sparkline
 from tasks.report_data import COMPLETENESS_COLUMNS, COMPLETENESS_TOWNSHIP_COLUMNS, load_report_data
@@ -347,6 +348,46 @@ def test_load_report_data_reads_the_warehouse(warehouse_engine: Engine) -> None:
     assert data.departments["tourism"] == "县旅游局"
     assert len(data.townships) == 15 and data.townships["pairing_verified"].sum() == 4
     assert headline_rows(data)[2] == ("旅游总收入", "8.69 亿元（同比 +17.0%）", "覆盖 180/180 乡镇·月")
+
+
+def test_contract_tables_are_read_when_present(warehouse_engine: Engine) -> None:
+    """mart_completeness(_township), mart_dq_scorecard and open follow-ups, read from the real tables."""
+    names = ("mart_completeness", "mart_completeness_township", "mart_dq_scorecard")
+    if not all(hasattr(schema, n) for n in names):
+        pytest.skip("the completeness/scorecard marts are not in warehouse/schema.py yet")
+    when = datetime(2017, 7, 1, tzinfo=UTC)
+    summary, towns = completeness_frames()
+    summary = summary.assign(due_date=date(2017, 6, 10), deadline=date(2017, 6, 13),
+                             files_received=summary["received"], current_submission_id=None,
+                             refreshed_at=when)  # fmt: skip
+    mart_columns = {c.name for c in schema.mart_completeness.columns}
+    with warehouse_engine.begin() as conn:
+        rows = [{k: v for k, v in r.items() if k in mart_columns} for r in summary.to_dict("records")]
+        conn.execute(insert(schema.mart_completeness), rows)
+        conn.execute(insert(schema.mart_completeness_township),
+                     [{**r, "reported": bool(r["reported"]), "values_reported": int(r["values_reported"]),
+                       "refreshed_at": when} for r in towns.to_dict("records")])  # fmt: skip
+        conn.execute(insert(schema.mart_dq_scorecard), [{
+            "department": "tourism", "month": "2017-05", "submissions": 2, "checks_run": 80,
+            "checks_failed_critical": 1, "checks_failed_warning": 3, "values_flagged": 2, "followups_open": 1,
+            "followups_closed": 1, "median_resolution_hours": 5.5, "refreshed_at": when}])  # fmt: skip
+        conn.execute(insert(schema.followup), [{
+            "followup_id": "f1", "kind": "value", "department": "tourism", "period": "2017-05",
+            "township_code": TOWNSHIP, "indicator": "tourism_revenue_yuan", "check_id": "outlier",
+            "severity": "warning", "value": 9e9, "reason_zh": '=HYPERLINK("http://x","y")', "status": "open",
+            "opened_at": when, "last_seen_at": when}])  # fmt: skip
+    data = load_report_data(warehouse_engine)
+    assert data.completeness is not None and len(data.completeness) == len(summary)
+    assert data.completeness_township is not None and data.completeness_township["reported"].tolist().count(True) == 1
+    assert data.dq_scorecard is not None and data.dq_scorecard["median_resolution_hours"].tolist() == [5.5]
+    assert data.followups is not None and data.followups["followup_id"].tolist() == ["f1"]
+    site = render_site(data)
+    assert "逾期 15/15" in site["pages"]["completeness.html"]
+    assert "已报 10" in site["pages"]["completeness/tourism.html"]
+    quality = site["pages"]["quality.html"]
+    assert "5.50" in quality and "巴旺乡" in quality and "=HYPERLINK" in quality
+    followups = next(t for t in site["tables"] if t.name == "followups_open")
+    assert "'=HYPERLINK" in csv_text(followups.table)
 
 
 def test_build_report_writes_the_site_and_exports(sqlite_engine: Engine, tmp_path: Path) -> None:
