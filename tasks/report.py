@@ -20,10 +20,12 @@ folder next to the target and swapped in, so a reader never sees half a site.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from datetime import date, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -252,20 +254,26 @@ def _remove(path: Path) -> None:
 
 
 def _swap_in(built: Path, day_dir: Path) -> None:
-    """Replace ``day_dir`` by ``built``: rename the old one aside first, then drop it."""
-    old = day_dir.with_name(f".{day_dir.name}.old-{os.getpid()}")
-    _remove(old)
-    if day_dir.exists() or day_dir.is_symlink():
-        os.replace(day_dir, old)
-    os.replace(built, day_dir)
-    _remove(old)
+    """Replace ``day_dir`` by ``built``: the old one is renamed aside first, then dropped. Two builders
+    of the same day (nightly and refresh-reports) may race: the later one wins, neither fails."""
+    for _ in range(5):
+        old = day_dir.with_name(f".{day_dir.name}.old-{uuid.uuid4().hex[:12]}")
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(day_dir, old)
+        try:
+            os.replace(built, day_dir)
+        except OSError:  # another builder put its site there in between: set it aside again
+            _remove(old)
+            continue
+        _remove(old)
+        return
+    raise RuntimeError(f"could not put the report into {day_dir}: other builders keep replacing it")
 
 
 def _point_latest(reports_dir: Path, day_dir: Path) -> None:
     """``latest`` → the day's directory: a relative symlink swapped in atomically; a copy where
     symlinks are not allowed (e.g. Windows without developer mode)."""
-    latest, tmp = reports_dir / "latest", reports_dir / f".latest-{os.getpid()}"
-    _remove(tmp)
+    latest, tmp = reports_dir / "latest", reports_dir / f".latest-{uuid.uuid4().hex[:12]}"
     try:
         tmp.symlink_to(day_dir.name, target_is_directory=True)
     except OSError:

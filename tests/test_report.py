@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -444,3 +445,14 @@ def test_latest_is_a_copy_when_symlinks_fail(
     build_report(sqlite_engine, tmp_path, today=date(2017, 6, 2))
     latest = tmp_path / "reports" / "latest"
     assert latest.is_dir() and not latest.is_symlink() and (latest / "index.html").exists()
+
+
+def test_two_builders_of_the_same_day_both_succeed(sqlite_engine: Engine, tmp_path: Path) -> None:
+    """nightly and refresh-reports may build the same day at once: the later wins, neither fails."""
+    fill_warehouse(sqlite_engine, tmp_path)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        paths = list(pool.map(lambda _: build_report(sqlite_engine, tmp_path, today=date(2017, 6, 1)), range(2)))
+    assert paths[0] == paths[1] and paths[0].is_file()
+    reports = tmp_path / "reports"
+    assert sorted(p.name for p in reports.iterdir()) == ["2017-06-01", "latest"]  # nothing left aside
+    assert (reports / "latest" / "data" / "county_kpis.xlsx").is_file()
