@@ -26,10 +26,13 @@ import xlrd
 from expectations.declaration import Declaration, load_declarations, normalise_header
 from expectations.rules import evaluate_term, parse_rule_expression
 from tasks.demo_data import (
+    DEMO_AS_OF,
     FLAWED,
     JOB_FAIR_2017_05_HIRES,
     JOB_FAIR_2017_05_POSTS,
+    LATE_RETURNS,
     MID_SENIOR_DEMO_TOTAL,
+    MISSING_RETURNS,
     MONTHS,
     RESTATED_PERIOD,
     RESTATEMENT_DELTA,
@@ -379,7 +382,8 @@ def test_domain_consistency(values: dict[tuple[str, str], pd.DataFrame]) -> None
 
 def test_file_set_layout_and_formats(demo: tuple[Path, list[GeneratedFile]]) -> None:
     landing, files = demo
-    assert len(files) == 6 + 35 * 4 + 4 + 1
+    assert len(files) == 6 + 35 * 4 + 4 + 1 - len(MISSING_RETURNS)
+    assert not {(f.department, f.period) for f in files} & MISSING_RETURNS  # never sent
     on_disk = sorted(p for p in landing.rglob("*") if p.is_file())
     assert on_disk == sorted(f.path for f in files)
     for f in files:
@@ -410,6 +414,9 @@ def test_arrival_order_and_mtimes(demo: tuple[Path, list[GeneratedFile]]) -> Non
         assert os.stat(f.path).st_mtime == f.arrived_at.timestamp()
         year, month = parse_period(f.period)
         arrived = f.arrived_at.date()
+        if (f.department, f.period) in LATE_RETURNS:  # planted: after the deadline (10th + 3 days), before the clock
+            assert date(arrived.year, arrived.month, 13) < arrived <= DEMO_AS_OF
+            continue
         if f.kind == "good" and not (f.department == "labour" and f.period == RESTATED_PERIOD):
             if month is None:
                 assert (arrived.year, arrived.month) == (year + 1, 1)

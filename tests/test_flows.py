@@ -18,7 +18,7 @@ from sqlalchemy import text
 from duikou_settings import get_settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from flows.warehouse_access import clear_cache, open_warehouse
-from tasks.demo_data import GeneratedFile, demo_values, generate_demo
+from tasks.demo_data import DEMO_AS_OF, LATE_RETURNS, MISSING_RETURNS, GeneratedFile, demo_values, generate_demo
 from tasks.form_writer import write_form
 
 pytestmark = pytest.mark.flow
@@ -32,6 +32,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
     mp = pytest.MonkeyPatch()
     mp.setenv("DUIKOU_DATA_DIR", str(data_dir))
     mp.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
+    mp.setenv("DUIKOU_AS_OF", DEMO_AS_OF.isoformat())  # the demo's clock, as duikou demo sets it
     reset_settings_cache()
     clear_cache()
     files = generate_demo(get_settings().landing_dir, seed=2017)
@@ -112,8 +113,21 @@ def test_every_submission_has_a_receipt_and_one_current_version(demo_run: dict[s
                  "GROUP BY department, period"), conn)
         superseded = conn.execute(text("SELECT COUNT(*) FROM submission WHERE status = 'superseded'")).scalar()
     assert (per_partition["n"] == 1).all()
-    assert len(per_partition) == 6 + 35 * 4
+    assert len(per_partition) == 6 + 35 * 4 - len(MISSING_RETURNS)  # one planted missing return
     assert superseded == 1  # the labour 2016-06 restatement
+
+
+def test_completeness_shows_the_planted_late_and_missing_returns(demo_run: dict[str, object]) -> None:
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        rows = pd.read_sql(text("SELECT department, period, status FROM mart_completeness"), conn)
+    status = {(r.department, r.period): r.status for r in rows.itertuples()}
+    assert all(status[key] == "late" for key in LATE_RETURNS)
+    assert all(status[key] == "missing" for key in MISSING_RETURNS)
+    assert status[("poverty", "2016")] == "on_time" and ("labour", "2017-12") not in status  # not ended yet
+    assert set(rows["status"]) <= {"on_time", "late", "missing"}  # every flawed file was corrected
+    assert (rows["status"] == "missing").sum() == len(MISSING_RETURNS)
+    assert demo_run["first"].missing == [  # type: ignore[attr-defined]
+        {"department": d, "period": p, "due_date": "2017-12-10", "days_overdue": 7} for d, p in MISSING_RETURNS]
 
 
 def test_second_nightly_run_loads_nothing(demo_run: dict[str, object]) -> None:
