@@ -42,7 +42,8 @@ table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{border:1px solid #ddd;padding:4px 8px}td.num{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#eef3f5;text-align:left}.empty{color:#888}td a{white-space:nowrap}
 .downloads{font-size:13px;margin:4px 0}.downloads a{margin-right:8px}
-.status{text-align:center;white-space:nowrap}
+.status{text-align:center;white-space:nowrap}td.num,td.nowrap{white-space:nowrap}
+table.matrix th:first-child{width:14em}
 .st-on_time{background:#dff0d8;color:#2b5e2b}.st-late{background:#fcf0d2;color:#8a5a00}
 .st-missing{background:#f8d7da;color:#8b1e2a;font-weight:bold}.st-quarantined{background:#e7dcf3;color:#5b3a8a}
 .st-rejected{background:#8b1e2a;color:#fff}.st-pending{background:#f0f0f0;color:#777}.st-none{background:#fafafa;color:#999}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 from typing import Any
 
 import pandas as pd
@@ -35,6 +36,7 @@ SUBMISSION_STATUS_ZH = {
     "quarantined": "已隔离待查",
     "duplicate": "重复报送",
 }
+BEIJING = timezone(timedelta(hours=8), "北京时间")
 SEVERITY_ZH = {"critical": "严重", "warning": "警告", "info": "提示"}
 ABSENT = {
     "mart_completeness": "完整性与及时性统计表(mart_completeness)尚未建立:"
@@ -90,7 +92,7 @@ COMPLETENESS_EXPORT = (
     Column("late", "逾期", "份", "number"), Column("missing", "缺报", "份", "number"),
     Column("loaded", "已入库", "份", "number"), Column("quarantined", "隔离", "份", "number"),
     Column("rejected", "拒收", "份", "number"), Column("townships_expected", "应报乡镇", "个", "number"),
-    Column("townships_reported", "已报乡镇", "个", "number"), Column("first_received_at", "首次收到时间"),
+    Column("townships_reported", "已报乡镇", "个", "number"), Column("first_received", "首次收到时间(北京时间)"),
 )  # fmt: skip
 
 
@@ -165,6 +167,7 @@ def completeness_section(frame: pd.DataFrame | None, departments: dict[str, str]
     data = frame.assign(
         department_name=frame["department"].map(lambda d: departments.get(str(d), str(d))),
         status_zh=frame["status"].map(lambda s: STATUS_ZH.get(str(s), str(s))),
+        first_received=frame["first_received_at"].map(beijing_time),
     ).sort_values(["period", "department"], ascending=[False, True])
     return Section(frame_table("completeness", "报表完整性与及时性", data, COMPLETENESS_EXPORT))
 
@@ -229,7 +232,8 @@ SCORECARD_EXPORT = (
 FOLLOWUP_EXPORT = (
     Column("followup_id", "编号"), Column("department_name", "部门"), Column("period", "报告期"),
     Column("township_name", "乡镇"), Column("indicator", "指标代码"), Column("severity_zh", "级别"),
-    Column("value", "数值(基本单位)", kind="number"), Column("reason_zh", "原因"), Column("opened_at", "发现时间"),
+    Column("value", "数值(基本单位)", kind="number"), Column("reason_zh", "原因"),
+    Column("opened", "发现时间(北京时间)"),
 )  # fmt: skip
 
 
@@ -249,6 +253,7 @@ def followup_section(frame: pd.DataFrame | None, departments: dict[str, str], to
         department_name=frame["department"].map(lambda d: departments.get(str(d), str(d))),
         township_name=frame["township_code"].map(lambda c: names.get(c, DASH) if isinstance(c, str) else DASH),
         severity_zh=frame["severity"].map(lambda s: SEVERITY_ZH.get(str(s), str(s))),
+        opened=frame["opened_at"].map(beijing_time),
     ).sort_values(["department", "period", "followup_id"])
     return Section(frame_table("followups_open", "待跟进事项", data, FOLLOWUP_EXPORT))
 
@@ -258,7 +263,8 @@ SUBMISSION_EXPORT = (
     Column("submission_id", "提交编号"), Column("department_name", "部门"), Column("period", "报告期"),
     Column("original_name", "文件名"), Column("status_zh", "状态"),
     Column("critical_issues", "严重问题", "项", "number"),
-    Column("warning_issues", "警告", "项", "number"), Column("received", "收到时间"), Column("receipt", "回执"),
+    Column("warning_issues", "警告", "项", "number"), Column("received", "收到时间(北京时间)"),
+    Column("receipt", "回执"),
 )  # fmt: skip
 
 
@@ -273,7 +279,7 @@ def submissions_section(subs: pd.DataFrame, receipts: set[str]) -> Section:
         return Section(None, "尚未收到任何报送。")
     data = subs.assign(
         status_zh=subs["status"].map(lambda s: SUBMISSION_STATUS_ZH.get(str(s), str(s))),
-        received=subs["received_at"].map(_when),
+        received=subs["received_at"].map(beijing_time),
         receipt=subs["submission_id"].map(lambda i: f"receipts/{receipt_name(str(i))}.json" if str(i) in receipts
                                           else None),
     ).sort_values(["period", "department", "received"], ascending=[False, True, True])  # fmt: skip
@@ -288,12 +294,16 @@ def submissions_section(subs: pd.DataFrame, receipts: set[str]) -> Section:
     return Section(ShownTable(shown.table, shown.head, tuple(rows)))
 
 
-def _when(value: Any) -> str:
-    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+def beijing_time(value: Any) -> str:
+    """A timestamp as 北京时间 ``YYYY-MM-DD HH:MM`` (naive values are UTC, as the ledger stores them)."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value) or value == "":
         return DASH
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat(sep=" ", timespec="minutes"))
-    return str(value)[:16]
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return str(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return f"{stamp.tz_convert(BEIJING):%Y-%m-%d %H:%M}"
 
 
 @dataclass(frozen=True)
@@ -315,7 +325,7 @@ def receipt_view(receipt: dict[str, Any], departments: dict[str, str], workbook:
         ("报告期", period_label_zh(receipt.get("period", ""))),
         ("文件名", str(receipt.get("original_name") or DASH)),
         ("状态", SUBMISSION_STATUS_ZH.get(str(receipt.get("status")), str(receipt.get("status")))),
-        ("收到时间", str(receipt.get("received_at") or DASH)),
+        ("收到时间(北京时间)", beijing_time(receipt.get("received_at"))),
     ]
     if counts:
         facts.append(("行数", f"读取 {counts.get('rows_read', DASH)},入库 {counts.get('rows_loaded', DASH)},"

@@ -100,7 +100,7 @@ def frame_table(
                 text = DASH if result is None else (f"{result:.0f}" if float(result).is_integer() else f"{result:.2f}")
                 cells.append(Cell(text, "num"))
             elif c.key in ("period", "month"):
-                cells.append(Cell(period_label_zh(value) if isinstance(value, str) else DASH))
+                cells.append(Cell(period_label_zh(value) if isinstance(value, str) else DASH, "nowrap"))
             else:
                 cells.append(Cell(DASH if value is None or value is pd.NA or value != value else str(value)))
         rows.append(tuple(cells))

@@ -253,6 +253,7 @@ def test_submissions_escape_names_and_link_copied_receipts(data: ReportData, tmp
     quality = site["pages"]["quality.html"]
     assert MALICIOUS not in quality and "&lt;script&gt;x&lt;/script&gt;.xlsx" in quality
     assert f'href="receipts/{"b" * 16}.html"' in quality and "已拒收" in quality and "2016年6月" in quality
+    assert "2017-06-01 10:00" in quality  # received 02:00 UTC, shown in 北京时间
     receipt_page = site["pages"][f"receipts/{'b' * 16}.html"]
     assert "合计不符" in receipt_page and "[表1] 第5行" in receipt_page and f'href="{"b" * 16}.json"' in receipt_page
     assert json.loads(site["texts"][f"receipts/{'b' * 16}.json"])["original_name"] == MALICIOUS
