@@ -55,6 +55,9 @@ CENTRE, SCALE, SCORE, PREVIOUS, PREVIOUS_YTD, RATIO, MEDIAN = (
 )
 
 
+_NO_HISTORY = pd.DataFrame(columns=["township_code", "indicator", "period", "year", "month", "value"])
+
+
 @dataclass(frozen=True)
 class SeriesReference:
     """Per township: the centre and robust spread of its history, and which history it was."""
@@ -65,10 +68,10 @@ class SeriesReference:
 
 
 def series_reference(
-    history: pd.DataFrame, indicator: Indicator, month: int | None, period_type: str
+    series: pd.DataFrame, indicator: Indicator, month: int | None, period_type: str
 ) -> SeriesReference:
-    """Median and robust spread of each township's earlier values of ``indicator`` (pure)."""
-    rows = history[(history["indicator"] == indicator.name) & history["value"].notna()]
+    """Median and robust spread of each township's earlier values (``series``: ``indicator``'s history)."""
+    rows = series[series["value"].notna()]
     if period_type == "month" and month is not None:
         same = rows[rows["month"] == month]
         seasonal = same.groupby("township_code")["value"].count() >= MIN_SAME_MONTH_YEARS
@@ -100,12 +103,12 @@ def series_reference(
 
 
 def _outlier_check(
-    wide: pd.DataFrame, ind: Indicator, history: pd.DataFrame, month: int | None, period_type: str,
+    wide: pd.DataFrame, ind: Indicator, series: pd.DataFrame, month: int | None, period_type: str,
     columns: dict[str, pd.Series],
 ) -> CheckSpec | None:
     if ind.outlier_threshold is None:
         return None
-    ref = series_reference(history, ind, month, period_type)
+    ref = series_reference(series, ind, month, period_type)
     if ref.scale.notna().sum() == 0:
         return None
     codes = wide["township_code"]
@@ -148,8 +151,8 @@ def _latest_same_year(series: pd.DataFrame, year: int, month: int) -> pd.Series:
 
 
 def _increment_check(
-    wide: pd.DataFrame, ind: Indicator, decl: Declaration, history: pd.DataFrame, year: int, month: int,
-    columns: dict[str, pd.Series],
+    wide: pd.DataFrame, ind: Indicator, decl: Declaration, by_indicator: dict[str, pd.DataFrame], year: int,
+    month: int, columns: dict[str, pd.Series],
 ) -> CheckSpec | None:
     ytd = ind.increment_of
     if ytd is None or ytd not in wide.columns:
@@ -159,8 +162,9 @@ def _increment_check(
     if month == 1:
         columns[name] = pd.Series(0.0, index=wide.index)
     else:  # the previous month's running total, when that month is in the warehouse
-        series = history[(history["indicator"] == ytd) & (history["year"] == year) & (history["month"] == month - 1)]
-        columns[name] = codes.map(series.groupby("township_code")["value"].last()).astype("float64")
+        ytd_series = by_indicator.get(ytd, _NO_HISTORY)
+        previous = ytd_series[(ytd_series["year"] == year) & (ytd_series["month"] == month - 1)]
+        columns[name] = codes.map(previous.groupby("township_code")["value"].last()).astype("float64")
         if columns[name].isna().all():
             del columns[name]
             return None
@@ -181,12 +185,11 @@ def _increment_check(
 
 
 def _cumulative_check(
-    wide: pd.DataFrame, ind: Indicator, history: pd.DataFrame, year: int, month: int | None,
+    wide: pd.DataFrame, ind: Indicator, series: pd.DataFrame, year: int, month: int | None,
     columns: dict[str, pd.Series],
 ) -> CheckSpec | None:
     if not ind.cumulative or month is None or month <= 1:
         return None
-    series = history[history["indicator"] == ind.name]
     latest = _latest_same_year(series, year, month)
     if latest.empty:
         return None
@@ -206,9 +209,8 @@ def _cumulative_check(
 
 
 def _magnitude_check(
-    wide: pd.DataFrame, ind: Indicator, history: pd.DataFrame, columns: dict[str, pd.Series]
+    wide: pd.DataFrame, ind: Indicator, series: pd.DataFrame, columns: dict[str, pd.Series]
 ) -> CheckSpec | None:
-    series = history[history["indicator"] == ind.name]
     nonzero = series[series["value"] > 0]
     counts = nonzero.groupby("township_code")["value"].count()
     medians = nonzero.groupby("township_code")["value"].median()[counts >= MIN_HISTORY]
@@ -246,15 +248,19 @@ def history_columns_and_checks(
     if "township_code" not in wide.columns:
         return columns, ()
     present = [ind for ind in declaration.indicators if ind.name in wide.columns]
+    by_indicator = {str(name): rows for name, rows in history.groupby("indicator", sort=False)}  # split once
     for ind in present:
         checks.append(_band_check(ind))
-        if history.empty:
+        series = by_indicator.get(ind.name)
+        if series is None:
+            if month is not None and ind.increment_of and by_indicator:
+                checks.append(_increment_check(wide, ind, declaration, by_indicator, year, month, columns))
             continue
-        checks.append(_cumulative_check(wide, ind, history, year, month, columns))
+        checks.append(_cumulative_check(wide, ind, series, year, month, columns))
         if month is not None:
-            checks.append(_increment_check(wide, ind, declaration, history, year, month, columns))
-        checks.append(_magnitude_check(wide, ind, history, columns))
-        checks.append(_outlier_check(wide, ind, history, month, declaration.period_type, columns))
+            checks.append(_increment_check(wide, ind, declaration, by_indicator, year, month, columns))
+        checks.append(_magnitude_check(wide, ind, series, columns))
+        checks.append(_outlier_check(wide, ind, series, month, declaration.period_type, columns))
     return columns, tuple(c for c in checks if c is not None)
 
 

@@ -1,0 +1,193 @@
+"""Per-submission validation time: duikou's GX path beside the same checks in plain pandas.
+
+Usage: ``.venv/bin/python bench/validate.py [--repeats N]``
+
+Workload: the demo's 15-township monthly returns (education, health, labour, tourism) for
+2017-03 … 2017-08, each validated with its full suite — the declaration's checks plus the
+history-aware ones against every earlier demo month (the history frame the warehouse would give,
+built in memory so that only validation is timed). Warm: GX is imported and its context built
+before timing (both once per process; the script checks that the context is built once).
+
+- GX path: ``tasks.validate.validate_form`` — suite generation, derived columns, one GX
+  ``validate()`` call, issues, flags and DQ results.
+- pandas floor: the same ``prepare_suite`` (checks + derived columns), then every check
+  evaluated with plain pandas, giving the failing rows per check. The run asserts that both find
+  the same failing rows for every check, so the two do the same work.
+
+Prints medians (ms) and the ratio; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from expectations.declaration import Declaration, load_declarations  # noqa: E402
+from expectations.suite import CheckSpec  # noqa: E402
+from tasks.demo_data import MONTHS, demo_values  # noqa: E402
+from tasks.form_writer import write_form  # noqa: E402
+from tasks.normalise import NormalisedForm  # noqa: E402
+from tasks.submission import parse, receive  # noqa: E402
+from warehouse.history import HISTORY_COLUMNS  # noqa: E402
+from warehouse.refdata import reference_frames  # noqa: E402
+
+DEPARTMENTS = ("education", "health", "labour", "tourism")
+PERIODS = ("2017-03", "2017-04", "2017-05", "2017-06", "2017-07", "2017-08")
+
+
+def _history(department: str, period: str, decl: Declaration) -> pd.DataFrame:
+    frames = []
+    values = demo_values()
+    for earlier in (p for p in MONTHS if p < period):
+        wide = values[(department, earlier)]
+        long = wide.melt(id_vars="township_code", var_name="indicator", value_name="value")
+        factors = {i.name: i.factor for i in decl.indicators}
+        long["value"] = long["value"].astype("float64") * long["indicator"].map(factors)
+        long["period"], long["year"], long["month"] = earlier, int(earlier[:4]), float(earlier[5:])
+        frames.append(long)
+    return pd.concat(frames, ignore_index=True).loc[:, list(HISTORY_COLUMNS)]
+
+
+def _forms(workdir: Path) -> list[tuple[NormalisedForm, Declaration, pd.DataFrame]]:
+    reference = reference_frames()
+    out = []
+    for department in DEPARTMENTS:
+        decl = load_declarations()[department]
+        for period in PERIODS:
+            path = write_form(workdir / f"{department}-{period}.xlsx", decl, period, demo_values()[(department, period)])
+            parsed = parse(receive(path, department, period), reference)
+            assert parsed.form is not None
+            out.append((parsed.form, decl, _history(department, period, decl)))
+    return out
+
+
+def _between(series: pd.Series, kw: dict[str, Any]) -> pd.Series:
+    ok = pd.Series(True, index=series.index)
+    lo, hi = kw.get("min_value"), kw.get("max_value")
+    if lo is not None:
+        ok &= series > lo if kw.get("strict_min") else series >= lo
+    if hi is not None:
+        ok &= series < hi if kw.get("strict_max") else series <= hi
+    return ~ok & series.notna()
+
+
+def pandas_failing_rows(frame: pd.DataFrame, check: CheckSpec) -> list[int] | bool:
+    """The failing rows of a row check, or pass/fail of a table check, in plain pandas."""
+    kw = dict(check.kwargs)
+    kind = check.expectation_type
+    if kind == "expect_column_values_to_be_unique":
+        col = frame[kw["column"]]
+        bad = col.duplicated(keep=False) & col.notna()
+    elif kind == "expect_column_distinct_values_to_contain_set":
+        return set(kw["value_set"]) <= set(frame[kw["column"]].dropna())
+    elif kind == "expect_column_values_to_not_be_null":
+        bad = frame[kw["column"]].isna()
+    elif kind == "expect_column_values_to_be_between":
+        bad = _between(frame[kw["column"]].astype("float64"), kw)
+    elif kind == "expect_column_sum_to_be_between":
+        total = frame[kw["column"]].sum()
+        return bool(kw["min_value"] <= total <= kw["max_value"])
+    elif kind in ("expect_column_pair_values_to_be_equal", "expect_column_pair_values_a_to_be_greater_than_b"):
+        a, b = frame[kw["column_A"]].astype("float64"), frame[kw["column_B"]].astype("float64")
+        if kind.endswith("equal"):
+            holds = a == b
+        else:
+            holds = a >= b if kw.get("or_equal") else a > b
+        bad = ~holds & a.notna() & b.notna()
+    elif kind == "expect_values_within_modified_z_score_of_history":
+        value, centre, scale = (frame[c].astype("float64") for c in kw["column_list"])
+        bad = ~((value - centre).abs() <= kw["threshold"] * scale) & value.notna() & centre.notna() & scale.notna()
+    elif kind == "expect_increment_to_equal_cumulative_difference":
+        month, ytd, previous = (frame[c].astype("float64") for c in kw["column_list"])
+        bad = ~((month - (ytd - previous)).abs() <= kw["tolerance"]) & month.notna() & ytd.notna() & previous.notna()
+    else:
+        raise ValueError(f"no pandas equivalent for {kind}")
+    return [int(i) for i in frame.index[bad]]
+
+
+def pandas_validate(form: NormalisedForm, decl: Declaration, history: pd.DataFrame) -> dict[str, Any]:
+    from tasks.validate import prepare_suite
+
+    frame, checks = prepare_suite(form, decl, history)
+    return {c.check_id: pandas_failing_rows(frame, c) for c in checks}
+
+
+def _gx_outcomes(validation: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for r in validation.results:
+        out[r.check_id] = list(r.unexpected_rows) if r.unexpected_count is not None else bool(r.success)
+    return out
+
+
+def _time(fn: Any, *args: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return (time.perf_counter() - start) * 1000, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    import tempfile
+
+    start = time.perf_counter()
+    import great_expectations  # noqa: F401
+
+    import_ms = (time.perf_counter() - start) * 1000
+    from tasks.validate import _gx_batch_definition, validate_form
+
+    start = time.perf_counter()
+    _gx_batch_definition()
+    context_ms = (time.perf_counter() - start) * 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        forms = _forms(Path(tmp))
+    checks_per_form = []
+    for form, decl, history in forms[:2]:  # warm both paths (first custom-expectation use, caches)
+        validate_form(form, decl, history)
+        pandas_validate(form, decl, history)
+    gx_ms: list[float] = []
+    pandas_ms: list[float] = []
+    for _ in range(args.repeats):
+        for form, decl, history in forms:
+            g_ms, validation = _time(validate_form, form, decl, history)
+            p_ms, floor = _time(pandas_validate, form, decl, history)
+            gx_ms.append(g_ms)
+            pandas_ms.append(p_ms)
+            checks_per_form.append(len(validation.results))
+            assert _gx_outcomes(validation) == floor, f"{form.department} {form.period.label}: GX and pandas disagree"
+    contexts_built = _gx_batch_definition.cache_info().misses
+    assert contexts_built == 1, f"the GX context was built {contexts_built} times"
+    gx_median, pandas_median = statistics.median(gx_ms), statistics.median(pandas_ms)
+    ratio = gx_median / pandas_median
+    print(f"submissions validated: {len(gx_ms)} ({len(forms)} returns × {args.repeats}), "
+          f"checks per submission: median {statistics.median(checks_per_form):g}")
+    print(f"once per process: import great_expectations {import_ms:.0f} ms, GX context {context_ms:.0f} ms "
+          f"(built {contexts_built}×)")
+    print(f"GX path (validate_form):       median {gx_median:.1f} ms per submission")
+    print(f"plain pandas, same checks:     median {pandas_median:.1f} ms per submission")
+    print(f"ratio GX / pandas:             {ratio:.1f}× (target ≤ 3)")
+    print(json.dumps({
+        "gx_ms_median": round(gx_median, 1),
+        "pandas_ms_median": round(pandas_median, 1),
+        "gx_ratio": round(ratio, 2),
+        "checks_per_submission": statistics.median(checks_per_form),
+        "submissions": len(gx_ms),
+        "gx_import_ms": round(import_ms),
+        "gx_context_ms": round(context_ms),
+        "gx_contexts_built": contexts_built,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
