@@ -125,8 +125,8 @@ def duikou(args: list[str], env: dict[str, str], timeout: float = 120.0) -> subp
                           timeout=timeout, check=False)
 
 
-def start_serve(env: dict[str, str], logs: Path, timeout: float = 180.0) -> Proc:
-    proc = start("duikou-serve", [str(VENV_BIN / "duikou"), "serve", "--grace", "20"], env, logs)
+def start_serve(env: dict[str, str], logs: Path, timeout: float = 180.0, extra: tuple[str, ...] = ()) -> Proc:
+    proc = start("duikou-serve", [str(VENV_BIN / "duikou"), "serve", "--grace", "20", *extra], env, logs)
     wait_for("duikou serve: ready", lambda: "duikou serve: ready" in proc.tail(200), timeout, (proc,))
     return proc
 
