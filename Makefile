@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit clean browser
+.PHONY: install demo test lint typecheck unit clean browser test-server bench-latency
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ demo: $(STAMP)
 ## ruff + mypy + the whole pytest suite (PostgreSQL tests run when DUIKOU_TEST_POSTGRES_URL is set).
 test: $(STAMP) lint typecheck browser
 	$(PY) -m pytest -q
+
+## Only the operations tests against a real Prefect server (also part of `make test`).
+test-server: $(STAMP)
+	$(PY) -m pytest -q -m server
+
+## Upload-to-receipt latency through a real Prefect server, duikou serve and the intake server.
+bench-latency: $(STAMP)
+	$(PY) bench/latency.py
 
 ## Headless Chromium + CJK fonts for tests/test_report_browser.py (Debian packages; needs root when missing).
 browser:
