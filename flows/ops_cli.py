@@ -78,9 +78,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     answer = {"submission_id": landed.submission_id, "department": landed.department, "period": landed.period,
               "original_name": landed.original_name, "stored": str(landed.path)}
     if _api_url() and not args.local:
-        events.emit(events.submission_received(
-            submission_id=landed.submission_id, path=str(landed.path), department=landed.department,
-            period=landed.period, original_name=landed.original_name, via="cli"))
+        try:
+            events.emit(events.submission_received(
+                submission_id=landed.submission_id, path=str(landed.path), department=landed.department,
+                period=landed.period, original_name=landed.original_name, via="cli"))
+        except Exception as exc:  # the file is in landing/: the nightly run loads it
+            print(f"duikou submit: {landed.submission_id} stored in {landed.path}, but {events.SUBMISSION_RECEIVED} "
+                  f"could not be sent ({type(exc).__name__}: {exc}); the nightly run will load it", file=sys.stderr)
+            return EXIT_NOT_LOADED
         answer["status"] = "received"
         print(json.dumps(answer, ensure_ascii=False) if args.json else
               f"提交 {landed.submission_id} received: {events.SUBMISSION_RECEIVED} sent to {_api_url()}; "

@@ -168,3 +168,25 @@ def test_hashed_tokens_from_the_environment(tmp_path: Path) -> None:
     assert registry.department_for(token + "x") is None
     with pytest.raises(TokenStoreError, match="labour"):
         TokenRegistry(tmp_path / "absent.json", "labour=abc")
+
+
+def test_intake_token_commands_print_the_token_once_and_rotate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from duikou_settings import reset_settings_cache
+    from flows.cli import main
+
+    monkeypatch.setenv("DUIKOU_DATA_DIR", str(tmp_path / "data"))
+    reset_settings_cache()
+    try:
+        assert main(["intake-token", "create", "health"]) == 0
+        first = capsys.readouterr().out.strip()
+        assert main(["intake-token", "create", "health", "--rotate"]) == 0
+        second = capsys.readouterr().out.strip()
+        assert main(["intake-token", "list"]) == 0
+        listing = capsys.readouterr().out
+        assert main(["intake-token", "create", "finance"]) == 2
+    finally:
+        reset_settings_cache()
+    registry = TokenRegistry(tmp_path / "data" / "secrets" / "intake-tokens.json")
+    assert registry.department_for(first) is None and registry.department_for(second) == "health"
+    assert listing.count("health") == 1 and second not in listing
