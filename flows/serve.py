@@ -155,9 +155,10 @@ class InProcessServer:
                 outcome: Any = client.set_flow_run_state(run.id, Pending())
                 if outcome.status != SetStateStatus.ACCEPT:  # another server took it, or a limit said wait
                     continue
+                claimed = client.read_flow_run(run.id)  # as Pending now: what the engine starts from
                 with self._lock:
                     lane.running.add(run.id)
-                self._pool.submit(self._execute, lane, client.read_flow_run(run.id))
+                self._pool.submit(self._execute, lane, claimed)
 
     def _execute(self, lane: Lane, flow_run: FlowRun) -> None:
         try:
