@@ -90,9 +90,9 @@ def _first_problem(receipt: dict[str, Any]) -> str:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from flows.nightly import nightly
+    from flows.runners import nightly_flow
 
-    summary = nightly(run_label=args.label or "", build_report=not args.no_report)
+    summary = nightly_flow(get_settings())(run_label=args.label or "", build_report=not args.no_report)
     if args.json:
         print(json.dumps({"counts": summary.counts(), "report": summary.report_path,
                           "processed": [r.receipt for r in summary.processed]},

@@ -16,6 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import Engine
 
 from duikou_settings import Settings, get_settings
@@ -29,7 +30,7 @@ from tasks.registry import reconcile_registries_task
 from tasks.steps import refresh_marts_task, report_task
 from tasks.submission import SubmissionError
 from warehouse.load import find_submission
-from warehouse.refdata import reference_frames
+from warehouse.refdata import ReferenceFrames, reference_frames
 
 SUPPORTED_SUFFIXES = {".xlsx", ".xls", ".csv"}
 
@@ -94,6 +95,50 @@ def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile
     return pending, len(files) - len(pending), skipped
 
 
+def by_department(pending: list[LandingFile]) -> list[list[LandingFile]]:
+    """Pending files grouped by department, arrival order kept inside each group.
+
+    The unit of parallel work is a department, not a partition: a return's history checks read
+    the department's earlier periods (本年累计, magnitude against the township's history), so one
+    department's files must load one after another in arrival order; departments are independent
+    (cross-return checks run once after all of them).
+    """
+    groups: dict[str, list[LandingFile]] = {}
+    for item in pending:
+        groups.setdefault(item.department, []).append(item)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    path: str
+    kind: str  # processed / skipped / failed
+    result: SubmissionResult | None = None
+    reason: str = ""
+
+
+@task(name="ingest-department", task_run_name="ingest {files[0].department}", cache_policy=NO_CACHE)
+def ingest_department_task(
+    files: list[LandingFile], reference: ReferenceFrames, settings: Settings
+) -> list[FileOutcome]:
+    """One department's new files, oldest first; opens its own warehouse engine (a Dask worker may run it)."""
+    engine = open_warehouse(settings)
+    out: list[FileOutcome] = []
+    for item in files:
+        try:
+            result = process_submission(item.path, item.department, item.period, engine=engine,
+                                        reference=reference, settings=settings, follow_up=False)
+        except SubmissionError as exc:  # a malformed period folder: say so, keep going
+            out.append(FileOutcome(str(item.path), "skipped", reason=str(exc)))
+            continue
+        except Exception as exc:  # one broken submission must not stop the others
+            get_run_logger().exception("processing %s failed", item.path)
+            out.append(FileOutcome(str(item.path), "failed", reason=f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(FileOutcome(str(item.path), "processed", result=result))
+    return out
+
+
 def _nightly_run_name() -> str:
     from datetime import datetime
     from zoneinfo import ZoneInfo
@@ -105,7 +150,7 @@ def _nightly_run_name() -> str:
     return f"nightly {stamp}" + (f" ({label})" if label else "")
 
 
-@flow(name="nightly", flow_run_name=_nightly_run_name)
+@flow(name="nightly", flow_run_name=_nightly_run_name, task_runner=ThreadPoolTaskRunner(max_workers=2))
 def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
     """Reconcile → ingest pending → cross-return checks → follow-ups → refresh marts (KPIs,
     completeness) → alert missing returns → report. ``run_label`` only names the run."""
@@ -117,18 +162,17 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
     summary = NightlySummary(unchanged=unchanged, skipped=skipped)
     logger.info("landing area: %d new, %d already in the ledger, %d skipped", len(pending), unchanged,
                 len(skipped))
-    for item in pending:
-        try:
-            result = process_submission(item.path, item.department, item.period, engine=engine,
-                                        reference=reference, settings=settings, follow_up=False)
-        except SubmissionError as exc:  # a malformed period folder: say so, keep going
-            summary.skipped.append({"path": str(item.path), "reason": str(exc)})
-            continue
-        except Exception as exc:  # one broken submission must not stop the others
-            logger.exception("processing %s failed", item.path)
-            summary.failed.append({"path": str(item.path), "reason": f"{type(exc).__name__}: {exc}"})
-            continue
-        summary.processed.append(result)
+    # fan out per department through the flow's task runner (flows/runners.py); in order within one
+    futures = [ingest_department_task.submit(files, reference, settings) for files in by_department(pending)]
+    for future in futures:
+        for outcome in future.result():
+            if outcome.result is not None:
+                summary.processed.append(outcome.result)
+            elif outcome.kind == "skipped":
+                summary.skipped.append({"path": outcome.path, "reason": outcome.reason})
+            else:
+                logger.error("processing %s failed: %s", outcome.path, outcome.reason)
+                summary.failed.append({"path": outcome.path, "reason": outcome.reason})
     followed = follow_up_task(engine, None)  # every cross-return check, then the follow-up list
     summary.cross_checks, summary.followups = followed.cross_checks.to_dict(), followed.followups.to_dict()
     logger.info("cross-return checks: %s; follow-ups: %s", summary.cross_checks, summary.followups)

@@ -1,0 +1,188 @@
+"""Nightly benchmark: a county's backlog — 4 monthly returns × ``--months`` months (15 townships
+each, the demo's values) plus ``--registries`` person-level registry snapshots of
+``--registry-rows`` people — ingested by the nightly flow with 1 and 2 workers, and by the same
+ingest functions in a plain loop.
+
+    .venv/bin/python bench/nightly.py --months 36 --registries 3 --registry-rows 20000
+
+Three runs over the same landing area, each into its own fresh SQLite warehouse:
+
+* ``plain`` — no flow and no task runs: the landing scan, then per department, oldest first, the very functions
+  the flow calls (``flows.pipeline.process_submission`` with every Prefect task replaced by its
+  ``.fn``), then follow-ups, marts and the registry reconciliation; this is the floor (the loads'
+  writer slots are Prefect global concurrency limits, so the same temporary server is up);
+* ``prefect_1`` / ``prefect_2`` — the ``nightly`` flow with ``ThreadPoolTaskRunner(max_workers=1|2)``
+  against a temporary local Prefect server (``prefect_test_harness``; SQLite-backed), report off.
+
+``overhead_ratio`` = prefect_1 ÷ plain wall time (target ≤ 1.5); ``speedup_2_workers`` =
+prefect_1 ÷ prefect_2. The machine's two cores are shared; on SQLite the writers serialise on the
+database's one write lock, so a second worker overlaps reading/validation with another's load.
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import types
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MONTHLY = ("education", "health", "labour", "tourism")
+
+
+def build_landing(landing: Path, months: int, registries: int, registry_rows: int) -> int:
+    from expectations.declaration import load_declarations
+    from expectations.registry_declaration import load_registry_declarations
+    from tasks.demo_data import demo_values
+    from tasks.form_writer import write_form
+    from tasks.registry_demo import registry_table, write_registry_csv
+
+    values = demo_values(2017)
+    periods = sorted({p for d, p in values if d == "labour"})[:months]
+    files = 0
+    stamp = time.time() - 10_000_000
+    for period in periods:
+        for department in MONTHLY:
+            folder = landing / department / period
+            folder.mkdir(parents=True, exist_ok=True)
+            path = write_form(folder / f"{department}-{period}.xlsx", load_declarations()[department], period,
+                              values[(department, period)])
+            stamp += 60
+            os.utime(path, (stamp, stamp))  # arrival order = period order
+            files += 1
+    declaration = load_registry_declarations()["labour_registry"]
+    for index, period in enumerate(periods[-registries:] if registries else []):
+        folder = landing / "labour_registry" / period
+        folder.mkdir(parents=True, exist_ok=True)
+        year, month = map(int, period.split("-"))
+        write_registry_csv(registry_table(declaration, registry_rows, date(year, month, 28), seed=index + 1),
+                           folder / "实名登记.csv")
+        files += 1
+    return files
+
+
+def _use_data_dir(data: Path) -> None:
+    from duikou_settings import reset_settings_cache
+    from flows.warehouse_access import clear_cache
+
+    os.environ["DUIKOU_DATA_DIR"] = str(data)
+    reset_settings_cache()
+    clear_cache()
+
+
+def _fresh(work: Path, name: str, landing: Path) -> Path:
+    data = work / name
+    data.mkdir()
+    shutil.copytree(landing, data / "landing", copy_function=os.link)  # hard links: same mtimes
+    _use_data_dir(data)
+    return data
+
+
+def run_plain(work: Path, landing: Path) -> tuple[float, dict[str, int]]:
+    """The nightly's work without Prefect: the same functions, every task called through ``.fn``."""
+    import flows.pipeline as pipeline
+    import flows.registry_pipeline as registry_pipeline
+    from duikou_settings import get_settings
+    from flows.nightly import by_department, scan_landing_area
+    from flows.warehouse_access import open_warehouse
+    from tasks import steps
+    from tasks.followup_steps import follow_up_task
+    from tasks.registry import reconcile_registries_task
+    from tasks.steps import refresh_marts_task
+    from warehouse.load import find_submission
+    from warehouse.refdata import reference_frames
+
+    plain_steps = types.SimpleNamespace(**{
+        name: getattr(getattr(steps, name), "fn", getattr(steps, name)) for name in dir(steps)
+        if not name.startswith("__")
+    })
+    _fresh(work, "plain", landing)
+    saved = (pipeline.steps, registry_pipeline.steps, registry_pipeline.ingest_registry_task)
+    pipeline.steps = plain_steps  # type: ignore[assignment]
+    registry_pipeline.steps = plain_steps  # type: ignore[assignment]
+    registry_pipeline.ingest_registry_task = registry_pipeline.ingest_registry  # type: ignore[assignment]
+    counts: dict[str, int] = {}
+    try:
+        start = time.perf_counter()
+        settings = get_settings()
+        engine = open_warehouse(settings)
+        reference = reference_frames()
+        files, _ = scan_landing_area(settings.landing_dir)
+        pending = [f for f in files if find_submission(engine, f.sha256) is None]
+        for group in by_department(pending):
+            for item in group:
+                result = pipeline.process_submission(item.path, item.department, item.period, engine=engine,
+                                                     reference=reference, settings=settings, follow_up=False)
+                counts[result.status] = counts.get(result.status, 0) + 1
+        follow_up_task.fn(engine, None)
+        refresh_marts_task.fn(engine)
+        reconcile_registries_task.fn(engine)
+        wall = time.perf_counter() - start
+    finally:
+        pipeline.steps, registry_pipeline.steps, registry_pipeline.ingest_registry_task = saved  # type: ignore[assignment]
+    return wall, counts
+
+
+def run_prefect(work: Path, landing: Path, workers: int) -> tuple[float, dict[str, int]]:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.nightly import nightly
+
+    _fresh(work, f"prefect_{workers}", landing)
+    flow = nightly.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+    start = time.perf_counter()
+    summary = flow(run_label=f"bench {workers} worker(s)", build_report=False)
+    return time.perf_counter() - start, summary.counts()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--registries", type=int, default=3)
+    parser.add_argument("--registry-rows", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DUIKOU_PERSON_KEY", "bench-nightly-person-key-" + "0" * 16)
+    os.environ.pop("DUIKOU_WAREHOUSE_URL", None)
+    for name in ("PREFECT_SERVER_ANALYTICS_ENABLED", "GX_ANALYTICS_ENABLED"):
+        os.environ.setdefault(name, "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with tempfile.TemporaryDirectory(prefix="bench-nightly-") as tmp:
+        work = Path(tmp)
+        landing = work / "landing"
+        files = build_landing(landing, args.months, args.registries, args.registry_rows)
+        print(f"landing area: {files} files ({args.months} months × 4 returns, {args.registries} registries × "
+              f"{args.registry_rows:,} people)")
+        import great_expectations  # noqa: F401  (once per process, before any clock)
+
+        with prefect_test_harness(server_startup_timeout=120):
+            # the plain loop too: the load's writer slots are Prefect concurrency limits (API calls)
+            plain, plain_counts = run_plain(work, landing)
+            print(f"plain loop        {plain:8.1f} s  {plain_counts}", flush=True)
+            one, one_counts = run_prefect(work, landing, 1)
+            print(f"prefect 1 worker  {one:8.1f} s  {one_counts}", flush=True)
+            two, two_counts = run_prefect(work, landing, 2)
+            print(f"prefect 2 workers {two:8.1f} s  {two_counts}")
+    result: dict[str, Any] = {
+        "files": files, "months": args.months, "registries": args.registries, "registry_rows": args.registry_rows,
+        "plain_s": round(plain, 2), "prefect_1_worker_s": round(one, 2), "prefect_2_workers_s": round(two, 2),
+        "overhead_ratio": round(one / plain, 3), "speedup_2_workers": round(one / two, 3),
+        "targets": {"overhead_ratio_max": 1.5},
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
