@@ -66,17 +66,19 @@ def returns_missing(*, department: str, title_zh: str, periods: list[str], oldes
     )
 
 
-async def aemit(event: Event) -> None:
-    """Send one event and wait until the server has it (no background worker left to flush)."""
+async def aemit(*to_send: Event) -> None:
+    """Send events over one connection and wait until the server has them (no background worker
+    left to flush)."""
     from prefect.events.clients import get_events_client
 
     async with get_events_client(checkpoint_every=1) as client:
-        await client.emit(event)
+        for event in to_send:
+            await client.emit(event)
 
 
-def emit(event: Event) -> None:
+def emit(*to_send: Event) -> None:
     """:func:`aemit` from synchronous code that has no running event loop (the CLI)."""
-    asyncio.run(aemit(event))
+    asyncio.run(aemit(*to_send))
 
 
 def emit_from_run(event: Event) -> None:

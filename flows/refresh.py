@@ -5,9 +5,13 @@ starts a run (the deployment trigger fires on each one) that carries the event's
 The run waits until ``DUIKOU_REPORT_DEBOUNCE_SECONDS`` have passed since its event, then asks
 the Prefect API whether a newer ``duikou.warehouse.updated`` event exists. If one does, that
 event's own run will build, and this one ends at once (Completed, "superseded"); if none does,
-it builds. Fifteen returns arriving within the window therefore rebuild once, after the last;
+it builds (tags ``refresh:superseded`` / ``refresh:built`` say which in the UI). Fifteen returns
+arriving within the window therefore rebuild once, after the last;
 the last load is never left out of the report — which a trigger-level ``within`` window would do
-(Prefect's reactive triggers fire on the first event of a window and drop the rest).
+(Prefect's reactive triggers fire on the first event of a window and drop the rest). The server
+makes events readable after its event persister's flush interval
+(``PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL``, 5 s by default), so the debounce must
+be longer than that; the default 30 s is.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 
 from duikou_settings import get_settings
 from flows.events import WAREHOUSE_UPDATED
+from flows.run_ui import tag_current_run
 from flows.warehouse_access import open_warehouse
 from tasks.steps import refresh_marts_task, report_task
 
@@ -59,11 +64,13 @@ def refresh_reports(event_id: str = "", updated_at: str = "", debounce_seconds: 
             time.sleep(remaining)
         if newer_update_exists(event_id, occurred):
             logger.info("a newer warehouse update (after %s) will rebuild the report: nothing to do", updated_at)
+            tag_current_run("refresh:superseded")
             return None
     engine = open_warehouse(settings)
     rows = refresh_marts_task(engine)
     path: Path = report_task(engine, settings.resolved_data_dir)
     logger.info("marts refreshed (%d rows), report written to %s", rows, path)
+    tag_current_run("refresh:built")
     create_markdown_artifact(
         key="duikou-report",
         markdown=f"## 报告 report rebuilt\n\n- [{path}]({path.resolve().as_uri()})\n- mart rows: {rows}\n"

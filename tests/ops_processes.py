@@ -109,6 +109,8 @@ def start_prefect_server(root: Path, timeout: float = 180.0) -> tuple[Proc, str,
         "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        # events become readable (refresh-reports' "newer event wins") after this, not after 5 s
+        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
     })
     proc = start("prefect-server", [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
                                     "--port", str(port), "--no-ui"], env, root / "logs")

@@ -49,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         procs.append(server)
         data = root / "data"
         env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_SERVE_POLL_SECONDS": "0.5",
-                    "DUIKOU_REPORT_DEBOUNCE_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
+                    "DUIKOU_REPORT_DEBOUNCE_SECONDS": "2", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
         made = duikou(["automations", "--webhook-url", hook.start()], env)
         assert made.returncode == 0, made.stderr
         settings = Settings(data_dir=data)
@@ -173,3 +173,26 @@ def test_a_failed_run_notifies_ops(stack: dict[str, Any]) -> None:
         (m for m in hook.received if "Failed" in m.get("subject", "")), None), RUN_TIMEOUT, stack["procs"])
     assert "ingest tourism 2016-12" in note["subject"]
     assert "no such file" in note["body"]
+
+
+def test_a_burst_of_warehouse_updates_rebuilds_the_report_once(stack: dict[str, Any]) -> None:
+    burst = ("from flows import events\n"
+             "burst = [events.warehouse_updated(submission_id=f'{i:016x}', department='tourism', period='2016-10',"
+             " status='loaded') for i in range(4)]\n"
+             "events.emit(*burst)\n"
+             "print(*(e.id for e in burst))")
+    done = subprocess.run([sys.executable, "-c", burst], env=stack["env"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    api = stack["api"]
+
+    def all_finished() -> list[dict[str, Any]] | None:
+        runs = [r for r in _flow_runs(api, "refresh-reports") if r["parameters"].get("event_id") in ids]
+        return runs if len(runs) == len(ids) and all(r["state"]["type"] == "COMPLETED" for r in runs) else None
+
+    runs = wait_for("the burst's refresh-reports runs", all_finished, RUN_TIMEOUT, stack["procs"])
+    built = [r["parameters"]["event_id"] for r in runs if "refresh:built" in r["tags"]]
+    superseded = [r for r in runs if "refresh:superseded" in r["tags"]]
+    assert built == [ids[-1]]  # newer event wins: only the last one's run builds
+    assert len(superseded) == len(ids) - 1
