@@ -16,6 +16,8 @@ Caveats:
   after ``base_year``. Their coverage adds up the coverage of the two years.
 * A value that cannot be computed (zero denominator, non-positive CAGR base) is stored NULL.
 * Values are unrounded; ``Kpi.decimals`` and ``display_unit`` are for presentation.
+* ``publishable`` is true only when the coverage is complete (used = expected township-periods;
+  derived KPIs: in both years): a county figure from part of the townships is shown, not published.
 """
 
 from __future__ import annotations
