@@ -44,8 +44,8 @@ from prefect.states import Crashed, Pending
 from duikou_settings import Settings
 from flows.events import SUBMISSION_RECEIVED, WAREHOUSE_RESOURCE, WAREHOUSE_UPDATED
 from flows.ingest import ingest_submission
-from flows.nightly import nightly
 from flows.refresh import refresh_reports
+from flows.runners import nightly_flow
 
 log = logging.getLogger("duikou.serve")
 
@@ -53,8 +53,14 @@ NIGHTLY_CRON = "0 2 * * *"
 COUNTY_TIMEZONE = "Asia/Shanghai"
 
 
-def build_deployments() -> list[RunnerDeployment]:
-    ingest = ingest_submission.to_deployment(
+def served_flows(settings: Settings) -> dict[str, Flow[..., Any]]:
+    """Deployment name → the flow it runs (nightly with the configured task runner, as ``duikou nightly``)."""
+    return {"ingest-submission": ingest_submission, "nightly": nightly_flow(settings),
+            "refresh-reports": refresh_reports}
+
+
+def build_deployments(flows: dict[str, Flow[..., Any]]) -> list[RunnerDeployment]:
+    ingest = flows["ingest-submission"].to_deployment(
         name="ingest-submission",
         description="One department return, started by duikou.submission.received (intake server, duikou submit).",
         tags=["duikou"],
@@ -66,14 +72,14 @@ def build_deployments() -> list[RunnerDeployment]:
                         "period": "{{ event.payload.period }}"},
         )],
     )
-    night = nightly.to_deployment(
+    night = flows["nightly"].to_deployment(
         name="nightly",
         description="Reconcile landing vs ledger, ingest what is pending, marts, missing-returns alert, report.",
         tags=["duikou"],
         schedules=[Cron(NIGHTLY_CRON, timezone=COUNTY_TIMEZONE)],
         parameters={"run_label": "scheduled"},
     )
-    refresh = refresh_reports.to_deployment(
+    refresh = flows["refresh-reports"].to_deployment(
         name="refresh-reports",
         description="Marts and report after duikou.warehouse.updated, once per burst (newer event wins).",
         tags=["duikou"],
@@ -195,13 +201,11 @@ def register(deployments: list[RunnerDeployment]) -> dict[str, UUID]:
 
 def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: Any = None) -> None:
     """Register the deployments, prepare the server, then run due runs until SIGTERM / SIGINT."""
-    deployments = build_deployments()
-    ids = register(deployments)
+    flows = served_flows(settings)
+    ids = register(build_deployments(flows))
     notes = prepare_server(settings)
     warm_up()
     capacity = {"ingest-submission": settings.serve_workers, "nightly": 1, "refresh-reports": 1}
-    flows: dict[str, Flow[..., Any]] = {"ingest-submission": ingest_submission, "nightly": nightly,
-                                         "refresh-reports": refresh_reports}
     server = InProcessServer([Lane(name, flows[name], ids[name], capacity[name]) for name in ids],
                              settings.serve_poll_seconds)
 
@@ -219,7 +223,7 @@ def serve_process_per_run(settings: Settings, on_ready: Any = None) -> None:
     """Prefect's stock runner: one new process per run (isolation; pays the imports every run)."""
     from prefect import serve
 
-    deployments = build_deployments()
+    deployments = build_deployments(served_flows(settings))
     notes = prepare_server(settings)
     if on_ready is not None:
         on_ready({d.name: None for d in deployments}, notes)
