@@ -66,12 +66,14 @@ def returns_missing(*, department: str, title_zh: str, periods: list[str], oldes
     )
 
 
-async def aemit(*to_send: Event) -> None:
+async def aemit(*to_send: Event, api_url: str | None = None) -> None:
     """Send events over one connection and wait until the server has them (no background worker
-    left to flush)."""
-    from prefect.events.clients import get_events_client
+    left to flush). ``api_url``: this server instead of the one in Prefect's settings."""
+    from prefect.events.clients import EventsClient, PrefectEventsClient, get_events_client
 
-    async with get_events_client(checkpoint_every=1) as client:
+    client: EventsClient = (PrefectEventsClient(api_url=api_url, checkpoint_every=1) if api_url
+                            else get_events_client(checkpoint_every=1))
+    async with client:
         for event in to_send:
             await client.emit(event)
 

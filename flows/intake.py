@@ -28,6 +28,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from prefect.settings import PREFECT_API_URL
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy import Engine, select
 
@@ -119,9 +120,11 @@ def _refuse(status: int, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=message, headers=headers)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The intake application; ``settings`` default to the environment's."""
+def create_app(settings: Settings | None = None, prefect_api_url: str | None = None) -> FastAPI:
+    """The intake application; ``settings`` default to the environment's, ``prefect_api_url`` to
+    ``PREFECT_API_URL`` read now ("" = no Prefect server: files wait for the nightly run)."""
     settings = settings or get_settings()
+    api_url = str(PREFECT_API_URL.value() or "") if prefect_api_url is None else prefect_api_url
     registry = TokenRegistry(settings.resolved_intake_tokens_file, settings.intake_token_hashes)
     declarations = load_declarations()
     warehouse: dict[str, Engine] = {}  # opened on the first status request that finds a warehouse
@@ -161,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception:
             upload.writer.discard()
             raise
-        event_note = await _announce(landed)
+        event_note = await _announce(landed, api_url)
         return {"submission_id": landed.submission_id, "status": "received", "department": department,
                 "period": landed.period, "original_name": landed.original_name,
                 "received_at": landed.received_at.isoformat(), "receipt_url": f"/submissions/{landed.submission_id}",
@@ -211,12 +214,14 @@ def _accept(upload: _Upload, department: str, declarations: dict[str, Any], via:
     return upload.writer.commit(department, label, upload.original_name, via)
 
 
-async def _announce(landed: LandedFile) -> str:
+async def _announce(landed: LandedFile, api_url: str) -> str:
+    if not api_url:
+        return "not sent (no PREFECT_API_URL); the nightly run will load the file"
     event = events.submission_received(submission_id=landed.submission_id, path=str(landed.path),
                                        department=landed.department, period=landed.period,
                                        original_name=landed.original_name, via="intake")
     try:
-        await events.aemit(event)
+        await events.aemit(event, api_url=api_url)
     except Exception as exc:  # the file is safe in landing/: the nightly run will load it
         log.warning("could not emit %s for %s: %s", events.SUBMISSION_RECEIVED, landed.submission_id, exc)
         return f"not sent ({type(exc).__name__}); the nightly run will load the file"

@@ -1,8 +1,7 @@
 """The intake server in-process (FastAPI's TestClient), with real token files and a real landing area.
 
-No Prefect server here: ``PREFECT_API_URL`` is unset and ephemeral mode is off, so emitting the
-event fails fast and the answer says the nightly run will load the file — the path a dropped
-event takes. The event-driven path runs against a real server in tests/test_operations_e2e.py.
+No Prefect server here (``prefect_api_url=""``): the answer says the nightly run will load the
+file — the path a dropped event takes. The event-driven path runs against a real server in tests/test_operations_e2e.py.
 """
 
 from __future__ import annotations
@@ -21,15 +20,13 @@ FORM = b"\xe4\xb9\xa1(\xe9\x95\x87),x\n" * 20  # the bytes are never parsed here
 
 
 @pytest.fixture
-def intake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Settings, dict[str, str]]]:
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    monkeypatch.setenv("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
+def intake(tmp_path: Path) -> Iterator[tuple[TestClient, Settings, dict[str, str]]]:
     from flows.intake import create_app
 
     settings = Settings(data_dir=tmp_path / "data", max_upload_bytes=4096)
     tokens = {d: create_token(settings.resolved_intake_tokens_file, d, replace=False)[0]
               for d in ("education", "health", "tourism")}
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, prefect_api_url="")) as client:
         yield client, settings, tokens
 
 
