@@ -8,6 +8,7 @@ period, so they do not depend on each other's order.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -196,3 +197,16 @@ def test_a_burst_of_warehouse_updates_rebuilds_the_report_once(stack: dict[str, 
     superseded = [r for r in runs if "refresh:superseded" in r["tags"]]
     assert built == [ids[-1]]  # newer event wins: only the last one's run builds
     assert len(superseded) == len(ids) - 1
+
+
+def test_an_operator_submits_from_the_command_line(stack: dict[str, Any]) -> None:
+    settings: Settings = stack["settings"]
+    form = _tourism_form(stack["root"], "2017-01", "格宗乡 2017年1月.xlsx")
+    done = duikou(["submit", str(form), "--department", "tourism", "--period", "2017-01", "--json"], stack["env"])
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["status"] == "received" and answer["stored"].endswith(f"{answer['submission_id']}.xlsx")
+    receipt = settings.receipts_dir / f"{answer['submission_id']}.json"
+    wait_for("the submitted return's receipt", receipt.exists, RUN_TIMEOUT, stack["procs"])
+    written = json.loads(receipt.read_text(encoding="utf-8"))
+    assert written["status"] == "loaded" and written["original_name"] == "格宗乡 2017年1月.xlsx"
