@@ -159,7 +159,7 @@ def _gx_results(sample: pd.DataFrame, declaration: RegistryDeclaration, rows_rea
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    from tasks.validate import _gx_batch_definition  # the process's one GX context
+    from tasks.validate import GX_LOCK, _gx_batch_definition  # the process's one GX context
 
     batch_definition = _gx_batch_definition()  # creates the process's GX context first
     allowed = declaration.check("value_not_allowed")
@@ -183,8 +183,9 @@ def _gx_results(sample: pd.DataFrame, declaration: RegistryDeclaration, rows_rea
     suite = gx.ExpectationSuite(name=f"{declaration.dataset}_sample")
     for _, _, expectation in expectations:
         suite.add_expectation(expectation)
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": sample})
-    result = batch.validate(suite, result_format={"result_format": "BASIC", "partial_unexpected_count": 0})
+    with GX_LOCK:
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": sample})
+        result = batch.validate(suite, result_format={"result_format": "BASIC", "partial_unexpected_count": 0})
     by_id = {r.expectation_config.meta["check_id"]: r for r in result.results}
     out = []
     for check_id, severity, expectation in expectations:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,12 +65,18 @@ def gx_suite(checks: tuple[CheckSpec, ...], suite_name: str) -> Any:
     return gx.ExpectationSuite(name=suite_name, expectations=[to_gx_expectation(c) for c in checks])
 
 
+#: GX's ephemeral context is not thread-safe: two threads validating on the one batch definition
+#: can validate each other's frame (seen as different nightly results with 2 worker threads)
+GX_LOCK = threading.Lock()
+
+
 def run_gx(frame: pd.DataFrame, checks: tuple[CheckSpec, ...], suite_name: str) -> list[Any]:
     """Validate ``frame`` against the checks in ONE GX call; results come back in check order."""
     batch_definition = _gx_batch_definition()  # creates the process's GX context first
     suite = gx_suite(checks, suite_name)
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+    with GX_LOCK:  # one context per process is shared by the nightly's worker threads
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
     by_id = {r.expectation_config.meta["check_id"]: r for r in result.results}
     return [by_id[c.check_id] for c in checks]
 
