@@ -22,6 +22,7 @@ from tasks.registry import require_person_key
 from tasks.registry_checks import MissingPersonKey
 from tasks.registry_demo import registry_table, write_registry_csv, write_registry_xlsx
 from tasks.submission import receive
+from tests.test_roles import roles  # noqa: F401  (the PostgreSQL role-set fixture)
 from warehouse import schema
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.refdata import reference_frames
@@ -265,3 +266,14 @@ def test_reconciliation_is_rebuilt_when_the_labour_return_arrives_later(sqlite_e
     with sqlite_engine.connect() as conn:
         within = conn.execute(text("SELECT within_tolerance FROM mart_registry_reconciliation")).scalars().all()
     assert within and all(within)
+
+
+@pytest.mark.postgres
+def test_analysts_read_the_registry_marts_but_not_fact_person(roles, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.test_roles import count, denied
+
+    ingest(roles.admin, write_csv(people(30), tmp_path / "r.csv"), tmp_path)
+    roles.create()
+    analyst = roles.connect_as(roles.analyst)
+    assert count(analyst, "mart_registry_county") == 1 and count(analyst, "mart_registry_township") > 0
+    denied(analyst, "SELECT person_key FROM fact_person")
