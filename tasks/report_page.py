@@ -43,7 +43,7 @@ th,td{border:1px solid #ddd;padding:4px 8px}td.num{text-align:right;font-variant
 th{background:#eef3f5;text-align:left}.empty{color:#888}td a{white-space:nowrap}
 .downloads{font-size:13px;margin:4px 0}.downloads a{margin-right:8px}
 .status{text-align:center;white-space:nowrap}td.num,td.nowrap{white-space:nowrap}
-table.matrix th:first-child{width:14em}
+table.matrix th:first-child{width:14em}table.matrix td,table.matrix th{padding:3px 5px}
 .st-on_time{background:#dff0d8;color:#2b5e2b}.st-late{background:#fcf0d2;color:#8a5a00}
 .st-missing{background:#f8d7da;color:#8b1e2a;font-weight:bold}.st-quarantined{background:#e7dcf3;color:#5b3a8a}
 .st-rejected{background:#8b1e2a;color:#fff}.st-pending{background:#f0f0f0;color:#777}.st-none{background:#fafafa;color:#999}
@@ -186,7 +186,7 @@ COMPLETENESS = """{% extends "base.html" %}{% from "macros.html" import matrix, 
 <h2>报表完整性与及时性<span class="en">Completeness and timeliness</span></h2>
 {% if matrices %}{{ status_legend() }}
 {% for m in matrices %}{{ matrix(m, root) }}{% endfor %}
-<p class="note">格中数字为已报乡镇数/应报乡镇数;点击部门或格子查看分乡镇情况。</p>
+<p class="note">格中数字为已报乡镇数/应报乡镇数(仅在有乡镇未报时显示);点击部门或格子查看分乡镇情况。</p>
 {% endif %}
 {% if later %}<p class="note" id="later-years">{{ later }}</p>{% endif %}
 <h3>明细<span class="en">All department-periods</span></h3>

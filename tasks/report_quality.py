@@ -100,11 +100,12 @@ def _status_cell(row: dict[str, Any], href: str) -> Cell:
     status = str(row.get("status") or "")
     label = STATUS_ZH.get(status, status or DASH)
     towns = ""
-    if number(row.get("townships_expected")):
-        towns = f" {count_text(row.get('townships_reported'))}/{count_text(row.get('townships_expected'))}"
+    expected, reported = number(row.get("townships_expected")), number(row.get("townships_reported"))
+    if expected and reported != expected:  # only a shortfall is written in the cell; the title has all
+        towns = f" {count_text(reported)}/{count_text(expected)}"
     title = (f"{period_label_zh(row['period'])}:{label};截止 {row.get('due_date') or DASH};"
              f"应报 {count_text(row.get('expected'))} 份,已收 {count_text(row.get('received'))} 份,"
-             f"乡镇{towns.strip() or DASH}")  # fmt: skip
+             f"已报乡镇 {count_text(reported)}/{count_text(expected)}")  # fmt: skip
     return Cell(label + towns, f"status st-{status}", href=href, title=title)
 
 
