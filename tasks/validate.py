@@ -199,6 +199,7 @@ def validate_form(
     flagged: set[int] = set()
     rejected_rows: set[int] = set()
     flags: list[DqFlag] = []
+    flag_keys: set[tuple[str, str, str]] = set()  # dq_flag's key within the submission
     flagged_cells: set[tuple[int, str]] = set()
     if len(frame) == 0:
         gx_results: list[Any] = []
@@ -216,7 +217,12 @@ def validate_form(
         elif not res.success and check.value_check is not None:
             for row in failing_rows:
                 flag = _value_flag(check, form, frame, row, declaration, accepted or {})
-                flags.append(flag)
+                key = (flag.township_code, flag.indicator, flag.check_id)
+                # a row without a known township, or a township's second row, is a rejection of its
+                # own (TOWNSHIP_UNKNOWN / TOWNSHIP_DUPLICATE): it gets the issue, not a second dq_flag
+                if flag.township_code and key not in flag_keys:
+                    flag_keys.add(key)
+                    flags.append(flag)
                 if flag.accepted:
                     continue
                 issues.append(_flag_issue(check, form, flag))
@@ -284,7 +290,8 @@ def _value_flag(
     vc = check.value_check
     assert vc is not None
     ind = declaration.indicator(vc.indicator)
-    code = str(frame.at[row, TOWNSHIP_CODE])
+    raw_code = frame.at[row, TOWNSHIP_CODE]
+    code = "" if raw_code is None or pd.isna(raw_code) else str(raw_code)
     value = _float_or_none(frame.at[row, vc.indicator])
     reference = _float_or_none(frame.at[row, vc.reference_column]) if vc.reference_column else None
     score = _float_or_none(frame.at[row, vc.score_column]) if vc.score_column else None
@@ -293,7 +300,7 @@ def _value_flag(
         score = value - reference
     same_month_column = f"hist_same_month__{vc.indicator}"
     same_month = bool(frame.at[row, same_month_column]) if same_month_column in frame.columns else False
-    township = form.township_names.get(code) or str(frame.at[row, "township_text"])
+    township = (form.township_names.get(code) if code else None) or str(frame.at[row, "township_text"])
     key = (code, vc.indicator, check.check_id)
     is_accepted = check.severity == "warning" and key in accepted and _same_value(accepted[key], value)
     return DqFlag(

@@ -334,3 +334,18 @@ def test_the_ingest_run_publishes_its_check_summary_and_data_docs_build_on_deman
     assert pages and "超出声明的合理范围" in pages[0].read_text(encoding="utf-8")
     assert main(["dq", "docs", "0000000000000000"]) == 2
     assert "no submission" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("warehouse_engine", ["sqlite"], indirect=True)
+def test_a_repeated_township_is_rejected_and_records_one_flag_per_value(
+    warehouse_engine: Engine, data_dir: Path, tmp_path: Path
+) -> None:
+    rows = demo_values()[("poverty", "2016")].copy()
+    rows.loc[4, "net_income_per_capita_yuan"] = 60000  # out of band …
+    rows = pd.concat([rows, rows.iloc[[4]]], ignore_index=True)  # … on a township listed twice
+    path = write_form(tmp_path / "p.xlsx", load_declarations()["poverty"], "2016", rows)
+    validation, status = _ingest(warehouse_engine, path, "poverty", "2016")
+    assert status == "rejected" and any(i.code == "TOWNSHIP_DUPLICATE" for i in validation.issues)
+    assert len([i for i in validation.issues if i.code == "VALUE_OUT_OF_BAND"]) == 2  # both rows named
+    (flag,) = _flags(warehouse_engine, receive(path, "poverty", "2016").submission_id)
+    assert flag.check_id == "net_income_per_capita_yuan__band"
