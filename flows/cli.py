@@ -135,7 +135,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.nightly import nightly
+    from flows.runners import nightly_flow
     from tasks.demo_data import generate_demo
 
     if args.data_dir:
@@ -154,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         flawed = [f for f in files if f.kind == "flawed"]
         print(f"生成演示数据 generated {len(files)} demo submissions ({len(flawed)} deliberately flawed) "
               f"in {landing}")
-    summary = nightly(run_label="demo")
+    summary = nightly_flow(get_settings())(run_label="demo")
     _print_nightly(summary)
     print()
     print(f"数据仓库 warehouse: {settings.resolved_warehouse_url}")

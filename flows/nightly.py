@@ -150,7 +150,11 @@ def _nightly_run_name() -> str:
     return f"nightly {stamp}" + (f" ({label})" if label else "")
 
 
-@flow(name="nightly", flow_run_name=_nightly_run_name, task_runner=ThreadPoolTaskRunner(max_workers=2))
+#: bounded (Prefect's default pool is unbounded); `duikou nightly` applies DUIKOU_TASK_RUNNER (flows/runners.py)
+_DEFAULT_RUNNER: Any = ThreadPoolTaskRunner(max_workers=2)
+
+
+@flow(name="nightly", flow_run_name=_nightly_run_name, task_runner=_DEFAULT_RUNNER)
 def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
     """Reconcile → ingest pending → cross-return checks → follow-ups → refresh marts (KPIs,
     completeness) → alert missing returns → report. ``run_label`` only names the run."""

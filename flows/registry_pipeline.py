@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from duikou_settings import Settings
 from flows.pipeline import SubmissionResult
 from tasks import steps
-from tasks.registry import RegistryStream, registry_declaration, require_person_key, stream_registry
+from tasks.registry import RegistryStream, StageTimes, registry_declaration, require_person_key, stream_registry
 from tasks.submission import Received, build_receipt, relative, storage_paths, store_file
 from tasks.writer_slots import writer_slot
 from warehouse.load import SubmissionRecord, current_version
@@ -41,7 +41,8 @@ def ingest_registry(
 ) -> tuple[RegistryStream, RegistryOutcome | None]:
     """Stream the file; with an engine, inside the submission's one transaction."""
     declaration = registry_declaration(received.department)
-    assert declaration is not None
+    if declaration is None:
+        raise ValueError(f"{received.department!r} is not a person-level registry")
     holder: dict[str, RegistryStream] = {}
 
     def run(writer: PersonWriter | None) -> StreamResult:
@@ -57,14 +58,8 @@ def ingest_registry(
         return holder["stream"], None
     outcome = record_registry_submission(engine, _record(received, settings), declaration, run)
     if "stream" not in holder:  # a duplicate: nothing was read
-        return RegistryStream(StreamResult("duplicate", 0, 0, (), ()), None, None, _no_times()), outcome
+        return RegistryStream(StreamResult("duplicate", 0, 0, (), ()), None, None, StageTimes()), outcome
     return holder["stream"], outcome
-
-
-def _no_times() -> Any:
-    from tasks.registry import StageTimes
-
-    return StageTimes()
 
 
 @task(name="ingest-registry", task_run_name="registry {received.department} {received.period.label}",

@@ -50,6 +50,9 @@ class RegistrySource:
     column_labels: dict[str, str]  # canonical column → "C列(公民身份号码)"
     issues: list[Issue] = field(default_factory=list)  # header-level findings (info / warning / critical)
     short_rows: list[int] = field(default_factory=list)  # CSV rows with the wrong number of fields
+    delimiter: str = ","  # CSV only
+    csv_width: int = 0  # CSV only: fields in the header row
+    id_column: str = ""  # xlsx only: the canonical name of the person-id column
 
     def batches(self) -> Iterator[tuple[int, pa.Table]]:
         """(1-based file row of the batch's first row, table of canonical string columns)."""
@@ -61,7 +64,7 @@ class RegistrySource:
     # ----------------------------------------------------------------- CSV
     def _csv_batches(self) -> Iterator[tuple[int, pa.Table]]:
         width = max(self.positions.values()) + 1
-        names = [f"c{i}" for i in range(self._csv_width or width)]
+        names = [f"c{i}" for i in range(self.csv_width or width)]
         wanted = {f"c{pos}": name for name, pos in self.positions.items()}
         short_rows = self.short_rows
 
@@ -75,7 +78,7 @@ class RegistrySource:
                 encoding=self.encoding or "utf8", skip_rows=self.header_row, column_names=names,
                 block_size=BLOCK_BYTES, use_threads=False,
             ),
-            parse_options=pa_csv.ParseOptions(delimiter=self._delimiter, invalid_row_handler=invalid_row),
+            parse_options=pa_csv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=invalid_row),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(wanted, pa.string()), include_columns=list(wanted),
                 strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True,
@@ -92,9 +95,6 @@ class RegistrySource:
             next_row += table.num_rows + len(short_rows) - skipped_before
             skipped_before = len(short_rows)
 
-    _delimiter: str = ","
-    _csv_width: int = 0
-
     # ----------------------------------------------------------------- xlsx
     def _xlsx_batches(self) -> Iterator[tuple[int, pa.Table]]:
         from python_calamine import CalamineWorkbook
@@ -105,7 +105,7 @@ class RegistrySource:
             rows = sheet.iter_rows()
             for _ in range(self.header_row):
                 next(rows, None)
-            id_column = next(n for n, p in self.positions.items() if n == self._id_column)
+            id_column = self.id_column
             buffer: dict[str, list[str | None]] = {n: [] for n in self.positions}
             first = self.header_row + 1
             count = 0
@@ -123,8 +123,6 @@ class RegistrySource:
                 yield first, pa.table({n: pa.array(v, type=pa.string()) for n, v in buffer.items()})
         finally:
             workbook.close()
-
-    _id_column: str = ""
 
 
 def _cell_text(value: Any, *, as_id: bool) -> str | None:
@@ -243,11 +241,9 @@ def _open_csv(path: Path, original_name: str, declaration: RegistryDeclaration) 
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
     header_index = _find_header(rows, declaration)
     positions, labels, issues = _map_header(rows[header_index], declaration, None)
-    source = RegistrySource(path, original_name, "csv", None, encoding, header_index + 1, positions, labels,
-                            [issue("ENCODING_DETECTED", f"CSV按{encoding}编码读取"), *issues])
-    source._delimiter = delimiter
-    source._csv_width = len(rows[header_index])
-    return source
+    return RegistrySource(path, original_name, "csv", None, encoding, header_index + 1, positions, labels,
+                          [issue("ENCODING_DETECTED", f"CSV按{encoding}编码读取"), *issues],
+                          delimiter=delimiter, csv_width=len(rows[header_index]))
 
 
 def _open_xlsx(
@@ -283,7 +279,6 @@ def _open_xlsx(
                               + "、".join(f[0] for f in found) + "；请只保留一个"))
     sheet_name, index, header = found[0]
     positions, labels, issues = _map_header(header, declaration, sheet_name)
-    source = RegistrySource(path, original_name, "xlsx", sheet_name, None, index + 1, positions, labels,
-                            [issue("SHEET_CHOSEN", f"读取工作表“{sheet_name}”", sheet=sheet_name), *issues])
-    source._id_column = declaration.role("person_id").name
-    return source
+    return RegistrySource(path, original_name, "xlsx", sheet_name, None, index + 1, positions, labels,
+                          [issue("SHEET_CHOSEN", f"读取工作表“{sheet_name}”", sheet=sheet_name), *issues],
+                          id_column=declaration.role("person_id").name)
