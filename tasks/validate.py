@@ -79,7 +79,10 @@ def run_gx(frame: pd.DataFrame, checks: tuple[CheckSpec, ...], suite_name: str) 
     read = list(dict.fromkeys(c for check in checks for c in _columns_read(check) if c in frame.columns))
     with GX_LOCK:  # one context per process is shared by the nightly's worker threads
         batch = batch_definition.get_batch(batch_parameters={"dataframe": frame.loc[:, read]})
-        result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+        # SUMMARY with room for every row: the failing rows' indices without COMPLETE's extra
+        # metrics (unexpected value lists, index queries), ~10 % of the call
+        result = batch.validate(suite, result_format={"result_format": "SUMMARY",
+                                                      "partial_unexpected_count": max(len(frame), 1)})
     by_id = {r.expectation_config.meta["check_id"]: r for r in result.results}
     return [by_id[c.check_id] for c in checks]
 
@@ -218,7 +221,7 @@ def validate_form(
     for check, res in zip(checks, gx_results, strict=True):
         raised = isinstance(res.exception_info, dict) and res.exception_info.get("raised_exception")
         payload = res.result or {}
-        failing_rows = [_row_of(i) for i in payload.get("unexpected_index_list") or []]
+        failing_rows = [_row_of(i) for i in payload.get("partial_unexpected_index_list") or []]
         observed = payload.get("observed_value")
         if raised:
             issues.append(issue("CHECK_ERROR", f"检查{check.check_id}无法执行: "
