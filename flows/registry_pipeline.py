@@ -20,7 +20,6 @@ from flows.pipeline import SubmissionResult
 from tasks import steps
 from tasks.registry import RegistryStream, StageTimes, registry_declaration, require_person_key, stream_registry
 from tasks.submission import Received, build_receipt, relative, storage_paths, store_file
-from tasks.writer_slots import writer_slot
 from warehouse.load import SubmissionRecord, current_version
 from warehouse.refdata import ReferenceFrames
 from warehouse.registry import PersonWriter, RegistryOutcome, StreamResult, record_registry_submission
@@ -67,10 +66,10 @@ def ingest_registry(
 def ingest_registry_task(
     received: Received, engine: Engine | None, reference: ReferenceFrames, settings: Settings, key: bytes
 ) -> tuple[RegistryStream, RegistryOutcome | None]:
-    if engine is None:
-        return ingest_registry(received, engine, reference, settings, key)
-    with writer_slot(received.department, received.period.label):  # one writer per partition, as forms
-        return ingest_registry(received, engine, reference, settings, key)
+    # serialised per partition by the warehouse lock inside record_registry_submission (PostgreSQL
+    # advisory lock, SQLite's single writer); not by tasks/writer_slots.py, whose Prefect
+    # concurrency slot blocked `duikou ingest` without a Prefect server (temporary-server mode)
+    return ingest_registry(received, engine, reference, settings, key)
 
 
 def registry_receipt(received: Received, stream: RegistryStream, status: str, *, dry_run: bool,
