@@ -18,7 +18,7 @@ in memory.
 
 The check families (``expect_each_…``, one per kind of check) are what a submission's suite
 validates: GX's cost is per expectation, so the ~60 per-indicator checks of a monthly return go to
-GX as ~12 family expectations whose one metric evaluates every check of the family (see the
+GX as ~9 family expectations whose one metric evaluates every check of the family (see the
 section below). Importing this module registers all of them with GX (class definition registers
 them).
 """
@@ -111,7 +111,7 @@ class ExpectIncrementToEqualCumulativeDifference(MulticolumnMapExpectation):
 # --- check families: one GX expectation validates every check of one kind -----------------------
 #
 # GX plans a metric graph per expectation (~5–6 ms each, independent of a county form's 15 rows),
-# so a submission's ~60 per-indicator checks are validated as ~12 family expectations: each holds
+# so a submission's ~60 per-indicator checks are validated as ~9 family expectations: each holds
 # its checks (``checks``: the per-indicator expectation's type and kwargs, with the check's id) and
 # its one metric evaluates them all on the batch, vectorised, reporting per check the failing rows
 # (row checks) or the observed aggregate and its success (table checks) in ``result.details``.

@@ -1,6 +1,6 @@
 """Validate a normalised submission with GX Core and decide its outcome.
 
-One GX context per process, one suite per submission, validated in one call (GX costs ~2–3 ms
+One GX context per process, one suite per submission, validated in one call (GX costs ~3 ms
 per expectation on a county form, and 2 s to import), the checks of one kind as one family
 expectation whose result is split back into one outcome per check. The outcome is gated on the highest failed severity,
 never on GX's overall ``success``: critical → rejected or quarantined (the check's action),
