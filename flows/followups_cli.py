@@ -133,8 +133,8 @@ def completeness_lines(engine: Engine, periods: int = 3) -> list[str]:
         status = f"{r.status} {_STATUS_ZH.get(r.status, '')}"
         lines.append(f"  {r.department:<10} {r.period:<7} {status:<12} {r.deadline!s:<10}  {received:<20} "
                      f"{int(r.files_received):>5}  {int(r.townships_reported)}/{int(r.townships_expected)}")
-    lines.append("  all periods: " + "; ".join(
-        f"{dept} {_totals(group)}" for dept, group in totals.groupby("department", sort=True)))
+    lines.append("  all periods:")
+    lines.extend(f"  {dept:<10} {_totals(group)}" for dept, group in totals.groupby("department", sort=True))
     return lines
 
 
