@@ -28,7 +28,7 @@ from flows.warehouse_access import open_warehouse
 from tasks.followup_steps import follow_up_task
 from tasks.registry import reconcile_registries_task
 from tasks.steps import refresh_marts_task, report_task
-from tasks.submission import SubmissionError
+from tasks.submission import SubmissionError, is_registry
 from warehouse.load import find_submission
 from warehouse.refdata import ReferenceFrames, reference_frames
 
@@ -89,10 +89,20 @@ def scan_landing_area(landing: Path) -> tuple[list[LandingFile], list[dict[str, 
 
 @task(name="reconcile-landing", cache_policy=NO_CACHE)
 def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile], int, list[dict[str, str]]]:
-    """Files in the landing area that the ledger has not seen (by SHA-256)."""
+    """Files in the landing area that the ledger has not seen (by SHA-256), and loaded ones whose
+    run died between commit and receipt (their re-run writes the receipt: ``flows.pipeline``)."""
     files, skipped = scan_landing_area(settings.landing_dir)
-    pending = [f for f in files if find_submission(engine, f.sha256) is None]
+    pending = [f for f in files if _needs_processing(find_submission(engine, f.sha256), f, settings)]
     return pending, len(files) - len(pending), skipped
+
+
+def _needs_processing(ledger: dict[str, Any] | None, landed: LandingFile, settings: Settings) -> bool:
+    if ledger is None:
+        return True
+    receipt = ledger.get("receipt_path")
+    if not receipt or ledger["status"] not in ("loaded", "superseded") or is_registry(landed.department):
+        return False
+    return not (settings.resolved_data_dir / str(receipt)).exists()
 
 
 def by_department(pending: list[LandingFile]) -> list[list[LandingFile]]:

@@ -13,6 +13,7 @@ from tasks import steps
 from tasks.followup_steps import follow_up_task
 from tasks.submission import Parsed, Received, build_receipt, is_registry, preview_load, storage_paths
 from tasks.validate import Validation
+from warehouse.load import LoadOutcome
 from warehouse.refdata import ReferenceFrames
 
 
@@ -53,6 +54,8 @@ def process_submission(
     received = steps.receive_task(path, department, period)
     previous = steps.previous_result_task(engine, received)
     if previous is not None and previous["status"] in ("loaded", "superseded"):
+        if not dry_run:
+            _write_lost_receipt(received, previous, engine, reference, settings)
         receipt = build_receipt(received, None, None, status="duplicate", dry_run=dry_run,
                                 duplicate_of=_ledger_summary(previous))
         receipt_path = None
@@ -94,6 +97,30 @@ def read_and_validate(
     parsed = steps.parse_task(received, reference)
     history = steps.history_task(engine, received)
     return parsed, steps.validate_task(parsed, history)
+
+
+def _write_lost_receipt(
+    received: Received, previous: dict[str, Any], engine: Engine | None, reference: ReferenceFrames,
+    settings: Settings,
+) -> None:
+    """Finish a load whose run died between its commit and its receipt (process or server killed).
+
+    The ledger is the truth — the load committed, its file was kept before the transaction — so
+    the receipt (and correction workbook) it should have had is re-derived from the same file
+    and written where the ledger says. A no-op when the receipt exists.
+    """
+    receipt_rel, stored_rel = previous.get("receipt_path"), previous.get("archive_path")
+    if not receipt_rel or (settings.resolved_data_dir / receipt_rel).exists():
+        return
+    parsed, validation = read_and_validate(received, engine, reference)
+    outcome = LoadOutcome(received.submission_id, "loaded", previous.get("supersedes"), None,
+                          int(previous.get("facts_loaded") or 0))
+    receipt = build_receipt(received, parsed, validation, status="loaded", load_outcome=outcome,
+                            duplicate_of=None, stored=stored_rel)
+    receipt["receipt_recovered"] = True  # written by a later run of the same file
+    receipt = steps.correction_task(received, receipt, validation, settings)
+    stored = settings.resolved_data_dir / stored_rel if stored_rel else None
+    steps.receipt_task(receipt, settings.resolved_data_dir / receipt_rel, stored)
 
 
 def _ledger_summary(row: dict[str, Any]) -> dict[str, Any]:

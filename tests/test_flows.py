@@ -176,6 +176,38 @@ def test_ingest_command_loads_then_reports_duplicate(
     assert again["duplicate_of"]["submission_id"] == receipt["submission_id"]
 
 
+def test_a_load_whose_receipt_was_lost_gets_it_from_the_next_run_of_the_same_file(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed between its commit and its receipt: the next nightly (or ingest) completes it."""
+    from flows.cli import main
+    from flows.nightly import nightly
+
+    landed = empty_data_dir / "landing" / "poverty" / "2016" / "poverty.xlsx"
+    landed.parent.mkdir(parents=True)
+    landed.write_bytes(_poverty_form(tmp_path).read_bytes())
+    first = nightly(run_label="receipt-lost", build_report=False)
+    assert [r.status for r in first.processed] == ["loaded"]
+    original = first.processed[0].receipt
+    receipt_file = empty_data_dir / "receipts" / f"{original['submission_id']}.json"
+    beside_kept = list((empty_data_dir / "archive").rglob("*.receipt.json"))
+    assert receipt_file.is_file() and len(beside_kept) == 1
+    for lost in (receipt_file, *beside_kept):
+        lost.unlink()
+
+    again = nightly(run_label="receipt-lost-again", build_report=False)
+    assert [r.status for r in again.processed] == ["duplicate"]  # the ledger already has it
+    recovered = json.loads(receipt_file.read_text(encoding="utf-8"))
+    assert recovered["receipt_recovered"] is True and recovered["status"] == "loaded"
+    assert recovered["counts"] == original["counts"] and recovered["issues"] == original["issues"]
+    assert beside_kept[0].is_file()
+    third = nightly(run_label="receipt-there", build_report=False)
+    assert third.processed == [] and third.unchanged == 1
+    assert main(["ingest", str(landed), "--department", "poverty", "--period", "2016", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["status"] == "duplicate"
+    assert json.loads(receipt_file.read_text(encoding="utf-8")) == recovered  # written once, then left alone
+
+
 def test_ingest_dry_run_writes_nothing_and_bad_files_exit_non_zero(
     prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
