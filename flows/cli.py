@@ -10,7 +10,6 @@ refused; ``db upgrade``: the warehouse's schema differs and was left as it was),
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from duikou_settings import get_settings, reset_settings_cache
+from flows.operator import who_decides
 
 EXIT_OK, EXIT_NOT_LOADED, EXIT_USAGE = 0, 1, 2
 
@@ -203,27 +203,14 @@ def cmd_quarantine_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _operator(given: str | None) -> str | None:
-    if given is not None:
-        return given
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in this environment: --by must say who
-        return None
-
-
 def cmd_quarantine_decide(args: argparse.Namespace) -> int:
     from flows.quarantine import quarantine_decision
     from flows.warehouse_access import open_warehouse
     from tasks.quarantine import DecisionError, find_quarantined
 
     prog = f"duikou quarantine {args.decision}"
-    by = _operator(args.by)
-    if not by or not by.strip():
-        print(f"{prog}: say who decides with --by NAME", file=sys.stderr)
-        return EXIT_USAGE
-    if not args.reason.strip():
-        print(f"{prog}: --reason must say why", file=sys.stderr)
+    by = who_decides(prog, args.by, args.reason, "--reason")
+    if by is None:
         return EXIT_USAGE
     try:
         ledger = find_quarantined(open_warehouse(get_settings()), args.id)

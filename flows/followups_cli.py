@@ -7,7 +7,6 @@ a kind or state that cannot take the decision).
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from datetime import UTC
@@ -17,19 +16,11 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from duikou_settings import get_settings
+from flows.operator import who_decides
 
 EXIT_OK, EXIT_USAGE = 0, 2
 _STATUS_ZH = {"on_time": "按时", "late": "逾期", "missing": "缺报", "quarantined": "待核", "rejected": "退回",
               "pending": "未到期"}
-
-
-def _operator(given: str | None) -> str | None:
-    if given is not None:
-        return given
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in this environment: --by must say who
-        return None
 
 
 def _fmt_value(value: float | None) -> str:
@@ -64,12 +55,8 @@ def cmd_followups_decide(args: argparse.Namespace) -> int:
     from warehouse.followups import FollowupError, decide
 
     prog = f"duikou followups {args.decision}"
-    by = _operator(args.by)
-    if not by or not by.strip():
-        print(f"{prog}: say who decides with --by NAME", file=sys.stderr)
-        return EXIT_USAGE
-    if not args.note.strip():
-        print(f"{prog}: --note must say why", file=sys.stderr)
+    by = who_decides(prog, args.by, args.note, "--note")
+    if by is None:
         return EXIT_USAGE
     try:
         item = decide(open_warehouse(get_settings()), args.id, args.decision, by.strip(), args.note.strip())
