@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,17 @@ def _tourism_form(folder: Path, period: str, name: str) -> Path:
     path = folder / name
     write_form(path, load_declarations()["tourism"], period, demo_values()[("tourism", period)])
     return path
+
+
+def _post_to_server(url: str, body: dict[str, Any]) -> httpx.Response:
+    """POST to the Prefect server, retrying its 503 (SQLite busy under a loaded machine)."""
+    for attempt in range(5):
+        response = httpx.post(url, json=body, timeout=30)
+        if response.status_code != 503:
+            break
+        time.sleep(1 + attempt)
+    response.raise_for_status()
+    return response
 
 
 def _flow_runs(api: str, flow_name: str) -> list[dict[str, Any]]:
@@ -142,9 +154,8 @@ def test_a_dropped_event_is_repaired_by_the_nightly_run(stack: dict[str, Any]) -
     [schedule] = deployment["schedules"]
     assert schedule["schedule"]["cron"] == "0 2 * * *"
     assert schedule["schedule"]["timezone"] == "Asia/Shanghai"
-    created = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
-                         json={"parameters": {"run_label": "test"}}, timeout=30)
-    created.raise_for_status()
+    created = _post_to_server(f"{api}/deployments/{deployment['id']}/create_flow_run",
+                              {"parameters": {"run_label": "test"}})
     run_id = created.json()["id"]
 
     def nightly_done() -> str | None:
