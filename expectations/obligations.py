@@ -1,12 +1,19 @@
 """The obligations calendar: which returns are expected, for which period, due when.
 
-Pure functions over the declarations (``period_type``, ``due_day``, ``grace_days``); no I/O.
+Pure functions over the declarations (``period_type``, ``due_day``, ``grace_days``; a
+person-level registry also ``snapshot_months``); no I/O. The settings are data, each in its
+return's YAML declaration: a township form owes every period of its ``period_type``; the labour
+registry (``declarations/labour_registry.yaml``) owes one snapshot per quarter (``snapshot_months:
+[3, 6, 9, 12]``).
 
 * A monthly return for ``YYYY-MM`` is due on ``due_day`` of the following month; an annual
   return for ``YYYY`` on ``due_day`` of January of the following year. A ``due_day`` past the
   month's end means its last day (31 → 28 February).
 * The **deadline** is the due date plus ``grace_days``: a return first received on or before
   its deadline (county time, Asia/Shanghai) is on time, later ones are late.
+* A monthly period is **owed** when its month is one of the declaration's ``snapshot_months``
+  (every month for forms). A return for a period that is not owed (a registry snapshot of May)
+  is accepted and shown, but not expected.
 * A period is **expected** from a start period (the department's earliest period in the ledger,
   or the programme start when one is configured) up to the last period that has ended by
   ``today``. One not yet past its deadline is *pending*, not missing.
@@ -21,6 +28,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from expectations.declaration import Declaration
+from expectations.registry_declaration import RegistryDeclaration
+
+#: what owes returns: a township form or a person-level registry
+Reporting = Declaration | RegistryDeclaration
+ALL_MONTHS = tuple(range(1, 13))
 
 _PERIOD_RE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
 
@@ -53,7 +65,20 @@ def _day_in_month(year: int, month: int, day: int) -> date:
     return date(year, month, min(day, calendar.monthrange(year, month)[1]))
 
 
-def due_date(declaration: Declaration, period: str) -> date:
+def owed_months(declaration: Reporting) -> tuple[int, ...]:
+    """The months whose period the calendar expects (monthly returns); () for annual ones."""
+    if declaration.period_type == "year":
+        return ()
+    return declaration.snapshot_months if isinstance(declaration, RegistryDeclaration) else ALL_MONTHS
+
+
+def is_owed(declaration: Reporting, period: str) -> bool:
+    """Whether the calendar expects ``declaration``'s return for ``period`` at all."""
+    _, month = _split(period)
+    return month is None or month in owed_months(declaration)
+
+
+def due_date(declaration: Reporting, period: str) -> date:
     """The day ``declaration``'s return for ``period`` is due (see the module docstring)."""
     year, month = _split(period)
     if (month is None) != (declaration.period_type == "year"):
@@ -64,7 +89,7 @@ def due_date(declaration: Declaration, period: str) -> date:
     return _day_in_month(year + (month == 12), month % 12 + 1, declaration.due_day)
 
 
-def obligation(declaration: Declaration, period: str) -> Obligation:
+def obligation(declaration: Reporting, period: str) -> Obligation:
     due = due_date(declaration, period)
     return Obligation(declaration.department, period, due, due + timedelta(days=declaration.grace_days))
 
@@ -101,7 +126,7 @@ def start_period(period_type: str, programme_start: date) -> str:
 
 
 def expected_returns(
-    declarations: Mapping[str, Declaration],
+    declarations: Mapping[str, Reporting],
     first_periods: Mapping[str, str],
     today: date,
     programme_start: date | None = None,
@@ -111,7 +136,8 @@ def expected_returns(
     ``first_periods``: each department's earliest period in the ledger. A configured
     ``programme_start`` replaces it; a department with neither has no expected returns yet
     (nothing says when its obligation began). Periods run up to the last one that has ended by
-    ``today``; whether each is pending or overdue is :meth:`Obligation.is_overdue`.
+    ``today``, owed ones only (:func:`is_owed`); whether each is pending or overdue is
+    :meth:`Obligation.is_overdue`.
     """
     out: list[Obligation] = []
     for department in sorted(declarations):
@@ -123,5 +149,5 @@ def expected_returns(
         else:
             continue
         last = last_ended_period(decl.period_type, today)
-        out.extend(obligation(decl, p) for p in periods_between(decl.period_type, first, last))
+        out.extend(obligation(decl, p) for p in periods_between(decl.period_type, first, last) if is_owed(decl, p))
     return out

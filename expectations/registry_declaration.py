@@ -22,6 +22,7 @@ from expectations.declaration import (
     DeclarationError,
     PeriodType,
     Severity,
+    _day_count,
     declaration_kind,
     load_declarations,
     normalise_header,
@@ -39,6 +40,21 @@ KNOWN_CHECKS = (
 )
 #: registry head counts a reconciliation can compare (computed per township from the rows)
 RECONCILED_COUNTS = ("persons", "poor_persons")
+#: the receipt's issue code of each check (expectations/issues.py describes them)
+ISSUE_CODE_OF_CHECK = {
+    "id_excel_mangled": "PERSON_ID_EXCEL_MANGLED",
+    "id_format": "PERSON_ID_INVALID",
+    "id_check_digit": "PERSON_ID_CHECK_DIGIT",
+    "id_birth_date": "PERSON_ID_BIRTH_DATE",
+    "id_sex": "PERSON_SEX_MISMATCH",
+    "id_duplicate": "PERSON_DUPLICATE",
+    "age_band": "PERSON_AGE_OUT_OF_BAND",
+    "value_missing": "VALUE_REQUIRED_MISSING",
+    "value_not_allowed": "VALUE_NOT_ALLOWED",
+    "value_not_number": "VALUE_NOT_NUMBER",
+    "value_out_of_range": "VALUE_OUT_OF_RANGE",
+    "township_unknown": "TOWNSHIP_UNKNOWN",
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,10 @@ class RegistryCheck:
     message_zh: str
     params: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def issue_code(self) -> str:
+        return ISSUE_CODE_OF_CHECK[self.check_id]
+
 
 @dataclass(frozen=True)
 class Reconciliation:
@@ -91,7 +111,11 @@ class RegistryDeclaration:
     title_zh: str
     period_type: PeriodType
     grain: str
-    due_day: int
+    due_day: int  # day of the month after the snapshot month the snapshot is due
+    grace_days: int  # days after the due day that still count as on time
+    #: months whose snapshot the obligations calendar expects (a monthly registry may be owed
+    #: quarterly); a snapshot of another month is accepted but not expected
+    snapshot_months: tuple[int, ...]
     columns: tuple[RegistryColumn, ...]
     checks: tuple[RegistryCheck, ...]
     reconciliations: tuple[Reconciliation, ...]
@@ -225,13 +249,23 @@ def parse_registry_declaration(raw: dict[str, Any], source: str) -> RegistryDecl
     if missing:
         raise DeclarationError(f"{where}: checks not declared: {sorted(missing)}")
     reconciliations = tuple(_parse_reconciliation(r, where) for r in raw.get("reconciliation", []) or [])
+    months = raw.get("snapshot_months", list(range(1, 13)) if period_type == "month" else [])
+    if period_type == "year" and months:
+        raise DeclarationError(f"{where}: snapshot_months is for monthly registries only")
+    if not isinstance(months, list) or any(isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 12
+                                           for m in months) or len(set(months)) != len(months):
+        raise DeclarationError(f"{where}: snapshot_months must list distinct months 1–12, got {months!r}")
+    if period_type == "month" and not months:
+        raise DeclarationError(f"{where}: snapshot_months lists at least one month")
     return RegistryDeclaration(
         dataset=_require(raw, "dataset", where),
         department=_require(raw, "department", where),
         title_zh=_require(raw, "title_zh", where),
         period_type=period_type,
         grain=_require(raw, "grain", where),
-        due_day=int(raw.get("due_day", 10)),
+        due_day=_day_count(raw, "due_day", 10, 1, 31, where),
+        grace_days=_day_count(raw, "grace_days", 0, 0, 60, where),
+        snapshot_months=tuple(sorted(months)),
         columns=columns,
         checks=checks,
         reconciliations=reconciliations,

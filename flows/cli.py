@@ -175,12 +175,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from expectations.declaration import load_declarations, load_kpis
-    from expectations.docs import render_datasets_markdown
+    from warehouse.dataset_docs import render_datasets_docs  # forms and person-level registries
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_datasets_markdown(load_declarations(), load_kpis()), encoding="utf-8")
+    out.write_text(render_datasets_docs(), encoding="utf-8")
     print(f"wrote {out}")
     return EXIT_OK
 

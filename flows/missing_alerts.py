@@ -4,7 +4,8 @@ Each missing return is logged as a warning; each department with any gets one
 ``duikou.returns.missing`` event listing its periods, which the ``duikou: returns missing``
 automation (``duikou automations``) turns into a notification. Which returns are missing is
 decided by ``warehouse.completeness.missing_returns`` (the obligations calendar from the
-declarations, against the ledger) — this module only raises the alarm.
+declarations, against the ledger) — this module only raises the alarm. A person-level registry's
+snapshot that is owed and missing (the labour registry: quarterly) is alerted like a form.
 """
 
 from __future__ import annotations
@@ -15,17 +16,16 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from expectations.declaration import load_declarations
 from flows import events
 
 
 @task(name="alert-missing-returns", cache_policy=NO_CACHE)
 def alert_missing_returns_task(engine: Engine) -> list[dict[str, Any]]:
     """Log every overdue return and emit one ``duikou.returns.missing`` per department; returns them."""
-    from warehouse.completeness import missing_returns
+    from warehouse.completeness import missing_returns, reporting_declarations
 
     logger = get_run_logger()
-    declarations = load_declarations()
+    declarations = reporting_declarations()
     with engine.connect() as conn:
         missing = missing_returns(conn)
     by_department: dict[str, list[Any]] = {}

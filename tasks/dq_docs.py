@@ -8,6 +8,10 @@ whose ``UpdateDataDocsAction`` writes a static site into the output directory.
 
 This uses its own short-lived GX context with a Data Docs site, not the process's validation
 context (which has no site and must stay cheap). Nothing is written to the warehouse.
+
+A person-level registry submission is documented by ``tasks.registry_dq_docs`` instead: its
+declared checks with the counts the load stored in ``dq_result``, and GX Data Docs of the
+de-identified sample (no ID number, no name).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from duikou_settings import Settings
-from tasks.submission import declaration_for, parse, receive
+from tasks.submission import declaration_for, is_registry, parse, receive
 from tasks.validate import gx_suite, prepare_suite
 from warehouse import schema
 from warehouse.history import read_check_history
@@ -57,6 +61,11 @@ def _ledger_row(engine: Engine, submission_id: str) -> Any:
 def build_data_docs(engine: Engine, settings: Settings, submission_id: str, out_dir: Path | None = None) -> DataDocs:
     """Re-validate the submission's kept file and write its Data Docs; returns where index.html is."""
     row = _ledger_row(engine, submission_id)
+    out = (out_dir or settings.reports_dir / "dq-docs" / submission_id).resolve()
+    if is_registry(row.department):
+        from tasks.registry_dq_docs import build_registry_docs
+
+        return build_registry_docs(engine, settings, row, out)
     if not row.archive_path:
         raise DqDocsError(f"submission {submission_id}: the ledger keeps no file for it")
     kept = settings.resolved_data_dir / row.archive_path
@@ -68,16 +77,17 @@ def build_data_docs(engine: Engine, settings: Settings, submission_id: str, out_
         raise DqDocsError(f"submission {submission_id}: the kept file cannot be read ({reasons}), no checks to show")
     history = read_check_history(engine, row.department, row.period)
     frame, checks = prepare_suite(parsed.form, declaration_for(row.department), history.values)
-    out = (out_dir or settings.reports_dir / "dq-docs" / submission_id).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    result = _validate_into_site(frame, checks, f"{row.department}-{row.period}-{submission_id}", out)
+    name = f"{row.department}-{row.period}-{submission_id}"
+    result = validate_into_site(frame, gx_suite(checks, name), name, out)
     index = out / "index.html"
     if not index.is_file():
         raise DqDocsError(f"GX wrote no index.html under {out}")
     return DataDocs(submission_id, index, len(checks), bool(result.success))
 
 
-def _validate_into_site(frame: Any, checks: Any, name: str, out: Path) -> Any:
+def validate_into_site(frame: Any, suite: Any, name: str, out: Path, asset: str = "township_rows") -> Any:
+    """Validate ``frame`` with the GX ``suite`` through a checkpoint that writes Data Docs to ``out``."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
@@ -90,10 +100,10 @@ def _validate_into_site(frame: Any, checks: Any, name: str, out: Path) -> Any:
     })
     batch_definition = (
         context.data_sources.add_pandas("duikou_submission")
-        .add_dataframe_asset("township_rows")
+        .add_dataframe_asset(asset)
         .add_batch_definition_whole_dataframe("whole_submission")
     )
-    suite = context.suites.add(gx_suite(checks, name))
+    suite = context.suites.add(suite)
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition,
                                                                             suite=suite))
     checkpoint = context.checkpoints.add(gx.Checkpoint(

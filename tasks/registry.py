@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from expectations.issues import Issue, issue
-from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
+from expectations.registry_declaration import ISSUE_CODE_OF_CHECK, RegistryDeclaration, load_registry_declarations
 from tasks.read import ReadError, ReadLimits
 from tasks.registry_checks import CheckedBatch, Findings, MissingPersonKey, TownshipCodes, check_batch
 from tasks.registry_read import RegistrySource, open_registry
@@ -49,20 +49,6 @@ GX_SAMPLE_PER_BATCH = 2_500
 MIN_PERSON_KEY_CHARS = 32
 _GX_COLUMNS = ("sex", "age_years", "education_level", "employment_status", "certificate_level", "township_code",
                "monthly_income_yuan", "training_person_times")
-ISSUE_CODE_OF_CHECK = {
-    "id_excel_mangled": "PERSON_ID_EXCEL_MANGLED",
-    "id_format": "PERSON_ID_INVALID",
-    "id_check_digit": "PERSON_ID_CHECK_DIGIT",
-    "id_birth_date": "PERSON_ID_BIRTH_DATE",
-    "id_sex": "PERSON_SEX_MISMATCH",
-    "id_duplicate": "PERSON_DUPLICATE",
-    "age_band": "PERSON_AGE_OUT_OF_BAND",
-    "value_missing": "VALUE_REQUIRED_MISSING",
-    "value_not_allowed": "VALUE_NOT_ALLOWED",
-    "value_not_number": "VALUE_NOT_NUMBER",
-    "value_out_of_range": "VALUE_OUT_OF_RANGE",
-    "township_unknown": "TOWNSHIP_UNKNOWN",
-}
 
 
 def registry_declaration(department: str) -> RegistryDeclaration | None:
@@ -152,20 +138,14 @@ def _vectorised_results(findings: Findings, declaration: RegistryDeclaration) ->
     ]
 
 
-def _gx_results(sample: pd.DataFrame, declaration: RegistryDeclaration, rows_read: int) -> list[DqResult]:
-    """GX Core on the de-identified sample, in ONE validate() call (no ID or name in the frame)."""
-    if sample.empty:
-        return []
-    import great_expectations as gx
+def sample_expectations(declaration: RegistryDeclaration) -> list[tuple[str, str, Any]]:
+    """(check id, severity, GX expectation) of the sample suite; ``duikou dq docs`` runs the same."""
     import great_expectations.expectations as gxe
 
-    from tasks.validate import GX_LOCK, _gx_batch_definition  # the process's one GX context
-
-    batch_definition = _gx_batch_definition()  # creates the process's GX context first
     allowed = declaration.check("value_not_allowed")
     expectations: list[tuple[str, str, Any]] = []
     for col in declaration.columns:
-        if col.type == "enum" and col.name in sample.columns:
+        if col.type == "enum" and col.name in _GX_COLUMNS:
             expectations.append((f"gx_sample__{col.name}__in_set", allowed.severity, gxe.ExpectColumnValuesToBeInSet(
                 column=col.name, value_set=list(col.values), meta={"check_id": f"gx_sample__{col.name}__in_set"})))
     for name in ("township_code", "sex", "employment_status"):
@@ -180,6 +160,19 @@ def _gx_results(sample: pd.DataFrame, declaration: RegistryDeclaration, rows_rea
     expectations.append(("gx_sample__monthly_income_yuan__range", "warning", gxe.ExpectColumnValuesToBeBetween(
         column="monthly_income_yuan", min_value=income.min_value, max_value=income.max_value,
         meta={"check_id": "gx_sample__monthly_income_yuan__range"})))
+    return expectations
+
+
+def _gx_results(sample: pd.DataFrame, declaration: RegistryDeclaration, rows_read: int) -> list[DqResult]:
+    """GX Core on the de-identified sample, in ONE validate() call (no ID or name in the frame)."""
+    if sample.empty:
+        return []
+    import great_expectations as gx
+
+    from tasks.validate import GX_LOCK, _gx_batch_definition  # the process's one GX context
+
+    batch_definition = _gx_batch_definition()  # creates the process's GX context first
+    expectations = sample_expectations(declaration)
     suite = gx.ExpectationSuite(name=f"{declaration.dataset}_sample")
     for _, _, expectation in expectations:
         suite.add_expectation(expectation)
@@ -214,6 +207,8 @@ class RegistryStream:
     sheet: str | None
     encoding: str | None
     times: StageTimes
+    #: the de-identified rows GX validated (no ID, no name, no person key); None unless loaded
+    sample: pd.DataFrame | None = None
 
 
 def stream_registry(
@@ -272,6 +267,7 @@ def stream_registry(
     dq_results = _vectorised_results(findings, declaration)
     times.checks += time.perf_counter() - start
     status = outcome_of(issues)
+    sample: pd.DataFrame | None = None
     if status == "loaded" and samples:
         start = time.perf_counter()
         sample = pa.concat_tables(samples).to_pandas()
@@ -279,7 +275,7 @@ def stream_registry(
         times.gx += time.perf_counter() - start
     rejected_rows = len({i.row for i in issues if i.severity == "critical" and i.row is not None})
     result = StreamResult(status, findings.rows_read, rejected_rows, tuple(issues), tuple(dq_results))
-    return RegistryStream(result, source.sheet, source.encoding, times)
+    return RegistryStream(result, source.sheet, source.encoding, times, sample)
 
 
 @task(name="reconcile-registries", cache_policy=NO_CACHE)

@@ -1,6 +1,7 @@
 """No ID number and no name leaves the registry file: searched for in every warehouse table, the
-receipts, what the command printed, the logs Python and Prefect recorded and the Prefect
-artifacts — after a loaded and a rejected submission through ``duikou ingest``."""
+receipts, what the command printed, the logs Python and Prefect recorded, the Prefect artifacts
+and every file ``duikou dq docs`` wrote (its page and the GX Data Docs of the sample) — after a
+loaded and a rejected submission through ``duikou ingest``."""
 
 from __future__ import annotations
 
@@ -86,8 +87,24 @@ def test_no_id_or_name_in_any_output(
     printed = capsys.readouterr()
     assert '"status": "rejected"' in printed.out and "PERSON_DUPLICATE" in printed.out
 
-    outputs: dict[str, str] = {"stdout": printed.out, "stderr": printed.err, "python logs": caplog.text}
     engine = open_warehouse(get_settings())
+    sub = schema.submission
+    with engine.connect() as conn:
+        ids_by_period = dict(conn.execute(select(sub.c.period, sub.c.submission_id)
+                                          .where(sub.c.department == "labour_registry")).all())
+    docs: dict[str, str] = {}
+    for period, submission_id in sorted(ids_by_period.items()):  # 2017-05 loaded, 2017-06 rejected
+        out = tmp_path / "dq-docs" / period
+        assert main(["dq", "docs", submission_id, "--out", str(out)]) == 0
+        written = sorted(p for p in out.rglob("*") if p.is_file())
+        docs[period] = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in written)
+        assert "PERSON_ID_CHECK_DIGIT" in docs[period]  # the checks are documented, not an empty page
+    assert (tmp_path / "dq-docs" / "2017-05" / "gx" / "index.html").is_file()  # GX Data Docs of the sample
+    assert "gx_sample__sex__in_set" in docs["2017-05"]
+    more = capsys.readouterr()
+    outputs: dict[str, str] = {"stdout": printed.out + more.out, "stderr": printed.err + more.err,
+                               "python logs": caplog.text}
+    outputs.update({f"dq docs {period}": text for period, text in docs.items()})
     with engine.connect() as conn:
         for table in schema.metadata.sorted_tables:
             rows = conn.execute(select(table)).all()

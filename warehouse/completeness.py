@@ -19,6 +19,13 @@ One row per department × period, exactly one status:
 The 0/1 columns add up over any grouping: received = loaded + quarantined + rejected =
 on_time + late; expected = received + missing + pending (for rows the calendar expects).
 Completeness rate = received / (expected − pending); timeliness rate = on_time / (expected − pending).
+
+Person-level registries (``kind: person_registry``) owe returns like forms: one snapshot file per
+owed period (the labour registry: quarterly, ``snapshot_months`` in its declaration), judged from
+the ledger the same way. A snapshot covers the whole county, so every township valid in the period
+is expected in ``mart_completeness_township``; a township counts as reported when the loaded
+snapshot lists at least one person there (``values_reported`` = people listed, from
+``mart_registry_township``), and ``townships_reported`` counts those.
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 
 from duikou_settings import get_settings
-from expectations.declaration import Declaration, load_declarations
-from expectations.obligations import Obligation, expected_returns, obligation, start_period
+from expectations.declaration import load_declarations
+from expectations.obligations import Obligation, Reporting, expected_returns, is_owed, obligation, start_period
+from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
 from warehouse import schema
 
 #: county time (Asia/Shanghai has had no daylight saving since 1991)
@@ -70,6 +78,11 @@ class MissingReturn:
     def describe(self) -> str:
         return (f"{self.department} {self.period}: due {self.due_date.isoformat()}, nothing received "
                 f"{self.days_overdue} day(s) after the deadline {self.deadline.isoformat()}")
+
+
+def reporting_declarations() -> dict[str, Reporting]:
+    """Everything that owes returns: the township forms and the person-level registries."""
+    return {**load_declarations(), **load_registry_declarations()}
 
 
 def county_today() -> date:
@@ -147,21 +160,29 @@ def _status(entries: Sequence[LedgerEntry], duty: Obligation, today: date) -> di
     }
 
 
+def _covers_every_township(declaration: Reporting) -> bool:
+    """A registry snapshot is county-wide; a form says so in ``all_townships``."""
+    return isinstance(declaration, RegistryDeclaration) or declaration.all_townships
+
+
 def compute_completeness(
-    declarations: Mapping[str, Declaration],
+    declarations: Mapping[str, Reporting],
     ledger: Sequence[LedgerEntry],
     values: pd.DataFrame,
     townships: pd.DataFrame,
     today: date,
     programme_start: date | None = None,
+    persons: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(``COMPLETENESS_COLUMNS`` rows, ``TOWNSHIP_COLUMNS`` rows), sorted by department, period.
 
     ``ledger``: every submission row. ``values``: current facts (``department``, ``period``,
-    ``township_code``, ``value``; NaN = blank). ``townships``: ``ref_township`` (code and
-    validity). Rows: every return the calendar expects up to ``today`` plus every partition the
-    ledger has seen (a return sent early, or before a configured programme start, which is then
-    not ``expected``). Departments without a form declaration are left out. Pure.
+    ``township_code``, ``value``; NaN = blank). ``persons``: the registries' current head counts
+    (``department``, ``period``, ``township_code``, ``persons``: ``mart_registry_township``).
+    ``townships``: ``ref_township`` (code and validity). Rows: every return the calendar expects
+    up to ``today`` plus every partition the ledger has seen (a return sent early, for a period
+    that is not owed, or before a configured programme start, which is then not ``expected``).
+    Departments without a declaration are left out. Pure.
     """
     known = [e for e in ledger if e.department in declarations]
     by_partition: dict[tuple[str, str], list[LedgerEntry]] = {}
@@ -176,6 +197,11 @@ def compute_completeness(
     reported_by_partition: dict[tuple[str, str], dict[str, int]] = {}
     for (dept, period, code), count in reported.items():
         reported_by_partition.setdefault((str(dept), str(period)), {})[str(code)] = int(count)
+    if persons is not None:
+        for dept, period, code, listed in persons.loc[:, ["department", "period", "township_code", "persons"]] \
+                .itertuples(index=False, name=None):
+            if str(dept) in declarations and isinstance(declarations[str(dept)], RegistryDeclaration):
+                reported_by_partition.setdefault((str(dept), str(period)), {})[str(code)] = int(listed)
 
     rows: list[dict[str, Any]] = []
     town_rows: list[dict[str, Any]] = []
@@ -184,11 +210,12 @@ def compute_completeness(
         decl = declarations[duty.department]
         facts = _status(by_partition.get(key, []), duty, today)
         counts = reported_by_partition.get(key, {}) if facts["loaded"] else {}
-        expected_towns = _valid_townships(townships, duty.period) if decl.all_townships else sorted(counts)
+        expected_towns = (_valid_townships(townships, duty.period) if _covers_every_township(decl)
+                          else sorted(counts))
         before_start = programme_start is not None and duty.period < start_period(decl.period_type, programme_start)
         rows.append({
             "department": duty.department, "period": duty.period, "due_date": duty.due_date,
-            "deadline": duty.deadline, "expected": int(not before_start), **facts,
+            "deadline": duty.deadline, "expected": int(not before_start and is_owed(decl, duty.period)), **facts,
             "townships_expected": len(expected_towns),
             "townships_reported": sum(1 for c in expected_towns if counts.get(c, 0) > 0),
         })
@@ -221,6 +248,13 @@ def _townships(conn: Connection) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=["township_code", "valid_from", "valid_to"])
 
 
+def _registry_persons(conn: Connection) -> pd.DataFrame:
+    """People per township in each registry's current snapshot (``mart_registry_township``)."""
+    m = schema.mart_registry_township
+    rows = conn.execute(select(m.c.department, m.c.period, m.c.township_code, m.c.persons)).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=["department", "period", "township_code", "persons"])
+
+
 def _current_values(conn: Connection) -> pd.DataFrame:
     from warehouse.marts import read_current_values  # marts imports this module
 
@@ -232,8 +266,8 @@ def completeness_frames(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read the ledger, the current facts and the townships, and compute both marts' rows."""
     values = _current_values(conn) if values is None else values
-    return compute_completeness(load_declarations(), read_ledger(conn), values, _townships(conn),
-                                judgement_date(today), get_settings().programme_start)
+    return compute_completeness(reporting_declarations(), read_ledger(conn), values, _townships(conn),
+                                judgement_date(today), get_settings().programme_start, _registry_persons(conn))
 
 
 def _plain(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:
@@ -276,7 +310,7 @@ def missing_returns(conn: Connection, today: date | None = None) -> list[Missing
     """Expected returns past their deadline with nothing received, judged now from the ledger
     (not from the mart, which may be older), oldest first."""
     when = judgement_date(today)
-    rows, _ = compute_completeness(load_declarations(), read_ledger(conn), _no_values(), pd.DataFrame(
+    rows, _ = compute_completeness(reporting_declarations(), read_ledger(conn), _no_values(), pd.DataFrame(
         columns=["township_code", "valid_from", "valid_to"]), when, get_settings().programme_start)
     missing = rows[(rows["status"] == "missing") & (rows["expected"] == 1)]
     return sorted(

@@ -408,7 +408,8 @@ mart_completeness = Table(
     Column("first_received_at", DateTime(timezone=True), comment="the first file's arrival (UTC)"),
     Column("current_submission_id", String(16), comment="the loaded version, if any"),
     Column("townships_expected", Integer, nullable=False, comment="townships valid in the period"),
-    Column("townships_reported", Integer, nullable=False, comment="of those, with a value in the loaded version"),
+    Column("townships_reported", Integer, nullable=False,
+           comment="of those, with a value in the loaded version (a registry: with at least one person)"),
     Column("refreshed_at", DateTime(timezone=True), nullable=False),
     CheckConstraint(
         "status IN ('on_time', 'late', 'missing', 'quarantined', 'rejected', 'pending')", name="status_known"
@@ -423,8 +424,10 @@ mart_completeness_township = Table(
     Column("department", String(32), primary_key=True),
     Column("period", String(7), primary_key=True),
     Column("township_code", String(12), primary_key=True),
-    Column("reported", Boolean, nullable=False, comment="the loaded version has a value for this township"),
-    Column("values_reported", Integer, nullable=False, comment="non-blank values in the loaded version"),
+    Column("reported", Boolean, nullable=False,
+           comment="the loaded version has a value for this township (a registry: at least one person)"),
+    Column("values_reported", Integer, nullable=False,
+           comment="non-blank values in the loaded version (a registry: people listed)"),
     Column("refreshed_at", DateTime(timezone=True), nullable=False),
     comment="one row per department × period (as in mart_completeness) × township valid in the period",
 )
