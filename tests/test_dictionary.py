@@ -1,15 +1,19 @@
-"""The data dictionary (docs/warehouse.md) is generated from the schema and kept current."""
+"""The data dictionary (docs/warehouse.md) is generated from the schema and kept current; docs/datasets.md
+documents the person-level registry from its declaration."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from expectations.declaration import load_declarations, load_kpis
+from expectations.registry_declaration import load_registry_declarations
 from flows.cli import main as cli_main
 from warehouse import schema
+from warehouse.dataset_docs import render_datasets_docs
 from warehouse.dictionary import (
     NO_DESCRIPTION,
     ExampleQuery,
@@ -89,3 +93,38 @@ def test_cli_db_docs_writes_the_rendering(tmp_path: Path) -> None:
     out = tmp_path / "warehouse.md"
     assert cli_main(["db", "docs", "--out", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == render_warehouse_markdown()
+
+
+# ---------------------------------------------------------------- docs/datasets.md: the person-level registry
+def test_dataset_docs_document_the_registry_from_its_declaration(tmp_path: Path) -> None:
+    registry = load_registry_declarations()["labour_registry"]
+    rendered = render_datasets_docs()
+    assert rendered == (ROOT / "docs" / "datasets.md").read_text(encoding="utf-8")
+    section = rendered[rendered.index("## 劳动力实名登记表 — `labour_registry`"):rendered.index("## County KPIs")]
+    for col in registry.columns:  # every column, its role and its enumeration
+        assert f"| `{col.name}` | {col.header}" in section and f"| {col.role} | {col.type} |" in section
+        assert all(v in section for v in col.values)
+    for chk in registry.checks:  # every check with severity, action and issue code
+        action = chk.action or "flag"
+        assert f"| `{chk.check_id}` | {chk.severity} | {action} | `{chk.issue_code}` |" in section
+    assert "`person_key` = HMAC-SHA256(`DUIKOU_PERSON_KEY`, ID)" in section
+    assert all(f"| `{t}` |" in section for t in schema.metadata.tables if t.startswith("mart_registry_"))
+    assert "| `registry_labour_force_vs_form` | `persons` | labour `rural_labour_total_persons`" in section
+    assert "±5% of the form's value" in section and "one snapshot per quarter" in section
+    # generated, not written: a changed declaration changes the page
+    changed = replace(registry, snapshot_months=tuple(range(1, 13)), grace_days=2, reconciliations=(
+        replace(registry.reconciliations[0], tolerance_relative=0.1),))
+    other = render_datasets_docs(registries={"labour_registry": changed})
+    assert "one snapshot per month" in other and "2 grace day(s)" in other and "±10% of the form's value" in other
+    assert "registry_poor_labour_vs_form" not in other
+    out = tmp_path / "datasets.md"
+    assert cli_main(["docs", "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == rendered
+
+
+def test_every_registry_check_has_a_catalogued_issue_code() -> None:
+    from expectations.issues import ISSUE_CODES
+    from expectations.registry_declaration import ISSUE_CODE_OF_CHECK, KNOWN_CHECKS
+
+    assert set(ISSUE_CODE_OF_CHECK) == set(KNOWN_CHECKS)
+    assert set(ISSUE_CODE_OF_CHECK.values()) <= set(ISSUE_CODES)
