@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from expectations.registry_declaration import load_registry_declarations
 from tasks.export import Column
 from tasks.report_tables import Cell, ShownTable, count_text, frame_table
 from tasks.report_view import DASH, number, period_label_zh
@@ -182,20 +183,25 @@ class Drilldown:
     note: str = ""
 
 
-def _township_cell(row: dict[str, Any] | None, period: str) -> Cell:
+def _township_cell(row: dict[str, Any] | None, period: str, counted: str = "项数值") -> Cell:
     if row is None:
         return Cell(DASH, "status st-none")
     if row["reported"]:
         values = count_text(row["values_reported"])
-        return Cell(f"已报 {values}", "status st-on_time", title=f"{period_label_zh(period)}:已报 {values} 项数值")
+        return Cell(f"已报 {values}", "status st-on_time", title=f"{period_label_zh(period)}:已报 {values} {counted}")
     return Cell("未报", "status st-missing", title=f"{period_label_zh(period)}:未报")
 
 
 def township_drilldown(
     frame: pd.DataFrame | None, department: str, townships: pd.DataFrame, departments: dict[str, str]
 ) -> Drilldown:
-    """Township × period for one department: reported (with how many values) or not, per year."""
+    """Township × period for one department: reported (with how many values) or not, per year.
+
+    A person-level registry's snapshot is county-wide: a township is reported when the snapshot
+    lists at least one person there, and the count shown is people (人), not values."""
     message = _state(frame, "mart_completeness_township")
+    registry = load_registry_declarations().get(department)
+    counted, unit, label = ("人", "人", "已报人数") if registry is not None else ("项数值", "项", "已报数值")
     rows = None if frame is None else frame[frame["department"] == department]
     if rows is None or rows.empty:
         return Drilldown(Section(None, message or EMPTY["mart_completeness_township"]))
@@ -211,14 +217,19 @@ def township_drilldown(
         periods = sorted({str(p) for p in in_year["period"]}, key=_period_order)
         body = tuple(
             (Cell(str(names.get(code, code)), href=f"townships/{code}.html"),
-             *(_township_cell(lookup.get((code, p)), p) for p in periods))
+             *(_township_cell(lookup.get((code, p)), p, counted) for p in periods))
             for code in sorted({str(c) for c in in_year["township_code"]})
         )  # fmt: skip
         matrices.append(Matrix(year, ("乡镇", *(_column_label(p) for p in periods)), body))
     columns = (Column("township_code", "乡镇代码"), Column("township_name", "乡镇"), Column("period", "报告期"),
-               Column("reported_zh", "是否已报"), Column("values_reported", "已报数值", "项", "number"))  # fmt: skip
+               Column("reported_zh", "是否已报"),
+               Column("values_reported", label, unit, "number"))  # fmt: skip
     shown = frame_table(f"completeness_{department}", f"{departments.get(department, department)}分乡镇报送",
                         rows.sort_values(["period", "township_code"], ascending=[False, True]), columns)  # fmt: skip
+    if registry is not None:
+        note = " ".join(t for t in (note, f"{registry.title_zh}为全县一份名册快照(应报月份:"
+                                           f"{'、'.join(f'{m}月' for m in registry.snapshot_months)});"
+                                           "某乡镇名册中至少有1人即为已报,格中数字为人数。") if t)
     return Drilldown(Section(shown), tuple(matrices), note)
 
 
