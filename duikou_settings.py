@@ -75,9 +75,13 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024 * 1024, gt=0, description="largest uncompressed size of a registry .xlsx"
     )
     # Nightly task runner (flows/runners.py)
-    task_runner: str = Field(default="threads", description="threads | dask")
+    task_runner: str = Field(default="threads", description="threads | dask | workpool")
     max_workers: int = Field(default=2, gt=0, description="threads of the thread-pool task runner")
     dask_address: str | None = Field(default=None, description="tcp://host:8786 of a Dask scheduler (task_runner=dask)")
+    work_pool: str = Field(default="duikou-process", description="Prefect process work pool (task_runner=workpool)")
+    work_pool_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="the nightly waits this long for its department flow runs (workpool)"
+    )
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -91,11 +91,16 @@ def _first_problem(receipt: dict[str, Any]) -> str:
 
 def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.runners import nightly_flow
+    from flows.workpool import WorkPoolUnavailable
 
-    summary = nightly_flow(get_settings())(run_label=args.label or "", build_report=not args.no_report)
+    try:
+        summary = nightly_flow(get_settings())(run_label=args.label or "", build_report=not args.no_report)
+    except WorkPoolUnavailable as exc:  # DUIKOU_TASK_RUNNER=workpool without a server, deployment or pool
+        print(f"duikou nightly: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         print(json.dumps({"counts": summary.counts(), "report": summary.report_path,
-                          "processed": [r.receipt for r in summary.processed]},
+                          "processed": [r.receipt for r in summary.processed], "skipped": summary.skipped},
                          ensure_ascii=False, default=str))
     else:
         _print_nightly(summary)
@@ -415,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.followups_cli import add_followup_commands  # followups list / accept / dismiss
 
     add_followup_commands(sub)
+
+    from flows.workpool_cli import add_workpool_commands  # workpool setup
+
+    add_workpool_commands(sub)
     return parser
 
 

@@ -176,10 +176,18 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
     summary = NightlySummary(unchanged=unchanged, skipped=skipped)
     logger.info("landing area: %d new, %d already in the ledger, %d skipped", len(pending), unchanged,
                 len(skipped))
-    # fan out per department through the flow's task runner (flows/runners.py); in order within one
-    futures = [ingest_department_task.submit(files, reference, settings) for files in by_department(pending)]
-    for future in futures:
-        for outcome in future.result():
+    # fan out per department through the flow's task runner (flows/runners.py), or as flow runs on a
+    # work pool (flows/workpool.py); in arrival order within one department
+    groups = by_department(pending)
+    if settings.task_runner == "workpool":
+        from flows.workpool import ingest_on_work_pool
+
+        outcomes: list[list[FileOutcome]] = ingest_on_work_pool(groups, settings)
+    else:
+        futures = [ingest_department_task.submit(files, reference, settings) for files in groups]
+        outcomes = [future.result() for future in futures]
+    for group in outcomes:
+        for outcome in group:
             if outcome.result is not None:
                 summary.processed.append(outcome.result)
             elif outcome.kind == "skipped":

@@ -11,8 +11,12 @@ The unit of fan-out is a **department**: its files are ingested in arrival order
 so a correction never overtakes the version it corrects and every history check (本年累计, a
 value against the township's history) sees the earlier periods; departments run in parallel.
 Writers still serialise per partition through the warehouse lock (PostgreSQL advisory lock;
-SQLite's single writer). Separate flow runs on a Prefect work pool with process workers are the
-third way out of one process: see docs/scaling.md.
+SQLite's single writer).
+
+* ``DUIKOU_TASK_RUNNER=workpool``: the departments become separate flow runs of the
+  ``ingest-department`` deployment on the process work pool ``DUIKOU_WORK_POOL``
+  (``flows/workpool.py``, ``duikou workpool setup``); needs ``PREFECT_API_URL``. The nightly's own
+  tasks run on the thread pool.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from duikou_settings import Settings
 
-TASK_RUNNERS = ("threads", "dask")
+TASK_RUNNERS = ("threads", "dask", "workpool")
 
 
 def task_runner_from_settings(settings: Settings) -> Any:
     """The configured task runner (a new, unstarted instance)."""
-    if settings.task_runner == "threads":
+    if settings.task_runner in ("threads", "workpool"):  # workpool: the departments leave by flow runs
         return ThreadPoolTaskRunner(max_workers=settings.max_workers)
     if settings.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
@@ -41,7 +45,12 @@ def task_runner_from_settings(settings: Settings) -> Any:
 
 
 def nightly_flow(settings: Settings) -> Any:
-    """The ``nightly`` flow with the configured task runner."""
+    """The ``nightly`` flow with the configured task runner (workpool: refused without a Prefect server)."""
     from flows.nightly import nightly
+
+    if settings.task_runner == "workpool":
+        from flows.workpool import require_server
+
+        require_server(settings)
 
     return nightly.with_options(task_runner=task_runner_from_settings(settings))
