@@ -19,6 +19,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DUIKOU_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(default=Path("./data"), description="landing, archive, quarantine, receipts, reports")
+    landing_url: str | None = Field(
+        default=None,
+        description="fsspec URL of the landing area (s3://bucket/duikou/landing, gcs://…, file:///mnt/nfs/landing); "
+        "default <data_dir>/landing (tasks/landing_store.py)",
+    )
+    landing_storage_options: SecretStr | None = Field(
+        default=None, description="JSON object of fsspec storage options for landing_url (endpoint, keys); never logged"
+    )
     warehouse_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/warehouse.sqlite"
     )
@@ -96,6 +104,11 @@ class Settings(BaseSettings):
     @property
     def landing_dir(self) -> Path:
         return self.resolved_data_dir / "landing"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Local copies of objects fetched from a remote landing area (tasks/landing_store.py)."""
+        return self.resolved_data_dir / "staging"
 
     @property
     def archive_dir(self) -> Path:

@@ -1,14 +1,16 @@
 """``nightly``: reconcile the landing area with the ledger, ingest what is new, refresh marts and
 the report.
 
-The landing area is ``<data>/landing/<department>/<period>/<file>``. Files stay there; the
-ledger (keyed by SHA-256) says which were already processed, so a second run over the same
-landing area loads nothing.
+The landing area is ``<landing>/<department>/<period>/<file>``: ``<data>/landing``, and the fsspec
+URL ``DUIKOU_LANDING_URL`` (``s3://bucket/duikou/landing``, …) when set (``tasks/landing_store.py``).
+Files stay there; the ledger (keyed by SHA-256) says which were already processed, so a second
+run over the same landing area loads nothing. Objects of a remote landing area are fetched into
+``<data>/staging/`` before they are read.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,22 +28,34 @@ from flows.missing_alerts import alert_missing_returns_task
 from flows.pipeline import SubmissionResult, process_submission
 from flows.warehouse_access import open_warehouse
 from tasks.followup_steps import follow_up_task
+from tasks.landing_store import (
+    CHANGED_REASON,
+    LandingEntry,
+    LandingStore,
+    ObjectTooLarge,
+    arrival_key,
+    changed_while_read,
+    clean_staging,
+    landing_stores,
+    scan_store,
+    stage_entry,
+    store_for,
+)
 from tasks.registry import reconcile_registries_task
 from tasks.steps import refresh_marts_task, report_task
 from tasks.submission import SubmissionError, is_registry
 from warehouse.load import find_submission
 from warehouse.refdata import ReferenceFrames, reference_frames
 
-SUPPORTED_SUFFIXES = {".xlsx", ".xls", ".csv"}
-
 
 @dataclass(frozen=True)
 class LandingFile:
-    path: Path
+    path: Path  # what the readers open: the file where it lies, or the staged copy of a remote object
     department: str
     period: str
     sha256: str
-    mtime: float
+    mtime: float  # arrival: the file's modified time (an object's LastModified), 0 when the store has none
+    source: str = ""  # the object's URL (no credentials) when ``path`` is its staged copy
 
 
 @dataclass
@@ -63,40 +77,78 @@ class NightlySummary:
         return out
 
 
-def scan_landing_area(landing: Path) -> tuple[list[LandingFile], list[dict[str, str]]]:
-    """Every candidate file under landing/<department>/<period>/, in arrival order (mtime, path)."""
-    departments = set(load_declarations()) | set(load_registry_declarations())
-    files: list[LandingFile] = []
-    skipped: list[dict[str, str]] = []
-    if not landing.exists():
-        return files, skipped
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        if path.name.startswith((".", "~$")) or path.suffix.lower() == ".part":
-            continue
-        rel = path.relative_to(landing).parts
-        if len(rel) != 3 or rel[0] not in departments:
-            skipped.append({"path": str(path), "reason": "不在 landing/<部门>/<报告期>/ 目录结构下"})
-            continue
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            skipped.append({"path": str(path), "reason": f"不支持的文件类型 {path.suffix}"})
-            continue
-        with path.open("rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        files.append(LandingFile(path, rel[0], rel[1], digest, path.stat().st_mtime))
-    files.sort(key=lambda f: (f.mtime, str(f.path)))
-    return files, skipped
+def _departments() -> set[str]:
+    return set(load_declarations()) | set(load_registry_declarations())
+
+
+def _upload_limit(settings: Settings) -> Callable[[str], int]:
+    def limit(department: str) -> int:
+        return settings.registry_max_upload_bytes if is_registry(department) else settings.max_upload_bytes
+
+    return limit
+
+
+def scan_landing_area(landing: Path | LandingStore) -> tuple[list[LandingFile], list[dict[str, str]]]:
+    """Every candidate file of one landing area read in place (a local folder), in arrival order
+    (modified time, path). A remote store is reconciled by :func:`reconcile_task`, which fetches
+    only what the ledger lacks."""
+    store = landing if isinstance(landing, LandingStore) else store_for(landing)
+    if not store.in_place:
+        raise ValueError(f"{store.url} is not read in place: its objects are fetched by reconcile_task")
+    entries, skipped = scan_store(store, _departments())
+    return [_in_place(entry) for entry in entries], skipped
+
+
+def _in_place(entry: LandingEntry) -> LandingFile:
+    return LandingFile(Path(entry.path), entry.department, entry.period, entry.sha256, entry.modified or 0.0)
 
 
 @task(name="reconcile-landing", cache_policy=NO_CACHE)
 def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile], int, list[dict[str, str]]]:
-    """Files in the landing area that the ledger has not seen (by SHA-256), and loaded ones whose
-    run died between commit and receipt (their re-run writes the receipt: ``flows.pipeline``)."""
-    files, skipped = scan_landing_area(settings.landing_dir)
-    pending = [f for f in files if _needs_processing(find_submission(engine, f.sha256), f, settings)]
-    return pending, len(files) - len(pending), skipped
+    """Files in the landing areas that the ledger has not seen (by SHA-256), and loaded ones whose
+    run died between commit and receipt (their re-run writes the receipt: ``flows.pipeline``).
+
+    Remote objects among them are fetched into ``<data>/staging/`` here (one at a time, each no
+    larger than its department's upload limit); an object too large or gone is skipped with its reason.
+    """
+    logger = get_run_logger()
+    limit = _upload_limit(settings)
+    entries: list[LandingEntry] = []
+    skipped: list[dict[str, str]] = []
+    for store in landing_stores(settings):
+        found, passed = scan_store(store, _departments(), max_bytes=limit, index_dir=settings.staging_dir)
+        logger.info("landing area %s: %d file(s), %d skipped", store.url, len(found), len(passed))
+        entries += found
+        skipped += passed
+    entries.sort(key=arrival_key)
+    clean_staging(settings.staging_dir, keep=())
+    pending: list[LandingFile] = []
+    unchanged = 0
+    for entry in entries:
+        if not _needs_processing(find_submission(engine, entry.sha256), entry, settings):
+            unchanged += 1
+            continue
+        if entry.store.in_place:
+            pending.append(_in_place(entry))
+            continue
+        try:
+            staged, sha256 = stage_entry(entry, settings.staging_dir, limit(entry.department))
+        except ObjectTooLarge as exc:
+            skipped.append({"path": entry.url, "reason": str(exc)})
+            continue
+        except OSError as exc:
+            if not changed_while_read(exc):
+                raise
+            skipped.append({"path": entry.url, "reason": CHANGED_REASON})
+            continue
+        if sha256 != entry.sha256:
+            logger.warning("%s changed between the scan and its fetch: the fetched version is processed", entry.url)
+        pending.append(LandingFile(staged, entry.department, entry.period, sha256, entry.modified or 0.0,
+                                   source=entry.url))
+    return pending, unchanged, skipped
 
 
-def _needs_processing(ledger: dict[str, Any] | None, landed: LandingFile, settings: Settings) -> bool:
+def _needs_processing(ledger: dict[str, Any] | None, landed: LandingFile | LandingEntry, settings: Settings) -> bool:
     if ledger is None:
         return True
     receipt = ledger.get("receipt_path")

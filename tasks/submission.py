@@ -48,6 +48,7 @@ class Received:
     sha256: str
     received_at: datetime
     size_bytes: int
+    source_url: str | None = None  # the object a remote landing area held (tasks/landing_store.py)
 
     @property
     def submission_id(self) -> str:
@@ -102,6 +103,7 @@ def receive(path: Path, department: str, period: str, received_at: datetime | No
         sha256=digest,
         received_at=received_at or (datetime.fromisoformat(intake["received_at"]) if intake else stat_time),
         size_bytes=stat.st_size,
+        source_url=str(intake["source_url"]) if intake and intake.get("source_url") else None,
     )
 
 
@@ -298,6 +300,8 @@ def build_receipt(
         receipt["supersedes"] = load_outcome.supersedes
     if stored:
         receipt["stored_as"] = stored
+    if received.source_url:
+        receipt["source_url"] = received.source_url
     return receipt
 
 
