@@ -1,8 +1,10 @@
 """Submission-to-loaded latency through the real stack, beside the bare flow's run time.
 
-Starts everything itself in a temporary directory: ``prefect server start`` (SQLite, fresh
-PREFECT_HOME, free port), ``duikou serve`` (in-process runs by default; ``--process-per-run``
-measures Prefect's stock runner instead) and ``duikou intake-server``. Then:
+Starts everything itself in a temporary directory: ``prefect server start`` (free port, fresh
+PREFECT_HOME; its database SQLite, or with ``--prefect-db postgresql`` a fresh database on
+``DUIKOU_BENCH_POSTGRES_URL``'s server, as in production — see bench/prefect_db.py for why it
+matters), ``duikou serve`` (in-process runs by default; ``--process-per-run`` measures Prefect's
+stock runner instead) and ``duikou intake-server``. Then:
 
 * latency — for each of ``--submissions`` distinct tourism returns (different months, all valid),
   one at a time: the clock starts before ``POST /submissions`` and stops when the receipt
@@ -28,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.prefect_db import prefect_database  # noqa: E402
 from tests.ops_processes import Proc, start_intake, start_prefect_server, start_serve, wait_for  # noqa: E402
 
 
@@ -69,7 +73,12 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=20)
     parser.add_argument("--bare-runs", type=int, default=5)
     parser.add_argument("--process-per-run", action="store_true", help="measure Prefect's stock runner")
+    parser.add_argument("--prefect-db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the Prefect server's own database (postgresql: DUIKOU_BENCH_POSTGRES_URL)")
     args = parser.parse_args()
+    admin_url = os.environ.get("DUIKOU_BENCH_POSTGRES_URL")
+    if args.prefect_db == "postgresql" and not admin_url:
+        parser.error("--prefect-db postgresql needs DUIKOU_BENCH_POSTGRES_URL")
     if not 1 <= args.submissions <= 35 or not 1 <= args.bare_runs < 35:
         parser.error("--submissions 1..35 and --bare-runs 1..34 (the demo has 35 tourism months, 2015-01..2017-11)")
 
@@ -78,9 +87,12 @@ def main() -> None:
         root = Path(tmp)
         served_files = _write_returns(root / "forms", _months(args.submissions))
         bare_files = _write_returns(root / "bare-forms", _months(args.bare_runs + 1))  # its own warehouse
+        stack = ExitStack()
         try:
             started = time.perf_counter()
-            server, api, env = start_prefect_server(root)
+            database_url = stack.enter_context(prefect_database(admin_url, "latency")) \
+                if args.prefect_db == "postgresql" and admin_url else None
+            server, api, env = start_prefect_server(root, database_url=database_url)
             procs.append(server)
             data = root / "data"
             env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_SERVE_POLL_SECONDS": "0.5",
@@ -113,11 +125,13 @@ def main() -> None:
         finally:
             for proc in reversed(procs):
                 proc.stop()
+            stack.close()
 
     p50, p95, bare_s = statistics.median(latencies), _percentile(latencies, 0.95), statistics.median(bare)
     print(json.dumps({
         "bench": "latency",
         "runner": "process-per-run" if args.process_per_run else "in-process",
+        "prefect_db": args.prefect_db,
         "submissions": len(latencies),
         "p50_s": round(p50, 3),
         "p95_s": round(p95, 3),

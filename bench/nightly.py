@@ -5,18 +5,25 @@ ingest functions in a plain loop.
 
     .venv/bin/python bench/nightly.py --months 36 --registries 3 --registry-rows 20000
 
-Three runs over the same landing area, each into its own fresh SQLite warehouse:
+Three runs over the same landing area, each into its own fresh SQLite warehouse, against a fresh
+``prefect server`` (a real one, started here) whose own database is PostgreSQL — production's
+layout (docs/scaling.md) — when ``DUIKOU_BENCH_POSTGRES_URL`` is set, else SQLite
+(``--prefect-db sqlite|postgresql|both``):
 
 * ``plain`` — no flow and no task runs: the landing scan, then per department, oldest first, the very functions
   the flow calls (``flows.pipeline.process_submission`` with every Prefect task replaced by its
   ``.fn``), then follow-ups, marts and the registry reconciliation; this is the floor (the loads'
-  writer slots are Prefect global concurrency limits, so the same temporary server is up);
-* ``prefect_1`` / ``prefect_2`` — the ``nightly`` flow with ``ThreadPoolTaskRunner(max_workers=1|2)``
-  against a temporary local Prefect server (``prefect_test_harness``; SQLite-backed), report off.
+  writer slots are Prefect global concurrency limits, so the same server is up);
+* ``prefect_1`` / ``prefect_2`` — the ``nightly`` flow with ``ThreadPoolTaskRunner(max_workers=1|2)``,
+  report off.
 
 ``overhead_ratio`` = prefect_1 ÷ plain wall time (target ≤ 1.5); ``speedup_2_workers`` =
 prefect_1 ÷ prefect_2. The machine's two cores are shared; on SQLite the writers serialise on the
 database's one write lock, so a second worker overlaps reading/validation with another's load.
+With ``--prefect-db both`` the JSON also carries the SQLite-backed server's figures
+(``sqlite_prefect_server``): there every writer-slot acquisition inside a task run meets
+``SQLITE_BUSY_SNAPSHOT`` (503) from the server's concurrent task-run writes and Prefect's client
+retries after 2 s.
 The last line is one JSON object.
 """
 
@@ -146,17 +153,64 @@ def run_prefect(work: Path, landing: Path, workers: int) -> tuple[float, dict[st
     return time.perf_counter() - start, summary.counts()
 
 
+def measure(work: Path, landing: Path, prefect_db: str, admin_url: str | None) -> dict[str, Any]:
+    """plain, 1 worker, 2 workers against a fresh ``prefect server`` whose database is ``prefect_db``."""
+    from contextlib import ExitStack, nullcontext
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from bench.prefect_db import prefect_database
+    from tests.ops_processes import start_prefect_server
+
+    if prefect_db == "postgresql" and not admin_url:
+        raise SystemExit("DUIKOU_BENCH_POSTGRES_URL is needed for --prefect-db postgresql")
+    runs = work / f"runs-{prefect_db}"
+    runs.mkdir()
+    with ExitStack() as stack:
+        database_url = stack.enter_context(
+            prefect_database(admin_url, "nightly") if prefect_db == "postgresql" and admin_url else nullcontext(None))
+        server, api, _ = start_prefect_server(runs, database_url=database_url)
+        stack.callback(server.stop)
+        print(f"prefect server on {prefect_db} at {api}", flush=True)
+        with temporary_settings({PREFECT_API_URL: api}):
+            # the plain loop too: the loads' writer slots are the server's concurrency limits (API calls)
+            plain, plain_counts = run_plain(runs, landing)
+            print(f"  plain loop        {plain:8.1f} s  {plain_counts}", flush=True)
+            one, one_counts = run_prefect(runs, landing, 1)
+            print(f"  prefect 1 worker  {one:8.1f} s  {one_counts}", flush=True)
+            two, two_counts = run_prefect(runs, landing, 2)
+            print(f"  prefect 2 workers {two:8.1f} s  {two_counts}", flush=True)
+    if not (plain_counts.get("loaded") == one_counts.get("loaded") == two_counts.get("loaded")):
+        raise SystemExit(f"the three runs loaded different counts: {plain_counts} / {one_counts} / {two_counts}")
+    return {"plain_s": round(plain, 2), "prefect_1_worker_s": round(one, 2), "prefect_2_workers_s": round(two, 2),
+            "overhead_ratio": round(one / plain, 3), "speedup_2_workers": round(one / two, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--registries", type=int, default=3)
     parser.add_argument("--registry-rows", type=int, default=20_000)
+    admin_url = os.environ.get("DUIKOU_BENCH_POSTGRES_URL")
+    parser.add_argument("--prefect-db", choices=("postgresql", "sqlite", "both"),
+                        default="postgresql" if admin_url else "sqlite",
+                        help="the Prefect server's own database (default: postgresql when "
+                             "DUIKOU_BENCH_POSTGRES_URL is set, as in production)")
     args = parser.parse_args(argv)
+    if args.prefect_db in ("postgresql", "both") and not admin_url:
+        parser.error("--prefect-db postgresql needs DUIKOU_BENCH_POSTGRES_URL (e.g. "
+                     "postgresql+psycopg://postgres@127.0.0.1:5432/test)")
     os.environ.setdefault("DUIKOU_PERSON_KEY", "bench-nightly-person-key-" + "0" * 16)
     os.environ.pop("DUIKOU_WAREHOUSE_URL", None)
     for name in ("PREFECT_SERVER_ANALYTICS_ENABLED", "GX_ANALYTICS_ENABLED"):
         os.environ.setdefault(name, "false")
-    from prefect.testing.utilities import prefect_test_harness
+    if args.prefect_db == "both":
+        # one process per server: Prefect's slot service is a per-process singleton bound to the first API URL
+        runs = {db: _run_in_subprocess([*(argv if argv is not None else sys.argv[1:]), "--prefect-db", db])
+                for db in ("postgresql", "sqlite")}
+        result = {**runs["postgresql"], "sqlite_prefect_server": {k: runs["sqlite"][k] for k in _FIGURES}}
+        print(json.dumps(result))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-nightly-") as tmp:
         work = Path(tmp)
@@ -166,22 +220,26 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.registry_rows:,} people)")
         import great_expectations  # noqa: F401  (once per process, before any clock)
 
-        with prefect_test_harness(server_startup_timeout=120):
-            # the plain loop too: the load's writer slots are Prefect concurrency limits (API calls)
-            plain, plain_counts = run_plain(work, landing)
-            print(f"plain loop        {plain:8.1f} s  {plain_counts}", flush=True)
-            one, one_counts = run_prefect(work, landing, 1)
-            print(f"prefect 1 worker  {one:8.1f} s  {one_counts}", flush=True)
-            two, two_counts = run_prefect(work, landing, 2)
-            print(f"prefect 2 workers {two:8.1f} s  {two_counts}")
-    result: dict[str, Any] = {
+        figures = measure(work, landing, args.prefect_db, admin_url)
+    print(json.dumps({
         "files": files, "months": args.months, "registries": args.registries, "registry_rows": args.registry_rows,
-        "plain_s": round(plain, 2), "prefect_1_worker_s": round(one, 2), "prefect_2_workers_s": round(two, 2),
-        "overhead_ratio": round(one / plain, 3), "speedup_2_workers": round(one / two, 3),
-        "targets": {"overhead_ratio_max": 1.5},
-    }
-    print(json.dumps(result))
+        "prefect_db": args.prefect_db, **figures, "targets": {"overhead_ratio_max": 1.5},
+    }))
     return 0
+
+
+_FIGURES = ("plain_s", "prefect_1_worker_s", "prefect_2_workers_s", "overhead_ratio", "speedup_2_workers")
+
+
+def _run_in_subprocess(args: list[str]) -> dict[str, Any]:
+    import subprocess
+
+    done = subprocess.run([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, check=True)
+    lines = done.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        if not line.startswith("{"):
+            print(line, flush=True)
+    return dict(json.loads(lines[-1]))
 
 
 if __name__ == "__main__":

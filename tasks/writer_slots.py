@@ -14,24 +14,43 @@ correct, only less polite. Hence:
 * with a server, a slot that cannot be had within ``SLOT_WAIT_S`` (a lease leaked by a killed
   run holds it for up to ``lease_duration``) is given up with a warning and the load goes on
   under the database lock alone.
+
+The slots are taken through the Prefect server's REST API (``POST /v2/concurrency_limits/`` once
+per limit, ``increment-with-lease`` / ``decrement-with-lease`` per load, the lease's holder the
+current task run) with our retry policy, rather than through ``prefect.concurrency.sync.concurrency``
+or Prefect's client: a Prefect server on SQLite answers a write that meets
+another writer's commit with ``SQLITE_BUSY_SNAPSHOT`` → HTTP 503, and inside a flow that is every
+acquisition (the server is persisting the task run's own state at that moment); Prefect's client
+retries a 503 after 2 s, which made each load of the nightly wait 2.0–2.5 s for a 15 ms write
+(bench/nightly.py, docs/scaling.md). Here a 503 or a dropped connection is retried after 50 ms,
+doubling to 1 s; a 423 (the slot is held) after the server's ``Retry-After``. A load holds its
+slot for milliseconds, so the lease (``LEASE_S``) is not renewed: a longer hold only loses the
+politeness, never correctness.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+import random
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
+from typing import Any
 
+import httpx
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.settings import PREFECT_API_URL
+from prefect.context import TaskRunContext
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
 
 GLOBAL_WRITERS = "duikou-warehouse-writers"
 DEFAULT_GLOBAL_WRITERS = 2
 SLOT_WAIT_S = 120.0
+RELEASE_WAIT_S = 10.0  # then the lease is left to expire
 LEASE_S = 300.0
+FIRST_RETRY_S = 0.05  # after a 503 (SQLite busy in the Prefect server) or a dropped connection
+MAX_RETRY_S = 1.0
+RETRYABLE = (502, 503, 504)
 
 _log = logging.getLogger(__name__)
 
@@ -40,20 +59,6 @@ _known: set[tuple[str, str]] = set()  # (API URL, limit name) known to exist: on
 
 def partition_limit_name(department: str, period: str) -> str:
     return f"duikou-writer-{department}-{period}"
-
-
-def _ensure_limit(name: str, limit: int) -> None:
-    """Create the limit if it does not exist; never change an existing one (operators may have)."""
-    key = (str(PREFECT_API_URL.value()), name)
-    if key in _known:
-        return
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            with suppress(ObjectAlreadyExists):  # another run created it in between
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
-    _known.add(key)
 
 
 def set_global_writer_limit(limit: int) -> None:
@@ -77,23 +82,84 @@ def writer_slot(department: str, period: str) -> Iterator[None]:
     if not server_configured():
         yield
         return
-    partition = partition_limit_name(department, period)
-    _ensure_limit(GLOBAL_WRITERS, DEFAULT_GLOBAL_WRITERS)
-    _ensure_limit(partition, 1)
-    slots = concurrency([GLOBAL_WRITERS, partition], occupy=1, timeout_seconds=SLOT_WAIT_S, lease_duration=LEASE_S)
-    try:
-        slots.__enter__()
-    except TimeoutError:
-        _log.warning(
-            "no writer slot for %s %s within %.0f s (a leaked lease?); loading under the warehouse lock alone",
-            department, period, SLOT_WAIT_S,
-        )
-        yield
+    names = [GLOBAL_WRITERS, partition_limit_name(department, period)]
+    with _api() as api:
+        lease_id = _acquire(api, names, time.monotonic() + SLOT_WAIT_S)
+        if lease_id is None:
+            _log.warning(
+                "no writer slot for %s %s within %.0f s (a leaked lease, or the Prefect API away?); "
+                "loading under the warehouse lock alone", department, period, SLOT_WAIT_S,
+            )
+            yield
+            return
+        try:
+            yield
+        finally:
+            _release(api, lease_id, time.monotonic() + RELEASE_WAIT_S)
+
+
+def _api() -> httpx.Client:
+    """A plain HTTP client on the configured Prefect API, with Prefect's own auth headers."""
+    headers = {}
+    if auth := PREFECT_API_AUTH_STRING.value():
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode("utf-8")).decode("ascii")
+    elif key := PREFECT_API_KEY.value():
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.Client(base_url=str(PREFECT_API_URL.value()).rstrip("/") + "/", headers=headers, timeout=30.0)
+
+
+def _call(api: httpx.Client, path: str, body: dict[str, Any], deadline: float,
+          accept: tuple[int, ...] = ()) -> httpx.Response | None:
+    """POST with our retries: 503/502/504 and dropped connections after 50 ms doubling to 1 s, a 423
+    after the server's ``Retry-After``. Returns the response (2xx or one of ``accept``), or None when
+    ``deadline`` passes first; any other status raises."""
+    for attempt in range(1_000_000):
+        try:
+            response = api.post(path, json=body)
+        except httpx.TransportError:
+            wait = _backoff(attempt)
+        else:
+            if response.is_success or response.status_code in accept:
+                return response
+            if response.status_code == 423:  # the slot is held: the server says when to ask again
+                wait = float(response.headers.get("Retry-After", MAX_RETRY_S))
+            elif response.status_code in RETRYABLE:
+                wait = _backoff(attempt)
+            else:
+                response.raise_for_status()
+        if time.monotonic() + wait > deadline:
+            return None
+        time.sleep(wait)
+    return None
+
+
+def _ensure_limit(api: httpx.Client, name: str, limit: int, deadline: float) -> None:
+    """Create the limit if it does not exist; never change an existing one (operators may have)."""
+    key = (str(api.base_url), name)
+    if key in _known:
         return
-    try:
-        yield
-    except BaseException as exc:
-        if not slots.__exit__(type(exc), exc, exc.__traceback__):
-            raise
-    else:
-        slots.__exit__(None, None, None)
+    if _call(api, "v2/concurrency_limits/", {"name": name, "limit": limit}, deadline, accept=(409,)) is not None:
+        _known.add(key)  # created now, or already there (409)
+
+
+def _acquire(api: httpx.Client, names: list[str], deadline: float) -> str | None:
+    """The lease id, or None when the slots could not be had before ``deadline``."""
+    _ensure_limit(api, GLOBAL_WRITERS, DEFAULT_GLOBAL_WRITERS, deadline)
+    _ensure_limit(api, names[1], 1, deadline)
+    body: dict[str, Any] = {"names": names, "slots": 1, "mode": "concurrency", "lease_duration": LEASE_S}
+    if (context := TaskRunContext.get()) is not None:  # the Prefect UI can say which task run writes
+        body["holder"] = {"type": "task_run", "id": str(context.task_run.id)}
+    response = _call(api, "v2/concurrency_limits/increment-with-lease", body, deadline)
+    return None if response is None else str(response.json()["lease_id"])
+
+
+def _release(api: httpx.Client, lease_id: str, deadline: float) -> None:
+    # 404: the lease expired meanwhile, nothing to release
+    if _call(api, "v2/concurrency_limits/decrement-with-lease", {"lease_id": lease_id}, deadline,
+             accept=(404,)) is None:
+        _log.warning("could not release writer lease %s; it expires by itself within %.0f s", lease_id, LEASE_S)
+
+
+def _backoff(attempt: int) -> float:
+    base: float = min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** min(attempt, 10))
+    return base * random.uniform(0.5, 1.0)

@@ -100,10 +100,14 @@ def base_env(prefect_home: Path) -> dict[str, str]:
     return env
 
 
-def start_prefect_server(root: Path, timeout: float = 180.0) -> tuple[Proc, str, dict[str, str]]:
-    """``prefect server start`` on 127.0.0.1:<free port>, SQLite in a fresh PREFECT_HOME; waits until healthy."""
+def start_prefect_server(root: Path, timeout: float = 180.0,
+                         database_url: str | None = None) -> tuple[Proc, str, dict[str, str]]:
+    """``prefect server start`` on 127.0.0.1:<free port>, waits until healthy. Its database: SQLite in a
+    fresh PREFECT_HOME, or ``database_url`` (``postgresql+asyncpg://…``, an empty database: production's layout)."""
     port = free_port()
     env = base_env(root / "prefect-home")
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     env.update({
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",

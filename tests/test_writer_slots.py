@@ -21,8 +21,7 @@ def test_without_a_server_no_slot_is_taken(monkeypatch: pytest.MonkeyPatch) -> N
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("the Prefect API was called")
 
-    monkeypatch.setattr(writer_slots, "_ensure_limit", refuse)
-    monkeypatch.setattr(writer_slots, "concurrency", refuse)
+    monkeypatch.setattr(writer_slots, "_api", refuse)
     with temporary_settings(updates={PREFECT_API_URL: None}):
         assert not writer_slots.server_configured()
         with writer_slots.writer_slot("tourism", "2016-08"):
