@@ -32,6 +32,7 @@ def _record(received: Received, settings: Settings) -> SubmissionRecord:
         period=received.period.label, original_name=received.original_name, received_at=received.received_at,
         status="rejected", rows_read=0, rows_loaded=0, rows_rejected=0,
         archive_path=relative(stored, settings), receipt_path=relative(receipt, settings),
+        source_url=received.source_url,
     )
 
 

@@ -224,6 +224,7 @@ def load(
         rows_rejected=len(validation.rejected_rows),
         archive_path=relative(stored, settings),
         receipt_path=relative(receipt, settings),
+        source_url=received.source_url,
     )
     facts = long_facts(form, validation) if (loaded and form is not None) else _empty_facts()
     total_rows = (

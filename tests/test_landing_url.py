@@ -188,6 +188,9 @@ def test_a_bucket_loads_the_same_facts_and_receipts_as_a_local_landing_area(runs
         assert receipt["source_url"] == f"s3://{PREFIX}/{key}"  # the original, no credentials
         assert "source_url" not in local_receipts[result.submission_id]  # read in place: no copy to trace
         assert (runs["remote_dir"] / receipt["stored_as"]).is_file()  # the kept copy is local, as before
+    with open_warehouse(get_settings()).connect() as conn:  # the analysts' view of the ledger
+        ledger = dict(conn.execute(text("SELECT submission_id, source_url FROM v_submission")).all())
+    assert ledger == {r.submission_id: r.receipt["source_url"] for r in remote.processed}
 
 
 def test_the_bucket_order_the_layout_skips_and_the_rejected_receipt(runs: dict[str, Any]) -> None:

@@ -72,6 +72,7 @@ class SubmissionRecord:
     rows_rejected: int
     archive_path: str | None
     receipt_path: str | None
+    source_url: str | None = None  # the remote landing area's object (tasks/landing_store.py)
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,8 @@ def record_submission(
             "archive_path": record.archive_path,
             "receipt_path": record.receipt_path,
         }
+        if record.source_url:  # a release re-reads the kept copy: the row keeps where the original was
+            ledger_row["source_url"] = record.source_url
         if existing is None:
             conn.execute(insert(sub).values(submission_id=record.submission_id, sha256=record.sha256, **ledger_row))
         else:  # in place: the row may carry decisions (and the sha256, hence the id, is the same)

@@ -164,6 +164,8 @@ def record_registry_submission(
             "supersedes": None, "superseded_by": None, "archive_path": record.archive_path,
             "receipt_path": record.receipt_path,
         }
+        if record.source_url:
+            ledger["source_url"] = record.source_url
         if existing is None:
             conn.execute(insert(sub).values(submission_id=record.submission_id, sha256=record.sha256, **ledger))
         else:

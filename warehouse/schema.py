@@ -166,6 +166,12 @@ submission = Table(
     ),
     Column("archive_path", Text, comment="where the file is kept, relative to the data dir"),
     Column("receipt_path", Text, comment="receipt JSON, relative to the data dir"),
+    Column(
+        "source_url",
+        Text,
+        comment="the object this file was fetched from when the landing area is elsewhere (DUIKOU_LANDING_URL; "
+        "fsspec URL, no credentials); null for a file read where it lay",
+    ),
     CheckConstraint(
         "status IN ('loaded', 'superseded', 'rejected', 'quarantined', 'duplicate')", name="status_known"
     ),
@@ -567,7 +573,7 @@ VIEWS: dict[str, str] = {
     "v_submission": """
         SELECT s.submission_id, s.department, d.name_zh AS department_name, s.period, s.status,
                s.original_name, s.received_at, s.loaded_at, s.rows_read, s.rows_loaded,
-               s.rows_rejected, s.supersedes, s.superseded_by, s.receipt_path,
+               s.rows_rejected, s.supersedes, s.superseded_by, s.receipt_path, s.source_url,
                (SELECT COUNT(*) FROM submission_issue i
                  WHERE i.submission_id = s.submission_id AND i.severity = 'critical') AS critical_issues,
                (SELECT COUNT(*) FROM submission_issue i
