@@ -91,13 +91,16 @@ def _first_problem(receipt: dict[str, Any]) -> str:
 
 def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.runners import nightly_flow
-    from flows.workpool import WorkPoolUnavailable
+    from flows.workpool import WorkPoolRunsFailed, WorkPoolUnavailable
 
     try:
         summary = nightly_flow(get_settings())(run_label=args.label or "", build_report=not args.no_report)
     except WorkPoolUnavailable as exc:  # DUIKOU_TASK_RUNNER=workpool without a server, deployment or pool
         print(f"duikou nightly: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except WorkPoolRunsFailed as exc:  # department runs failed, crashed or timed out: each named
+        print(f"duikou nightly: {exc}", file=sys.stderr)
+        return EXIT_NOT_LOADED
     if args.json:
         print(json.dumps({"counts": summary.counts(), "report": summary.report_path,
                           "processed": [r.receipt for r in summary.processed], "skipped": summary.skipped},

@@ -37,10 +37,9 @@ WORKERS = ("duikou-worker-a", "duikou-worker-b")
 TIMEOUT = 300.0  # a loaded 2-core machine; every wait polls, so a fast run finishes fast
 #: (department, period, file name) in arrival order; a broken workbook and a malformed period folder too
 LANDED = [("tourism", "2016-10", "tourism-2016-10.xlsx"), ("health", "2016-10", "health-2016-10.xlsx"),
-          ("labour", "2016-10", "labour-2016-10.xlsx"), ("tourism", "2016-11", "tourism-2016-11.xlsx"),
-          ("health", "2016-11", "health-2016-11.xlsx")]
+          ("tourism", "2016-11", "tourism-2016-11.xlsx"), ("health", "2016-11", "health-2016-11.xlsx")]
 BROKEN = ("health", "2016-12", "health-2016-12.xlsx")
-MALFORMED = ("labour", "2016-13", "labour-2016-13.xlsx")
+MALFORMED = ("tourism", "2016-13", "tourism-2016-13.xlsx")
 #: columns that differ between two correct runs: clocks and the follow-up list's own counter
 VOLATILE = ("received_at", "processed_at", "loaded_at", "opened_at", "last_seen_at", "closed_at", "refreshed_at",
             "first_received_at", "followup_id")
@@ -62,7 +61,8 @@ def _land(landing: Path) -> None:
     broken.write_bytes(b"PK\x03\x04 this was a workbook until the upload broke off")
     malformed = landing / MALFORMED[0] / MALFORMED[1] / MALFORMED[2]
     malformed.parent.mkdir(parents=True)
-    shutil.copy2(landing / "labour" / "2016-10" / "labour-2016-10.xlsx", malformed)
+    shutil.copy2(landing / "tourism" / "2016-10" / "tourism-2016-10.xlsx", malformed)
+    os.utime(malformed, (stamp + 60, stamp + 60))  # arrived last
 
 
 def _descendants(pid: int) -> list[int]:
@@ -145,7 +145,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         _land(template)
         for name in ("threads", "workpool"):
             shutil.copytree(template, root / name / "landing")  # copy2: the same bytes and arrival times
-        yield {"api": api, "env": env, "root": root, "logs": root / "logs", "procs": procs}
+        setup = duikou(["workpool", "setup"], env, timeout=TIMEOUT)
+        assert setup.returncode == 0, setup.stderr
+        worker_env = {**env, "DUIKOU_DATA_DIR": str(root / "workpool")}
+        for name in WORKERS:
+            procs.append(start(name, [str(VENV_BIN / "prefect"), "worker", "start", "--pool", POOL, "--type",
+                                      "process", "--limit", "1", "--name", name], worker_env, root / "logs"))
+        wait_for("both workers online", lambda: _online_workers(api) == set(WORKERS), TIMEOUT, tuple(procs))
+        yield {"api": api, "env": env, "root": root, "logs": root / "logs", "procs": procs, "setup": setup.stdout}
     finally:
         for proc in reversed(procs):
             _stop_with_flow_runs(proc)
@@ -162,29 +169,22 @@ def test_without_a_server_the_workpool_nightly_refuses(stack: dict[str, Any]) ->
 
 def test_departments_run_as_flow_runs_on_two_process_workers(stack: dict[str, Any]) -> None:
     api, env, root = stack["api"], stack["env"], stack["root"]
-    setups = [duikou(["workpool", "setup"], env, timeout=TIMEOUT) for _ in range(2)]  # idempotent
-    assert [s.returncode for s in setups] == [0, 0], setups[-1].stderr
-    assert "created" in setups[0].stdout and "exists" in setups[1].stdout
+    again = duikou(["workpool", "setup"], env, timeout=TIMEOUT)  # idempotent: the fixture ran it first
+    assert again.returncode == 0, again.stderr
+    assert "created" in stack["setup"] and "exists" in again.stdout
     deployment = httpx.get(f"{api}/deployments/name/ingest-department/ingest-department", timeout=30).json()
-    assert deployment["id"] in setups[0].stdout and deployment["id"] in setups[1].stdout
+    assert deployment["id"] in stack["setup"] and deployment["id"] in again.stdout
     assert deployment["work_pool_name"] == POOL
     assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(
         Path(__file__).resolve().parent.parent)  # the code in this checkout
-    pool = httpx.get(f"{api}/work_pools/{POOL}", timeout=30).json()
-    assert pool["type"] == "process"
+    assert httpx.get(f"{api}/work_pools/{POOL}", timeout=30).json()["type"] == "process"
 
-    worker_env = {**env, "DUIKOU_DATA_DIR": str(root / "workpool")}
-    for name in WORKERS:
-        stack["procs"].append(start(name, [str(VENV_BIN / "prefect"), "worker", "start", "--pool", POOL, "--type",
-                                           "process", "--limit", "1", "--name", name], worker_env, stack["logs"]))
-    workers = tuple(p for p in stack["procs"] if p.name in WORKERS)
-    wait_for("both workers online", lambda: _online_workers(api) == set(WORKERS), TIMEOUT, workers)
-
+    before = {r["id"] for r in _department_runs(api)}  # other tests' runs
     threads = _nightly(stack, root / "threads", "threads", "threads")
     pooled = _nightly(stack, root / "workpool", "workpool", "workpool")
 
     # the same summary: counts, receipts (clocks aside), skipped files
-    assert pooled["counts"] == threads["counts"] == {"unchanged": 0, "skipped": 1, "failed": 0, "loaded": 5,
+    assert pooled["counts"] == threads["counts"] == {"unchanged": 0, "skipped": 1, "failed": 0, "loaded": 4,
                                                      "rejected": 1}
     assert _receipts(pooled) == _receipts(threads)
     broken = _receipts(pooled)[BROKEN[2]]
@@ -199,24 +199,24 @@ def test_departments_run_as_flow_runs_on_two_process_workers(stack: dict[str, An
     for table in COMPARED:
         assert pooled_rows[table] == thread_rows[table], f"{table} differs between workpool and threads"
 
-    # one flow run per department (3), each on a worker; both workers ran at least one
-    runs = _department_runs(api)
-    assert sorted(r["parameters"]["department"] for r in runs) == ["health", "labour", "tourism"]
+    # one flow run per department, each in a process of its own; both workers ran one
+    runs = [r for r in _department_runs(api) if r["id"] not in before]
+    assert sorted(r["parameters"]["department"] for r in runs) == ["health", "tourism"]
     assert all(r["state"]["type"] == "COMPLETED" for r in runs)
     assert {r["labels"]["prefect.worker.name"] for r in runs} == set(WORKERS)
-    assert len({r["infrastructure_pid"] for r in runs}) == 3  # a process per run
+    assert len({r["infrastructure_pid"] for r in runs}) == 2  # a process per run
     files = {r["parameters"]["department"]: r["parameters"]["files"] for r in runs}
-    assert files["tourism"] == [{"path": "landing/tourism/2016-10/tourism-2016-10.xlsx", "period": "2016-10"},
-                                {"path": "landing/tourism/2016-11/tourism-2016-11.xlsx", "period": "2016-11"}]
+    assert files["tourism"] == [{"path": f"landing/tourism/{p}/tourism-{p}.xlsx", "period": p}
+                                for p in ("2016-10", "2016-11", "2016-13")]  # arrival order
     _print_costs(runs)
     assert not list((root / "workpool" / "workpool").glob("*.json"))  # outcome files read and removed
 
     # a second nightly loads nothing and starts no run: every file is in the ledger by its SHA-256 (the
-    # malformed folder's file has the bytes of labour-2016-10.xlsx)
+    # malformed folder's file has the bytes of tourism-2016-10.xlsx)
     again = _nightly(stack, root / "workpool", "workpool", "workpool-again")
-    assert again["counts"] == {"unchanged": 7, "skipped": 0, "failed": 0} and again["processed"] == []
+    assert again["counts"] == {"unchanged": 6, "skipped": 0, "failed": 0} and again["processed"] == []
     assert _warehouse(root / "workpool")["fact_indicator_value"] == pooled_rows["fact_indicator_value"]
-    assert len(_department_runs(api)) == 3
+    assert len(_department_runs(api)) == len(before) + 2
 
 
 def _receipts(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -251,3 +251,27 @@ def _print_costs(runs: list[dict[str, Any]]) -> None:
         print(f"{run['name']}: created→running {(started - created).total_seconds():.1f} s, running "
               f"{(ended - started).total_seconds():.1f} s on {run['labels']['prefect.worker.name']} "
               f"(pid {run['infrastructure_pid']})")
+
+
+def test_a_run_that_fails_is_named(stack: dict[str, Any]) -> None:
+    """A nightly whose data directory the workers do not see: the run fails and the nightly says which."""
+    root = stack["root"]
+    elsewhere = root / "elsewhere"
+    folder = elsewhere / "landing" / "tourism" / "2016-12"
+    folder.mkdir(parents=True)
+    write_form(folder / "tourism-2016-12.xlsx", load_declarations()["tourism"], "2016-12",
+               demo_values(2017)[("tourism", "2016-12")])
+    env = {**stack["env"], "DUIKOU_DATA_DIR": str(elsewhere), "DUIKOU_TASK_RUNNER": "workpool"}
+    code, _ = _run("nightly-elsewhere", [str(VENV_BIN / "duikou"), "nightly", "--no-report", "--label", "elsewhere"],
+                   env, stack["logs"], stack["procs"])
+    error = (stack["logs"] / "nightly-elsewhere.err").read_text(encoding="utf-8")
+    assert code == 1, error
+    assert "1 of 1 ingest-department run(s) did not complete: tourism" in error and "FAILED" in error
+    assert "landing/tourism/2016-12/tourism-2016-12.xlsx not found under the data directory" in error
+    assert "DUIKOU_DATA_DIR" in error
+    engine = create_engine(f"sqlite:///{elsewhere / 'warehouse.sqlite'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM submission")).scalar_one() == 0  # nothing half-loaded
+    finally:
+        engine.dispose()
