@@ -155,7 +155,7 @@ def store_for(url: str | Path, options: dict[str, Any] | None = None, *, data_di
             known = ", ".join(p for p in sorted(available_protocols()) if len(p) > 1)
             raise LandingStoreError(
                 f"{URL_SETTING}={shown}: unknown protocol {protocol!r}; fsspec knows {known}") from None
-        raise LandingStoreError(f"{URL_SETTING}={shown}: {exc}") from None
+        raise LandingStoreError(f"{URL_SETTING}={shown}: {str(exc).replace(text, shown)}") from None
     except TypeError as exc:  # an option the file system does not take (the message names it, not its value)
         raise LandingStoreError(f"{OPTIONS_SETTING}: not accepted by the {protocol}:// file system: {exc}") from None
     root = str(root).rstrip("/") or str(root)
@@ -246,11 +246,11 @@ def scan_store(
     store.fs.invalidate_cache()  # a long-lived process must see objects changed in place (all levels)
     try:
         listing: dict[str, dict[str, Any]] = store.fs.find(store.root, detail=True)
-    except FileNotFoundError as exc:  # a missing bucket; a missing folder or prefix lists as empty
-        raise LandingStoreError(f"{URL_SETTING}={store.url}: cannot list the landing area: {exc}") from None
     except PermissionError as exc:
         raise LandingStoreError(f"{URL_SETTING}={store.url}: access denied listing the landing area "
                                 f"(credentials from the environment or {OPTIONS_SETTING}): {exc}") from None
+    except OSError as exc:  # a missing bucket, an unreachable endpoint; a missing folder or prefix lists as empty
+        raise LandingStoreError(f"{URL_SETTING}={store.url}: cannot list the landing area: {exc}") from None
     index = _Index(index_dir, store) if index_dir is not None and not store.in_place else None
     for path in sorted(listing):
         info = listing[path]
