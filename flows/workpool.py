@@ -239,7 +239,7 @@ def _check_deployment(settings: Settings) -> None:
             settings.work_pool, worker_filter=WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"])))
     if not online:
         get_run_logger().warning("no worker is online on work pool %s: the department runs wait for one (at most "
-                                 "%.0f s); start `prefect worker start --pool %s --type process`",
+                                 "%g s); start `prefect worker start --pool %s --type process`",
                                  settings.work_pool, settings.work_pool_timeout_seconds, settings.work_pool)
 
 
@@ -277,7 +277,7 @@ def _cancel(client: Any, run_id: UUID, timeout: float) -> None:
     from prefect.states import Cancelling
 
     try:
-        client.set_flow_run_state(run_id, Cancelling(message=f"the nightly stopped waiting after {timeout:.0f} s"))
+        client.set_flow_run_state(run_id, Cancelling(message=f"the nightly stopped waiting after {timeout:g} s"))
     except Exception:  # cancelling is a courtesy: the error below names the run either way
         get_run_logger().exception("could not cancel flow run %s", run_id)
 
@@ -288,7 +288,7 @@ def _describe(run: DepartmentRun, found: Any, timed_out: bool, timeout: float) -
     worker = (found.labels or {}).get("prefect.worker.name") if found is not None else None
     where = f", worker {worker}" if worker else ""
     if timed_out:
-        return (f"{run.department} ({name}, flow run {run.flow_run_id}{where}): still {state} after {timeout:.0f} s, "
+        return (f"{run.department} ({name}, flow run {run.flow_run_id}{where}): still {state} after {timeout:g} s, "
                 "cancelled" + ("" if worker else " — no worker took it; is one running on the pool?"))
     message = (found.state.message or "").strip() if found is not None and found.state is not None else ""
     return f"{run.department} ({name}, flow run {run.flow_run_id}{where}): {state}" + (f" — {message}" if message

@@ -275,3 +275,22 @@ def test_a_run_that_fails_is_named(stack: dict[str, Any]) -> None:
             assert conn.execute(text("SELECT count(*) FROM submission")).scalar_one() == 0  # nothing half-loaded
     finally:
         engine.dispose()
+
+
+def test_runs_not_finished_in_time_are_named_and_cancelled(stack: dict[str, Any]) -> None:
+    late = stack["root"] / "late"
+    folder = late / "landing" / "health" / "2016-12"
+    folder.mkdir(parents=True)
+    write_form(folder / "health-2016-12.xlsx", load_declarations()["health"], "2016-12",
+               demo_values(2017)[("health", "2016-12")])
+    env = {**stack["env"], "DUIKOU_DATA_DIR": str(late), "DUIKOU_TASK_RUNNER": "workpool",
+           "DUIKOU_WORK_POOL_TIMEOUT_SECONDS": "0.5"}  # shorter than any run's start
+    code, _ = _run("nightly-late", [str(VENV_BIN / "duikou"), "nightly", "--no-report", "--label", "late"], env,
+                   stack["logs"], stack["procs"])
+    error = (stack["logs"] / "nightly-late.err").read_text(encoding="utf-8")
+    assert code == 1, error
+    assert "1 of 1 ingest-department run(s) did not complete: health" in error
+    assert "after 0.5 s, cancelled" in error
+    single = [{"path": "landing/health/2016-12/health-2016-12.xlsx", "period": "2016-12"}]
+    [run] = [r for r in _department_runs(stack["api"]) if r["parameters"]["files"] == single]
+    assert run["state"]["type"] in ("CANCELLING", "CANCELLED")  # a worker that started it stops it
