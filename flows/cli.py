@@ -142,6 +142,46 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+DEMO_KEY_FILE = Path("secrets") / "demo-person-key"
+
+
+def _demo_person_key() -> None:
+    """Without DUIKOU_PERSON_KEY the demo uses its own random key, made once into
+    ``<data>/secrets/demo-person-key`` (0600) and kept, so later demo runs key people alike. Only
+    ``duikou demo`` does this: ``ingest`` / ``nightly`` keep refusing a registry without the key."""
+    settings = get_settings()
+    if settings.person_key is not None and settings.person_key.get_secret_value():
+        return
+    path = settings.resolved_data_dir / DEMO_KEY_FILE
+    if path.is_file():
+        key = path.read_text(encoding="ascii").strip()
+        print(f"演示密钥 demo person key: DUIKOU_PERSON_KEY is not set; using the demo's own key {path}")
+    else:
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(key + "\n")
+        print(f"演示密钥 demo person key: DUIKOU_PERSON_KEY is not set; generated a random key for the demo only "
+              f"into {path} (0600)")
+    print("  production sets DUIKOU_PERSON_KEY from its secret store; duikou ingest / nightly refuse registries "
+          "without it")
+    os.environ["DUIKOU_PERSON_KEY"] = key
+    reset_settings_cache()
+
+
+def _registry_section() -> None:
+    from flows.warehouse_access import open_warehouse
+    from tasks.report import load_report_data
+    from tasks.report_registry import registry_lines, registry_views
+
+    data = load_report_data(open_warehouse(get_settings()))
+    for view in registry_views(data):
+        print("\n".join(registry_lines(view)))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.runners import nightly_flow
     from tasks.demo_data import generate_demo
@@ -154,6 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         os.environ["DUIKOU_AS_OF"] = DEMO_AS_OF.isoformat()
         reset_settings_cache()
+    _demo_person_key()  # the registry snapshots are keyed: a demo key when none is set
     settings = get_settings()
     landing = settings.landing_dir
     has_files = landing.exists() and any(p.is_file() for p in landing.rglob("*"))
@@ -174,6 +215,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print("主要指标 headline KPIs (2016):")
     _headline(2016)
+    print()
+    _registry_section()
     print()
     from flows.followups_cli import completeness_lines
     from flows.warehouse_access import open_warehouse

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from expectations.declaration import Declaration, load_declarations
+from expectations.registry_declaration import load_registry_declarations
 from tasks.form_writer import (
     FORMAT_SUFFIX,
     FormFormat,
@@ -50,6 +51,7 @@ from tasks.form_writer import (
     township_name_at,
     write_form,
 )
+from tasks.registry_demo import TownshipTargets, county_snapshots, write_registry_csv, write_registry_xlsx
 
 # --------------------------------------------------------------------------------------------
 # The article's figures — domain.md §4 [ART]. Everything else in this module is invented [A].
@@ -1064,6 +1066,104 @@ def _write(slot: _Slot, landing_dir: Path) -> GeneratedFile:
     return GeneratedFile(path, slot.department, slot.period, slot.kind, note, slot.fmt, slot.arrived_at)
 
 
+# --------------------------------------------------------------------------------------------
+# Labour registry (劳动力实名登记表): quarterly person-level snapshots
+# --------------------------------------------------------------------------------------------
+
+#: the snapshots the demo lands [A]: the quarters owed (the declaration's snapshot_months 3/6/9/12,
+#: due on the 10th + 5 days' grace) between the registry's start and the demo's clock; 2017-12 is
+#: not due until 2018-01-10
+REGISTRY_SNAPSHOTS: tuple[str, ...] = ("2017-06", "2017-09")
+#: how each snapshot arrives: the 2017-06 one as xlsx (title row, IDs as text cells), the 2017-09
+#: one as the CSV Chinese Windows exports (GB18030, no BOM)
+REGISTRY_FORMATS: dict[str, FormFormat] = {"2017-06": "xlsx", "2017-09": "csv-gbk"}
+#: the planted reconciliation gap [A]: the 2017-09 snapshot misses villages of 岳扎乡 (their sheets
+#: not merged in), so it counts 12 % fewer people and poor people than the labour return of the
+#: same month — outside the declared 5 % tolerance. Every other township-snapshot is within
+#: ±REGISTRY_DRIFT of the return (people registered or gone since the return).
+REGISTRY_SHORT: tuple[str, str] = ("2017-09", "513323211")
+REGISTRY_SHORT_FACTOR = 0.88
+REGISTRY_DRIFT = 0.025
+#: distinct people per training person-time: the article's 2630 people trained vs 3540 人次 [ART]
+PEOPLE_PER_TRAINING = Fraction(2630, 3540)
+
+
+def registry_targets(seed: int = 2017) -> dict[str, dict[str, TownshipTargets]]:
+    """What each snapshot counts per township, from the demo's own labour returns.
+
+    People and poor people: the labour return's 农村劳动力 (合计 / 其中贫困劳动力) of the snapshot
+    month within ±REGISTRY_DRIFT (the planted township: REGISTRY_SHORT_FACTOR). 参训工种 lists every
+    training since the programme began, so a township's training 人次 are the returns' cumulative
+    技能培训人次 to the snapshot month, its people trained are fewer (the article's ratio, county-wide
+    exactly), and its certified and 中级工+ people are the returns' cumulative 取得证书人数 and
+    其中:中高级工 (capped by the people trained).
+    """
+    values, _ = _final_values(seed)
+    jitter = [_rng(seed, "registry", "training", code).uniform(0.92, 1.08) for code in CODES]
+    out: dict[str, dict[str, TownshipTargets]] = {}
+    for period in REGISTRY_SNAPSHOTS:
+        form = values[("labour", period)]
+        to_date = [p for p in MONTHS if p <= period]
+
+        def cumulative(name: str, months: list[str] = to_date) -> list[int]:
+            return [int(sum(values[("labour", p)][name].iloc[i] for p in months)) for i in range(N)]
+
+        times = cumulative("skills_training_person_times")
+        trained = allocate(round(sum(times) * PEOPLE_PER_TRAINING), [t * j for t, j in zip(times, jitter, strict=True)],
+                           caps=times)
+        certified = [min(c, p) for c, p in zip(cumulative("certified_persons"), trained, strict=True)]
+        mid = [min(m, c) for m, c in zip(cumulative("certified_mid_senior_persons"), certified, strict=True)]
+        rng = _rng(seed, "registry", period)
+        towns: dict[str, TownshipTargets] = {}
+        for i, code in enumerate(CODES):
+            short = (period, code) == REGISTRY_SHORT
+            factor = REGISTRY_SHORT_FACTOR if short else rng.uniform(1 - REGISTRY_DRIFT, 1 + REGISTRY_DRIFT)
+            poor_factor = REGISTRY_SHORT_FACTOR if short else rng.uniform(1 - REGISTRY_DRIFT, 1 + REGISTRY_DRIFT)
+            towns[code] = TownshipTargets(
+                persons=round(int(form.at[i, "rural_labour_total_persons"]) * factor),
+                poor_persons=round(int(form.at[i, "rural_labour_poor_persons"]) * poor_factor),
+                persons_trained=trained[i], training_person_times=times[i],
+                certified_persons=certified[i], certified_mid_senior_persons=mid[i],
+            )
+        out[period] = towns
+    return out
+
+
+def registry_title(period: str) -> str:
+    year, month = parse_period(period)
+    return f"丹巴县{year}年{month}月劳动力实名登记表"
+
+
+def _registry_files(landing_dir: Path, seed: int) -> list[GeneratedFile]:
+    """The registry snapshots, dated like the forms (5th–12th of the next month: on time)."""
+    declaration = load_registry_declarations()["labour_registry"]
+    targets = registry_targets(seed)
+    ends = {p: (pd.Period(p, freq="M").end_time.date()) for p in REGISTRY_SNAPSHOTS}
+    tables = county_snapshots(declaration, [(ends[p], targets[p]) for p in REGISTRY_SNAPSHOTS], seed=seed)
+    files: list[GeneratedFile] = []
+    for period, table in zip(REGISTRY_SNAPSHOTS, tables, strict=True):
+        fmt = REGISTRY_FORMATS[period]
+        arrived = _arrival(seed, "labour_registry", period)
+        path = landing_dir / "labour_registry" / period / f"{registry_title(period)}{FORMAT_SUFFIX[fmt]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        end = ends[period]
+        if fmt == "xlsx":
+            title = f"{registry_title(period)}(截至{end.year}年{end.month}月{end.day}日)"
+            saved = (arrived - timedelta(minutes=7)).replace(tzinfo=None)
+            write_registry_xlsx(table, path, title=title, saved_at=saved)
+            note = f"{table.num_rows} people; title row above the header, IDs as text cells"
+        else:
+            write_registry_csv(table, path, encoding="gb18030")
+            note = f"{table.num_rows} people; GB18030 CSV without BOM"
+        if period == REGISTRY_SHORT[0]:
+            short = township_name_at(REGISTRY_SHORT[1], end)
+            note += f"; planted: {short} {1 - REGISTRY_SHORT_FACTOR:.0%} short of the labour return"
+        stamp = arrived.timestamp()
+        os.utime(path, (stamp, stamp))
+        files.append(GeneratedFile(path, "labour_registry", period, "good", note, fmt, arrived))
+    return files
+
+
 def generate_demo(landing_dir: Path, *, seed: int = 2017) -> list[GeneratedFile]:
     """Write every demo return under ``landing_dir/<department>/<period>/`` and date it.
 
@@ -1072,7 +1172,7 @@ def generate_demo(landing_dir: Path, *, seed: int = 2017) -> list[GeneratedFile]
     its restatement.
     """
     landing_dir = Path(landing_dir)
-    files = [_write(slot, landing_dir) for slot in _plan(seed)]
+    files = [_write(slot, landing_dir) for slot in _plan(seed)] + _registry_files(landing_dir, seed)
     return sorted(files, key=lambda f: (f.arrived_at, str(f.path)))
 
 

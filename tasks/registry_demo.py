@@ -1,13 +1,17 @@
 """Synthetic 劳动力实名登记表 files: valid, unique GB 11643 IDs for any number of people.
 
-Used by ``bench/registry.py`` (2 000 000 rows) and the tests (a few dozen rows). Vectorised
-with numpy: the IDs are built as an ``n × 18`` digit matrix. Every person is invented; the region
-prefix is Danba's (513323) so the rows look like the county's.
+Used by ``bench/registry.py`` (2 000 000 rows), the tests (a few dozen rows) and the demo
+(:func:`county_snapshots`: consecutive snapshots of one county's labour force that meet given
+head counts per township; ``tasks.demo_data`` decides the counts). Vectorised with numpy: the IDs
+are built as an ``n × 18`` digit matrix. Every person is invented; the region prefix is Danba's
+(513323) so the rows look like the county's.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -109,11 +113,23 @@ def write_registry_csv(table: pa.Table, path: Path, encoding: str = "utf-8") -> 
     return path
 
 
-def write_registry_xlsx(table: pa.Table, path: Path, *, title: str | None = None) -> Path:
-    """xlsx with text cells (as a careful department types IDs), optionally a title row above."""
+def write_registry_xlsx(table: pa.Table, path: Path, *, title: str | None = None,
+                        saved_at: datetime | None = None) -> Path:
+    """xlsx with text cells (as a careful department types IDs), optionally a title row above.
+
+    ``saved_at`` fixes the document properties and zip entry times, so the same table gives the
+    same bytes (the demo's files are deterministic)."""
+    import io
+    import zipfile
+
     from openpyxl import Workbook
+    from openpyxl.writer.excel import ExcelWriter
+
+    from tasks.form_writer import _deterministic_zip
 
     workbook = Workbook(write_only=True)
+    if saved_at is not None:
+        workbook.properties.created = workbook.properties.modified = saved_at
     sheet = workbook.create_sheet("实名登记")
     if title:
         sheet.append([title])
@@ -121,5 +137,195 @@ def write_registry_xlsx(table: pa.Table, path: Path, *, title: str | None = None
     columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
     for row in zip(*columns, strict=True):
         sheet.append(list(row))
-    workbook.save(path)
+    if saved_at is None:
+        workbook.save(path)
+        return path
+    buffer = io.BytesIO()  # ExcelWriter directly: Workbook.save would stamp "modified" with now
+    ExcelWriter(workbook, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED)).save()
+    path.write_bytes(_deterministic_zip(buffer.getvalue(), saved_at))
     return path
+
+
+# ------------------------------------------------------------------------------ county snapshots
+@dataclass(frozen=True)
+class TownshipTargets:
+    """What one township's part of a snapshot must count (the marts count exactly this)."""
+
+    persons: int
+    poor_persons: int
+    persons_trained: int
+    training_person_times: int  # trades listed in 参训工种; persons_trained ≤ this ≤ 3 × persons_trained
+    certified_persons: int
+    certified_mid_senior_persons: int
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.poor_persons <= self.persons and 0 <= self.persons_trained <= self.persons
+                and self.persons_trained <= self.training_person_times <= 3 * self.persons_trained
+                and 0 <= self.certified_mid_senior_persons <= self.certified_persons <= self.persons_trained):
+            raise ValueError(f"inconsistent township targets: {self}")
+
+
+#: employment mix of the labour force [A] (declaration order of 就业状态); the poor work more often
+#: on public-welfare posts (公益性岗位) and near home, less often outside the province
+EMPLOYMENT_MIX = (0.20, 0.22, 0.14, 0.20, 0.14, 0.05, 0.05)
+EMPLOYMENT_MIX_POOR = (0.24, 0.26, 0.12, 0.15, 0.08, 0.02, 0.13)
+#: monthly income range (元) per employment status [A]; 未就业 has none
+_INCOME_RANGE = ((0, 0), (800, 2600), (1500, 3600), (2500, 5200), (3000, 6800), (1500, 8000), (600, 1300))
+#: 技能培训 trades of the county's programme [A]
+DEMO_TRADES = ("挖掘机驾驶", "电工", "焊工", "中式烹调", "藏餐烹饪", "家政服务", "民宿服务", "乡村旅游接待",
+               "汽车维修", "砌筑工", "藏绣", "中药材种植", "果树种植")
+#: of the certificates at 中级工 or above: 中级工, 高级工, 技师, 高级技师 [A]
+_MID_SENIOR_SPLIT = (0.78, 0.18, 0.035, 0.005)
+_TIBETAN_FIRST = ("格桑", "泽仁", "次仁", "扎西", "益西", "阿旺", "尼玛", "达瓦", "洛绒", "格绒", "四郎", "根秋",
+                  "贡布", "降央", "仁青", "曲批")
+_TIBETAN_MALE = ("多吉", "扎西", "降措", "泽仁", "次仁", "尼玛", "达瓦", "洛绒", "平措", "邓珠", "彭措", "嘉措")
+_TIBETAN_FEMALE = ("拉姆", "卓玛", "央宗", "措姆", "志玛", "曲珍", "拥措", "德吉", "永措", "娜姆")
+_HAN_GIVEN_2 = ("志强", "建华", "秀英", "玉兰", "海燕", "国平", "春梅", "德明", "晓东", "丽萍", "永福", "桂芳")
+_CHINESE_NUMERALS = "一二三四五六七八九十"
+
+
+def village_names(township: str, count: int) -> list[str]:
+    """Invented administrative-village names of a township [A]: 巴旺一村, 巴旺二村, …"""
+    short = township[:-1] if township[-1] in "乡镇" else township
+    numerals = [_CHINESE_NUMERALS[i] if i < 10 else f"十{_CHINESE_NUMERALS[i - 10]}" for i in range(count)]
+    return [f"{short}{n}村" for n in numerals]
+
+
+def _top(keys: np.ndarray, count: int) -> np.ndarray:
+    """Boolean mask of the ``count`` largest keys (ties broken by position: deterministic)."""
+    mask = np.zeros(len(keys), dtype=bool)
+    if count > 0:
+        mask[np.argsort(-keys, kind="stable")[:count]] = True
+    return mask
+
+
+def _names(rng: np.random.Generator, male: np.ndarray, han: np.ndarray) -> np.ndarray:
+    n = len(male)
+    first = np.array(_TIBETAN_FIRST)[rng.integers(0, len(_TIBETAN_FIRST), n)]
+    second = np.where(male, np.array(_TIBETAN_MALE)[rng.integers(0, len(_TIBETAN_MALE), n)],
+                      np.array(_TIBETAN_FEMALE)[rng.integers(0, len(_TIBETAN_FEMALE), n)])
+    given = np.where(rng.random(n) < 0.6, np.array(_HAN_GIVEN_2)[rng.integers(0, len(_HAN_GIVEN_2), n)],
+                     np.array(GIVEN)[rng.integers(0, len(GIVEN), n)])
+    han_name = np.char.add(np.array(SURNAMES)[rng.integers(0, len(SURNAMES), n)], given)
+    return np.where(han, han_name, np.char.add(first, second))
+
+
+def _employment(u: np.ndarray, poor: np.ndarray, tilt: np.ndarray) -> np.ndarray:
+    """Status index per person: the inverse CDF of the township's (tilted) mix at ``u``."""
+    out = np.empty(len(u), dtype=np.int64)
+    for flag, mix in ((False, EMPLOYMENT_MIX), (True, EMPLOYMENT_MIX_POOR)):
+        weights = np.array(mix) * tilt
+        cdf = np.cumsum(weights / weights.sum())
+        chosen = poor == flag
+        out[chosen] = np.minimum(np.searchsorted(cdf, u[chosen], side="right"), len(mix) - 1)
+    return out
+
+
+def county_snapshots(
+    declaration: RegistryDeclaration,
+    snapshots: Sequence[tuple[date, Mapping[str, TownshipTargets]]],
+    *,
+    seed: int = 2017,
+    leavers_share: float = 0.01,
+) -> list[pa.Table]:
+    """Consecutive registry snapshots of one county, each meeting its per-township targets exactly.
+
+    The same people recur from snapshot to snapshot (same ID, sex, birth date, township, village,
+    education): between two snapshots ``leavers_share`` of a township's people leave and the rest
+    of the change is newcomers. Who is poor, trained, certified and employed is drawn once per
+    person and ranked, so the trained of one snapshot are trained in the next one too. Every row is
+    valid for the declaration (IDs, ages 16–54, enumerations). ``snapshots`` in time order; townships
+    are resolved by their name at each snapshot date. Pure: no I/O; the same seed, the same tables.
+    """
+    from tasks.form_writer import township_name_at  # the dated names the forms use, too
+
+    codes = sorted({code for _, targets in snapshots for code in targets})
+    rng = np.random.default_rng([seed, 11643])
+    offsets: dict[str, list[int]] = {}
+    sizes: dict[str, int] = {}
+    for code in codes:
+        offset, spans = 0, list[tuple[int, int]]()
+        for s, (_, targets) in enumerate(snapshots):
+            if s:
+                offset += round(leavers_share * spans[-1][1])
+            spans.append((offset, targets[code].persons if code in targets else 0))
+        offsets[code] = [o for o, _ in spans]
+        sizes[code] = max(o + n for o, n in spans)
+    starts = dict(zip(codes, np.cumsum([0, *(sizes[c] for c in codes)])[:-1].tolist(), strict=True))
+    total = sum(sizes.values())
+    ids, male = registry_ids(total, snapshots[0][0], rng)
+    birth_year = pc.cast(pc.utf8_slice_codeunits(ids, 6, 10), pa.int64()).to_numpy()
+    ethnicity_u = rng.random(total)
+    han = (ethnicity_u >= 0.82) & (ethnicity_u < 0.98)
+    ethnicity = np.where(ethnicity_u < 0.82, "藏族",
+                         np.where(han, "汉族", np.where(ethnicity_u < 0.99, "羌族", "彝族")))
+    names = _names(rng, male, han)
+    education_u = rng.random(total)
+    keys = {k: rng.random(total) for k in ("poor", "train", "extra", "cert", "mid", "level", "income", "blank")}
+    trade_picks = np.argsort(rng.random((total, len(DEMO_TRADES))), axis=1)[:, :3]
+    tilt = {code: rng.uniform(0.7, 1.3, len(EMPLOYMENT_MIX)) for code in codes}
+    villages = {code: rng.integers(0, rng.integers(6, 13), sizes[code]) for code in codes}
+    employment_u = rng.random(total)
+    statuses = declaration.column("employment_status").values
+    levels = ("中级工", "高级工", "技师", "高级技师")
+    trades = np.array(DEMO_TRADES)
+
+    tables: list[pa.Table] = []
+    for s, (snapshot, targets) in enumerate(snapshots):
+        if s:  # a few people's work changes between snapshots
+            changed = rng.random(total) < 0.06
+            employment_u = np.where(changed, rng.random(total), employment_u)
+        parts: list[dict[str, np.ndarray]] = []
+        for code in codes:
+            target = targets.get(code)
+            if target is None or target.persons == 0:
+                continue
+            lo = starts[code] + offsets[code][s]
+            at = np.arange(lo, lo + target.persons)
+            age = snapshot.year - birth_year[at]
+            poor = _top(-keys["poor"][at], target.poor_persons)
+            weight = 1.0 + 2.0 * poor + 0.5 * (age < 46)  # the programme targets poor, younger people
+            trained = _top(keys["train"][at] ** (1.0 / weight), target.persons_trained)
+            extra = target.training_person_times - target.persons_trained
+            second = trained & _top(np.where(trained, keys["extra"][at], -1.0), min(extra, target.persons_trained))
+            third = trained & _top(np.where(second, keys["extra"][at], -1.0), max(0, extra - target.persons_trained))
+            certified = trained & _top(np.where(trained, keys["cert"][at], -1.0), target.certified_persons)
+            mid = certified & _top(np.where(certified, keys["mid"][at], -1.0), target.certified_mid_senior_persons)
+            picks = trades[trade_picks[at]]
+            listed = np.where(third, np.char.add(np.char.add(np.char.add(np.char.add(picks[:, 0], "、"), picks[:, 1]),
+                                                             "、"), picks[:, 2]),
+                              np.where(second, np.char.add(np.char.add(picks[:, 0], "、"), picks[:, 1]), picks[:, 0]))
+            level_index = np.minimum(np.searchsorted(np.cumsum(_MID_SENIOR_SPLIT), keys["level"][at], side="right"), 3)
+            level = np.where(mid, np.array(levels)[level_index],
+                             np.where(certified, "初级工", np.where(trained & (keys["blank"][at] < 0.5), "无", "")))
+            status = _employment(employment_u[at], poor, tilt[code])
+            low = np.array([r[0] for r in _INCOME_RANGE])[status]
+            high = np.array([r[1] for r in _INCOME_RANGE])[status]
+            income = np.round((low + (high - low) * keys["income"][at]) / 10) * 10
+            older = age >= 45
+            education = np.where(
+                education_u[at] < np.where(older, 0.22, 0.06), 0,
+                np.where(education_u[at] < np.where(older, 0.62, 0.30), 1,
+                         np.where(education_u[at] < np.where(older, 0.88, 0.70), 2,
+                                  np.where(education_u[at] < np.where(older, 0.95, 0.84), 3,
+                                           np.where(education_u[at] < np.where(older, 0.98, 0.93), 4, 5)))))
+            town = township_name_at(code, snapshot)
+            village = np.array(village_names(town, 13))[villages[code][at - starts[code]]]
+            parts.append({
+                "person_name": names[at], "id_number": np.asarray(ids.take(pa.array(at)).to_pylist()),
+                "sex": np.where(male[at], "男", "女"), "ethnicity": ethnicity[at],
+                "education_level": np.array(declaration.column("education_level").values)[education],
+                "township": np.full(len(at), town), "village": village,
+                "poor_household": np.where(poor, "是", "否"), "employment_status": np.array(statuses)[status],
+                "monthly_income_yuan": np.where(status == 0, -1, income).astype(np.int64),
+                "training_trades": np.where(trained, listed, ""), "certificate_level": level,
+            })
+        columns: dict[str, pa.Array] = {}
+        for name in parts[0]:
+            values = np.concatenate([p[name] for p in parts])
+            if name == "monthly_income_yuan":
+                columns[name] = pa.array(values, pa.int64(), mask=values < 0)
+            else:
+                columns[name] = pa.array(values.tolist(), pa.string(), mask=values == "")
+        tables.append(pa.table({declaration.column(k).header: v for k, v in columns.items()}))
+    return tables

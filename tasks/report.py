@@ -9,6 +9,8 @@ the nightly flow and the refresh-reports flow call it). It reads the warehouse o
     townships/<code>.html      one page per township: paired Chenghua unit, its KPIs over time
     completeness.html          department × period matrix (mart_completeness)
     completeness/<dept>.html   township × period drill-down (mart_completeness_township)
+    registry.html              劳动力实名登记: people vs 人次, certification, employment by township,
+                               reconciliation with the labour return, snapshots (mart_registry_*)
     quality.html               DQ scorecard, open follow-ups, every submission with its receipt
     receipts/<id>.{json,html}  each receipt copied (and its correction workbook), plus a readable page
     downloads.html, data/      every table as .xlsx and .csv (tasks.export), data/marts/*.parquet
@@ -58,6 +60,7 @@ from tasks.report_quality import (
     submissions_section,
     township_drilldown,
 )
+from tasks.report_registry import registry_summary, registry_views
 from tasks.report_tables import ShownTable, kpi_table
 from tasks.report_townships import TownshipViews
 from tasks.report_view import NO_DATA, KpiIndex, default_year, headline_cards
@@ -152,11 +155,6 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
 
     county = kpi_table(data.kpis, departments)
     tables.append(county)
-    pages["index.html"] = render_page(
-        "index.html", **_common(data, chosen, "index.html", "", "县级总览"),
-        narrative=narrative(data.kpis, chosen, COUNTY), cards=headline_cards(data.kpis, chosen, departments),
-        charts=trend_charts(idx), kpi_table=county,
-    )  # fmt: skip
 
     views = TownshipViews(data.values, data.townships, departments)
     league, pairing = views.league(chosen), views.pairing_table()
@@ -215,6 +213,19 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
     tables += [s.table for s in sections.values() if s.table]
     pages["quality.html"] = render_page("quality.html", **_common(data, chosen, "quality.html", "", "数据质量"),
                                         **sections)  # fmt: skip
+
+    registry = registry_views(data, receipts)
+    for view in registry:
+        tables += [t for t in (view.certification, view.townships, view.reconciliation, view.history) if t]
+    pages["registry.html"] = render_page(
+        "registry.html", **_common(data, chosen, "registry.html", "", "劳动力实名登记"), views=registry
+    )
+    pages["index.html"] = render_page(
+        "index.html", **_common(data, chosen, "index.html", "", "县级总览"),
+        narrative=narrative(data.kpis, chosen, COUNTY), cards=headline_cards(data.kpis, chosen, departments),
+        charts=trend_charts(idx), kpi_table=county,
+        registry=[registry_summary(v) for v in registry if v.period is not None],
+    )  # fmt: skip
     return {"pages": pages, "tables": tables, "copies": copies, "texts": texts, "year": chosen}
 
 

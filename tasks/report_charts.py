@@ -56,7 +56,7 @@ def _text(x: float, y: float, content: str, *, anchor: str = "middle", cls: str 
     )
 
 
-def _axes(ticks: Sequence[float], y_label: str) -> list[str]:
+def _axes(ticks: Sequence[float], y_label: str, x_label: str = "年份") -> list[str]:
     x0, x1, y_bottom = LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM
     parts: list[str] = []
     for tick in ticks:
@@ -66,7 +66,7 @@ def _axes(ticks: Sequence[float], y_label: str) -> list[str]:
     parts.append(f'<line x1="{x0}" y1="{TOP - 8}" x2="{x0}" y2="{y_bottom}" stroke="#555"/>')
     parts.append(f'<line x1="{x0}" y1="{y_bottom}" x2="{x1}" y2="{y_bottom}" stroke="#555"/>')
     parts.append(_text(x0 - 6, TOP - 16, y_label, anchor="start", cls="axis-label"))
-    parts.append(_text((x0 + x1) / 2, HEIGHT - 8, "年份", cls="axis-label"))
+    parts.append(_text((x0 + x1) / 2, HEIGHT - 8, x_label, cls="axis-label"))
     return parts
 
 
@@ -162,6 +162,37 @@ def grouped_bar_chart(series: Sequence[tuple[str, Sequence[Point]]], *, title: s
     for i, year in enumerate(years):
         body.append(_text(LEFT + slot * (i + 0.5), base + 18, str(year)))
     return _svg(title, body, [p for _, points in series for p in points])
+
+
+def category_bar_chart(
+    categories: Sequence[str], series: Sequence[tuple[str, Sequence[tuple[float, str]]]], *, title: str,
+    y_label: str, x_label: str,
+) -> str:
+    """Bars of one or more series side by side per category (not a year: a snapshot month, a
+    certificate level); ``series`` is (name, [(value, label) per category]). A legend when more
+    than one series."""
+    if not categories or not series or not any(v for _, values in series for v, _ in values):
+        return EMPTY_HTML
+    colours = (COLOUR, "#e07b39", "#6a8d3a", "#8e5ea2")
+    ticks = nice_ticks(max(v for _, values in series for v, _ in values))
+    slot = (WIDTH - RIGHT - LEFT) / len(categories)
+    bar = min(48.0 if len(series) == 1 else 36.0, slot * 0.8 / len(series))
+    base = HEIGHT - BOTTOM
+    body = _axes(ticks, y_label, x_label)
+    for s, (name, values) in enumerate(series):
+        colour = colours[s % len(colours)]
+        if len(series) > 1:
+            body.append(f'<rect x="{LEFT + 8 + 130 * s}" y="6" width="10" height="10" fill="{colour}"/>')
+            body.append(_text(LEFT + 22 + 130 * s, 15, name, anchor="start", cls="legend"))
+        for i, (value, label) in enumerate(values):
+            x = LEFT + slot * i + slot / 2 - bar * len(series) / 2 + bar * s
+            top = _y(max(value, 0.0), ticks[-1])
+            body.append(f'<rect x="{x:.1f}" y="{top:.1f}" width="{bar - 2:.1f}" height="{base - top:.1f}" '
+                        f'fill="{colour}"/>')
+            body.append(_text(x + bar / 2 - 1, top - 4, label, cls="value small"))
+    for i, category in enumerate(categories):
+        body.append(_text(LEFT + slot * (i + 0.5), base + 18, category))
+    return _svg(title, body, [])
 
 
 SPARK_WIDTH, SPARK_HEIGHT, SPARK_PAD = 180, 64, 6

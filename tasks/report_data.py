@@ -11,7 +11,10 @@ Frames, by grain:
 - ``completeness`` (department × period), ``completeness_township`` (department × period ×
   township), ``dq_scorecard`` (department × month), ``followups`` (open ones): ``None`` when the
   table does not exist in this warehouse yet (contracts.md: other modules add them), so the
-  pages can say so instead of failing.
+  pages can say so instead of failing;
+- ``registry_county`` (registry × snapshot), ``registry_township`` (× township),
+  ``registry_category`` (× township × dimension × category), ``registry_reconciliation`` (×
+  township × check): the person-level registry's marts — head counts only, never a person key.
 
 Contract tables are read through lightweight ``table()`` handles with only the columns that
 exist: a column added later is picked up, a missing one comes back as NA.
@@ -67,6 +70,17 @@ FOLLOWUP_COLUMNS = (
     "followup_id", "kind", "department", "period", "township_code", "indicator", "check_id", "submission_id",
     "severity", "value", "reason_zh", "status", "opened_at", "last_seen_at",
 )  # fmt: skip
+REGISTRY_MEASURES = (
+    "persons", "poor_persons", "persons_trained", "training_person_times", "certified_persons",
+    "certified_mid_senior_persons", "employed_persons",
+)  # fmt: skip
+REGISTRY_COUNTY_COLUMNS = ("department", "period", "submission_id", "townships", *REGISTRY_MEASURES)
+REGISTRY_TOWNSHIP_COLUMNS = ("department", "period", "township_code", *REGISTRY_MEASURES)
+REGISTRY_CATEGORY_COLUMNS = ("department", "period", "township_code", "dimension", "category", "persons")
+REGISTRY_RECONCILIATION_COLUMNS = (
+    "department", "period", "township_code", "check_id", "registry_value", "form_department", "form_indicator",
+    "form_value", "difference", "tolerance_relative", "within_tolerance",
+)  # fmt: skip
 KPI_READ_COLUMNS = tuple(dict.fromkeys((*KPI_COLUMNS, "publishable")))  # publishable: once it lands
 
 
@@ -88,6 +102,10 @@ class ReportData:
     dq_scorecard: pd.DataFrame | None = None
     followups: pd.DataFrame | None = None
     departments: dict[str, str] = field(default_factory=dict)  # department id → 县旅游局 …
+    registry_county: pd.DataFrame | None = None
+    registry_township: pd.DataFrame | None = None
+    registry_category: pd.DataFrame | None = None
+    registry_reconciliation: pd.DataFrame | None = None
 
 
 def _frame(conn: Connection, query: Select[Any], columns: Sequence[str], numeric: Sequence[str] = ()) -> pd.DataFrame:
@@ -175,6 +193,17 @@ def load_report_data(engine: Engine) -> ReportData:
             conn, "followup", FOLLOWUP_COLUMNS, ("value",),
             where=(("status",), lambda t: t.c.status == "open"),
         )  # fmt: skip
+        registry_county = _optional(conn, "mart_registry_county", REGISTRY_COUNTY_COLUMNS, REGISTRY_COUNTY_COLUMNS[3:])
+        registry_township = _optional(conn, "mart_registry_township", REGISTRY_TOWNSHIP_COLUMNS, REGISTRY_MEASURES)
+        registry_category = _optional(conn, "mart_registry_category", REGISTRY_CATEGORY_COLUMNS, ("persons",))
+        registry_reconciliation = _optional(
+            conn, "mart_registry_reconciliation", REGISTRY_RECONCILIATION_COLUMNS,
+            ("registry_value", "form_value", "difference", "tolerance_relative"),
+        )  # fmt: skip
+    if registry_reconciliation is not None:  # SQLite gives 0/1, PostgreSQL booleans; None = no form value
+        registry_reconciliation["within_tolerance"] = registry_reconciliation["within_tolerance"].map(
+            lambda v: None if v is None or v is pd.NA or v != v else bool(v)
+        ).astype(object)
     return ReportData(
         kpis=kpis,
         submissions=subs,
@@ -186,6 +215,10 @@ def load_report_data(engine: Engine) -> ReportData:
         dq_scorecard=scorecard,
         followups=followups,
         departments={str(d): str(n) for d, n in names},
+        registry_county=registry_county,
+        registry_township=registry_township,
+        registry_category=registry_category,
+        registry_reconciliation=registry_reconciliation,
     )
 
 

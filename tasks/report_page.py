@@ -50,6 +50,7 @@ table.matrix th:first-child{width:14em}table.matrix td,table.matrix th{padding:3
 .st-rejected a{color:#fff}.status a{color:inherit}
 .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border-radius:3px;font-size:13px}
 td.verified,span.verified{border-left:3px solid #2b7a2b}td.assumed,span.assumed{border-left:3px dashed #c77700}
+.registry-card .vs{color:#888;font-size:15px;font-weight:normal}
 dl.facts{display:grid;grid-template-columns:8em 1fr;gap:2px 12px}dl.facts dt{color:#555}dl.facts dd{margin:0}
 """
 
@@ -135,6 +136,10 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import shown_table %}{
 </div>
 {% else %}<p class="empty">{{ no_data }}</p>{% endif %}
 </section>
+{% if registry %}<section id="registry-summary">
+<h2>劳动力实名登记<span class="en">Labour registry: people, not rows</span></h2>
+{% for line in registry %}<p>{{ line }} <a href="{{ root }}registry.html">查看实名登记统计</a></p>{% endfor %}
+</section>{% endif %}
 <section id="trends">
 <h2>历年趋势<span class="en">Trends since the earliest data</span></h2>
 {% if charts %}<div class="charts">
@@ -145,6 +150,46 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import shown_table %}{
 <h2>各年指标一览<span class="en">All indicators by year</span></h2>
 {% if kpi_table.rows %}{{ shown_table(kpi_table, root) }}{% else %}<p class="empty">{{ no_data }}</p>{% endif %}
 </section>
+{% endblock %}"""
+
+REGISTRY = """{% extends "base.html" %}{% from "macros.html" import shown_table %}{% block main %}
+{% for v in views %}
+<section id="registry-{{ v.department }}" class="registry" data-department="{{ v.department }}"\
+{% if v.period %} data-period="{{ v.period }}"{% endif %}>
+<h2>{{ v.title }}<span class="en">Labour registry: KPIs from people, not rows</span></h2>
+<p class="meta">报送部门:{{ v.source }};一人一行的名册快照,{{ v.obligation }};公民身份号码入库前即替换为密钥哈希。</p>
+{% if v.period %}
+<p class="meta">最新快照:<strong>{{ v.period_label }}</strong>(提交 {% if v.receipt_href %}\
+<a href="{{ root }}{{ v.receipt_href }}">{{ v.submission_id }}</a>{% else %}{{ v.submission_id }}{% endif %}),\
+{{ v.townships_covered }} 个乡镇;共 {{ v.snapshots }} 期快照。</p>
+<div class="cards">
+{% for c in v.cards %}<article class="card registry-card">
+<h3>{{ c.label }}</h3>
+<p class="value">{% for p in c.parts %}<span data-measure="{{ p.measure }}">{{ p.text }}</span>\
+{% if not loop.last %} <span class="vs">vs</span> {% endif %}{% endfor %}</p>
+{% for d in c.details %}<p class="detail">{{ d }}</p>{% endfor %}
+<p class="definition">口径:{{ c.definition }}</p>
+</article>
+{% endfor %}
+</div>
+<p class="note">人与人次:一人可参加多个工种的培训,所以参训人数(按身份证去重)少于培训人次;\
+月报表的“技能培训人次”对应这里的培训人次。</p>
+<div class="charts">{% for title, svg in v.charts %}<figure><figcaption>{{ title }}</figcaption>{{ svg }}</figure>\
+{% endfor %}</div>
+<h3 id="certification">证书等级<span class="en">Certification by level</span></h3>
+{{ shown_table(v.certification, root) }}
+<h3 id="employment">分乡镇就业状态(贫困劳动力与全部)<span class="en">Employment status by township</span></h3>
+{{ shown_table(v.townships, root) }}
+<h3 id="reconciliation">与就业扶贫月报核对<span class="en">Reconciliation with the monthly labour return</span></h3>
+<p id="reconciliation-result"{% if v.outside %} class="flag"{% endif %}>{{ v.reconciliation_text }}</p>
+{% if v.reconciliation %}{{ shown_table(v.reconciliation, root) }}{% endif %}
+<h3 id="history">快照历史<span class="en">Snapshot history</span></h3>
+{{ shown_table(v.history, root) }}
+{% else %}<p class="empty">{{ v.empty }}</p>{% endif %}
+</section>
+{% endfor %}
+<p class="note">隐私:本页及其下载文件只含人数汇总(数据集市 mart_registry_*),不含姓名、公民身份号码或个人密钥;\
+原始名册只保存在归档目录。</p>
 {% endblock %}"""
 
 TOWNSHIPS = """{% extends "base.html" %}{% from "macros.html" import shown_table %}{% block main %}
@@ -255,12 +300,14 @@ TEMPLATES = {
     "completeness.html": COMPLETENESS,
     "department.html": DEPARTMENT,
     "quality.html": QUALITY,
+    "registry.html": REGISTRY,
     "receipt.html": RECEIPT,
     "downloads.html": DOWNLOADS,
 }
 NAV = (
     ("index.html", "县级总览", "County"),
     ("townships.html", "乡镇", "Townships"),
+    ("registry.html", "劳动力实名登记", "Labour registry"),
     ("completeness.html", "报送完整性", "Completeness"),
     ("quality.html", "数据质量", "Data quality"),
     ("downloads.html", "数据下载", "Downloads"),

@@ -34,6 +34,8 @@ from tasks.demo_data import (
     MID_SENIOR_DEMO_TOTAL,
     MISSING_RETURNS,
     MONTHS,
+    REGISTRY_FORMATS,
+    REGISTRY_SNAPSHOTS,
     RESTATED_PERIOD,
     RESTATEMENT_DELTA,
     SKILLS_TRAINING_DEC_2017_ASSUMED,
@@ -177,10 +179,11 @@ def _frame_of(form: ReadForm, decl: Declaration, period: str) -> pd.DataFrame:
 
 
 def _final_files(files: list[GeneratedFile]) -> Iterator[GeneratedFile]:
-    """Per (department, period), the last good/correction file: the one carrying final values."""
+    """Per (department, period), the last good/correction form: the one carrying final values
+    (the registry snapshots are person-level files: tests/test_registry_demo.py reads those)."""
     last: dict[tuple[str, str], GeneratedFile] = {}
     for f in files:
-        if f.kind != "flawed":
+        if f.kind != "flawed" and f.department in DECLS:
             last[(f.department, f.period)] = f
     yield from last.values()
 
@@ -382,7 +385,8 @@ def test_domain_consistency(values: dict[tuple[str, str], pd.DataFrame]) -> None
 
 def test_file_set_layout_and_formats(demo: tuple[Path, list[GeneratedFile]]) -> None:
     landing, files = demo
-    assert len(files) == 6 + 35 * 4 + 4 + 1 - len(MISSING_RETURNS)
+    assert len(files) == 6 + 35 * 4 + 4 + 1 - len(MISSING_RETURNS) + len(REGISTRY_SNAPSHOTS)
+    assert [(f.period, f.fmt) for f in files if f.department == "labour_registry"] == list(REGISTRY_FORMATS.items())
     assert not {(f.department, f.period) for f in files} & MISSING_RETURNS  # never sent
     on_disk = sorted(p for p in landing.rglob("*") if p.is_file())
     assert on_disk == sorted(f.path for f in files)
@@ -477,7 +481,8 @@ def test_files_carry_the_final_values(
 def test_township_names_follow_the_calendar(demo: tuple[Path, list[GeneratedFile]]) -> None:
     _, files = demo
     labels = {
-        (f.department, f.period, f.kind): [_clean(n) for n in _read(f.path, DECLS[f.department]).labels] for f in files
+        (f.department, f.period, f.kind): [_clean(n) for n in _read(f.path, DECLS[f.department]).labels]
+        for f in files if f.department in DECLS
     }
     for year in ("2011", "2012"):
         assert "巴底乡" in labels[("poverty", year, "good")]

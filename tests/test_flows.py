@@ -1,13 +1,17 @@
 """End-to-end: the real flows under Prefect's test harness, on the embedded SQLite warehouse.
 
 The full Danba demo runs once (module fixture); the KPIs in the mart are then recomputed
-independently from the generator's values and compared.
+independently from the generator's values and compared. The demo's landing area holds the
+labour registry's quarterly snapshots too (keyed under a test DUIKOU_PERSON_KEY): their marts are
+checked against the generator's per-township targets and the demo's labour returns.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +22,21 @@ from sqlalchemy import text
 from duikou_settings import get_settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from flows.warehouse_access import clear_cache, open_warehouse
-from tasks.demo_data import DEMO_AS_OF, LATE_RETURNS, MISSING_RETURNS, GeneratedFile, demo_values, generate_demo
+from tasks.demo_data import (
+    DEMO_AS_OF,
+    LATE_RETURNS,
+    MISSING_RETURNS,
+    MONTHS,
+    PEOPLE_PER_TRAINING,
+    REGISTRY_SHORT,
+    REGISTRY_SNAPSHOTS,
+    GeneratedFile,
+    demo_values,
+    generate_demo,
+    registry_targets,
+)
 from tasks.form_writer import write_form
+from tests.report_texts import site_texts
 
 pytestmark = pytest.mark.flow
 
@@ -33,6 +50,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
     mp.setenv("DUIKOU_DATA_DIR", str(data_dir))
     mp.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
     mp.setenv("DUIKOU_AS_OF", DEMO_AS_OF.isoformat())  # the demo's clock, as duikou demo sets it
+    mp.setenv("DUIKOU_PERSON_KEY", "demo-test-key-" + "d" * 40)  # duikou demo makes its own when unset
     reset_settings_cache()
     clear_cache()
     files = generate_demo(get_settings().landing_dir, seed=2017)
@@ -113,7 +131,8 @@ def test_every_submission_has_a_receipt_and_one_current_version(demo_run: dict[s
                  "GROUP BY department, period"), conn)
         superseded = conn.execute(text("SELECT COUNT(*) FROM submission WHERE status = 'superseded'")).scalar()
     assert (per_partition["n"] == 1).all()
-    assert len(per_partition) == 6 + 35 * 4 - len(MISSING_RETURNS)  # one planted missing return
+    # one planted missing return; the registry's snapshots are partitions of their own department
+    assert len(per_partition) == 6 + 35 * 4 - len(MISSING_RETURNS) + len(REGISTRY_SNAPSHOTS)
     assert superseded == 1  # the labour 2016-06 restatement
 
 
@@ -124,10 +143,90 @@ def test_completeness_shows_the_planted_late_and_missing_returns(demo_run: dict[
     assert all(status[key] == "late" for key in LATE_RETURNS)
     assert all(status[key] == "missing" for key in MISSING_RETURNS)
     assert status[("poverty", "2016")] == "on_time" and ("labour", "2017-12") not in status  # not ended yet
+    # the registry's quarterly snapshots: both on time; 2017-12 is not due before 2018-01-10
+    assert {p: s for (d, p), s in status.items() if d == "labour_registry"} == dict.fromkeys(REGISTRY_SNAPSHOTS,
+                                                                                              "on_time")
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        towns = conn.execute(text(
+            "SELECT period, SUM(CASE WHEN reported THEN 1 ELSE 0 END), SUM(values_reported) "
+            "FROM mart_completeness_township WHERE department = 'labour_registry' GROUP BY period")).all()
+    targets = registry_targets(2017)
+    assert {p: (int(n), int(v)) for p, n, v in towns} == {
+        p: (15, sum(t.persons for t in targets[p].values())) for p in REGISTRY_SNAPSHOTS}  # people listed
     assert set(rows["status"]) <= {"on_time", "late", "missing"}  # every flawed file was corrected
     assert (rows["status"] == "missing").sum() == len(MISSING_RETURNS)
     assert demo_run["first"].missing == [  # type: ignore[attr-defined]
         {"department": d, "period": p, "due_date": "2017-12-10", "days_overdue": 7} for d, p in MISSING_RETURNS]
+
+
+def test_registry_marts_count_people_as_the_generator_planted(demo_run: dict[str, object]) -> None:
+    """KPIs from people: the marts equal the generator's per-township targets, people trained are
+    fewer than training 人次 (the article's 2630 vs 3540), and the reconciliation with the labour
+    return flags the one planted township — nothing else."""
+    targets = registry_targets(2017)
+    values = demo_values(2017)
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        county = pd.read_sql(text("SELECT * FROM mart_registry_county"), conn).set_index("period")
+        town = pd.read_sql(text("SELECT * FROM mart_registry_township"), conn)
+        recon = pd.read_sql(text("SELECT * FROM mart_registry_reconciliation"), conn)
+        levels = pd.read_sql(text(
+            "SELECT period, category, SUM(persons) AS persons FROM mart_registry_category "
+            "WHERE dimension = 'certificate_level' GROUP BY period, category"), conn)
+    assert sorted(county.index) == list(REGISTRY_SNAPSHOTS)
+    measures = ("persons", "poor_persons", "persons_trained", "training_person_times", "certified_persons",
+                "certified_mid_senior_persons")
+    for period in REGISTRY_SNAPSHOTS:
+        got = town[town["period"] == period].set_index("township_code")
+        assert {c: {m: int(got.at[c, m]) for m in measures} for c in got.index} == {
+            c: {m: getattr(t, m) for m in measures} for c, t in targets[period].items()}
+        row = county.loc[period]
+        assert row["persons_trained"] < row["training_person_times"]  # 人 < 人次
+        # 参训工种 lists every training since the programme began: the returns' cumulative 人次
+        cumulative = sum(int(values[("labour", m)]["skills_training_person_times"].sum())
+                         for m in MONTHS if m <= period)
+        assert row["training_person_times"] == cumulative
+        assert row["persons_trained"] == round(cumulative * PEOPLE_PER_TRAINING)  # the article's ratio
+        certified = levels[(levels["period"] == period) & ~levels["category"].isin(["无"])]
+        assert int(certified["persons"].sum()) == row["certified_persons"]
+    assert recon["form_value"].notna().all() and len(recon) == 2 * 15 * len(REGISTRY_SNAPSHOTS)
+    outside = recon[~recon["within_tolerance"].astype(bool)]
+    assert sorted(zip(outside["period"], outside["township_code"], strict=True)) == [REGISTRY_SHORT] * 2
+    assert set(outside["check_id"]) == {"registry_labour_force_vs_form", "registry_poor_labour_vs_form"}
+    labour = values[("labour", REGISTRY_SHORT[0])].set_index("township_code")
+    short = outside.set_index("check_id")
+    assert short.at["registry_labour_force_vs_form", "form_value"] == labour.at[REGISTRY_SHORT[1],
+                                                                                "rural_labour_total_persons"]
+
+
+def test_demo_report_has_the_registry_page_and_no_person_data(demo_run: dict[str, object]) -> None:
+    site = Path(demo_run["first"].report_path).parent  # type: ignore[attr-defined]
+    page = (site / "registry.html").read_text(encoding="utf-8")
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        latest = conn.execute(text(
+            "SELECT persons, persons_trained, training_person_times FROM mart_registry_county "
+            "ORDER BY period DESC LIMIT 1")).one()
+        keys = set(conn.execute(text("SELECT person_key FROM fact_person")).scalars())
+    assert f'data-measure="persons">{latest.persons} 人<' in page
+    assert f'data-measure="training_person_times">{latest.training_person_times} 人次<' in page
+    assert "岳扎乡" in page.split('id="reconciliation-result"')[1].split("</p>")[0]
+    assert 'href="registry.html"' in (site / "index.html").read_text(encoding="utf-8")
+    # no ID number and no person key in any file of the site (pages, CSV, xlsx, Parquet)
+    ids: set[str] = set()
+    for f in demo_run["files"]:  # type: ignore[attr-defined]
+        if f.department == "labour_registry":
+            if f.path.suffix == ".xlsx":
+                with zipfile.ZipFile(f.path) as book:
+                    content = "".join(book.read(n).decode("utf-8") for n in book.namelist())
+            else:
+                content = f.path.read_bytes().decode("gb18030")
+            ids |= set(re.findall(r"\d{17}[\dX]", content))
+    assert len(ids) > 29_000 and len(keys) > 29_000
+    found: dict[str, set[str]] = {}
+    for rel, content in site_texts(site).items():
+        hits = (set(re.findall(r"\d{17}[\dX]", content)) & ids) | (set(re.findall(r"[0-9a-f]{64}", content)) & keys)
+        if hits:
+            found[rel] = hits
+    assert found == {}
 
 
 def test_second_nightly_run_loads_nothing(demo_run: dict[str, object]) -> None:
@@ -140,6 +239,7 @@ def test_report_was_written(demo_run: dict[str, object]) -> None:
     report = Path(demo_run["first"].report_path)  # type: ignore[attr-defined]
     html = report.read_text(encoding="utf-8")
     assert "10827" in html and "12.78%" in html and "8.69 亿元" in html
+    assert "培训取证率" in html and "59.5%" in html  # the forms' figures, unchanged by the registry
 
 
 # ----------------------------------------------------------------- the ingest command
