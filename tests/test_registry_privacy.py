@@ -1,7 +1,9 @@
 """No ID number and no name leaves the registry file: searched for in every warehouse table, the
 receipts, what the command printed, the logs Python and Prefect recorded, the Prefect artifacts
 and every file ``duikou dq docs`` wrote (its page and the GX Data Docs of the sample) — after a
-loaded and a rejected submission through ``duikou ingest``."""
+loaded and a rejected submission through ``duikou ingest``. The report site ``duikou report``
+builds (its 劳动力实名登记 page, every .xlsx / .csv / Parquet download) holds no ID, no name, no
+person key and not the key itself either."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from expectations.registry_declaration import load_registry_declarations
 from flows.warehouse_access import clear_cache, open_warehouse
 from tasks.idcard import check_character
 from tasks.registry_demo import registry_table, write_registry_csv
+from tests.report_texts import site_texts
 from warehouse import schema
 
 DECL = load_registry_declarations()["labour_registry"]
@@ -122,6 +125,20 @@ def test_no_id_or_name_in_any_output(
 
     leaks = {where: [s for s in secrets if s in text] for where, text in outputs.items()}
     assert {where: found[:3] for where, found in leaks.items() if found} == {}
+
+    # the report site: the registry page shows the loaded snapshot's head counts, and nothing personal
+    assert main(["report", "--out", str(tmp_path / "site")]) == 0
+    site = (tmp_path / "site" / "latest").resolve()
+    texts = site_texts(site)
+    assert 'data-measure="persons">80 人<' in texts["registry.html"]
+    assert "data/labour_registry_snapshots.xlsx" in texts["downloads.html"]
+    assert "data/marts/mart_registry_county.parquet" in texts
+    with engine.connect() as conn:
+        keys = conn.execute(select(schema.fact_person.c.person_key)).scalars().all()
+    personal = [*secrets, *keys, get_settings().person_key.get_secret_value()]  # type: ignore[union-attr]
+    assert len(keys) == 80
+    leaks = {rel: [s for s in personal if s in text] for rel, text in texts.items()}
+    assert {rel: found[:3] for rel, found in leaks.items() if found} == {}
     # the department's own file is kept as received (archive/, quarantine/): the only copy with IDs
     kept = [p for p in (registry_env / "archive").rglob("*.csv")] + list((registry_env / "quarantine").rglob("*.csv"))
     assert len(kept) == 2

@@ -21,6 +21,7 @@ from tasks.report import ReportData, build_report, headline_rows, render_site
 from tasks.report_charts import Point, bar_chart, line_chart, nice_ticks, sparkline
 from tasks.report_data import COMPLETENESS_COLUMNS, COMPLETENESS_TOWNSHIP_COLUMNS, load_report_data
 from tasks.report_narrative import narrative, narrative_text
+from tasks.report_registry import NO_SNAPSHOT, registry_lines, registry_views
 from tasks.report_view import Display, period_label_zh
 from warehouse import schema
 from warehouse.marts import KPI_COLUMNS
@@ -187,6 +188,8 @@ def test_empty_warehouse_renders_empty_states() -> None:
     quality = site["pages"]["quality.html"]
     assert "mart_dq_scorecard" in quality and "尚未收到任何报送" in quality
     assert headline_rows(empty) == []
+    assert NO_SNAPSHOT in site["pages"]["registry.html"] and "registry-summary" not in site["pages"]["index.html"]
+    assert registry_lines(registry_views(empty)[0])[0].endswith(NO_SNAPSHOT)
 
 
 # ---------------------------------------------------------------- townships

@@ -1,6 +1,7 @@
 """The built site in a real headless Chromium (Debian's ``chromium``, driven by Playwright's Python
 package over CDP — no browser download), opened from disk: no console errors, no request that is
-not ``file://``, headline figures in the DOM equal to the mart, a screenshot kept in tmp_path.
+not ``file://``, headline figures in the DOM equal to the mart (the dashboard's KPIs and the
+劳动力实名登记 page's head counts), a screenshot kept in tmp_path.
 
 Skipped with a reason when chromium or playwright is missing (``make test`` installs both).
 """
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
 from test_report import fill_warehouse
+from test_report_registry import load_registry_snapshot
 
 from expectations.declaration import load_kpis
 from tasks.report import build_report
@@ -28,7 +30,8 @@ playwright = pytest.importorskip("playwright.sync_api", reason="pip install play
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (make test installs it)")
 
 PAGES = ("index.html", "townships.html", "townships/513323201.html", "completeness.html",
-         "completeness/tourism.html", "quality.html", "receipts/bad.html", "downloads.html")  # fmt: skip
+         "completeness/tourism.html", "quality.html", "receipts/bad.html", "downloads.html",
+         "registry.html")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,7 @@ def _number(text: str) -> float:
 
 def test_site_in_headless_chromium(browser: Any, sqlite_engine: Engine, tmp_path: Path) -> None:
     fill_warehouse(sqlite_engine, tmp_path)
+    registry = load_registry_snapshot(sqlite_engine, tmp_path)  # + a labour return it disagrees with once
     index = build_report(sqlite_engine, tmp_path, today=date(2017, 6, 1))
     site = index.parent.parent / "latest"
     with sqlite_engine.connect() as conn:
@@ -91,6 +95,26 @@ def test_site_in_headless_chromium(browser: Any, sqlite_engine: Engine, tmp_path
     for rel in PAGES[1:]:
         page.goto((site / rel).as_uri())
         assert page.title(), rel
+    # the registry page, reached from the dashboard's nav: its figures are the county mart's
+    page.goto((site / "index.html").as_uri())
+    page.locator("nav a", has_text="劳动力实名登记").click()
+    assert page.url.endswith("/registry.html")
+    with sqlite_engine.connect() as conn:
+        county = conn.execute(select(schema.mart_registry_county)).mappings().one()
+    figures = page.locator("article.registry-card [data-measure]")
+    assert figures.count() == 7
+    for i in range(figures.count()):
+        figure = figures.nth(i)
+        measure = str(figure.get_attribute("data-measure"))
+        assert _number(figure.inner_text()) == county[measure], measure
+    trained = page.locator('[data-measure="persons_trained"]').inner_text()
+    times = page.locator('[data-measure="training_person_times"]').inner_text()
+    assert trained.endswith(" 人") and times.endswith(" 人次") and _number(trained) < _number(times)
+    assert registry["off_name"] in page.locator("#reconciliation-result").inner_text()
+    assert page.locator("#table-labour_registry_reconciliation_2017_05 td.flag").all_inner_texts() == ["否"]
+    assert page.locator("svg.chart").count() == 2
+    page.screenshot(path=str(tmp_path / "registry.png"), full_page=True)
+
     page.goto((site / "quality.html").as_uri())
     page.get_by_text("查看回执").first.click()
     assert "回执 bad" in page.locator("h2").first.inner_text()
