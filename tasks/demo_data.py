@@ -7,14 +7,17 @@ aggregates land exactly on the article's numbers, and writes them as real forms 
 some GBK / UTF-8-BOM CSV and BIFF .xls) into ``landing/<department>/<period>/``, each file dated
 (mtime) on the day it "arrived". A few submissions are deliberately flawed (domain.md §7) and
 followed by a correction, and one good return is restated, so the demo exercises rejection,
-quarantine and supersession too.
+quarantine and supersession too. The labour bureau's person-level 劳动力实名登记表 arrives
+quarterly (2017-06, 2017-09): its head counts follow the demo's own labour returns per township
+(one township planted outside the reconciliation tolerance), its trainings tell the article's
+people-vs-人次 story (:func:`registry_targets`; the people themselves: ``tasks.registry_demo``).
 
 Only this module knows the article's story; the marts compute KPIs from whatever arrives.
 
 - :func:`demo_values` — the FINAL values (what the good/correction files carry) per
   (department, period), in form units, one row per township. Tests recompute KPIs from it.
-- :func:`generate_demo` — writes the files (built on :func:`demo_values`) and returns them as
-  :class:`GeneratedFile` in arrival order.
+- :func:`generate_demo` — writes the files (built on :func:`demo_values` and
+  :func:`registry_targets`) and returns them as :class:`GeneratedFile` in arrival order.
 
 Everything is derived from ``seed`` through string-seeded :class:`random.Random` instances
 (independent of PYTHONHASHSEED), so the same seed gives the same values and the same bytes.
