@@ -104,10 +104,13 @@ def load_registry_snapshot(engine: Engine, tmp_path: Path, *, names: list[str] |
             "submission_id": outcome.load.submission_id}
 
 
-def test_registry_page_shows_people_not_rows_and_the_reconciliation(sqlite_engine: Engine, tmp_path: Path) -> None:
-    loaded = load_registry_snapshot(sqlite_engine, tmp_path)
-    data = load_report_data(sqlite_engine)
-    with sqlite_engine.connect() as conn:
+def test_registry_page_shows_people_not_rows_and_the_reconciliation(
+    warehouse_engine: Engine, tmp_path: Path
+) -> None:
+    """SQLite, and PostgreSQL when DUIKOU_TEST_POSTGRES_URL is set (COPY, real booleans)."""
+    loaded = load_registry_snapshot(warehouse_engine, tmp_path)
+    data = load_report_data(warehouse_engine)
+    with warehouse_engine.connect() as conn:
         county = conn.execute(select(schema.mart_registry_county)).mappings().one()
         levels = dict(conn.execute(text(
             "SELECT category, SUM(persons) FROM mart_registry_category WHERE dimension = 'certificate_level' "
