@@ -109,7 +109,8 @@ def completeness_lines(engine: Engine, periods: int = 3) -> list[str]:
              f"(mart_completeness, latest {periods} periods per department):"]
     if latest.empty:
         return [*lines, "  暂无 (nothing expected yet)"]
-    lines.append(f"  {'department':<10} {'period':<7} {'status':<12} {'deadline':<10}  "
+    width = max(10, *(len(str(d)) for d in totals["department"]))  # labour_registry is wider than "department"
+    lines.append(f"  {'department':<{width}} {'period':<7} {'status':<12} {'deadline':<10}  "
                  f"{'first received (CST)':<20} {'files':>5}  townships")
     for r in latest.itertuples(index=False):
         received = "—"
@@ -118,10 +119,10 @@ def completeness_lines(engine: Engine, periods: int = 3) -> list[str]:
             received = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(COUNTY_TZ) \
                 .strftime("%Y-%m-%d %H:%M")
         status = f"{r.status} {_STATUS_ZH.get(r.status, '')}"
-        lines.append(f"  {r.department:<10} {r.period:<7} {status:<12} {r.deadline!s:<10}  {received:<20} "
+        lines.append(f"  {r.department:<{width}} {r.period:<7} {status:<12} {r.deadline!s:<10}  {received:<20} "
                      f"{int(r.files_received):>5}  {int(r.townships_reported)}/{int(r.townships_expected)}")
     lines.append("  all periods:")
-    lines.extend(f"  {dept:<10} {_totals(group)}" for dept, group in totals.groupby("department", sort=True))
+    lines.extend(f"  {dept:<{width}} {_totals(group)}" for dept, group in totals.groupby("department", sort=True))
     return lines
 
 
