@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from openpyxl.utils import get_column_letter
 
-from expectations.declaration import Declaration, normalise_header
+from expectations.declaration import Declaration, load_units, normalise_header
 from tasks.read import CellValue, Grid
 
 TOTAL_LABELS = frozenset({"合计", "总计", "小计", "全县合计", "全县", "丹巴县", "全县总计", "总合计"})
@@ -78,6 +78,8 @@ class FormTable:
     hidden_cols: frozenset[int]
     sheet_hidden: bool
     title_row: int | None = None  # 1-based row of the title, None when the form has none
+    #: (1-based row, 0-based column) of number cells the workbook shows as a percentage
+    percent_cells: frozenset[tuple[int, int]] = frozenset()
 
 
 def cell_text(value: CellValue) -> str:
@@ -141,8 +143,17 @@ def _header_extent(grid: Grid, key_row: int, key_col: int) -> int:
     return last
 
 
-def _header_paths(grid: Grid, first: int, last: int) -> list[tuple[str, ...]]:
+def _header_paths(
+    grid: Grid, first: int, last: int, known: frozenset[tuple[str, ...]] = frozenset()
+) -> list[tuple[str, ...]]:
+    """Each column's header path (normalised text per level, repeats dropped).
+
+    ``known`` (the declared paths) keeps a parent from being carried over a column whose own
+    text is a declared one-level header (其中:建档立卡… right of 在校学生数's children).
+    """
     merged = _merged_lookup(grid)
+    own_headers = {_without_unit(p[0]) for p in known if len(p) == 1}
+    known_pairs = {tuple(_without_unit(t) for t in p[:2]) for p in known if len(p) >= 2}
     n_cols = grid.n_cols
     levels: list[list[str]] = []
     for r in range(first, last + 1):
@@ -158,6 +169,9 @@ def _header_paths(grid: Grid, first: int, last: int) -> list[tuple[str, ...]]:
         for c in range(1, n_cols):
             if not upper[c] and upper[c - 1] and lower[c] and lower[c - 1] and not _merged_anchor_differs(
                 merged, first + i, c
+            ) and not (
+                _without_unit(lower[c]) in own_headers
+                and (_without_unit(upper[c - 1]), _without_unit(lower[c])) not in known_pairs
             ):
                 upper[c] = upper[c - 1]
     paths = []
@@ -232,8 +246,10 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
         return None
     key_row, key_col = found
     header_last = _header_extent(grid, key_row, key_col)
-    paths = _header_paths(grid, key_row, header_last)
-    lines = [(r, text) for r, text in ((r, _row_text(grid.rows[r])) for r in range(key_row)) if text]
+    known = frozenset(p for ind in declaration.indicators for p in ind.header_paths)
+    header_first = _header_start(grid, key_row, key_col, header_last, known)
+    paths = _header_paths(grid, header_first, header_last, known)
+    lines = [(r, text) for r, text in ((r, _row_text(grid.rows[r])) for r in range(header_first)) if text]
     preamble = tuple(text for _, text in lines)
     title_line = _title_line(lines)
     title = title_line[1] if title_line else ""
@@ -267,8 +283,9 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
         else:
             rows.append(row)
 
+    key_span = _key_span(merged, key_row, key_col)
     columns = tuple(
-        FormColumn(index=c, path=paths[c]) for c in range(len(paths)) if c != key_col
+        FormColumn(index=c, path=paths[c]) for c in range(len(paths)) if c not in key_span
     )
     # the county 合计 is the total; a 镇小计 / 乡小计 between the townships covers only some of them
     totals.sort(key=lambda t: _is_subtotal(t[0].key))
@@ -285,12 +302,63 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
         total_position=total_position,
         extra_total_rows=tuple(t for t, _ in totals[1:]),
         notes=tuple(notes),
-        header_rows=(key_row + 1, header_last + 1),
+        header_rows=(header_first + 1, header_last + 1),
         column_numbers_row=column_numbers_row,
         hidden_cols=grid.hidden_cols,
         sheet_hidden=grid.sheet_hidden,
         title_row=title_line[0] + 1 if title_line else None,
+        percent_cells=frozenset((r + 1, c) for r, c in grid.percent_cells),
     )
+
+
+def _key_span(merged: dict[tuple[int, int], tuple[int, int]], key_row: int, key_col: int) -> set[int]:
+    """The key column, and the columns its header cell is merged across (乡(镇) over A:B)."""
+    anchor = merged.get((key_row, key_col), (key_row, key_col))
+    span = {key_col}
+    for (r, c), other in merged.items():
+        if r == key_row and other == anchor:
+            span.add(c)
+    return span
+
+
+def _header_start(grid: Grid, key_row: int, key_col: int, header_last: int, known: frozenset[tuple[str, ...]]) -> int:
+    """First header row: the key's row, or the row above when the form's parent labels sit there.
+
+    A re-typed two-level header may carry 乡(镇) (and the one-level columns) on its lower row,
+    under the parents 在校学生数 / 农村劳动力. The row above is taken as part of the header only
+    when it leaves the key column empty and the declared header paths then match more columns —
+    a 填报单位 / 单位 line above a one-level header never does.
+    """
+    above = key_row - 1
+    if above < 0 or cell_text(grid.cell(above, key_col)):
+        return key_row
+    values = [v for v in grid.rows[above] if cell_text(v)]
+    if not values or any(_is_number_like(v) for v in values):
+        return key_row
+
+    stems = {tuple(_without_unit(t) for t in p) for p in known}
+
+    def matches(first: int) -> int:
+        paths = _header_paths(grid, first, header_last, known)
+        return sum(1 for c, path in enumerate(paths)
+                   if c != key_col and (path in known or tuple(_without_unit(t) for t in path) in stems))
+
+    return above if matches(above) > matches(key_row) else key_row
+
+
+_BRACKETED_TAIL = re.compile(r"(.*?)\(([^()]*)\)")
+
+
+def _without_unit(text: str) -> str:
+    """``合计(人)`` → ``合计``, ``资助金额(本年累计,万元)`` → ``资助金额(本年累计)``: a unit in brackets dropped."""
+    match = _BRACKETED_TAIL.fullmatch(text)
+    if not match:
+        return text
+    parts = match.group(2).split(",")
+    if parts[-1].removeprefix("单位:") not in load_units():
+        return text
+    rest = ",".join(parts[:-1])
+    return match.group(1) + (f"({rest})" if rest else "")
 
 
 def header_match_count(form: FormTable, declaration: Declaration) -> int:

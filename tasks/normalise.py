@@ -302,24 +302,40 @@ def _settle_rate_scale(
 ) -> None:
     """Rates are stored in % (0–100). One column is one convention, decided from the column:
 
-    a cell written with a % sign is a percentage; if every other value lies in [0, 1] the column
-    holds fractions (0.95) and is scaled ×100, recorded per cell; a column mixing fractions and
-    percentages is ambiguous (0.5 could be 0.5 % or 50 %) and the fractional cells are rejected.
+    a cell written with a % sign is a percentage, and so is a number cell the workbook shows as
+    one (0.95 formatted ``0%`` — what Excel stores when 95% is typed): it is read as the 95 it
+    shows, recorded per cell; if every other value lies in [0, 1] the column holds fractions
+    (0.95) and is scaled ×100, recorded per cell; a column mixing fractions and percentages is
+    ambiguous (0.5 could be 0.5 % or 50 %) and the fractional cells are rejected.
     """
     by_row = {r.row_number: r for r in form.rows}
+    where = {"sheet": form.sheet, "column": col.label}
     plain = []
     for record in records:
         value = record.get(name)
         if not isinstance(value, float) or value != value:
             continue
-        raw = _cell(by_row[int(str(record["source_row"]))], col.index)
+        row_number = int(str(record["source_row"]))
+        raw = _cell(by_row[row_number], col.index)
         if isinstance(raw, str) and raw.strip().endswith(("%", "％")):
             continue
+        if (row_number, col.index) in form.percent_cells:
+            record[name] = round(value * 100, 6)
+            issues.append(issue("VALUE_COERCED", f"单元格格式为百分比，{value:g}按显示读作{value * 100:g}%",
+                                row=row_number, **where))
+            continue
         plain.append(record)
+    total = totals.get(name)
+    total_shown_as_percent = (
+        form.total_row is not None and (form.total_row.row_number, col.index) in form.percent_cells
+    )
+    if form.total_row is not None and total is not None and total_shown_as_percent:
+        totals[name] = round(total * 100, 6)
+        issues.append(issue("VALUE_COERCED", f"单元格格式为百分比，{total:g}按显示读作{total * 100:g}%",
+                            row=form.total_row.row_number, **where))
     fractions = [r for r in plain if 0 < float(str(r[name])) <= 1]
     if not fractions:
         return
-    where = {"sheet": form.sheet, "column": col.label}
     if all(0 <= float(str(r[name])) <= 1 for r in plain):
         for record in fractions:
             before = float(str(record[name]))
@@ -327,7 +343,7 @@ def _settle_rate_scale(
             issues.append(issue("VALUE_COERCED", f"比率{before:g}按小数读作{before * 100:g}%",
                                 row=int(str(record["source_row"])), **where))
         total = totals.get(name)
-        if form.total_row is not None and total is not None and 0 < total <= 1:
+        if form.total_row is not None and total is not None and 0 < total <= 1 and not total_shown_as_percent:
             totals[name] = round(total * 100, 6)  # the 合计 cell follows its column's convention
             issues.append(issue("VALUE_COERCED", f"比率{total:g}按小数读作{total * 100:g}%",
                                 row=form.total_row.row_number, **where))

@@ -62,6 +62,8 @@ class Grid:
     encoding: str | None = None
     #: CSV only: how many fields each row had as written (a workbook row has no such count)
     row_widths: tuple[int, ...] | None = None
+    #: workbooks: (row, col) of number cells shown as a percentage (0.95 formatted 0% shows 95%)
+    percent_cells: frozenset[tuple[int, int]] = frozenset()
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -391,6 +393,12 @@ def _read_xlsx(content: bytes, filename: str, limits: ReadLimits) -> list[Grid]:
         merged = tuple(
             (rng.min_row - 1, rng.min_col - 1, rng.max_row - 1, rng.max_col - 1) for rng in ws.merged_cells.ranges
         )
+        percent_cells = frozenset(
+            (r - 1, c - 1)
+            for (r, c), cell in ws._cells.items()
+            if isinstance(cell.value, int | float) and not isinstance(cell.value, bool)
+            and "%" in str(cell.number_format or "")
+        )
         hidden_rows = frozenset(idx - 1 for idx, dim in ws.row_dimensions.items() if dim.hidden)
         hidden_cols: set[int] = set()
         for letter, dim in ws.column_dimensions.items():
@@ -406,6 +414,7 @@ def _read_xlsx(content: bytes, filename: str, limits: ReadLimits) -> list[Grid]:
                 hidden_rows=hidden_rows,
                 hidden_cols=frozenset(hidden_cols),
                 sheet_hidden=ws.sheet_state != "visible",
+                percent_cells=percent_cells,
             )
         )
     return grids
@@ -453,6 +462,7 @@ def _read_xls(content: bytes, filename: str, limits: ReadLimits) -> list[Grid]:
         if merged_area > limits.max_cells:
             raise _unsafe(f"文件{filename}的工作表“{sheet.name}”合并单元格超过{limits.max_cells}个(上限)，已拒收")
         rows = []
+        percent: set[tuple[int, int]] = set()
         for r in range(n_rows):
             values: list[CellValue] = []
             width = sheet.row_len(r)
@@ -467,6 +477,8 @@ def _read_xls(content: bytes, filename: str, limits: ReadLimits) -> list[Grid]:
                     values.append(None)
                 else:
                     values.append(cell.value)
+                    if cell.ctype == xlrd.XL_CELL_NUMBER and "%" in _xls_format(book, cell.xf_index):
+                        percent.add((r, c))
             rows.append(tuple(values))
         merged = tuple((rlo, clo, rhi - 1, chi - 1) for rlo, rhi, clo, chi in sheet.merged_cells)
         hidden_rows = frozenset(r for r, info in sheet.rowinfo_map.items() if info.hidden)
@@ -479,9 +491,19 @@ def _read_xls(content: bytes, filename: str, limits: ReadLimits) -> list[Grid]:
                 hidden_rows=hidden_rows,
                 hidden_cols=hidden_cols,
                 sheet_hidden=bool(sheet.visibility),
+                percent_cells=frozenset(percent),
             )
         )
     return grids
+
+
+def _xls_format(book: Any, xf_index: int | None) -> str:
+    """The number format string of a BIFF cell's XF record ("" when there is none)."""
+    try:
+        xf = book.xf_list[xf_index]
+        return str(book.format_map[xf.format_key].format_str)
+    except (IndexError, KeyError, TypeError, AttributeError):
+        return ""
 
 
 # --------------------------------------------------------------------------------------------
