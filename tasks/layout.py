@@ -204,11 +204,14 @@ def _is_footer(row: tuple[CellValue, ...]) -> bool:
 
 
 def _title_line(lines: list[tuple[int, str]]) -> tuple[int, str] | None:
-    """The title among the lines above the header: not an attachment label, not the 填报单位 line."""
+    """The title among the lines above the header: not an attachment label, not the 填报单位 line,
+    not a 填报人 / 审核人 / 联系电话 / 填报日期 line (clerks put those above the title too)."""
     for r, text in lines:
         folded = normalise_header(text)
         if _ATTACHMENT_LABEL.fullmatch(folded) or folded.startswith(INFO_PREFIXES):
             continue
+        if folded.startswith(FOOTER_PREFIXES) or _DATE_LINE.fullmatch(folded):
+            continue  # 填报人 / 审核人 / 联系电话 / a date written above the title is not the title
         return r, text
     return None
 

@@ -109,6 +109,10 @@ PERTURBATIONS: dict[str, tuple[str, str]] = {
     "fault_total_wrong": ("quarantined", "合计 differs from the sum of the townships"),
     "fault_unknown_column": ("quarantined", "an extra column (上月数) with data, maybe hidden"),
     "fault_rate_ambiguous": ("rejected", "a rate column mixing 0.95 and 95 as plain numbers"),
+    "fault_two_forms": ("rejected", "a second visible sheet with the same form"),
+    "sheets_after": ("accept", "empty Sheet2 / Sheet3, or a 备用 sheet, after the form"),
+    "spacer_column": ("accept", "a blank column without header or data between two groups of columns"),
+    "resaved": ("accept", "the workbook opened and saved again by LibreOffice (its own xlsx / BIFF8 writer)"),
 }
 
 
@@ -162,6 +166,9 @@ class Variant:
     tolerated: list[Want] = field(default_factory=list)
     formulas: bool = False
     key_wide: bool = False
+    #: sheets after the form; ``None`` as the lines: a visible copy of the form itself
+    sheets_after: list[tuple[str, list[list[Any]] | None]] = field(default_factory=list)
+    resave: bool = False  # opened and saved again by LibreOffice
     decimals: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -234,7 +241,7 @@ def lay_out(v: Variant) -> Laid:
         path = col.path
         if len(path) == 1:
             level = depth - 1 if style == "key_bottom" else 0
-            cells[h0 + level][j] = path[0]
+            cells[h0 + level][j] = path[0] or None
             if style == "merged" and depth > 1:
                 merges.append((h0, j, h0 + depth - 1, j))
         else:
@@ -385,7 +392,8 @@ def _xlsx(v: Variant, laid: Laid) -> bytes:
     grid = FormGrid(cells=laid.cells, merges=laid.merges, row_kinds=laid.kinds,  # type: ignore[arg-type]
                     decimals=laid.decimals, columns=())
     data = _render_xlsx(grid, v.sheet_name, DEFAULT_SAVED_AT, reporting_unit_name(v.department))
-    if not (v.sheets_before or laid.hidden_rows or laid.hidden_cols or laid.formats or laid.formulas):
+    if not (v.sheets_before or v.sheets_after or laid.hidden_rows or laid.hidden_cols or laid.formats
+            or laid.formulas):
         return data
     from openpyxl.writer.excel import ExcelWriter
 
@@ -402,6 +410,12 @@ def _xlsx(v: Variant, laid: Laid) -> bytes:
     for position, (name, lines) in enumerate(v.sheets_before):
         extra = wb.create_sheet(name, position)
         for r, line in enumerate(lines, start=1):
+            for c, value in enumerate(line, start=1):
+                if value is not None:
+                    extra.cell(row=r, column=c, value=value)
+    for name, after in v.sheets_after:
+        extra = wb.create_sheet(name)
+        for r, line in enumerate(after if after is not None else laid.cells, start=1):
             for c, value in enumerate(line, start=1):
                 if value is not None:
                     extra.cell(row=r, column=c, value=value)
@@ -451,6 +465,12 @@ def _xls(v: Variant, laid: Laid) -> bytes:
         ws.row(r).hidden = True
     for c in laid.hidden_cols:
         ws.col(c).hidden = True
+    for name, after in v.sheets_after:
+        extra = wb.add_sheet(name)
+        for r, line in enumerate(after if after is not None else laid.cells):
+            for c, value in enumerate(line):
+                if value is not None:
+                    extra.write(r, c, value)
     buffer = io.BytesIO()
     wb.save(buffer)
     return buffer.getvalue()
@@ -653,6 +673,9 @@ def p_title_rows(v: Variant, rng: random.Random) -> None:
 
 def p_info_above(v: Variant, rng: random.Random) -> None:
     at = (v.title_line + 1) if v.title_line is not None else len(v.above)
+    if v.title_line is not None and rng.random() < 0.3:  # above the title itself
+        at = v.title_line
+        v.title_line += 1
     line = rng.choice([
         ["填报人：张敏", None, "审核人：李强", None, "联系电话：0836-3522101"],
         ["填报人：张敏　审核人：李强　联系电话：0836-3522101"],
@@ -814,6 +837,10 @@ def p_hidden_rows(v: Variant, rng: random.Random) -> None:
 
 
 def p_hidden_columns(v: Variant, rng: random.Random) -> None:
+    if rng.random() < 0.4:  # an empty helper column, hidden: carries nothing
+        v.columns.insert(rng.randint(2, len(v.columns)), Col("__helper__", ("上月数",), hidden=True))
+        v.perturbations.append("hidden_columns:empty")
+        return
     col = rng.choice([c for c in v.columns if not c.name.startswith("__")])
     col.hidden = True
     if v.fmt in ("xlsx", "xls"):
@@ -835,6 +862,28 @@ def p_extra_sheets(v: Variant, rng: random.Random) -> None:
     v.sheets_before = sheets
     v.sheet_name = rng.choice(["Sheet1", f"{int(month)}月" if month else f"{year}年", "报表"])
     v.perturbations.append("extra_sheets")
+
+
+def p_sheets_after(v: Variant, rng: random.Random) -> None:
+    v.sheets_after = [("Sheet2", []), ("Sheet3", [])] if rng.random() < 0.6 else [("备用", [["备注：无"]])]
+    v.perturbations.append("sheets_after")
+
+
+def p_spacer_column(v: Variant, rng: random.Random) -> None:
+    """A blank column (no header, no data) between two groups of columns."""
+    cols = v.columns
+    bounds = [
+        i for i in range(1, len(cols))
+        if not (len(cols[i - 1].path) > 1 and len(cols[i].path) > 1 and cols[i - 1].path[0] == cols[i].path[0])
+        and cols[i - 1].name != SERIAL
+    ]
+    cols.insert(rng.choice(bounds), Col("__spacer__", ("",)))
+    v.perturbations.append("spacer_column")
+
+
+def p_resaved(v: Variant, rng: random.Random) -> None:
+    v.resave = True
+    v.perturbations.append("resaved")
 
 
 def p_township_names(v: Variant, rng: random.Random) -> None:
@@ -965,15 +1014,19 @@ ACCEPTED = {
     "township_names": (p_township_names, 0.4), "numbers_as_text": (p_numbers_as_text, 0.35),
     "null_optional": (p_null_optional, 0.3), "percent_cells": (p_percent_cells, 0.5),
     "formulas": (p_formulas, 0.12), "float_noise": (p_float_noise, 0.3), "missing_township": (p_missing_township, 0.08),
+    "sheets_after": (p_sheets_after, 0.2), "spacer_column": (p_spacer_column, 0.1), "resaved": (p_resaved, 0.12),
 }
 #: applied in this order (structure first, then cell contents)
 ORDER = (
     "missing_township", "title_rows", "info_above", "serial_column", "remark_column", "key_merged_wide",
-    "unit_placement", "header_text", "header_merges", "column_numbers", "shuffle_columns", "total_position",
-    "total_labels", "shuffle_rows", "blank_rows", "hidden_rows", "hidden_columns", "extra_sheets", "township_names",
-    "null_optional", "percent_cells", "float_noise", "numbers_as_text", "formulas", "info_below", "footnotes",
+    "unit_placement", "header_text", "header_merges", "column_numbers", "shuffle_columns", "spacer_column",
+    "total_position", "total_labels", "shuffle_rows", "blank_rows", "hidden_rows", "hidden_columns", "extra_sheets",
+    "sheets_after", "township_names", "null_optional", "percent_cells", "float_noise", "numbers_as_text", "formulas",
+    "resaved", "info_below", "footnotes",
 )
-WORKBOOK_ONLY = {"hidden_rows", "hidden_columns", "extra_sheets", "formulas", "key_merged_wide"}
+WORKBOOK_ONLY = {
+    "hidden_rows", "hidden_columns", "extra_sheets", "sheets_after", "formulas", "key_merged_wide", "resaved",
+}
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -1183,13 +1236,21 @@ def f_rate_ambiguous(v: Variant, rng: random.Random) -> bool:
     return True
 
 
+def f_two_forms(v: Variant, rng: random.Random) -> bool:
+    if v.fmt not in ("xlsx", "xls"):
+        return False
+    v.sheets_after.append(("上月", None))
+    v.wants = [Want("SHEET_AMBIGUOUS")]  # the file is refused before anything else is looked at
+    return True
+
+
 FAULTS = {
     "period_ambiguous": f_period_ambiguous, "period_mismatch": f_period_mismatch,
     "wrong_department": f_wrong_department, "unit_header": f_unit_header, "unit_line": f_unit_line,
     "township_unknown": f_township_unknown, "township_duplicate": f_township_duplicate,
     "excel_error": f_excel_error, "text_value": f_text_value, "null_required": f_null_required,
     "negative": f_negative, "total_wrong": f_total_wrong, "unknown_column": f_unknown_column,
-    "rate_ambiguous": f_rate_ambiguous,
+    "rate_ambiguous": f_rate_ambiguous, "two_forms": f_two_forms,
 }
 
 
@@ -1204,6 +1265,8 @@ def make_variant(i: int, seed: int) -> Variant:
         fn, probability = ACCEPTED[name]
         if name in WORKBOOK_ONLY and fmt not in ("xlsx", "xls"):
             continue
+        if name == "resaved" and (soffice() is None or "formulas" in applied):
+            continue
         if name == "formulas" and ((fmt != "xlsx" and soffice() is None) or "numbers_as_text" in applied):
             continue  # Excel's SUM skips numbers stored as text: that total would really be wrong
         if rng.random() < probability:
@@ -1211,7 +1274,7 @@ def make_variant(i: int, seed: int) -> Variant:
             applied.add(name)
     if rng.random() < 0.35:
         names = list(FAULTS)
-        start = i % len(names)
+        start = (i // 5) % len(names)  # i % 5 is the department: every fault meets every department
         for name in names[start:] + names[:start]:
             if name == "total_wrong" and "formulas" in applied:
                 continue
