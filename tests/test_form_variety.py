@@ -136,3 +136,16 @@ def test_every_perturbation_is_exercised() -> None:
         applied -= {"formulas", "resaved"}
     assert applied <= seen, sorted(applied - seen)
     assert {v.fmt for v in VARIANTS} == set(fv.FORMATS)
+
+
+def test_departments_guide_lists_every_perturbation() -> None:
+    """docs/departments.md §2a names each perturbation of the generator, and no other."""
+    text = (ROOT / "docs" / "departments.md").read_text(encoding="utf-8")
+    section = text.split("## 2a.", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\|\s*`([a-z_]+)`\s*\|", section, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(fv.PERTURBATIONS), (
+        sorted(set(fv.PERTURBATIONS) - set(listed)), sorted(set(listed) - set(fv.PERTURBATIONS))
+    )
+    for name, (kind, _) in fv.PERTURBATIONS.items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{name}`"))
+        assert ("退回" in row or "待核" in row) == (kind != "accept"), name
