@@ -83,7 +83,8 @@ def test_accepted_value_stays_accepted_until_it_changes(warehouse_engine: Engine
     assert _followup(engine, VALUE_ID).status == "accepted"
     assert _dq_accepted(engine, first) and not _fact(engine, first)  # the same transaction
     assert not _fact(engine, first, B)  # untouched neighbours stay as they were
-    assert accepted_values(engine.connect(), "health", "2017-08") == {(A, INPATIENTS, OUTLIER): 40.0}
+    with engine.connect() as conn:
+        assert accepted_values(conn, "health", "2017-08") == {(A, INPATIENTS, OUTLIER): 40.0}
 
     for _ in range(2):  # nightly re-runs
         summary = sync_followups(engine)
@@ -116,7 +117,8 @@ def test_dismiss_is_audited_keeps_the_flag_and_survives_reruns(warehouse_engine:
     decided_at = decision.decided_at if decision.decided_at.tzinfo else decision.decided_at.replace(tzinfo=UTC)
     assert decided_at >= before - timedelta(seconds=5)
     assert _fact(engine, first) and not _dq_accepted(engine, first)  # dismissed is not vouched for
-    assert accepted_values(engine.connect(), "health", "2017-08") == {}
+    with engine.connect() as conn:
+        assert accepted_values(conn, "health", "2017-08") == {}
     _health(engine, 47.0, tag="（修订）", day=12)
     sync_followups(engine)
     assert _followup(engine, VALUE_ID).status == "dismissed"  # whatever the value
