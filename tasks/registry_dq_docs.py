@@ -41,24 +41,16 @@ from warehouse.refdata import reference_frames
 GX_SITE = "gx"
 
 
-@dataclass(frozen=True)
-class StoredResult:
-    check_id: str
-    expectation_type: str
-    severity: str
-    success: bool
-    element_count: int | None
-    unexpected_count: int | None
-
-
-def _stored_results(engine: Engine, submission_id: str) -> dict[str, StoredResult]:
+def _stored_results(engine: Engine, submission_id: str) -> dict[str, DqResult]:
+    """The ``dq_result`` rows the load stored, by check id."""
     dq = schema.dq_result
     with engine.connect() as conn:
         rows = conn.execute(select(dq.c.check_id, dq.c.expectation_type, dq.c.severity, dq.c.success,
-                                   dq.c.element_count, dq.c.unexpected_count)
+                                   dq.c.element_count, dq.c.unexpected_count, dq.c.observed, dq.c.issue_code,
+                                   dq.c.action)
                             .where(dq.c.submission_id == submission_id).order_by(dq.c.check_id)).all()
-    return {r.check_id: StoredResult(r.check_id, r.expectation_type, r.severity, bool(r.success), r.element_count,
-                                     r.unexpected_count) for r in rows}
+    return {r.check_id: DqResult(r.check_id, r.expectation_type, r.severity, bool(r.success), r.element_count,
+                                 r.unexpected_count, r.observed, r.issue_code, r.action) for r in rows}
 
 
 def _issue_counts(engine: Engine, submission_id: str) -> list[tuple[str, str, int]]:
@@ -155,7 +147,7 @@ def _passed(success: bool | None) -> str:
     return "—" if success is None else ("通过 passed" if success else "未通过 failed")
 
 
-def render_page(declaration: RegistryDeclaration, row: Any, ledger: Any, stored: dict[str, StoredResult],
+def render_page(declaration: RegistryDeclaration, row: Any, ledger: Any, stored: dict[str, DqResult],
                 issues: list[tuple[str, str, int]], reconciliation: list[Any], sample: SampleRun) -> str:
     checks = []
     classes = []

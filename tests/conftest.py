@@ -77,6 +77,22 @@ def _end_leaked_sessions(admin: Engine, schema_name: str) -> None:
 
 
 @pytest.fixture
+def registry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data directory of its own (SQLite warehouse) and a person key: for registry ingests."""
+    from duikou_settings import reset_settings_cache
+    from flows.warehouse_access import clear_cache
+
+    monkeypatch.setenv("DUIKOU_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DUIKOU_PERSON_KEY", "registry-test-person-key-" + "0" * 24)
+    monkeypatch.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
+    reset_settings_cache()
+    clear_cache()
+    yield tmp_path / "data"
+    reset_settings_cache()
+    clear_cache()
+
+
+@pytest.fixture
 def postgres_engine() -> Iterator[Engine]:
     """A warehouse in a fresh PostgreSQL schema, ``ensure_warehouse`` applied."""
     with fresh_postgres_schema("warehouse") as (url, schema_name):

@@ -5,7 +5,6 @@ site when the person key is missing. (No ID or name in any of it: tests/test_reg
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -15,24 +14,12 @@ from sqlalchemy import select
 
 from duikou_settings import get_settings, reset_settings_cache
 from expectations.registry_declaration import load_registry_declarations
-from flows.warehouse_access import clear_cache, open_warehouse
+from flows.warehouse_access import open_warehouse
 from tasks.dq_docs import build_data_docs
 from tasks.registry_demo import registry_table, write_registry_csv
 from warehouse import schema
 
 DECL = load_registry_declarations()["labour_registry"]
-
-
-@pytest.fixture
-def registry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("DUIKOU_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DUIKOU_PERSON_KEY", "k" * 48)
-    monkeypatch.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
-    reset_settings_cache()
-    clear_cache()
-    yield tmp_path / "data"
-    reset_settings_cache()
-    clear_cache()
 
 
 def _ingest(tmp_path: Path, period: str, *, income: str | None = None, blank_sex: bool = False) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -19,25 +18,13 @@ from sqlalchemy import select
 
 from duikou_settings import get_settings, reset_settings_cache
 from expectations.registry_declaration import load_registry_declarations
-from flows.warehouse_access import clear_cache, open_warehouse
+from flows.warehouse_access import open_warehouse
 from tasks.idcard import check_character
 from tasks.registry_demo import registry_table, write_registry_csv
 from tests.report_texts import site_texts
 from warehouse import schema
 
 DECL = load_registry_declarations()["labour_registry"]
-
-
-@pytest.fixture
-def registry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("DUIKOU_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DUIKOU_PERSON_KEY", "p" * 48)
-    monkeypatch.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
-    reset_settings_cache()
-    clear_cache()
-    yield tmp_path / "data"
-    reset_settings_cache()
-    clear_cache()
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path, list[str]]:
