@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 import tracemalloc
 import zipfile
 from collections.abc import Iterator
@@ -137,15 +136,15 @@ def test_the_upload_limit_comes_from_the_environment(
     assert parse(receive(path, EDU, MAY), reference).fatal == ()
 
 
-def test_read_path_refuses_a_huge_file_without_reading_it(tmp_path: Path) -> None:
+def test_read_path_refuses_a_huge_file_without_reading_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "huge.xlsx"
     with path.open("wb") as fh:
         fh.truncate(8 << 30)  # 8 GB, sparse: nothing is written, and nothing may be read
-    started = time.perf_counter()
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"{self} was read"))
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: pytest.fail(f"{self} was opened"))
     with pytest.raises(ReadError) as caught:
         read_path(path, limits=LIMITS)
     assert caught.value.issue.code == "FILE_TOO_LARGE"
-    assert time.perf_counter() - started < 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +172,6 @@ def zip_bomb(tmp_path_factory: pytest.TempPathFactory, good_xlsx: bytes) -> Path
 
 def test_a_zip_bomb_is_refused_quickly_in_little_memory(zip_bomb: Path) -> None:
     content = zip_bomb.read_bytes()
-    started = time.perf_counter()
     tracemalloc.start()
     try:
         with pytest.raises(ReadError) as caught:
@@ -181,19 +179,16 @@ def test_a_zip_bomb_is_refused_quickly_in_little_memory(zip_bomb: Path) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 2
-    assert peak < 20 * MiB
+    assert peak < 20 * MiB  # the 1 GiB member is never inflated
     problem = caught.value.issue
     assert problem.code == "FILE_UNSAFE"
     assert SHEET in problem.message and "压缩" in problem.message
 
 
 def test_a_zip_bomb_is_rejected_through_the_pipeline(zip_bomb: Path, reference: ReferenceFrames) -> None:
-    started = time.perf_counter()
     parsed = parse(receive(zip_bomb, EDU, MAY), reference)
     assert [i.code for i in parsed.fatal] == ["FILE_UNSAFE"]
     assert validate(parsed).outcome == "rejected"
-    assert time.perf_counter() - started < 3
 
 
 def test_the_uncompressed_total_is_limited(good_xlsx: bytes) -> None:
@@ -271,9 +266,13 @@ def test_openpyxl_parses_with_defusedxml() -> None:
 )
 def test_xml_entity_attacks_are_refused_fast(good_xlsx: bytes, member: str, xml: bytes) -> None:
     crafted = with_member(good_xlsx, member, xml)
-    started = time.perf_counter()
-    problem = refused(crafted, "教育.xlsx")
-    assert time.perf_counter() - started < 1
+    tracemalloc.start()
+    try:
+        problem = refused(crafted, "教育.xlsx")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * MiB  # no entity was expanded
     assert problem.code == "FILE_UNSAFE" and "实体" in problem.message
 
 
@@ -300,9 +299,8 @@ def test_a_merged_range_over_the_whole_sheet_is_refused(good_xlsx: bytes) -> Non
     assert b"</mergeCells>" in sheet
     huge = b'<mergeCell ref="A40:XFD1048576"/></mergeCells>'
     crafted = with_member(good_xlsx, SHEET, sheet.replace(b"</mergeCells>", huge))
-    started = time.perf_counter()
-    problem = refused(crafted, "教育.xlsx")
-    assert problem.code == "FILE_UNSAFE" and time.perf_counter() - started < 1
+    problem = refused(crafted, "教育.xlsx")  # the range counts as its cells before any is visited
+    assert problem.code == "FILE_UNSAFE" and "超过500000个" in problem.message
 
 
 def test_a_value_in_the_last_cell_of_the_sheet_is_refused(tmp_path: Path) -> None:
@@ -312,10 +310,8 @@ def test_a_value_in_the_last_cell_of_the_sheet_is_refused(tmp_path: Path) -> Non
     ws["A1"] = "乡(镇)"
     ws["XFD1048576"] = "x"
     wb.save(tmp_path / "far.xlsx")
-    started = time.perf_counter()
-    problem = refused((tmp_path / "far.xlsx").read_bytes(), "far.xlsx")
+    problem = refused((tmp_path / "far.xlsx").read_bytes(), "far.xlsx")  # from the sheet's extent
     assert problem.code == "FILE_UNSAFE" and "1048576行×16384列" in problem.message
-    assert time.perf_counter() - started < 2
 
 
 def test_an_empty_formatted_cell_far_away_costs_nothing(tmp_path: Path) -> None:
@@ -336,9 +332,8 @@ def test_an_xls_value_in_the_last_cell_is_refused(tmp_path: Path) -> None:
     sheet.write(0, 0, "乡(镇)")
     sheet.write(65535, 255, "x")
     book.save(str(tmp_path / "far.xls"))
-    started = time.perf_counter()
     problem = refused((tmp_path / "far.xls").read_bytes(), "far.xls")
-    assert problem.code == "FILE_UNSAFE" and time.perf_counter() - started < 2
+    assert problem.code == "FILE_UNSAFE"
 
 
 def test_a_csv_with_too_many_fields_is_refused() -> None:
