@@ -41,12 +41,19 @@ from typing import Any
 import httpx
 from prefect.client.orchestration import get_client
 from prefect.context import TaskRunContext
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
+from prefect.settings import (
+    PREFECT_API_AUTH_STRING,
+    PREFECT_API_KEY,
+    PREFECT_API_SSL_CERT_FILE,
+    PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+    PREFECT_API_URL,
+)
 
 GLOBAL_WRITERS = "duikou-warehouse-writers"
 DEFAULT_GLOBAL_WRITERS = 2
 SLOT_WAIT_S = 120.0
 RELEASE_WAIT_S = 10.0  # then the lease is left to expire
+UNREACHABLE_S = 10.0  # the API not answering at all for this long: load without a slot (only 423 waits longer)
 LEASE_S = 300.0
 FIRST_RETRY_S = 0.05  # after a 503 (SQLite busy in the Prefect server) or a dropped connection
 MAX_RETRY_S = 1.0
@@ -84,12 +91,19 @@ def writer_slot(department: str, period: str) -> Iterator[None]:
         return
     names = [GLOBAL_WRITERS, partition_limit_name(department, period)]
     with _api() as api:
-        lease_id = _acquire(api, names, time.monotonic() + SLOT_WAIT_S)
+        try:
+            lease_id = _acquire(api, names, time.monotonic() + SLOT_WAIT_S)
+        except httpx.HTTPError as exc:  # an answer we cannot retry (a 500, a refused request): no slot
+            _log.warning("no writer slot for %s %s (the Prefect API answered %s); loading under the warehouse "
+                         "lock alone", department, period, exc)
+            lease_id = None
+        else:
+            if lease_id is None:
+                _log.warning(
+                    "no writer slot for %s %s within %.0f s (a leaked lease, or the Prefect API away?); "
+                    "loading under the warehouse lock alone", department, period, SLOT_WAIT_S,
+                )
         if lease_id is None:
-            _log.warning(
-                "no writer slot for %s %s within %.0f s (a leaked lease, or the Prefect API away?); "
-                "loading under the warehouse lock alone", department, period, SLOT_WAIT_S,
-            )
             yield
             return
         try:
@@ -105,18 +119,28 @@ def _api() -> httpx.Client:
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode("utf-8")).decode("ascii")
     elif key := PREFECT_API_KEY.value():
         headers["Authorization"] = f"Bearer {key}"
-    return httpx.Client(base_url=str(PREFECT_API_URL.value()).rstrip("/") + "/", headers=headers, timeout=30.0)
+    verify: bool | str = True
+    if PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value():
+        verify = False
+    elif cert_file := PREFECT_API_SSL_CERT_FILE.value():
+        verify = str(cert_file)
+    return httpx.Client(base_url=str(PREFECT_API_URL.value()).rstrip("/") + "/", headers=headers, timeout=30.0,
+                        verify=verify)
 
 
 def _call(api: httpx.Client, path: str, body: dict[str, Any], deadline: float,
           accept: tuple[int, ...] = ()) -> httpx.Response | None:
     """POST with our retries: 503/502/504 and dropped connections after 50 ms doubling to 1 s, a 423
     after the server's ``Retry-After``. Returns the response (2xx or one of ``accept``), or None when
-    ``deadline`` passes first; any other status raises."""
+    ``deadline`` passes first or the API has not answered at all for ``UNREACHABLE_S``; any other
+    status raises ``httpx.HTTPStatusError``."""
+    unreachable_until: float | None = None
     for attempt in range(1_000_000):
         try:
             response = api.post(path, json=body)
         except httpx.TransportError:
+            unreachable_until = unreachable_until or time.monotonic() + UNREACHABLE_S
+            deadline = min(deadline, unreachable_until)
             wait = _backoff(attempt)
         else:
             if response.is_success or response.status_code in accept:
@@ -154,9 +178,15 @@ def _acquire(api: httpx.Client, names: list[str], deadline: float) -> str | None
 
 
 def _release(api: httpx.Client, lease_id: str, deadline: float) -> None:
-    # 404: the lease expired meanwhile, nothing to release
-    if _call(api, "v2/concurrency_limits/decrement-with-lease", {"lease_id": lease_id}, deadline,
-             accept=(404,)) is None:
+    """Give the slots back; never fails the load that held them (the lease expires by itself)."""
+    try:  # 404: the lease expired meanwhile, nothing to release
+        released = _call(api, "v2/concurrency_limits/decrement-with-lease", {"lease_id": lease_id}, deadline,
+                         accept=(404,)) is not None
+    except httpx.HTTPError as exc:
+        _log.warning("could not release writer lease %s (%s); it expires by itself within %.0f s",
+                     lease_id, exc, LEASE_S)
+        return
+    if not released:
         _log.warning("could not release writer lease %s; it expires by itself within %.0f s", lease_id, LEASE_S)
 
 
