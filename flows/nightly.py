@@ -36,6 +36,7 @@ from tasks.landing_store import (
     arrival_key,
     changed_while_read,
     clean_staging,
+    discard_staged,
     landing_stores,
     scan_store,
     stage_entry,
@@ -55,7 +56,6 @@ class LandingFile:
     period: str
     sha256: str
     mtime: float  # arrival: the file's modified time (an object's LastModified), 0 when the store has none
-    source: str = ""  # the object's URL (no credentials) when ``path`` is its staged copy
 
 
 @dataclass
@@ -108,28 +108,37 @@ def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile
     """Files in the landing areas that the ledger has not seen (by SHA-256), and loaded ones whose
     run died between commit and receipt (their re-run writes the receipt: ``flows.pipeline``).
 
-    Remote objects among them are fetched into ``<data>/staging/`` here (one at a time, each no
-    larger than its department's upload limit); an object too large or gone is skipped with its reason.
+    Remote objects are fetched into ``<data>/staging/`` (one at a time, each no larger than its
+    department's upload limit) once: a new one by the scan, which hashes it as it writes the copy
+    (removed again if the ledger has those bytes); one the ETag index knows only here, and only if
+    the ledger lacks it. An object too large or gone is skipped with its reason.
     """
     logger = get_run_logger()
     limit = _upload_limit(settings)
+    clean_staging(settings.staging_dir)
     entries: list[LandingEntry] = []
     skipped: list[dict[str, str]] = []
     for store in landing_stores(settings):
-        found, passed = scan_store(store, _departments(), max_bytes=limit, index_dir=settings.staging_dir)
+        found, passed = scan_store(store, _departments(), max_bytes=limit, index_dir=settings.staging_dir,
+                                   staging=settings.staging_dir)
         logger.info("landing area %s: %d file(s), %d skipped", store.url, len(found), len(passed))
         entries += found
         skipped += passed
     entries.sort(key=arrival_key)
-    clean_staging(settings.staging_dir, keep=())
     pending: list[LandingFile] = []
     unchanged = 0
     for entry in entries:
         if not _needs_processing(find_submission(engine, entry.sha256), entry, settings):
+            if entry.staged is not None:
+                discard_staged(entry.staged)
             unchanged += 1
             continue
         if entry.store.in_place:
             pending.append(_in_place(entry))
+            continue
+        if entry.staged is not None:  # fetched by the scan: its bytes are the ones hashed
+            pending.append(LandingFile(entry.staged, entry.department, entry.period, entry.sha256,
+                                       entry.modified or 0.0))
             continue
         try:
             staged, sha256 = stage_entry(entry, settings.staging_dir, limit(entry.department))
@@ -143,8 +152,7 @@ def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile
             continue
         if sha256 != entry.sha256:
             logger.warning("%s changed between the scan and its fetch: the fetched version is processed", entry.url)
-        pending.append(LandingFile(staged, entry.department, entry.period, sha256, entry.modified or 0.0,
-                                   source=entry.url))
+        pending.append(LandingFile(staged, entry.department, entry.period, sha256, entry.modified or 0.0))
     return pending, unchanged, skipped
 
 

@@ -127,13 +127,14 @@ class LandingWriter:
             received_at = datetime.fromisoformat(existing["received_at"])
             meta = existing
         else:
-            _write_json_atomically(sidecar_path(stored), meta)
+            write_json_atomically(sidecar_path(stored), meta)
         os.replace(self._tmp, stored)  # sidecar first: whoever sees the file sees its name too
         return LandedFile(stored, digest[:16], digest, self.size_bytes, department, period,
                           str(meta["original_name"]), received_at)
 
 
-def _write_json_atomically(target: Path, data: dict[str, Any]) -> None:
+def write_json_atomically(target: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``target`` through a temporary file in its folder: whole or not at all."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".sidecar-")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(data, fh, ensure_ascii=False)

@@ -3,11 +3,11 @@
 ``<landing>/<department>/<period>/<file>`` is listed through fsspec, so the same scan reads
 ``<data>/landing``, ``file:///mnt/nfs/landing``, ``s3://bucket/duikou/landing``, ``gcs://…`` or
 ``memory://…``. A file under the data directory is read where it lies. Anything else (an object,
-or a file of a ``file://`` landing area outside the data directory) is hashed by streaming and,
-when the ledger does not have it yet, fetched into a staging copy under
-``<data>/staging/<submission id>/<name>`` (complete or not at all, no larger than the upload
-limit) with a sidecar naming its source URL: the readers, GX and the loader only ever open local
-paths, and the receipt says where the original is.
+or a file of a ``file://`` landing area outside the data directory) is fetched into a staging
+copy under ``<data>/staging/<submission id>/<name>`` (complete or not at all, no larger than the
+upload limit) with a sidecar naming its source URL, and hashed as it is written: the readers, GX
+and the loader only ever open local paths, and the receipt says where the original is. An object
+the ETag index already knows is not fetched to be hashed; it is fetched only if the ledger lacks it.
 
 The intake server's :class:`tasks.landing.LandingWriter` keeps writing to ``<data>/landing``: its
 event path hands the ingest flow a local path, and the nightly run scans that folder as well.
@@ -19,6 +19,7 @@ never shown in an error). URLs are shown and recorded without user information o
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -28,7 +29,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.registry import available_protocols, known_implementations
 
 from duikou_settings import Settings
-from tasks.landing import ACCEPTED_SUFFIXES, SIDECAR_SUFFIX
+from tasks.landing import ACCEPTED_SUFFIXES, SIDECAR_SUFFIX, sidecar_path, write_json_atomically
 
 log = logging.getLogger("duikou.landing")
 
@@ -95,6 +96,7 @@ class LandingEntry:
     size: int | None
     modified: float | None  # seconds since the epoch; None when the store gives no time
     sha256: str
+    staged: Path | None = None  # the local copy the scan fetched to hash it (its bytes have ``sha256``)
 
     @property
     def url(self) -> str:
@@ -232,6 +234,7 @@ def scan_store(
     *,
     max_bytes: Callable[[str], int] | None = None,
     index_dir: Path | None = None,
+    staging: Path | None = None,
 ) -> tuple[list[LandingEntry], list[dict[str, str]]]:
     """Every candidate file under ``<department>/<period>/``, in arrival order (modified time, else name).
 
@@ -239,7 +242,12 @@ def scan_store(
     with a reason instead of being read (a file read in place is rejected by the reader, with a receipt).
     ``index_dir``: remember each remote object's SHA-256 by its content tag (ETag, md5, generation)
     there, so an object that did not change is not downloaded again to be hashed.
+    ``staging`` (needs ``max_bytes``): an object that must be hashed is fetched there instead
+    (:func:`stage_entry`, hashing as it writes) and the entry carries the staged copy, so a new
+    object is downloaded once; :func:`discard_staged` removes the copy if it is not needed.
     """
+    if staging is not None and max_bytes is None:
+        raise ValueError("scan_store: staging needs max_bytes (the upload limit of each department)")
     known = set(departments)
     entries: list[LandingEntry] = []
     skipped: list[dict[str, str]] = []
@@ -274,10 +282,19 @@ def scan_store(
             skipped.append({"path": shown, "reason": f"文件超过上限 {limit} 字节 ({size} bytes): not fetched"})
             continue
         tag = _content_tag(info)
+        entry = LandingEntry(store, path, rel[0], rel[1], name, size if isinstance(size, int) else None,
+                             _modified(info), "")
         digest = index.get(path, size, tag) if index is not None else None
+        staged: Path | None = None
         if digest is None:
             try:
-                digest = hash_object(store.fs, path)
+                if staging is not None and limit is not None:
+                    staged, digest = stage_entry(entry, staging, limit)
+                else:
+                    digest = hash_object(store.fs, path)
+            except ObjectTooLarge as exc:  # larger than its listed size said
+                skipped.append({"path": shown, "reason": str(exc)})
+                continue
             except OSError as exc:
                 if not changed_while_read(exc):
                     raise
@@ -285,8 +302,7 @@ def scan_store(
                 continue
         if index is not None:
             index.put(path, size, tag, digest)
-        entries.append(LandingEntry(store, path, rel[0], rel[1], name, size if isinstance(size, int) else None,
-                                    _modified(info), digest))
+        entries.append(replace(entry, sha256=digest, staged=staged))
     if index is not None:
         index.save()
     entries.sort(key=arrival_key)
@@ -325,10 +341,7 @@ class _Index:
         prefix = self._store.url.rstrip("/") + "/"
         kept = {url: v for url, v in self._old.items() if not url.startswith(prefix)}  # other stores' entries
         self._file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._file.parent, prefix=".index-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({**kept, **self._new}, fh, ensure_ascii=False)
-        os.replace(tmp, self._file)
+        write_json_atomically(self._file, {**kept, **self._new})
 
 
 # ----------------------------------------------------------------- staging
@@ -362,7 +375,7 @@ def stage_entry(entry: LandingEntry, staging: Path, max_bytes: int) -> tuple[Pat
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / entry.name
         sidecar = _staged_sidecar(entry, sha, size)
-        _write_json(target.with_name(f".{target.name}{SIDECAR_SUFFIX}"), sidecar)
+        write_json_atomically(sidecar_path(target), sidecar)
         os.replace(tmp, target)  # sidecar first, as the intake does
         if entry.modified is not None:
             os.utime(target, (entry.modified, entry.modified))
@@ -401,14 +414,16 @@ def _remote_sidecar(entry: LandingEntry) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_json(target: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".sidecar-")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False)
-    os.replace(tmp, target)
+def discard_staged(staged: Path) -> None:
+    """Remove a staged copy the run does not need (the ledger has its bytes): the file, its sidecar,
+    and its folder when nothing else is staged there."""
+    staged.unlink(missing_ok=True)
+    sidecar_path(staged).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: another name with the same bytes is staged there
+        staged.parent.rmdir()
 
 
-def clean_staging(staging: Path, keep: Iterable[str], *, older_than: float = STAGING_KEEP_SECONDS) -> int:
+def clean_staging(staging: Path, keep: Iterable[str] = (), *, older_than: float = STAGING_KEEP_SECONDS) -> int:
     """Remove staged copies not in ``keep`` (submission ids) that are older than ``older_than`` seconds.
 
     A copy is needed only while its run reads it (the kept file goes to archive/ or quarantine/);

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -127,6 +128,22 @@ def _comparable(receipt: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in receipt.items() if k not in ("received_at", "processed_at", "source_url")}
 
 
+def _count_gets(mp: pytest.MonkeyPatch) -> list[str]:
+    """Every S3 GetObject request s3fs sends from now on, by ``bucket/key`` (HEAD and LIST are not GETs)."""
+    from s3fs import S3FileSystem
+
+    keys: list[str] = []
+    real = S3FileSystem._call_s3
+
+    async def counting(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "get_object":
+            keys.append(f"{kwargs.get('Bucket')}/{kwargs.get('Key')}")
+        return await real(self, method, *args, **kwargs)
+
+    mp.setattr(S3FileSystem, "_call_s3", counting)
+    return keys
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None, s3_endpoint: str
          ) -> Iterator[dict[str, Any]]:
@@ -161,9 +178,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None, s3_end
         remote = work / "remote"
         _use(mp, remote, DUIKOU_LANDING_URL=f"s3://{PREFIX}",
              DUIKOU_LANDING_STORAGE_OPTIONS=json.dumps({"endpoint_url": s3_endpoint, "key": KEY, "secret": SECRET}))
+        gets = _count_gets(mp)
         out["remote"] = nightly(run_label="landing-s3", build_report=False)
+        out["remote_gets"] = Counter(gets)
         out["remote_ledger"], out["remote_facts"] = _ledger(remote), _facts()
+        gets.clear()
         out["remote_again"] = nightly(run_label="landing-s3-again", build_report=False)
+        out["remote_again_gets"] = Counter(gets)
         out["remote_dir"], out["fs"], out["mp"] = remote, fs, mp
         yield out
     finally:
@@ -214,6 +235,14 @@ def test_a_second_run_over_the_bucket_loads_nothing(runs: dict[str, Any]) -> Non
     assert again.unchanged == len(runs["returns"])
     index = json.loads((runs["remote_dir"] / "staging" / "landing-index.json").read_text(encoding="utf-8"))
     assert set(index) == {f"s3://{PREFIX}/{key}" for key, _ in runs["returns"]}  # hashed once, by ETag
+
+
+def test_each_new_object_is_fetched_once_and_a_known_one_not_at_all(runs: dict[str, Any]) -> None:
+    """The scan stages a new object as it hashes it (one GET); the run reads that staged copy. The
+    second run finds every object in the ETag index and the ledger: no GET at all."""
+    assert runs["remote_gets"] == {f"{PREFIX}/{key}": 1 for key, _ in runs["returns"]}
+    assert runs["remote_again_gets"] == {}
+    assert not list((runs["remote_dir"] / "staging" / ".incoming").iterdir())  # nothing half-fetched
 
 
 def test_secrets_appear_in_no_receipt_ledger_or_staged_file(runs: dict[str, Any]) -> None:
