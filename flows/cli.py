@@ -112,11 +112,13 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _headline(year: int | None) -> None:
+def _headline(year: int | None, data: Any = None) -> None:
+    """The headline KPIs of ``year``, from ``data`` (tasks.report_data.ReportData) or loaded here."""
     from flows.warehouse_access import open_warehouse
     from tasks.report import headline_rows, load_report_data
 
-    data = load_report_data(open_warehouse(get_settings()))
+    if data is None:
+        data = load_report_data(open_warehouse(get_settings()))
     rows = headline_rows(data, year)
     if not rows:
         print("暂无数据 (no KPI data yet)")
@@ -172,12 +174,10 @@ def _demo_person_key() -> None:
     reset_settings_cache()
 
 
-def _registry_section() -> None:
-    from flows.warehouse_access import open_warehouse
-    from tasks.report import load_report_data
+def _registry_section(data: Any) -> None:
+    """The person-level registries' lines, from ``data`` (tasks.report_data.ReportData)."""
     from tasks.report_registry import registry_lines, registry_views
 
-    data = load_report_data(open_warehouse(get_settings()))
     for view in registry_views(data):
         print("\n".join(registry_lines(view)))
 
@@ -213,15 +213,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"回执 receipts:      {settings.receipts_dir}")
     print(f"归档 archive:       {settings.archive_dir}   待核/退回 quarantine: {settings.quarantine_dir}")
     print()
-    print("主要指标 headline KPIs (2016):")
-    _headline(2016)
-    print()
-    _registry_section()
-    print()
     from flows.followups_cli import completeness_lines
     from flows.warehouse_access import open_warehouse
+    from tasks.report import load_report_data
 
-    print("\n".join(completeness_lines(open_warehouse(settings))))
+    engine = open_warehouse(settings)
+    data = load_report_data(engine)  # once, for the headline and the registries
+    print("主要指标 headline KPIs (2016):")
+    _headline(2016, data)
+    print()
+    _registry_section(data)
+    print()
+    print("\n".join(completeness_lines(engine)))
     return EXIT_OK
 
 

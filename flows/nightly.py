@@ -24,9 +24,11 @@ from sqlalchemy import Engine
 from duikou_settings import Settings, get_settings
 from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
+from flows.department_ingest import FileOutcome, ingest_files
 from flows.missing_alerts import alert_missing_returns_task
-from flows.pipeline import SubmissionResult, process_submission
+from flows.pipeline import SubmissionResult
 from flows.warehouse_access import open_warehouse
+from flows.workpool import WorkPoolRunsFailed, ingest_on_work_pool
 from tasks.followup_steps import follow_up_task
 from tasks.landing_store import (
     CHANGED_REASON,
@@ -44,7 +46,7 @@ from tasks.landing_store import (
 )
 from tasks.registry import reconcile_registries_task
 from tasks.steps import refresh_marts_task, report_task
-from tasks.submission import SubmissionError, is_registry
+from tasks.submission import is_registry
 from warehouse.load import find_submission
 from warehouse.refdata import ReferenceFrames, reference_frames
 
@@ -179,34 +181,13 @@ def by_department(pending: list[LandingFile]) -> list[list[LandingFile]]:
     return list(groups.values())
 
 
-@dataclass(frozen=True)
-class FileOutcome:
-    path: str
-    kind: str  # processed / skipped / failed
-    result: SubmissionResult | None = None
-    reason: str = ""
-
-
 @task(name="ingest-department", task_run_name="ingest {files[0].department}", cache_policy=NO_CACHE)
 def ingest_department_task(
     files: list[LandingFile], reference: ReferenceFrames, settings: Settings
 ) -> list[FileOutcome]:
     """One department's new files, oldest first; opens its own warehouse engine (a Dask worker may run it)."""
-    engine = open_warehouse(settings)
-    out: list[FileOutcome] = []
-    for item in files:
-        try:
-            result = process_submission(item.path, item.department, item.period, engine=engine,
-                                        reference=reference, settings=settings, follow_up=False)
-        except SubmissionError as exc:  # a malformed period folder: say so, keep going
-            out.append(FileOutcome(str(item.path), "skipped", reason=str(exc)))
-            continue
-        except Exception as exc:  # one broken submission must not stop the others
-            get_run_logger().exception("processing %s failed", item.path)
-            out.append(FileOutcome(str(item.path), "failed", reason=f"{type(exc).__name__}: {exc}"))
-            continue
-        out.append(FileOutcome(str(item.path), "processed", result=result))
-    return out
+    return ingest_files(files[0].department, [(item.path, item.period) for item in files],
+                        engine=open_warehouse(settings), reference=reference, settings=settings)
 
 
 def _nightly_run_name() -> str:
@@ -239,10 +220,11 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
     # fan out per department through the flow's task runner (flows/runners.py), or as flow runs on a
     # work pool (flows/workpool.py); in arrival order within one department
     groups = by_department(pending)
+    problems: list[str] = []  # work-pool runs that did not complete: raised once the rest is done
     if settings.task_runner == "workpool":
-        from flows.workpool import ingest_on_work_pool
-
-        outcomes: list[list[FileOutcome]] = ingest_on_work_pool(groups, settings)
+        outcomes, problems = ingest_on_work_pool(groups, settings)
+        for problem in problems:
+            logger.error("work pool: %s", problem)
     else:
         futures = [ingest_department_task.submit(files, reference, settings) for files in groups]
         outcomes = [future.result() for future in futures]
@@ -265,6 +247,8 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
         summary.report_path = str(report_task(engine, settings.resolved_data_dir))
     _publish_artifact(summary)
     logger.info("nightly done: %s", summary.counts())
+    if problems:  # the departments that did load were checked, followed up, reported; these were not
+        raise WorkPoolRunsFailed("; ".join(problems))
     if summary.failed:
         raise NightlyIncomplete(summary)
     return summary

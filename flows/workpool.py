@@ -6,11 +6,13 @@ directory), waits for them, and merges what each run wrote back into its ``Night
 the same outcomes, receipts and counts as the thread path. A process worker runs each flow run in
 a new process; workers on several hosts share the data directory and the warehouse.
 
-* ``ingest_department`` (the flow a worker runs): the same per-file loop as the nightly's
-  ``ingest-department`` task, then ``<data>/workpool/<flow run id>.json`` with its outcomes;
+* ``ingest_department`` (the flow a worker runs): the per-file loop of the nightly's
+  ``ingest-department`` task (``flows/department_ingest.py``), then
+  ``<data>/workpool/<flow run id>.json`` with its outcomes;
 * ``ingest_on_work_pool`` (the nightly's side): create the runs, wait at most
-  ``DUIKOU_WORK_POOL_TIMEOUT_SECONDS``, read the outcomes; a run that failed, crashed or timed out
-  is named in ``WorkPoolRunsFailed``;
+  ``DUIKOU_WORK_POOL_TIMEOUT_SECONDS``, read the outcomes of the runs that completed, and return
+  them with the problems: each run that failed, crashed or timed out, named; the nightly finishes
+  with the departments that loaded and then raises ``WorkPoolRunsFailed`` with the problems;
 * ``setup_work_pool`` (``duikou workpool setup``): the process pool ``DUIKOU_WORK_POOL``, the
   deployment (code: this checkout) and the writer concurrency limit; idempotent.
 
@@ -34,9 +36,10 @@ from prefect import Flow, flow, get_run_logger, tags
 from prefect.client.schemas.objects import FlowRun
 
 from duikou_settings import Settings, get_settings
-from flows.pipeline import SubmissionResult, process_submission
+from flows.department_ingest import FileOutcome, ingest_files
+from flows.pipeline import SubmissionResult
 from flows.warehouse_access import open_warehouse
-from tasks.submission import SubmissionError
+from tasks.submission import relative
 from warehouse.refdata import reference_frames
 
 FLOW_NAME = "ingest-department"
@@ -54,16 +57,6 @@ class WorkPoolUnavailable(RuntimeError):
 
 class WorkPoolRunsFailed(RuntimeError):
     """Some department runs did not complete; the message names each with its state and worker."""
-
-
-@dataclass(frozen=True)
-class OutcomeRecord:
-    """What became of one landing file: the nightly's ``FileOutcome`` as the worker writes it (JSON)."""
-
-    path: str  # relative to the data directory
-    kind: str  # processed / skipped / failed
-    reason: str = ""
-    result: dict[str, Any] | None = None  # SubmissionResult, receipt_path relative to the data directory
 
 
 def api_url() -> str | None:
@@ -108,19 +101,16 @@ def outcomes_path(settings: Settings, flow_run_id: UUID | str) -> Path:
     return settings.resolved_data_dir / OUTCOMES_DIR / f"{flow_run_id}.json"
 
 
-def _relative(path: Path | None, settings: Settings) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.resolve().relative_to(settings.resolved_data_dir).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _result_dict(result: SubmissionResult, settings: Settings) -> dict[str, Any]:
+    """A SubmissionResult as JSON, its receipt path relative to the data directory."""
     out = asdict(result)
-    out["receipt_path"] = _relative(result.receipt_path, settings)
+    out["receipt_path"] = relative(result.receipt_path, settings) if result.receipt_path is not None else None
     return out
+
+
+def _outcome_dict(outcome: FileOutcome, relative_path: str, settings: Settings) -> dict[str, Any]:
+    return {"path": relative_path, "kind": outcome.kind, "reason": outcome.reason,
+            "result": _result_dict(outcome.result, settings) if outcome.result is not None else None}
 
 
 def _department_run_name() -> str:
@@ -145,27 +135,16 @@ def ingest_department(department: str, files: list[dict[str, str]]) -> int:
     logger = get_run_logger()
     settings = get_settings()
     located = [_landing_file(settings, department, item) for item in files]  # every one, before any load
-    engine = open_warehouse(settings)
-    reference = reference_frames()
-    outcomes: list[OutcomeRecord] = []
     with tags(f"department:{department}"):
-        for relative, path, period in located:
-            try:
-                result = process_submission(path, department, period, engine=engine, reference=reference,
-                                            settings=settings, follow_up=False)
-            except SubmissionError as exc:  # a malformed period folder: say so, keep going
-                outcomes.append(OutcomeRecord(relative, "skipped", reason=str(exc)))
-                continue
-            except Exception as exc:  # one broken submission must not stop the others
-                logger.exception("processing %s failed", relative)
-                outcomes.append(OutcomeRecord(relative, "failed", reason=f"{type(exc).__name__}: {exc}"))
-                continue
-            outcomes.append(OutcomeRecord(relative, "processed", result=_result_dict(result, settings)))
+        done = ingest_files(department, [(path, period) for _, path, period in located],
+                            engine=open_warehouse(settings), reference=reference_frames(), settings=settings)
+    outcomes = [_outcome_dict(outcome, name, settings)
+                for outcome, (name, _, _) in zip(done, located, strict=True)]  # in order, one per file
     target = outcomes_path(settings, flow_run.id)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
     partial.write_text(json.dumps({"department": department, "host": socket.gethostname(), "pid": os.getpid(),
-                                   "outcomes": [asdict(o) for o in outcomes]}, ensure_ascii=False, default=str),
+                                   "outcomes": outcomes}, ensure_ascii=False, default=str),
                        encoding="utf-8")
     partial.replace(target)  # whole or absent
     logger.info("%s: %d file(s) handled in process %d", department, len(outcomes), os.getpid())
@@ -182,18 +161,21 @@ class DepartmentRun:
     files: dict[str, str]  # path relative to the data directory → the nightly's own path of the file
 
 
-def ingest_on_work_pool(groups: Sequence[Sequence[Any]], settings: Settings) -> list[list[Any]]:
+def ingest_on_work_pool(
+    groups: Sequence[Sequence[Any]], settings: Settings
+) -> tuple[list[list[FileOutcome]], list[str]]:
     """One ``ingest-department`` flow run per group (a department's LandingFiles in arrival order).
 
-    Returns each run's outcomes as the nightly's ``FileOutcome`` lists, in the order of ``groups``.
-    Raises ``WorkPoolRunsFailed`` naming every run that failed, crashed or did not finish within
+    Returns (the outcomes of the runs that completed, in the order of ``groups``; the problems):
+    the problems name every run that failed, crashed or did not finish within
     ``DUIKOU_WORK_POOL_TIMEOUT_SECONDS`` (those are cancelled: a load is one transaction, and the
-    next nightly picks their files up).
+    next nightly picks their files up), and a completed run whose outcome file is missing. The
+    nightly finishes with the departments that loaded, then raises ``WorkPoolRunsFailed`` with them.
     """
     from prefect.deployments import run_deployment
 
     if not groups:
-        return []
+        return [], []
     logger = get_run_logger()
     _check_deployment(settings)
     runs: list[DepartmentRun] = []
@@ -207,14 +189,26 @@ def ingest_on_work_pool(groups: Sequence[Sequence[Any]], settings: Settings) -> 
         runs.append(DepartmentRun(department, created.id, files))
         logger.info("%s: %d file(s) → flow run %s on work pool %s", department, len(files), created.id,
                     settings.work_pool)
-    _wait(runs, settings.work_pool_timeout_seconds)
-    return [_outcomes(run, settings) for run in runs]
+    failed = _wait(runs, settings.work_pool_timeout_seconds)
+    problems = [f"{len(failed)} of {len(runs)} ingest-department run(s) did not complete: "
+                + "; ".join(failed.values())] if failed else []
+    outcomes: list[list[FileOutcome]] = []
+    for run in runs:
+        if run.flow_run_id in failed:
+            continue
+        source = outcomes_path(settings, run.flow_run_id)
+        if not source.is_file():
+            problems.append(f"{run.department}: flow run {run.flow_run_id} completed but wrote no {source} — the "
+                            "worker's DUIKOU_DATA_DIR is not the nightly's data directory")
+            continue
+        outcomes.append(_outcomes(run, source, settings))
+    return outcomes, problems
 
 
 def _inside(path: Path, settings: Settings) -> str:
     """``path`` relative to the data directory: what a worker on another host can find."""
     try:
-        return path.resolve().relative_to(settings.resolved_data_dir).as_posix()
+        return relative(path, settings)
     except ValueError:
         raise WorkPoolUnavailable(f"{path} is not inside the data directory {settings.resolved_data_dir}: a work-pool "
                                   "run finds its files relative to the (shared) data directory") from None
@@ -243,8 +237,8 @@ def _check_deployment(settings: Settings) -> None:
                                  settings.work_pool, settings.work_pool_timeout_seconds, settings.work_pool)
 
 
-def _wait(runs: list[DepartmentRun], timeout: float) -> None:
-    """Poll the runs until each is final; raise naming the ones that did not complete."""
+def _wait(runs: list[DepartmentRun], timeout: float) -> dict[UUID, str]:
+    """Poll the runs until each is final; the ones that did not complete, each described, by flow run id."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -262,11 +256,9 @@ def _wait(runs: list[DepartmentRun], timeout: float) -> None:
         timed_out = set(pending)
         for run_id in timed_out:
             _cancel(client, run_id, timeout)
-    problems = [_describe(run, latest.get(run.flow_run_id), run.flow_run_id in timed_out, timeout) for run in runs
-                if run.flow_run_id in timed_out or _state(latest.get(run.flow_run_id)) != "COMPLETED"]
-    if problems:
-        raise WorkPoolRunsFailed(f"{len(problems)} of {len(runs)} ingest-department run(s) did not complete: "
-                                 + "; ".join(problems))
+    return {run.flow_run_id: _describe(run, latest.get(run.flow_run_id), run.flow_run_id in timed_out, timeout)
+            for run in runs
+            if run.flow_run_id in timed_out or _state(latest.get(run.flow_run_id)) != "COMPLETED"}
 
 
 def _state(run: Any) -> str:
@@ -295,17 +287,10 @@ def _describe(run: DepartmentRun, found: Any, timed_out: bool, timeout: float) -
                                                                                       else "")
 
 
-def _outcomes(run: DepartmentRun, settings: Settings) -> list[Any]:
-    """A completed run's outcomes as the nightly's FileOutcome, paths as the nightly sees them."""
-    from flows.nightly import FileOutcome as NightlyOutcome
-
-    source = outcomes_path(settings, run.flow_run_id)
-    if not source.is_file():
-        raise WorkPoolRunsFailed(
-            f"{run.department}: flow run {run.flow_run_id} completed but wrote no {source} — the worker's "
-            "DUIKOU_DATA_DIR is not the nightly's data directory")
+def _outcomes(run: DepartmentRun, source: Path, settings: Settings) -> list[FileOutcome]:
+    """A completed run's outcomes (its file ``source``, removed once read), paths as the nightly sees them."""
     written = json.loads(source.read_text(encoding="utf-8"))
-    out: list[Any] = []
+    out: list[FileOutcome] = []
     for item in written["outcomes"]:
         path = run.files.get(item["path"], str(settings.resolved_data_dir / item["path"]))
         result = None
@@ -314,7 +299,7 @@ def _outcomes(run: DepartmentRun, settings: Settings) -> list[Any]:
             receipt = fields.pop("receipt_path")
             result = SubmissionResult(**fields, receipt_path=(settings.resolved_data_dir / receipt) if receipt
                                       else None)
-        out.append(NightlyOutcome(path, item["kind"], result=result, reason=item["reason"]))
+        out.append(FileOutcome(path, item["kind"], result=result, reason=item["reason"]))
     source.unlink()
     return out
 

@@ -1,0 +1,48 @@
+"""One department's landing files through the pipeline, oldest first: the per-file loop that the
+thread path's ``ingest-department`` task (``flows/nightly.py``) and the work pool's
+``ingest-department`` flow (``flows/workpool.py``) both run.
+
+Per file: a malformed period folder is *skipped*, an unexpected error *failed*, and the next file
+goes on; what became of each file is a :class:`FileOutcome`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import get_run_logger
+from sqlalchemy import Engine
+
+from duikou_settings import Settings
+from flows.pipeline import SubmissionResult, process_submission
+from tasks.submission import SubmissionError
+from warehouse.refdata import ReferenceFrames
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    path: str
+    kind: str  # processed / skipped / failed
+    result: SubmissionResult | None = None
+    reason: str = ""
+
+
+def ingest_files(department: str, files: Sequence[tuple[Path, str]], *, engine: Engine,
+                 reference: ReferenceFrames, settings: Settings) -> list[FileOutcome]:
+    """``files``: (path, period) of one department's files in arrival order; one outcome per file, in order."""
+    out: list[FileOutcome] = []
+    for path, period in files:
+        try:
+            result = process_submission(path, department, period, engine=engine, reference=reference,
+                                        settings=settings, follow_up=False)
+        except SubmissionError as exc:  # a malformed period folder: say so, keep going
+            out.append(FileOutcome(str(path), "skipped", reason=str(exc)))
+            continue
+        except Exception as exc:  # one broken submission must not stop the others
+            get_run_logger().exception("processing %s failed", path)
+            out.append(FileOutcome(str(path), "failed", reason=f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(FileOutcome(str(path), "processed", result=result))
+    return out
