@@ -22,6 +22,19 @@ from flows.operator import who_decides
 EXIT_OK, EXIT_NOT_LOADED, EXIT_USAGE = 0, 1, 2
 
 
+def _demo_prefect_home() -> None:
+    """Without a Prefect server the demo's runs go to Prefect's temporary local server, whose
+    database lives in ``PREFECT_HOME`` (``~/.prefect``); the demo keeps its own under the data
+    directory, so a database another Prefect version migrated there cannot stop it (seen: "Can't
+    locate revision" after a newer Prefect had used ``~/.prefect``). A configured server
+    (``PREFECT_API_URL``) or an explicit ``PREFECT_HOME`` is left alone."""
+    if "prefect" in sys.modules or os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_HOME"):
+        return
+    home = get_settings().resolved_data_dir / "prefect-home"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(home)
+
+
 def _quiet_prefect() -> None:
     """Keep Prefect's own console chatter off stdout: the CLI's output is the receipt/summary."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -183,12 +196,13 @@ def _registry_section(data: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.runners import nightly_flow
-    from tasks.demo_data import generate_demo
-
     if args.data_dir:
         os.environ["DUIKOU_DATA_DIR"] = args.data_dir
         reset_settings_cache()
+    _demo_prefect_home()  # before anything imports Prefect
+    from flows.runners import nightly_flow
+    from tasks.demo_data import generate_demo
+
     if get_settings().as_of is None:  # completeness is judged on the demo's clock, not today
         from tasks.demo_data import DEMO_AS_OF
 
