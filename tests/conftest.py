@@ -76,20 +76,32 @@ def _end_leaked_sessions(admin: Engine, schema_name: str) -> None:
                           f"(last query: {query[:200]!r}); ended it", stacklevel=1)
 
 
-@pytest.fixture
-def registry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A data directory of its own (SQLite warehouse) and a person key: for registry ingests."""
+@contextmanager
+def use_data_dir(monkeypatch: pytest.MonkeyPatch, data: Path, **env: str) -> Iterator[Path]:
+    """Point duikou at ``data`` (SQLite warehouse inside it) with ``env`` set (``DUIKOU_AS_OF=…``),
+    settings and warehouse caches cleared before and after."""
     from duikou_settings import reset_settings_cache
     from flows.warehouse_access import clear_cache
 
-    monkeypatch.setenv("DUIKOU_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DUIKOU_PERSON_KEY", "registry-test-person-key-" + "0" * 24)
+    monkeypatch.setenv("DUIKOU_DATA_DIR", str(data))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
     reset_settings_cache()
     clear_cache()
-    yield tmp_path / "data"
-    reset_settings_cache()
-    clear_cache()
+    try:
+        yield data
+    finally:
+        reset_settings_cache()
+        clear_cache()
+
+
+@pytest.fixture
+def registry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data directory of its own (SQLite warehouse) and a person key: for registry ingests."""
+    with use_data_dir(monkeypatch, tmp_path / "data",
+                      DUIKOU_PERSON_KEY="registry-test-person-key-" + "0" * 24) as data:
+        yield data
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import use_data_dir
 from ledger_helpers import TOWNSHIPS, record
 from sqlalchemy import Engine, text
 
@@ -171,17 +172,8 @@ def test_disagreement_is_caught_when_the_later_return_arrives(warehouse_engine: 
 
 @pytest.fixture
 def flow_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> Iterator[Path]:
-    from duikou_settings import reset_settings_cache
-    from flows.warehouse_access import clear_cache
-
-    monkeypatch.setenv("DUIKOU_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DUIKOU_AS_OF", "2017-02-20")
-    monkeypatch.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
-    reset_settings_cache()
-    clear_cache()
-    yield tmp_path / "data"
-    reset_settings_cache()
-    clear_cache()
+    with use_data_dir(monkeypatch, tmp_path / "data", DUIKOU_AS_OF="2017-02-20") as data:
+        yield data
 
 
 @pytest.mark.flow

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import use_data_dir
 from sqlalchemy import text
 
 from duikou_settings import get_settings, reset_settings_cache
@@ -247,13 +248,8 @@ def test_report_was_written(demo_run: dict[str, object]) -> None:
 
 @pytest.fixture
 def empty_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("DUIKOU_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
-    reset_settings_cache()
-    clear_cache()
-    yield tmp_path / "data"
-    reset_settings_cache()
-    clear_cache()
+    with use_data_dir(monkeypatch, tmp_path / "data") as data:
+        yield data
 
 
 def _poverty_form(tmp_path: Path, name: str = "poverty.xlsx", **kwargs: object) -> Path:

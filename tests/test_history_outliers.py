@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import use_data_dir
 from sqlalchemy import Engine, insert, select, text
 
-from duikou_settings import get_settings, reset_settings_cache
+from duikou_settings import get_settings
 from expectations.declaration import DeclarationError, load_declarations, parse_declaration
-from flows.warehouse_access import clear_cache
 from tasks.demo_data import PLANTED_OUTLIER, demo_values
 from tasks.form_writer import write_form
 from tasks.submission import history_for, load, parse, receive, validate
@@ -40,13 +40,8 @@ NO_TOTALS = pd.DataFrame(columns=["indicator", "value", "label_zh"])
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("DUIKOU_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
-    reset_settings_cache()
-    clear_cache()
-    yield tmp_path / "data"
-    reset_settings_cache()
-    clear_cache()
+    with use_data_dir(monkeypatch, tmp_path / "data") as data:
+        yield data
 
 
 def _months_before(period: str, n: int) -> list[str]:
