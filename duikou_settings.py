@@ -127,6 +127,15 @@ class Settings(BaseSettings):
         return self.resolved_data_dir / "reports"
 
     @property
+    def submission_window_today(self) -> date:
+        """The day the plausible-period window (tasks/periods.py) is measured from: today in county
+        time (Asia/Shanghai, UTC+8), or ``as_of`` when that is later (a replayed history)."""
+        from datetime import datetime, timedelta, timezone
+
+        today = datetime.now(timezone(timedelta(hours=8))).date()
+        return max(today, self.as_of) if self.as_of is not None else today
+
+    @property
     def resolved_intake_tokens_file(self) -> Path:
         if self.intake_tokens_file is not None:
             return self.intake_tokens_file.expanduser().resolve()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,24 @@ class LandedFile:
     period: str
     original_name: str
     received_at: datetime
+
+
+#: C0 and C1 control characters (NUL included) and the Unicode line/paragraph separators: never part of a
+#: name a department meant, and PostgreSQL refuses NUL in text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_NAME_CHARS = 255
+
+
+def clean_original_name(name: str) -> str:
+    """The department's file name as it may be stored and shown: its last path component, control
+    characters removed, at most :data:`MAX_NAME_CHARS` characters (the suffix kept); ``"upload"``
+    when nothing is left."""
+    base = _CONTROL.sub("", name).replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if len(base) > MAX_NAME_CHARS:
+        stem, dot, suffix = base.rpartition(".")
+        base = (stem[: MAX_NAME_CHARS - len(suffix) - 1] + "." + suffix) if dot and len(suffix) <= 10 \
+            else base[:MAX_NAME_CHARS]
+    return base or "upload"
 
 
 def suffix_for(original_name: str) -> str:

@@ -111,3 +111,35 @@ def period_in_title(title: str, period_type: str) -> Period | None:
     """The period a title states when it is unambiguous, else None."""
     candidates = periods_in_title(title, period_type)
     return candidates[0] if len(candidates) == 1 else None
+
+
+#: No return is plausible before this day unless DUIKOU_PROGRAMME_START says so: the east–west paired
+#: assistance began in 1996, and no county keeps returns of this programme from before then. A
+#: period outside the window is a typing slip (``9999-12``, ``0000-01``) and is refused at every door.
+EARLIEST_PLAUSIBLE = date(1996, 1, 1)
+
+
+def plausible_window(period_type: str, today: date, programme_start: date | None = None) -> tuple[Period, Period]:
+    """(first, last) period a return may be submitted for: from the programme start (or
+    :data:`EARLIEST_PLAUSIBLE`) to one period after the one ``today`` falls in."""
+    start = programme_start or EARLIEST_PLAUSIBLE
+    if period_type == "year":
+        return Period(start.year), Period(today.year + 1)
+    ahead = Period(today.year + 1, 1) if today.month == 12 else Period(today.year, today.month + 1)
+    return Period(start.year, start.month), ahead
+
+
+def check_plausible(period: Period, period_type: str, today: date, programme_start: date | None = None) -> Period:
+    """``period`` itself, or :class:`PeriodError` naming the window it falls outside."""
+    first, last = plausible_window(period_type, today, programme_start)
+    if not first <= period <= last:
+        raise PeriodError(f"报告期“{period.label}”不在可受理范围 {first.label} 至 {last.label} 内 "
+                          f"(period {period.label} is outside {first.label}..{last.label})")
+    return period
+
+
+def parse_plausible_period(
+    text: str, period_type: str, today: date, programme_start: date | None = None
+) -> Period:
+    """:func:`parse_period`, then :func:`check_plausible`: what every door (intake, CLI, landing scan) uses."""
+    return check_plausible(parse_period(text, period_type), period_type, today, programme_start)
