@@ -124,6 +124,7 @@ class LandingWriter:
 
     def commit(self, department: str, period: str, original_name: str, via: str) -> LandedFile:
         """Move the complete file to ``landing/<department>/<period>/<id><suffix>`` with its sidecar."""
+        original_name = clean_original_name(original_name)  # no NUL or control character is ever stored
         if self._fh is None:
             raise RuntimeError("upload already committed or discarded")
         suffix = suffix_for(original_name)
