@@ -15,9 +15,9 @@ Uploads are checked before the body is read: the token, the ``Content-Length`` a
 it arrives, refused with 413 the moment it passes the limit) and moved to
 ``landing/<department>/<period>/<id><suffix>`` only when complete and valid. The whole body is
 counted too (file, fields, part headers, epilogue: ``DUIKOU_MAX_UPLOAD_BYTES`` +
-:data:`MULTIPART_OVERHEAD_BYTES`, with or without ``Content-Length``), as are the parts
-(:data:`MAX_FORM_PARTS`) and each part's headers (:data:`MAX_PART_HEADER_BYTES`) — 413 past a limit.
-A body the multipart parser cannot read is 400, and so is one that ends before its closing
+:data:`MULTIPART_OVERHEAD_BYTES`, with or without ``Content-Length``) and the parts
+(:data:`MAX_FORM_PARTS`) — 413 past either. A body the multipart parser cannot read is 400 (part
+headers over :data:`MAX_PART_HEADER_BYTES` included), and so is one that ends before its closing
 boundary: a file is committed only once the parser has reached the end of the body, so a cut-off
 upload is never stored truncated. The period must lie in the plausible window
 (``tasks/periods.parse_plausible_period``, 422 naming the window) and the department's file name
