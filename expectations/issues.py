@@ -63,6 +63,8 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "INCREMENT_MISMATCH": ("warning", "flag", "a 本月 value ≠ the change of its 本年累计 since the previous month"),
     "RULE_FAILED": ("warning", "flag", "a declared rule failed (severity and action from the declaration)"),
     "DUPLICATE_SUBMISSION": ("info", "report", "the identical file was already received"),
+    "CELL_TRUNCATED": ("warning", "coerce", "a text cell longer than 1,000 characters (tasks.read.MAX_CELL_CHARS)"
+                       " was cut to that length as it was read; sheet, row, column and original length given"),
     # person-level registries (tasks/registry.py): messages name the row, never the ID or the name
     "PERSON_ID_EXCEL_MANGLED": ("critical", "reject", "an ID number shown by Excel as 5.13323E+17 (digits lost)"),
     "PERSON_ID_INVALID": ("critical", "reject", "an ID number is not 18 characters (17 digits + digit or X)"),
@@ -77,6 +79,20 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "REGISTRY_RECONCILIATION": ("warning", "flag", "registry head count vs the monthly return beyond the tolerance"),
     "PERSON_KEY_MISSING": ("critical", "reject", "DUIKOU_PERSON_KEY is not set: registries cannot be ingested"),
 }
+
+
+#: characters kept of an issue's message, and of the text fields that quote the submission (a
+#: cell's value, a column's header, a sheet's name): an issue is copied into the receipt, the
+#: issue table, the correction workbook and every report build, so it must stay small whatever
+#: the file held (the reader already cuts cells to 1,000 characters; this is the second line)
+MAX_MESSAGE_CHARS = 2_000
+MAX_QUOTED_CHARS = 1_000
+
+
+def _capped(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}…(共{len(text)}字)"
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,10 @@ class Issue:
     def __post_init__(self) -> None:
         if self.code not in ISSUE_CODES:
             raise ValueError(f"unknown issue code {self.code!r}")
+        # frozen: the caps are applied once, here, whoever builds the issue
+        object.__setattr__(self, "message", _capped(self.message, MAX_MESSAGE_CHARS))
+        for name in ("value", "column", "sheet"):
+            object.__setattr__(self, name, _capped(getattr(self, name), MAX_QUOTED_CHARS))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

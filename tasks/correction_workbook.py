@@ -33,7 +33,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from expectations.declaration import normalise_header
 from expectations.issues import Issue
-from tasks.read import EXCEL_ERROR_CODES, Grid, read_grids
+from tasks.read import EXCEL_ERROR_CODES, MAX_CELL_CHARS, Grid, cap_text, read_grids
 
 AUTHOR = "duikou"
 SUMMARY_SHEET = "问题汇总"
@@ -121,6 +121,8 @@ def _open_xlsx(content: bytes, sheet: str | None) -> tuple[Workbook, Worksheet]:
     for ws in workbook.worksheets:  # their text stays text even when someone edits the cell
         for row in ws.iter_rows():
             for cell in row:
+                if cell.data_type == "s" and isinstance(cell.value, str) and len(cell.value) > MAX_CELL_CHARS:
+                    cell.value = cap_text(cell.value)  # as the reader cut it (CELL_TRUNCATED names it)
                 if cell.data_type == "s" and isinstance(cell.value, str) and cell.value.startswith(FORMULA_PREFIXES):
                     cell.quotePrefix = True
     workbook.calculation.fullCalcOnLoad = True  # openpyxl drops cached results: let Excel recompute
@@ -223,7 +225,7 @@ def _rebuild_grid(grid: Grid) -> tuple[Workbook, Worksheet]:
 def _put(cell: Cell, value: Any) -> None:
     """Write a value copied from a submission; text never becomes a formula."""
     if isinstance(value, str):
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        value = ILLEGAL_CHARACTERS_RE.sub("", cap_text(value))  # as the reader cut it
     cell.value = value
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         cell.data_type = "s"

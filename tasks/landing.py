@@ -45,6 +45,32 @@ class LandedFile:
     received_at: datetime
 
 
+#: bytes of a file over its upload limit that are kept (in quarantine/) and hashed from each end
+OVERSIZE_KEPT_BYTES = 64 * 1024
+
+
+def oversize_key(path: Path, size: int) -> str:
+    """The ledger key (the ``sha256`` column) of a file over its upload limit, reading at most
+    2 × :data:`OVERSIZE_KEPT_BYTES`: SHA-256 of a domain tag, the size, the first and the last 64 KiB.
+
+    Why not the SHA-256 of the whole file: the file is refused unread (``FILE_TOO_LARGE``), so
+    hashing it whole would read hundreds of MB for nothing but a name. Why this is enough: the key
+    only has to make the same file land on the same ledger row (idempotence: the same oversize
+    file twice is one submission) — the same bytes always give the same key. Two different
+    oversize files with equal size, head and tail would share a row; both are refused alike, so
+    nothing is lost but a second receipt. The tag keeps such a key from ever equalling the
+    SHA-256 of a real file. :func:`tasks.submission.receive` and the landing scan
+    (:func:`tasks.landing_store.scan_store`) both use it, so the nightly sees the file as known.
+    """
+    digest = hashlib.sha256(b"duikou:oversize:v1\x00" + size.to_bytes(8, "big"))
+    with path.open("rb") as fh:
+        digest.update(fh.read(OVERSIZE_KEPT_BYTES))
+        if size > 2 * OVERSIZE_KEPT_BYTES:
+            fh.seek(size - OVERSIZE_KEPT_BYTES)
+        digest.update(fh.read(OVERSIZE_KEPT_BYTES))
+    return digest.hexdigest()
+
+
 #: C0 and C1 control characters (NUL included) and the Unicode line/paragraph separators: never part of a
 #: name a department meant, and PostgreSQL refuses NUL in text.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

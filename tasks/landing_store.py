@@ -41,7 +41,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.registry import available_protocols, known_implementations
 
 from duikou_settings import Settings
-from tasks.landing import ACCEPTED_SUFFIXES, SIDECAR_SUFFIX, sidecar_path, write_json_atomically
+from tasks.landing import ACCEPTED_SUFFIXES, SIDECAR_SUFFIX, oversize_key, sidecar_path, write_json_atomically
 
 log = logging.getLogger("duikou.landing")
 
@@ -239,7 +239,9 @@ def scan_store(
     """Every candidate file under ``<department>/<period>/``, in arrival order (modified time, else name).
 
     ``max_bytes(department)``: objects that would be staged and are larger than this are skipped
-    with a reason instead of being read (a file read in place is rejected by the reader, with a receipt).
+    with a reason instead of being read (a file read in place is rejected by the reader, with a receipt;
+    its key is :func:`tasks.landing.oversize_key`, as :func:`tasks.submission.receive` gives it, so it is
+    not read whole here either).
     ``index_dir``: remember each remote object's SHA-256 by its content tag (ETag, md5, generation)
     there, so an object that did not change is not downloaded again to be hashed.
     ``staging`` (needs ``max_bytes``): an object that must be hashed is fetched there instead
@@ -286,6 +288,8 @@ def scan_store(
                              _modified(info), "")
         digest = index.get(path, size, tag) if index is not None else None
         staged: Path | None = None
+        if store.in_place and max_bytes is not None and isinstance(size, int) and size > max_bytes(rel[0]):
+            digest = oversize_key(Path(path), size)  # refused unread: the key receive() gives it
         if digest is None:
             try:
                 if staging is not None and limit is not None:

@@ -19,6 +19,11 @@ memory or time:
 - a sheet or CSV whose used range exceeds ``DUIKOU_MAX_CELLS`` → ``FILE_UNSAFE``;
 - a CSV row with fewer fields than its header row, or a CSV that ends inside a quoted field →
   ``ROW_TRUNCATED`` naming the row (a cut file must not read as blanks).
+
+One coercion is made here: a text cell longer than :data:`MAX_CELL_CHARS` is cut to that length
+as it is read (:attr:`Grid.truncated` records where and how long it was; :func:`truncation_issues`
+turns that into ``CELL_TRUNCATED`` for the receipt), so one 11-million-character cell is not
+copied into receipts, the issue table, the correction workbook and every report.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class Grid:
     row_widths: tuple[int, ...] | None = None
     #: workbooks: (row, col) of number cells shown as a percentage (0.95 formatted 0% shows 95%)
     percent_cells: frozenset[tuple[int, int]] = frozenset()
+    #: (row, col, original length in characters) of each text cell cut to MAX_CELL_CHARS, 0-based
+    truncated: tuple[tuple[int, int, int], ...] = ()
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -99,6 +106,14 @@ class ReadLimits:
         )
 
 
+#: characters kept of one text cell. The longest text a county form holds is its title or a 注：
+#: note line — a few hundred characters; a township name is under 10, a number under 20. Excel
+#: allows 32,767. 1,000 keeps every legitimate cell whole and bounds a hostile one to a few KB
+#: wherever it is copied (receipt, issue table, correction workbook, report).
+MAX_CELL_CHARS = 1_000
+#: CELL_TRUNCATED issues listed one by one; the rest are counted in one more issue
+MAX_TRUNCATION_ISSUES = 20
+
 EXCEL_ERROR_CODES = {
     0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!",
     0x1D: "#NAME?", 0x24: "#NUM!", 0x2A: "#N/A",
@@ -129,14 +144,14 @@ def read_grids(
     elif suffix == ".xls":
         grids = _read_xls(content, filename, limits)
     elif suffix in (".csv", ".txt"):
-        return _read_csv(content, filename, limits)
+        return [cap_cells(g) for g in _read_csv(content, filename, limits)]
     else:
         raise ReadError(
             issue("FILE_FORMAT_UNSUPPORTED", f"不支持的文件格式 {suffix or '(无扩展名)'}: 请提交 .xlsx、.xls 或 .csv")
         )
     if not any(_has_content(g) for g in grids):
         raise ReadError(issue("FILE_EMPTY", f"工作簿中没有任何内容(所有工作表均为空): {filename}"))
-    return grids
+    return [cap_cells(g) for g in grids]
 
 
 def read_path(path: Path, filename: str | None = None, *, limits: ReadLimits | None = None) -> list[Grid]:
@@ -159,6 +174,55 @@ def check_size(size: int, filename: str, max_bytes: int) -> None:
         )
 
 
+def cap_text(value: str, limit: int = MAX_CELL_CHARS) -> str:
+    """``value`` cut to ``limit`` characters (unchanged when shorter)."""
+    return value if len(value) <= limit else value[:limit]
+
+
+def cap_cells(grid: Grid) -> Grid:
+    """The grid with every text cell longer than :data:`MAX_CELL_CHARS` cut, recorded in ``truncated``."""
+    cut: list[tuple[int, int, int]] = []
+    rows = list(grid.rows)
+    for r, row in enumerate(grid.rows):
+        if not any(isinstance(v, str) and len(v) > MAX_CELL_CHARS for v in row):
+            continue
+        values = list(row)
+        for c, v in enumerate(row):
+            if isinstance(v, str) and len(v) > MAX_CELL_CHARS:
+                cut.append((r, c, len(v)))
+                values[c] = cap_text(v)
+        rows[r] = tuple(values)
+    return replace(grid, rows=tuple(rows), truncated=tuple(cut)) if cut else grid
+
+
+def truncation_issues(grids: list[Grid], filename: str) -> list[Issue]:
+    """One ``CELL_TRUNCATED`` per cut cell (sheet, row, column, original length), at most
+    :data:`MAX_TRUNCATION_ISSUES` of them and one more counting the rest; a cell cut in two
+    decodings of one CSV is named once."""
+    seen: dict[tuple[str | None, int, int], int] = {}
+    for grid in grids:
+        for r, c, length in grid.truncated:
+            seen.setdefault((grid.sheet, r, c), length)
+    out = []
+    for (sheet, r, c), length in list(seen.items())[:MAX_TRUNCATION_ISSUES]:
+        letter = _column_letter(c)
+        where = f"工作表“{sheet}”" if sheet is not None else f"CSV文件{filename}"
+        out.append(issue(
+            "CELL_TRUNCATED",
+            f"{where}第{r + 1}行{letter}列的单元格有{length}个字符，超过上限{MAX_CELL_CHARS}个，"
+            f"只读取了前{MAX_CELL_CHARS}个字符；请删除该单元格中多余的内容后重报"
+            f"(cell cut from {length} to {MAX_CELL_CHARS} characters)",
+            sheet=sheet, row=r + 1, column=f"{letter}列",
+        ))
+    if len(seen) > MAX_TRUNCATION_ISSUES:
+        out.append(issue(
+            "CELL_TRUNCATED",
+            f"另有{len(seen) - MAX_TRUNCATION_ISSUES}个单元格超过{MAX_CELL_CHARS}个字符，"
+            f"均只读取了前{MAX_CELL_CHARS}个字符",
+        ))
+    return out
+
+
 def _size_text(n: float) -> str:
     if n >= 1 << 20:
         return f"{n / (1 << 20):.1f}MB"
@@ -171,24 +235,61 @@ _ZIP_MAGIC = b"PK\x03\x04"  # .xlsx is a zip archive
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls (BIFF) lives in an OLE2 compound file
 
 
+#: the first two bytes of a bare BIFF2–BIFF5 stream (its BOF record), which xlrd reads without OLE
+_BIFF_BOF = (b"\x09\x00", b"\x09\x02", b"\x09\x04", b"\x09\x08")
+_HTML_STARTS = ("<!doctype html", "<html", "<table", "<head", "<body", "<meta", "<style", "<!--", "<div", "<?xml")
+
+
+def _text_kind(content: bytes) -> tuple[str, str] | None:
+    """(Chinese, English) name of the text format a "workbook" really is, None if it is not text.
+
+    County web systems export "Excel" as an HTML table (with or without a BOM, sometimes UTF-16),
+    an MHT web archive, XML Spreadsheet 2003, or tab-separated text, all named .xls.
+    """
+    head = content[:1024]
+    for bom, encoding in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if head.startswith(bom):
+            text = head[len(bom):].decode(encoding, "ignore")
+            break
+    else:
+        text = head.decode("utf-8", "ignore") if b"\x00" not in head else ""
+    text = text.lstrip("\ufeff \t\r\n").lower()
+    if text.startswith(_HTML_STARTS):
+        return ("网页(HTML/XML)", "HTML/XML")
+    if text.startswith("mime-version:"):
+        return ("网页存档(MHT)", "an MHT web archive")
+    if text and b"\x00" not in head and all(ch.isprintable() or ch in "\t\r\n" for ch in text[:200]):
+        return ("纯文本(制表符或逗号分隔)", "plain text")
+    return None
+
+
 def _refuse_mislabelled_workbook(content: bytes, filename: str, suffix: str) -> None:
-    """A workbook whose bytes are another format than its extension says is rejected, saying which."""
-    head = content[:512].lstrip().lower()
+    """A workbook whose bytes are another format than its extension says is rejected, saying which.
+
+    An .xls is a real workbook only as an OLE2 compound file (or, from Excel 2–5, a bare BIFF
+    stream); anything else would reach xlrd and come back as its English "Expected BOF record",
+    so it is named here in words a clerk can act on.
+    """
     if content.startswith(_OLE_MAGIC) and "EncryptionInfo".encode("utf-16-le") in content:
         raise ReadError(issue("FILE_UNREADABLE", f"文件{filename}设置了打开密码，无法读取；请取消密码后重报"))
     if content.startswith(_ZIP_MAGIC):
-        actual = ".xlsx" if suffix == ".xls" else None
+        actual = (".xlsx", ".xlsx") if suffix == ".xls" else None
     elif content.startswith(_OLE_MAGIC):
-        actual = ".xls" if suffix != ".xls" else None
-    elif head.startswith((b"<!doctype html", b"<html", b"<table", b"<?xml")):
-        actual = "网页(HTML/XML)"  # what many systems export as "Excel"
+        actual = (".xls", ".xls") if suffix != ".xls" else None
     else:
-        actual = None
+        actual = _text_kind(content)
+        if actual is not None and actual[1] == "plain text" and suffix != ".xls":
+            actual = None  # an .xlsx that is text: the zip reader says it is damaged
+        if actual is None and suffix == ".xls" and not content.startswith(_BIFF_BOF):
+            actual = ("未知", "in an unknown format")
     if actual is not None:
+        zh, en = actual
         raise ReadError(
             issue(
                 "FILE_UNREADABLE",
-                f"文件{filename}的扩展名是{suffix}，但内容是{actual}格式；请在Excel中另存为.xlsx后重报",
+                f"文件{filename}的扩展名是{suffix}，但内容是{zh}格式，不是真正的Excel工作簿"
+                "(常见于从网页或业务系统导出的“Excel”)；请用Excel或WPS打开它，另存为“Excel工作簿(.xlsx)”后重报"
+                f" (the file is {en}, not an Excel {suffix} workbook: save it as .xlsx)",
             )
         )
 
@@ -449,7 +550,11 @@ def _read_xls(content: bytes, filename: str, limits: ReadLimits) -> list[Grid]:
         # ragged rows: a lone cell at IV65536 costs one cell, not 65536 × 256 of them
         book = xlrd.open_workbook(file_contents=content, formatting_info=True, ragged_rows=True)
     except Exception as exc:  # xlrd raises its own XLRDError and struct errors alike
-        raise ReadError(issue("FILE_UNREADABLE", f"无法读取Excel(.xls)文件 {filename}: {exc}")) from exc
+        raise ReadError(issue(
+            "FILE_UNREADABLE",
+            f"无法读取Excel(.xls)文件{filename}：文件已损坏或不是Excel工作簿；请用Excel或WPS打开它，"
+            f"另存为“Excel工作簿(.xlsx)”后重报 (xlrd: {exc})",
+        )) from exc
     grids = []
     for sheet in book.sheets():
         n_rows = n_cols = 0
@@ -553,6 +658,18 @@ def _column_letter(index: int) -> str:
     return letters
 
 
+def line_breaks(text: str) -> int:
+    """How many rows the CSV parser can make of ``text``: every line break it honours, counted once.
+
+    :mod:`csv` (over ``io.StringIO(newline="")``) ends a row at ``\r\n``, a lone ``\r`` (old Mac
+    exports) and a lone ``\n``; nothing else (``\x0b``, ``\x0c``, ``\x1c``–``\x1e``, ``\x85``,
+    ``\u2028``/``\u2029``, which :meth:`str.splitlines` would split on, stay inside a field, and
+    no code of the CSV path splits lines). Counting ``\n`` alone let a CR-only file of millions
+    of one-field rows past the cell guard (issue 13, fault 5).
+    """
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
 def _read_csv(content: bytes, filename: str, limits: ReadLimits) -> list[Grid]:
     if content.startswith((_ZIP_MAGIC, _OLE_MAGIC)):
         actual = ".xlsx" if content.startswith(_ZIP_MAGIC) else ".xls"
@@ -567,7 +684,7 @@ def _read_csv(content: bytes, filename: str, limits: ReadLimits) -> list[Grid]:
             delimiter = dialect.delimiter
         except csv.Error:
             delimiter = ","
-        fields = text.count(delimiter) + text.count("\n") + 1  # an upper bound, counted before parsing
+        fields = text.count(delimiter) + line_breaks(text) + 1  # an upper bound, counted before parsing
         if fields > limits.max_cells:
             raise _unsafe(f"CSV文件{filename}含约{fields}个字段，超过上限{limits.max_cells}个；请只报送本表")
         rows, widths = _parse_csv(text, delimiter, filename)

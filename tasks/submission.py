@@ -23,10 +23,10 @@ from duikou_settings import Settings
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue
 from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
-from tasks.landing import read_sidecar
+from tasks.landing import OVERSIZE_KEPT_BYTES, oversize_key, read_sidecar
 from tasks.normalise import TOWNSHIP_CODE, NormalisedForm, choose_form, normalise_form
 from tasks.periods import Period, parse_period
-from tasks.read import ReadError, read_path
+from tasks.read import ReadError, read_path, truncation_issues
 from tasks.townships import TownshipResolver
 from tasks.validate import Validation, decide_outcome
 from warehouse.decisions import OperatorDecision
@@ -49,6 +49,9 @@ class Received:
     received_at: datetime
     size_bytes: int
     source_url: str | None = None  # the object a remote landing area held (tasks/landing_store.py)
+    #: over its upload limit: refused unread; ``sha256`` is :func:`tasks.landing.oversize_key`, not the
+    #: whole file's, and only its first OVERSIZE_KEPT_BYTES are kept (:func:`store_file`)
+    oversize: bool = False
 
     @property
     def submission_id(self) -> str:
@@ -90,9 +93,13 @@ def receive(path: Path, department: str, period: str, received_at: datetime | No
         raise SubmissionError(str(exc)) from exc
     if not path.is_file():
         raise SubmissionError(f"no such file: {path}")
-    with path.open("rb") as fh:  # streamed: an oversized upload is hashed, not held in memory
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
     stat = path.stat()
+    oversize = stat.st_size > upload_limit(department)  # refused unread: its key reads 128 KiB at most
+    if oversize:
+        digest = oversize_key(path, stat.st_size)
+    else:
+        with path.open("rb") as fh:  # streamed, not held in memory
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
     stat_time = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
     intake = read_sidecar(path)  # stored under a server-chosen name: the department's name is beside it
     return Received(
@@ -104,7 +111,17 @@ def receive(path: Path, department: str, period: str, received_at: datetime | No
         received_at=received_at or (datetime.fromisoformat(intake["received_at"]) if intake else stat_time),
         size_bytes=stat.st_size,
         source_url=str(intake["source_url"]) if intake and intake.get("source_url") else None,
+        oversize=oversize,
     )
+
+
+def upload_limit(department: str, settings: Settings | None = None) -> int:
+    """The largest file the reader accepts for ``department`` (registries have their own limit)."""
+    if settings is None:
+        from duikou_settings import get_settings
+
+        settings = get_settings()
+    return settings.registry_max_upload_bytes if is_registry(department) else settings.max_upload_bytes
 
 
 def previous_result(engine: Engine | None, received: Received) -> dict[str, Any] | None:
@@ -116,9 +133,14 @@ def parse(received: Received, reference: ReferenceFrames) -> Parsed:
     declaration = declaration_for(received.department)
     try:
         grids = read_path(received.path, received.original_name)
-        form_table, choice_issues = choose_form(grids, declaration)
     except ReadError as exc:
         return Parsed(form=None, fatal=(exc.issue,))
+    truncated = truncation_issues(grids, received.original_name)  # cells cut at read time: say so
+    try:
+        form_table, choice_issues = choose_form(grids, declaration)
+    except ReadError as exc:
+        return Parsed(form=None, fatal=(exc.issue, *truncated))
+    choice_issues = [*truncated, *choice_issues]
     resolver = TownshipResolver(
         reference.townships, reference.aliases, reference.helper_units, reference.pairings,
         received.period.start, received.period.end,
@@ -178,6 +200,8 @@ def storage_paths(received: Received, outcome: str, settings: Settings) -> tuple
     root = settings.archive_dir if outcome == "loaded" else settings.quarantine_dir
     folder = root / received.department / received.period.label
     stored = folder / f"{received.submission_id}__{_safe_name(received.original_name)}"
+    if received.oversize:  # only its head is kept: not a workbook any more, and named so
+        stored = stored.with_name(stored.name + OVERSIZE_SUFFIX)
     return stored, settings.receipts_dir / f"{received.submission_id}.json"
 
 
@@ -185,12 +209,46 @@ def relative(path: Path, settings: Settings) -> str:
     return path.resolve().relative_to(settings.resolved_data_dir).as_posix()
 
 
-def store_file(received: Received, stored: Path) -> None:
+#: appended to the kept name of a file over its upload limit, of which only the head is kept
+OVERSIZE_SUFFIX = f".first{OVERSIZE_KEPT_BYTES // 1024}KiB"
+
+
+def store_file(received: Received, stored: Path) -> bool:
+    """Keep the file at ``stored``: written to a ``.part`` file beside it, then linked into place.
+
+    Returns True when this call created ``stored``, False when it was already there (kept by an
+    earlier or a concurrent run: never this run's to remove, never overwritten). A file over its
+    upload limit is kept as its first :data:`~tasks.landing.OVERSIZE_KEPT_BYTES` only — enough to
+    see what it was, not 300 MB of quarantine. A failed write (disk full, a file-size limit)
+    leaves no ``.part`` file behind.
+    """
     stored.parent.mkdir(parents=True, exist_ok=True)
-    if not stored.exists():
-        tmp = stored.with_suffix(stored.suffix + ".part")
-        shutil.copyfile(received.path, tmp)
+    if stored.exists():
+        return False
+    fd, name = tempfile.mkstemp(dir=stored.parent, prefix=f".{received.submission_id}.", suffix=".part")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as dst, received.path.open("rb") as src:
+            if received.oversize:
+                dst.write(src.read(OVERSIZE_KEPT_BYTES))
+            else:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        return _claim(tmp, stored)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _claim(tmp: Path, stored: Path) -> bool:
+    """Put the complete ``tmp`` at ``stored`` unless something is there already (True: this run put it)."""
+    try:
+        os.link(tmp, stored)  # atomic and exclusive: a concurrent run's copy is never taken for ours
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links
+        if stored.exists():
+            return False
         os.replace(tmp, stored)
+    return True
 
 
 def load(
@@ -207,7 +265,25 @@ def load(
     transaction (see ``warehouse.decisions``).
     """
     stored, receipt = storage_paths(received, validation.outcome, settings)
-    store_file(received, stored)
+    created = store_file(received, stored)
+    try:
+        return _record(engine, received, parsed, validation, settings, stored, receipt, decision)
+    except BaseException:
+        if created:  # the ledger does not know this copy: a later run would find a file without a row
+            stored.unlink(missing_ok=True)
+        raise
+
+
+def _record(
+    engine: Engine,
+    received: Received,
+    parsed: Parsed,
+    validation: Validation,
+    settings: Settings,
+    stored: Path,
+    receipt: Path,
+    decision: OperatorDecision | None,
+) -> LoadOutcome:
     form = parsed.form
     rows_read = form.rows_read if form is not None else 0
     loaded = validation.outcome == "loaded"
@@ -303,6 +379,14 @@ def build_receipt(
         receipt["stored_as"] = stored
     if received.source_url:
         receipt["source_url"] = received.source_url
+    if received.oversize:
+        receipt["size_bytes"] = received.size_bytes
+        receipt["sha256_of"] = (f"size, first and last {OVERSIZE_KEPT_BYTES // 1024} KiB "
+                                "(tasks.landing.oversize_key): the file is over its limit and was not read whole")
+        receipt["stored_bytes"] = min(received.size_bytes, OVERSIZE_KEPT_BYTES)
+        kib = OVERSIZE_KEPT_BYTES // 1024
+        receipt["stored_note_zh"] = (f"文件超过大小上限，未读取全文；只保留了文件开头{kib}KB以供核查，"
+                                     f"文件指纹按文件大小及首尾各{kib}KB计算")
     return receipt
 
 
