@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck browser
 	$(PY) -m pytest -q
 
-## Only the tests against a real Prefect server: operations e2e and the work-pool nightly (also part of `make test`).
+## Only the tests against a real Prefect server: operations e2e, the work-pool nightly and the issue-13 soak (also part of `make test`).
 test-server: $(STAMP)
 	$(PY) -m pytest -q -m server
 
