@@ -94,6 +94,18 @@ def obligation(declaration: Reporting, period: str) -> Obligation:
     return Obligation(declaration.department, period, due, due + timedelta(days=declaration.grace_days))
 
 
+def period_problem(declaration: Reporting, period: str) -> str | None:
+    """Why the calendar cannot place ``period`` of ``declaration``'s return — malformed, of the
+    other period type, or a due date or deadline past what a date can hold (``9999-12`` is due in
+    the year 10000) — or None. A ledger row written before every door checked periods can hold
+    one; the marts skip it and name it instead of failing."""
+    try:
+        obligation(declaration, period)
+    except (ValueError, OverflowError) as exc:
+        return f"{declaration.department} {period!r}: {exc}"
+    return None
+
+
 def periods_between(period_type: str, first: str, last: str) -> list[str]:
     """Every period label from ``first`` to ``last`` inclusive (empty when first > last)."""
     (y0, m0), (y1, m1) = _split(first), _split(last)

@@ -68,10 +68,11 @@ def _print_receipt(receipt: dict[str, Any]) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import ingest_submission
     from tasks.registry_checks import MissingPersonKey
-    from tasks.submission import SubmissionError
+    from tasks.submission import SubmissionError, request_period
 
     path = Path(args.file).resolve()
     try:
+        request_period(args.department, args.period)  # refused here, before a flow run starts
         result = ingest_submission(str(path), args.department, args.period, dry_run=args.dry_run)
     except (SubmissionError, MissingPersonKey) as exc:  # a registry needs DUIKOU_PERSON_KEY
         print(f"duikou ingest: {exc}", file=sys.stderr)

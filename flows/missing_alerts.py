@@ -36,8 +36,11 @@ def alert_missing_returns_task(engine: Engine) -> list[dict[str, Any]]:
     for department, items in by_department.items():
         items.sort(key=lambda m: m.period)
         title = declarations[department].title_zh if department in declarations else department
-        events.emit_from_run(events.returns_missing(department=department, title_zh=title,
-                                                    periods=[m.period for m in items],
-                                                    oldest_due=min(m.due_date for m in items)))
+        try:  # one department's alert that cannot be sent must not keep the others' back
+            events.emit_from_run(events.returns_missing(department=department, title_zh=title,
+                                                        periods=[m.period for m in items],
+                                                        oldest_due=min(m.due_date for m in items)))
+        except Exception as exc:
+            logger.error("missing-returns event of %s not sent: %s: %s", department, type(exc).__name__, exc)
     return [{"department": m.department, "period": m.period, "due_date": m.due_date.isoformat(),
              "days_overdue": m.days_overdue} for m in missing]

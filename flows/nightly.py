@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -34,6 +34,7 @@ from tasks.landing_store import (
     CHANGED_REASON,
     LandingEntry,
     LandingStore,
+    LandingStoreError,
     ObjectTooLarge,
     arrival_key,
     changed_while_read,
@@ -44,9 +45,9 @@ from tasks.landing_store import (
     stage_entry,
     store_for,
 )
-from tasks.registry import reconcile_registries_task
-from tasks.steps import refresh_marts_task, report_task
-from tasks.submission import is_registry
+from tasks.registry import reconcile_registries_checked_task
+from tasks.steps import refresh_marts_checked_task, report_task
+from tasks.submission import SubmissionError, is_registry, request_period
 from warehouse.load import find_submission
 from warehouse.refdata import ReferenceFrames, reference_frames
 
@@ -71,9 +72,17 @@ class NightlySummary:
     missing: list[dict[str, Any]] = field(default_factory=list)  # returns past their deadline, alerted
     cross_checks: dict[str, int] = field(default_factory=dict)  # warehouse.cross_returns.CrossCheckRun
     followups: dict[str, int] = field(default_factory=dict)  # warehouse.followups.SyncSummary
+    #: what the marts left out, each named (a ledger row the calendar cannot place, a KPI): warehouse.marts
+    marts_skipped: list[str] = field(default_factory=list)
+    #: steps that failed ({step, reason}); every later step still ran: the run ends Failed naming them
+    steps_failed: list[dict[str, str]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {"unchanged": self.unchanged, "skipped": len(self.skipped), "failed": len(self.failed)}
+        if self.marts_skipped:
+            out["marts_skipped"] = len(self.marts_skipped)
+        if self.steps_failed:
+            out["steps_failed"] = len(self.steps_failed)
         for result in self.processed:
             out[result.status] = out.get(result.status, 0) + 1
         return out
@@ -90,6 +99,19 @@ def _upload_limit(settings: Settings) -> Callable[[str], int]:
     return limit
 
 
+def period_problem(settings: Settings) -> Callable[[str, str], str | None]:
+    """The landing scan's period check: why a ``<department>/<period>/`` folder is not a period
+    this door takes (malformed, or outside the plausible window), or None."""
+    def problem(department: str, period: str) -> str | None:
+        try:
+            request_period(department, period, settings)
+        except SubmissionError as exc:
+            return str(exc)
+        return None
+
+    return problem
+
+
 def scan_landing_area(landing: Path | LandingStore) -> tuple[list[LandingFile], list[dict[str, str]]]:
     """Every candidate file of one landing area read in place (a local folder), in arrival order
     (modified time, path). A remote store is reconciled by :func:`reconcile_task`, which fetches
@@ -97,7 +119,7 @@ def scan_landing_area(landing: Path | LandingStore) -> tuple[list[LandingFile], 
     store = landing if isinstance(landing, LandingStore) else store_for(landing)
     if not store.in_place:
         raise ValueError(f"{store.url} is not read in place: its objects are fetched by reconcile_task")
-    entries, skipped = scan_store(store, _departments())
+    entries, skipped = scan_store(store, _departments(), period_problem=period_problem(get_settings()))
     return [_in_place(entry) for entry in entries], skipped
 
 
@@ -106,23 +128,34 @@ def _in_place(entry: LandingEntry) -> LandingFile:
 
 
 @task(name="reconcile-landing", cache_policy=NO_CACHE)
-def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile], int, list[dict[str, str]]]:
-    """Files in the landing areas that the ledger has not seen (by SHA-256), and loaded ones whose
-    run died between commit and receipt (their re-run writes the receipt: ``flows.pipeline``).
+def reconcile_task(
+    engine: Engine, settings: Settings
+) -> tuple[list[LandingFile], int, list[dict[str, str]], list[dict[str, str]]]:
+    """(pending, unchanged, skipped, failed): files in the landing areas that the ledger has not seen
+    (by SHA-256), and loaded ones whose run died between commit and receipt (their re-run writes the
+    receipt: ``flows.pipeline``).
 
     Remote objects are fetched into ``<data>/staging/`` (one at a time, each no larger than its
     department's upload limit) once: a new one by the scan, which hashes it as it writes the copy
     (removed again if the ledger has those bytes); one the ETag index knows only here, and only if
-    the ledger lacks it. An object too large or gone is skipped with its reason.
+    the ledger lacks it. An object too large or gone, or in a period folder that is malformed or
+    outside the plausible window, is skipped with its reason. A landing area that cannot be listed is
+    *failed* ({path: its URL, reason}) and the others are reconciled.
     """
     logger = get_run_logger()
     limit = _upload_limit(settings)
     clean_staging(settings.staging_dir)
     entries: list[LandingEntry] = []
     skipped: list[dict[str, str]] = []
+    failed: list[dict[str, str]] = []
     for store in landing_stores(settings):
-        found, passed = scan_store(store, _departments(), max_bytes=limit, index_dir=settings.staging_dir,
-                                   staging=settings.staging_dir)
+        try:
+            found, passed = scan_store(store, _departments(), max_bytes=limit, index_dir=settings.staging_dir,
+                                       staging=settings.staging_dir, period_problem=period_problem(settings))
+        except (LandingStoreError, OSError) as exc:  # one unreachable landing area must not hide the others' files
+            logger.error("landing area %s: %s", store.url, exc)
+            failed.append({"path": store.url, "reason": f"{type(exc).__name__}: {exc}"})
+            continue
         logger.info("landing area %s: %d file(s), %d skipped", store.url, len(found), len(passed))
         entries += found
         skipped += passed
@@ -148,14 +181,16 @@ def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile
             skipped.append({"path": entry.url, "reason": str(exc)})
             continue
         except OSError as exc:
-            if not changed_while_read(exc):
-                raise
-            skipped.append({"path": entry.url, "reason": CHANGED_REASON})
+            if changed_while_read(exc):
+                skipped.append({"path": entry.url, "reason": CHANGED_REASON})
+            else:  # this object could not be fetched: the others still are
+                logger.error("fetching %s failed: %s", entry.url, exc)
+                failed.append({"path": entry.url, "reason": f"{type(exc).__name__}: {exc}"})
             continue
         if sha256 != entry.sha256:
             logger.warning("%s changed between the scan and its fetch: the fetched version is processed", entry.url)
         pending.append(LandingFile(staged, entry.department, entry.period, sha256, entry.modified or 0.0))
-    return pending, unchanged, skipped
+    return pending, unchanged, skipped, failed
 
 
 def _needs_processing(ledger: dict[str, Any] | None, landed: LandingFile | LandingEntry, settings: Settings) -> bool:
@@ -213,21 +248,34 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
     settings = get_settings()
     engine = open_warehouse(settings)
     reference = reference_frames()
-    pending, unchanged, skipped = reconcile_task(engine, settings)
-    summary = NightlySummary(unchanged=unchanged, skipped=skipped)
-    logger.info("landing area: %d new, %d already in the ledger, %d skipped", len(pending), unchanged,
-                len(skipped))
+    summary = NightlySummary()
+    step = _StepRunner(summary, logger)
+    reconciled = step("reconcile-landing", lambda: reconcile_task(engine, settings))
+    pending: list[LandingFile] = []
+    if reconciled is not None:
+        pending, summary.unchanged, summary.skipped, summary.failed = reconciled
+    logger.info("landing area: %d new, %d already in the ledger, %d skipped", len(pending), summary.unchanged,
+                len(summary.skipped))
     # fan out per department through the flow's task runner (flows/runners.py), or as flow runs on a
     # work pool (flows/workpool.py); in arrival order within one department
     groups = by_department(pending)
     problems: list[str] = []  # work-pool runs that did not complete: raised once the rest is done
+    outcomes: list[list[FileOutcome]] = []
     if settings.task_runner == "workpool":
-        outcomes, problems = ingest_on_work_pool(groups, settings)
+        ran = step("ingest-on-work-pool", lambda: ingest_on_work_pool(groups, settings))
+        if ran is not None:
+            outcomes, problems = ran
         for problem in problems:
             logger.error("work pool: %s", problem)
     else:
         futures = [ingest_department_task.submit(files, reference, settings) for files in groups]
-        outcomes = [future.result() for future in futures]
+        for files, future in zip(groups, futures, strict=True):
+            try:  # files are isolated inside the task; this is the task itself failing (its engine, …)
+                outcomes.append(future.result())
+            except Exception as exc:
+                logger.error("ingest %s failed: %s", files[0].department, exc)
+                summary.failed.extend({"path": str(item.path), "reason": f"ingest {item.department}: "
+                                       f"{type(exc).__name__}: {exc}"} for item in files)
     for group in outcomes:
         for outcome in group:
             if outcome.result is not None:
@@ -237,29 +285,67 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
             else:
                 logger.error("processing %s failed: %s", outcome.path, outcome.reason)
                 summary.failed.append({"path": outcome.path, "reason": outcome.reason})
-    followed = follow_up_task(engine, None)  # every cross-return check, then the follow-up list
-    summary.cross_checks, summary.followups = followed.cross_checks.to_dict(), followed.followups.to_dict()
-    logger.info("cross-return checks: %s; follow-ups: %s", summary.cross_checks, summary.followups)
-    summary.mart_rows = refresh_marts_task(engine)  # KPIs, completeness
-    summary.mart_rows += reconcile_registries_task(engine)  # registry counts vs returns that arrived since
-    summary.missing = alert_missing_returns_task(engine)
+    # every later step runs even when an earlier one failed: the run ends Failed naming each failure
+    followed = step("cross-checks-and-follow-ups", lambda: follow_up_task(engine, None))
+    if followed is not None:  # every cross-return check, then the follow-up list
+        summary.cross_checks, summary.followups = followed.cross_checks.to_dict(), followed.followups.to_dict()
+        logger.info("cross-return checks: %s; follow-ups: %s", summary.cross_checks, summary.followups)
+    refreshed = step("refresh-marts", lambda: refresh_marts_checked_task(engine))  # KPIs, completeness
+    if refreshed is not None:
+        summary.mart_rows, summary.marts_skipped = refreshed.rows, list(refreshed.skipped)
+    registries = step("reconcile-registries", lambda: reconcile_registries_checked_task(engine))
+    if registries is not None:  # registry counts vs returns that arrived since
+        summary.mart_rows += registries[0]
+        summary.marts_skipped += registries[1]
+    summary.missing = step("alert-missing-returns", lambda: alert_missing_returns_task(engine)) or []
     if build_report:
-        summary.report_path = str(report_task(engine, settings.resolved_data_dir))
+        built = step("build-report", lambda: report_task(engine, settings.resolved_data_dir))
+        summary.report_path = str(built) if built is not None else None
     _publish_artifact(summary)
     logger.info("nightly done: %s", summary.counts())
     if problems:  # the departments that did load were checked, followed up, reported; these were not
-        raise WorkPoolRunsFailed("; ".join(problems))
-    if summary.failed:
+        raise WorkPoolRunsFailed("; ".join(problems + _step_texts(summary)))
+    if summary.failed or summary.steps_failed:
         raise NightlyIncomplete(summary)
     return summary
 
 
+_T = TypeVar("_T")
+
+
+class _StepRunner:
+    """Runs one nightly step; a step that raises is logged and recorded in ``steps_failed`` (None
+    returned) so that every later step still runs."""
+
+    def __init__(self, summary: NightlySummary, logger: Any) -> None:
+        self._summary, self._logger = summary, logger
+
+    def __call__(self, name: str, run: Callable[[], _T]) -> _T | None:
+        try:
+            return run()
+        except Exception as exc:
+            self._logger.error("nightly step %s failed: %s: %s", name, type(exc).__name__, exc)
+            self._summary.steps_failed.append({"step": name, "reason": f"{type(exc).__name__}: {exc}"})
+            return None
+
+
+def _step_texts(summary: NightlySummary) -> list[str]:
+    return [f"step {f['step']} failed: {f['reason']}" for f in summary.steps_failed]
+
+
 class NightlyIncomplete(RuntimeError):
-    """Some submissions failed with an unexpected error; the rest were processed."""
+    """Some submissions or steps failed with an unexpected error; the rest were processed, and every
+    step after a failed one still ran (``summary`` says what each did)."""
 
     def __init__(self, summary: NightlySummary) -> None:
-        listed = "; ".join(f"{f['path']}: {f['reason']}" for f in summary.failed)
-        super().__init__(f"{len(summary.failed)} submission(s) failed unexpectedly: {listed}")
+        parts: list[str] = []
+        if summary.failed:
+            listed = "; ".join(f"{f['path']}: {f['reason']}" for f in summary.failed)
+            parts.append(f"{len(summary.failed)} submission(s) failed unexpectedly: {listed}")
+        if summary.steps_failed:
+            parts.append(f"{len(summary.steps_failed)} step(s) failed (the later steps ran): "
+                         + "; ".join(_step_texts(summary)))
+        super().__init__(" — ".join(parts))
         self.summary = summary
 
 
@@ -273,8 +359,16 @@ def _publish_artifact(summary: NightlySummary) -> None:
             "critical": r.receipt["counts"]["issues"]["critical"] if "counts" in r.receipt else 0,
             "warnings": r.receipt["counts"]["issues"]["warning"] if "counts" in r.receipt else 0,
             "submission_id": r.submission_id,
+            "reason": "",
         }
         for r in summary.processed
     ]
+    # what did not go through, each named: a file skipped or failed, a row the marts left out, a failed step
+    named = [*(("skipped", s["path"], s["reason"]) for s in summary.skipped),
+             *(("failed", f["path"], f["reason"]) for f in summary.failed),
+             *(("marts skipped", "", text) for text in summary.marts_skipped),
+             *(("step failed", f["step"], f["reason"]) for f in summary.steps_failed)]
+    rows += [{"department": "", "period": "", "file": where, "status": status, "critical": 0, "warnings": 0,
+              "submission_id": "", "reason": reason} for status, where, reason in named]
     create_table_artifact(key="nightly-submissions", table=rows or [{"status": "nothing new"}],
                           description=f"Nightly run: {summary.counts()}")

@@ -60,8 +60,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Land the file as the intake server would, then emit the event — or ingest here without a server."""
     from flows import events
     from tasks.landing import UploadRefused, land_file
-    from tasks.periods import parse_period
-    from tasks.submission import SubmissionError, declaration_for
+    from tasks.submission import SubmissionError, declaration_for, request_period
 
     settings = get_settings()
     source = Path(args.file)
@@ -69,7 +68,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"duikou submit: no such file: {source}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        period = parse_period(args.period, declaration_for(args.department).period_type).label
+        declaration_for(args.department)  # a township form (a registry goes through `duikou ingest`)
+        period = request_period(args.department, args.period, settings).label  # the plausible window too
         landed = land_file(source, settings.landing_dir, settings.max_upload_bytes, args.department, period,
                            via="cli")
     except (SubmissionError, ValueError, UploadRefused) as exc:

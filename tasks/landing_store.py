@@ -235,6 +235,7 @@ def scan_store(
     max_bytes: Callable[[str], int] | None = None,
     index_dir: Path | None = None,
     staging: Path | None = None,
+    period_problem: Callable[[str, str], str | None] | None = None,
 ) -> tuple[list[LandingEntry], list[dict[str, str]]]:
     """Every candidate file under ``<department>/<period>/``, in arrival order (modified time, else name).
 
@@ -247,6 +248,9 @@ def scan_store(
     ``staging`` (needs ``max_bytes``): an object that must be hashed is fetched there instead
     (:func:`stage_entry`, hashing as it writes) and the entry carries the staged copy, so a new
     object is downloaded once; :func:`discard_staged` removes the copy if it is not needed.
+    ``period_problem(department, period folder)``: why the folder is not a period this door takes
+    (malformed, or outside the plausible window: ``tasks.submission.request_period``), or None; its
+    files are skipped with that reason before they are read or fetched.
     """
     if staging is not None and max_bytes is None:
         raise ValueError("scan_store: staging needs max_bytes (the upload limit of each department)")
@@ -277,6 +281,10 @@ def scan_store(
         suffix = os.path.splitext(name)[1]
         if suffix.lower() not in ACCEPTED_SUFFIXES:
             skipped.append({"path": shown, "reason": f"不支持的文件类型 {suffix}"})
+            continue
+        problem = period_problem(rel[0], rel[1]) if period_problem is not None else None
+        if problem is not None:
+            skipped.append({"path": shown, "reason": problem})
             continue
         size = info.get("size")
         limit = max_bytes(rel[0]) if max_bytes is not None and not store.in_place else None

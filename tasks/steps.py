@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
@@ -23,7 +23,7 @@ from tasks.validate import Validation, check_summary_rows, check_summary_text
 from tasks.writer_slots import writer_slot
 from warehouse.history import CheckHistory
 from warehouse.load import LoadOutcome
-from warehouse.marts import refresh_marts
+from warehouse.marts import MartRefresh, refresh_marts, refresh_marts_checked
 from warehouse.refdata import ReferenceFrames
 
 
@@ -104,6 +104,15 @@ def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path 
 @task(name="refresh-marts", cache_policy=NO_CACHE, **IO_RETRIES)
 def refresh_marts_task(engine: Engine) -> int:
     return refresh_marts(engine)
+
+
+@task(name="refresh-marts", cache_policy=NO_CACHE, **IO_RETRIES)
+def refresh_marts_checked_task(engine: Engine) -> MartRefresh:
+    """:func:`refresh_marts_task` that also says what it left out (the nightly names it in its summary)."""
+    refreshed = refresh_marts_checked(engine)
+    for item in refreshed.skipped:
+        get_run_logger().warning("marts: %s", item)
+    return refreshed
 
 
 @task(name="build-report", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -19,13 +19,13 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from duikou_settings import Settings
+from duikou_settings import Settings, get_settings
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue
 from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
-from tasks.landing import OVERSIZE_KEPT_BYTES, oversize_key, read_sidecar
+from tasks.landing import OVERSIZE_KEPT_BYTES, clean_original_name, oversize_key, read_sidecar
 from tasks.normalise import TOWNSHIP_CODE, NormalisedForm, choose_form, normalise_form
-from tasks.periods import Period, parse_period
+from tasks.periods import Period, parse_plausible_period
 from tasks.read import ReadError, read_path, truncation_issues
 from tasks.townships import TownshipResolver
 from tasks.validate import Validation, decide_outcome
@@ -84,13 +84,25 @@ def _declared(department: str) -> Declaration | RegistryDeclaration:
     return registries[department] if department in registries else declaration_for(department)
 
 
-def receive(path: Path, department: str, period: str, received_at: datetime | None = None) -> Received:
-    """Hash the file and check the request; the file itself is not interpreted yet."""
+def request_period(department: str, period: str, settings: Settings | None = None) -> Period:
+    """The declared period of a request for ``department``, parsed and inside the plausible window
+    (``tasks.periods.parse_plausible_period``: the programme start, or 1996, to one period after
+    ``settings.submission_window_today``); :class:`SubmissionError` naming what is wrong otherwise.
+    The check of every door that is not the HTTP intake: the CLI, the landing scan, :func:`receive`."""
+    settings = settings or get_settings()
     declaration = _declared(department)
     try:
-        parsed_period = parse_period(period, declaration.period_type)
+        return parse_plausible_period(period, declaration.period_type, settings.submission_window_today,
+                                      settings.programme_start)
     except ValueError as exc:
-        raise SubmissionError(str(exc)) from exc
+        raise SubmissionError(f"{department}: {exc}") from exc
+
+
+def receive(path: Path, department: str, period: str, received_at: datetime | None = None) -> Received:
+    """Hash the file and check the request (the period inside the plausible window: :func:`request_period`);
+    the file itself is not interpreted yet. The department's file name (from the intake sidecar, else
+    the path) goes through ``clean_original_name``: no control character or NUL reaches the ledger."""
+    parsed_period = request_period(department, period)
     if not path.is_file():
         raise SubmissionError(f"no such file: {path}")
     stat = path.stat()
@@ -106,7 +118,7 @@ def receive(path: Path, department: str, period: str, received_at: datetime | No
         path=path,
         department=department,
         period=parsed_period,
-        original_name=str(intake["original_name"]) if intake else path.name,
+        original_name=clean_original_name(str(intake["original_name"]) if intake else path.name),
         sha256=digest,
         received_at=received_at or (datetime.fromisoformat(intake["received_at"]) if intake else stat_time),
         size_bytes=stat.st_size,
@@ -117,10 +129,7 @@ def receive(path: Path, department: str, period: str, received_at: datetime | No
 
 def upload_limit(department: str, settings: Settings | None = None) -> int:
     """The largest file the reader accepts for ``department`` (registries have their own limit)."""
-    if settings is None:
-        from duikou_settings import get_settings
-
-        settings = get_settings()
+    settings = settings or get_settings()
     return settings.registry_max_upload_bytes if is_registry(department) else settings.max_upload_bytes
 
 

@@ -317,11 +317,11 @@ def test_credentials_from_the_environment_and_a_missing_bucket(s3_endpoint: str,
 def test_a_nightly_with_a_bad_landing_url_fails_naming_the_setting(
     prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.nightly import nightly
+    from flows.nightly import NightlyIncomplete, nightly
 
     _use(monkeypatch, tmp_path / "data", DUIKOU_LANDING_URL="gcs://county-bucket/landing")
-    try:
-        with pytest.raises(LandingStoreError, match="needs the package gcsfs"):
+    try:  # the reconcile step fails naming the setting; the later steps still run (issue 13)
+        with pytest.raises(NightlyIncomplete, match=r"reconcile-landing failed: LandingStoreError: .*package gcsfs"):
             nightly(run_label="bad-landing-url", build_report=False)
     finally:
         reset_settings_cache()

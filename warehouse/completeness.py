@@ -30,6 +30,7 @@ snapshot lists at least one person there (``values_reported`` = people listed, f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -40,9 +41,19 @@ from sqlalchemy import Connection, delete, func, insert, select
 
 from duikou_settings import get_settings
 from expectations.declaration import load_declarations
-from expectations.obligations import Obligation, Reporting, expected_returns, is_owed, obligation, start_period
+from expectations.obligations import (
+    Obligation,
+    Reporting,
+    expected_returns,
+    is_owed,
+    obligation,
+    period_problem,
+    start_period,
+)
 from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
 from warehouse import schema
+
+log = logging.getLogger("duikou.marts")
 
 #: county time (Asia/Shanghai has had no daylight saving since 1991)
 COUNTY_TZ = timezone(timedelta(hours=8))
@@ -173,6 +184,7 @@ def compute_completeness(
     today: date,
     programme_start: date | None = None,
     persons: pd.DataFrame | None = None,
+    skipped: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(``COMPLETENESS_COLUMNS`` rows, ``TOWNSHIP_COLUMNS`` rows), sorted by department, period.
 
@@ -183,13 +195,36 @@ def compute_completeness(
     up to ``today`` plus every partition the ledger has seen (a return sent early, for a period
     that is not owed, or before a configured programme start, which is then not ``expected``).
     Departments without a declaration are left out. Pure.
+
+    Nothing in one row or one department stops the others: a ledger row whose period the calendar
+    cannot place (``expectations.obligations.period_problem``: malformed, ``9999-12``) is left out,
+    and a department whose rows cannot be computed is left out whole; each is named in
+    ``skipped`` (when given) and logged as a warning.
     """
-    known = [e for e in ledger if e.department in declarations]
+    known: list[LedgerEntry] = []
+    unplaceable: set[tuple[str, str]] = set()
+    for entry in ledger:
+        if entry.department not in declarations:
+            continue
+        if (entry.department, entry.period) in unplaceable:
+            continue
+        problem = period_problem(declarations[entry.department], entry.period)
+        if problem is not None:
+            unplaceable.add((entry.department, entry.period))
+            _skip(skipped, f"completeness: ledger row {entry.submission_id} skipped ({problem})")
+            continue
+        known.append(entry)
     by_partition: dict[tuple[str, str], list[LedgerEntry]] = {}
     for entry in known:
         by_partition.setdefault((entry.department, entry.period), []).append(entry)
-    duties = {(o.department, o.period): o for o in
-              expected_returns(declarations, first_periods(known), today, programme_start)}
+    firsts = first_periods(known)
+    duties: dict[tuple[str, str], Obligation] = {}
+    for department in sorted(declarations):  # one department's calendar cannot stop another's
+        try:
+            for duty in expected_returns({department: declarations[department]}, firsts, today, programme_start):
+                duties[(duty.department, duty.period)] = duty
+        except (ValueError, OverflowError) as exc:
+            _skip(skipped, f"completeness: {department}'s expected returns skipped ({exc})")
     for key in by_partition:
         duties.setdefault(key, obligation(declarations[key[0]], key[1]))
 
@@ -205,27 +240,52 @@ def compute_completeness(
 
     rows: list[dict[str, Any]] = []
     town_rows: list[dict[str, Any]] = []
-    for key in sorted(duties):
-        duty = duties[key]
-        decl = declarations[duty.department]
-        facts = _status(by_partition.get(key, []), duty, today)
-        counts = reported_by_partition.get(key, {}) if facts["loaded"] else {}
-        expected_towns = (_valid_townships(townships, duty.period) if _covers_every_township(decl)
-                          else sorted(counts))
-        before_start = programme_start is not None and duty.period < start_period(decl.period_type, programme_start)
-        rows.append({
-            "department": duty.department, "period": duty.period, "due_date": duty.due_date,
-            "deadline": duty.deadline, "expected": int(not before_start and is_owed(decl, duty.period)), **facts,
-            "townships_expected": len(expected_towns),
-            "townships_reported": sum(1 for c in expected_towns if counts.get(c, 0) > 0),
-        })
-        town_rows.extend(
-            {"department": duty.department, "period": duty.period, "township_code": code,
-             "reported": counts.get(code, 0) > 0, "values_reported": counts.get(code, 0)}
-            for code in expected_towns
-        )
+    for department in sorted({key[0] for key in duties}):
+        dept_rows: list[dict[str, Any]] = []
+        dept_towns: list[dict[str, Any]] = []
+        try:
+            for key in sorted(k for k in duties if k[0] == department):
+                _partition_rows(duties[key], declarations[department], by_partition.get(key, []),
+                                reported_by_partition.get(key, {}), townships, today, programme_start,
+                                dept_rows, dept_towns)
+        except Exception as exc:  # one department's bad row must not stop the others' completeness
+            _skip(skipped, f"completeness: {department} skipped ({type(exc).__name__}: {exc})")
+            continue
+        rows.extend(dept_rows)
+        town_rows.extend(dept_towns)
     return (pd.DataFrame(rows, columns=list(COMPLETENESS_COLUMNS)),
             pd.DataFrame(town_rows, columns=list(TOWNSHIP_COLUMNS)))
+
+
+def _partition_rows(
+    duty: Obligation, decl: Reporting, entries: Sequence[LedgerEntry], counts_if_loaded: dict[str, int],
+    townships: pd.DataFrame, today: date, programme_start: date | None,
+    rows: list[dict[str, Any]], town_rows: list[dict[str, Any]],
+) -> None:
+    """One department × period's mart row and its township rows, appended to ``rows`` / ``town_rows``."""
+    facts = _status(entries, duty, today)
+    counts = counts_if_loaded if facts["loaded"] else {}
+    expected_towns = (_valid_townships(townships, duty.period) if _covers_every_township(decl)
+                      else sorted(counts))
+    before_start = programme_start is not None and duty.period < start_period(decl.period_type, programme_start)
+    rows.append({
+        "department": duty.department, "period": duty.period, "due_date": duty.due_date,
+        "deadline": duty.deadline, "expected": int(not before_start and is_owed(decl, duty.period)), **facts,
+        "townships_expected": len(expected_towns),
+        "townships_reported": sum(1 for c in expected_towns if counts.get(c, 0) > 0),
+    })
+    town_rows.extend(
+        {"department": duty.department, "period": duty.period, "township_code": code,
+         "reported": counts.get(code, 0) > 0, "values_reported": counts.get(code, 0)}
+        for code in expected_towns
+    )
+
+
+def _skip(skipped: list[str] | None, what: str) -> None:
+    """Name a row or department the marts left out: a warning in the log, and in ``skipped`` when kept."""
+    log.warning("%s", what)
+    if skipped is not None:
+        skipped.append(what)
 
 
 # ---------------------------------------------------------------- warehouse side
@@ -262,12 +322,15 @@ def _current_values(conn: Connection) -> pd.DataFrame:
 
 
 def completeness_frames(
-    conn: Connection, today: date | None = None, values: pd.DataFrame | None = None
+    conn: Connection, today: date | None = None, values: pd.DataFrame | None = None,
+    skipped: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the ledger, the current facts and the townships, and compute both marts' rows."""
+    """Read the ledger, the current facts and the townships, and compute both marts' rows
+    (what was left out named in ``skipped``: :func:`compute_completeness`)."""
     values = _current_values(conn) if values is None else values
     return compute_completeness(reporting_declarations(), read_ledger(conn), values, _townships(conn),
-                                judgement_date(today), get_settings().programme_start, _registry_persons(conn))
+                                judgement_date(today), get_settings().programme_start, _registry_persons(conn),
+                                skipped)
 
 
 def _plain(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:
@@ -289,11 +352,12 @@ def _plain(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:
 
 
 def refresh_completeness(
-    conn: Connection, today: date | None = None, values: pd.DataFrame | None = None
+    conn: Connection, today: date | None = None, values: pd.DataFrame | None = None,
+    skipped: list[str] | None = None,
 ) -> int:
     """Replace ``mart_completeness`` and ``mart_completeness_township`` on ``conn`` (the caller's
-    transaction); returns the department × period rows written."""
-    rows, town_rows = completeness_frames(conn, today, values)
+    transaction); returns the department × period rows written (rows left out named in ``skipped``)."""
+    rows, town_rows = completeness_frames(conn, today, values, skipped)
     refreshed_at = datetime.now(UTC)
     conn.execute(delete(schema.mart_completeness_township))
     conn.execute(delete(schema.mart_completeness))
@@ -306,12 +370,15 @@ def refresh_completeness(
     return len(records)
 
 
-def missing_returns(conn: Connection, today: date | None = None) -> list[MissingReturn]:
+def missing_returns(conn: Connection, today: date | None = None,
+                    skipped: list[str] | None = None) -> list[MissingReturn]:
     """Expected returns past their deadline with nothing received, judged now from the ledger
-    (not from the mart, which may be older), oldest first."""
+    (not from the mart, which may be older), oldest first; ledger rows the calendar cannot place
+    are left out and named in ``skipped``."""
     when = judgement_date(today)
     rows, _ = compute_completeness(reporting_declarations(), read_ledger(conn), _no_values(), pd.DataFrame(
-        columns=["township_code", "valid_from", "valid_to"]), when, get_settings().programme_start)
+        columns=["township_code", "valid_from", "valid_to"]), when, get_settings().programme_start,
+        skipped=skipped)
     missing = rows[(rows["status"] == "missing") & (rows["expected"] == 1)]
     return sorted(
         (MissingReturn(str(r.department), str(r.period), r.due_date, r.deadline, (when - r.deadline).days)

@@ -128,6 +128,18 @@ def parse_period(period: str) -> tuple[int, int | None]:
     return year, month
 
 
+#: C0 control characters but tab, line feed and carriage return, and DEL: never meant in a name, sheet,
+#: township or message a file brought, and PostgreSQL refuses NUL in text ("text fields cannot contain NUL")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def text_safe(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with the control characters (NUL first) removed from every string value: what a file
+    brings (its name, sheet names, township text in messages, 合计 labels) is stored alike on SQLite
+    and PostgreSQL."""
+    return [{k: CONTROL_CHARACTERS.sub("", v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
+
+
 def _check_record(record: SubmissionRecord) -> tuple[int, int | None]:
     if record.status not in ("loaded", "rejected", "quarantined"):
         raise ValueError(f"{record.submission_id}: cannot record status {record.status!r}")
@@ -284,10 +296,11 @@ def record_submission(
     if loaded:  # converted before the write lock is taken
         fact_batch = prepare_facts(record.submission_id, record.department, record.period, year, month, facts)
     facts_loaded = len(fact_batch) if fact_batch is not None else 0
-    total_rows = _total_rows(record, totals) if loaded else []
-    issue_rows = _issue_rows(record.submission_id, issues)
-    dq_rows = _dq_rows(record.submission_id, dq_results)
-    flag_rows = _flag_rows(record.submission_id, dq_flags)
+    # every text value written goes through text_safe: one choke point for what a file can bring
+    total_rows = text_safe(_total_rows(record, totals)) if loaded else []
+    issue_rows = text_safe(_issue_rows(record.submission_id, issues))
+    dq_rows = text_safe(_dq_rows(record.submission_id, dq_results))
+    flag_rows = text_safe(_flag_rows(record.submission_id, dq_flags))
     sub = schema.submission
 
     with begin_write(engine) as conn:
@@ -334,6 +347,7 @@ def record_submission(
         }
         if record.source_url:  # a release re-reads the kept copy: the row keeps where the original was
             ledger_row["source_url"] = record.source_url
+        ledger_row = text_safe([ledger_row])[0]
         if existing is None:
             conn.execute(insert(sub).values(submission_id=record.submission_id, sha256=record.sha256, **ledger_row))
         else:  # in place: the row may carry decisions (and the sha256, hence the id, is the same)

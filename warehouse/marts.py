@@ -22,6 +22,7 @@ Caveats:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -35,6 +36,8 @@ from warehouse import schema
 from warehouse.completeness import refresh_completeness
 from warehouse.engine import advisory_lock, begin_write
 from warehouse.scorecard import refresh_dq_scorecard
+
+log = logging.getLogger("duikou.marts")
 
 KPI_COLUMNS = (
     "year",
@@ -174,6 +177,7 @@ def compute_county_kpis(
     townships: pd.DataFrame,
     kpis: Sequence[Kpi],
     declarations: Mapping[str, Declaration],
+    skipped: list[str] | None = None,
 ) -> pd.DataFrame:
     """County KPI rows (``KPI_COLUMNS``), one per year × KPI, sorted by KPI order then year.
 
@@ -181,19 +185,33 @@ def compute_county_kpis(
     base units, NaN = no value). ``townships``: ``ref_township`` rows (``valid_from``,
     ``valid_to``) for the expected coverage. ``kpis`` in declaration order: a derived KPI's
     ``of`` must come earlier. Pure: the inputs are not modified.
+
+    A KPI that cannot be computed from the facts (a year a date cannot hold, from a row loaded
+    before every door checked periods) is left out — and the KPIs derived from it — and named in
+    ``skipped`` (when given) and the log; the other KPIs are computed.
     """
     missing = [c for c in VALUE_COLUMNS if c not in values.columns]
     if missing:
         raise ValueError(f"values frame lacks columns {missing}")
     computed: dict[str, dict[int, _Point]] = {}
+    failed: set[str] = set()
     records: list[dict[str, Any]] = []
     for kpi in kpis:
         if kpi.method in ("multiple_of_base", "cagr", "yoy"):
+            if kpi.of in failed:
+                failed.add(kpi.kpi)
+                _skip_kpi(skipped, f"KPI {kpi.kpi} skipped: it derives from {kpi.of}, which was skipped")
+                continue
             if kpi.of not in computed:
                 raise ValueError(f"{kpi.kpi}: derives from {kpi.of!r}, which is not computed before it")
             points = _derived_points(kpi, computed[str(kpi.of)])
         else:
-            points = _base_points(kpi, values, declarations[kpi.department], townships)
+            try:
+                points = _base_points(kpi, values, declarations[kpi.department], townships)
+            except (ValueError, OverflowError) as exc:  # one department's bad facts must not stop the others
+                failed.add(kpi.kpi)
+                _skip_kpi(skipped, f"KPI {kpi.kpi} ({kpi.department}) skipped: {type(exc).__name__}: {exc}")
+                continue
         computed[kpi.kpi] = points
         for year, point in sorted(points.items()):
             records.append(
@@ -215,6 +233,12 @@ def compute_county_kpis(
     return frame.astype(
         {"year": "int64", "coverage_used": "int64", "coverage_expected": "int64", "publishable": "bool"}
     )
+
+
+def _skip_kpi(skipped: list[str] | None, what: str) -> None:
+    log.warning("%s", what)
+    if skipped is not None:
+        skipped.append(what)
 
 
 def _mart_row(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:
@@ -244,8 +268,23 @@ def read_current_values(conn: Connection) -> pd.DataFrame:
     return values
 
 
+@dataclass(frozen=True)
+class MartRefresh:
+    """What one refresh wrote, and what it left out (each named: a ledger row, a department, a KPI)."""
+
+    rows: int
+    skipped: tuple[str, ...] = ()
+
+
 def refresh_marts(engine: Engine, *, today: date | None = None) -> int:
-    """Recompute ``mart_county_kpi_yearly`` from the current facts; returns the rows written.
+    """:func:`refresh_marts_checked`; returns the KPI rows written."""
+    return refresh_marts_checked(engine, today=today).rows
+
+
+def refresh_marts_checked(engine: Engine, *, today: date | None = None) -> MartRefresh:
+    """Recompute ``mart_county_kpi_yearly`` from the current facts; returns the rows written and
+    what was left out (a ledger row the calendar cannot place, a KPI that cannot be computed: one
+    bad row or department never stops the others').
 
     Reading, computing and replacing happen in one write transaction, so the mart always
     matches one consistent state of the facts, and readers see the old or the new mart. The
@@ -264,12 +303,13 @@ def refresh_marts(engine: Engine, *, today: date | None = None) -> int:
         townships = pd.DataFrame(
             [tuple(r) for r in town_rows], columns=["township_code", "valid_from", "valid_to"]
         )
-        kpis = compute_county_kpis(values, townships, load_kpis(), load_declarations())
+        skipped: list[str] = []
+        kpis = compute_county_kpis(values, townships, load_kpis(), load_declarations(), skipped)
         refreshed_at = datetime.now(UTC)
         rows = [_mart_row(rec, refreshed_at) for rec in kpis.to_dict(orient="records")]
         conn.execute(delete(mart))
         if rows:
             conn.execute(insert(mart), rows)
-        refresh_completeness(conn, today=today, values=values)
-        refresh_dq_scorecard(conn, refreshed_at)  # mart_dq_scorecard, same transaction
-    return len(rows)
+        refresh_completeness(conn, today=today, values=values, skipped=skipped)
+        refresh_dq_scorecard(conn, refreshed_at, skipped)  # mart_dq_scorecard, same transaction
+    return MartRefresh(len(rows), tuple(skipped))

@@ -16,6 +16,7 @@ holds the HMAC person key, never the ID number or the name.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,9 @@ from expectations.issues import Issue, issue
 from expectations.registry_declaration import RegistryDeclaration
 from warehouse import schema
 from warehouse.engine import advisory_lock, begin_write
-from warehouse.load import DqResult, LoadOutcome, SubmissionRecord, parse_period
+from warehouse.load import CONTROL_CHARACTERS, DqResult, LoadOutcome, SubmissionRecord, parse_period, text_safe
+
+log = logging.getLogger("duikou.marts")
 
 PERSON_TABLE = schema.fact_person
 PERSON_INSERT_COLUMNS = tuple(c.name for c in PERSON_TABLE.columns)
@@ -60,7 +63,7 @@ class PersonWriter:
         if rows.num_rows == 0:
             return
         full = rows.add_column(0, "submission_id", pa.array([self.submission_id] * rows.num_rows, pa.string()))
-        full = full.select(list(PERSON_INSERT_COLUMNS))
+        full = _without_control_characters(full.select(list(PERSON_INSERT_COLUMNS)))
         if self.conn.dialect.name == "postgresql":
             self._write_copy(full)
         else:
@@ -99,6 +102,18 @@ class PersonWriter:
             self._copy_cm.__exit__(type(error) if error else None, error, None)
             self._cursor.close()
             self._copy_cm = self._copy = self._cursor = None
+
+
+def _without_control_characters(table: pa.Table) -> pa.Table:
+    """Every text column (village, 参训工种, …) without control characters: PostgreSQL's COPY refuses
+    NUL, and a file's stray control character is stored alike on both backends (``warehouse.load.text_safe``)."""
+    import pyarrow.compute as pc
+
+    for index, name in enumerate(table.column_names):
+        if pa.types.is_string(table.schema.field(name).type) or pa.types.is_large_string(table.schema.field(name).type):
+            cleaned = pc.replace_substring_regex(table.column(index), CONTROL_CHARACTERS.pattern, "")
+            table = table.set_column(index, name, cleaned)
+    return table
 
 
 @dataclass(frozen=True)
@@ -166,6 +181,7 @@ def record_registry_submission(
         }
         if record.source_url:
             ledger["source_url"] = record.source_url
+        ledger = text_safe([ledger])[0]
         if existing is None:
             conn.execute(insert(sub).values(submission_id=record.submission_id, sha256=record.sha256, **ledger))
         else:
@@ -208,7 +224,7 @@ def record_registry_submission(
             reconciliation = reconciliation_issues(conn, declaration, record.period)
         issues = (*result.issues, *reconciliation)
         if issues:
-            conn.execute(insert(schema.submission_issue), _issue_rows(record.submission_id, issues))
+            conn.execute(insert(schema.submission_issue), text_safe(_issue_rows(record.submission_id, issues)))
         if result.dq_results:
             conn.execute(insert(schema.dq_result), _dq_rows(record.submission_id, result.dq_results))
     status = "loaded" if loaded else result.status
@@ -334,8 +350,13 @@ def _rebuild_reconciliation(
     return len(rows), tuple(found)
 
 
-def refresh_registry_reconciliation(engine: Engine, declarations: Sequence[RegistryDeclaration]) -> int:
-    """Re-run every current snapshot's reconciliation (an aggregate return may have arrived since); rows written."""
+def refresh_registry_reconciliation(engine: Engine, declarations: Sequence[RegistryDeclaration],
+                                    skipped: list[str] | None = None) -> int:
+    """Re-run every current snapshot's reconciliation (an aggregate return may have arrived since); rows written.
+
+    Each snapshot in its own savepoint: one that cannot be reconciled (a malformed period written
+    before every door checked periods) is left as it was, named in ``skipped`` and the log, and the
+    others are rebuilt."""
     sub = schema.submission
     written = 0
     with begin_write(engine) as conn:
@@ -343,5 +364,16 @@ def refresh_registry_reconciliation(engine: Engine, declarations: Sequence[Regis
             periods = conn.execute(select(sub.c.period).where(
                 sub.c.department == declaration.department, sub.c.status == "loaded")).scalars().all()
             for period in periods:
-                written += _rebuild_reconciliation(conn, declaration, period)[0]
+                savepoint = conn.begin_nested()
+                try:
+                    written += _rebuild_reconciliation(conn, declaration, period)[0]
+                except Exception as exc:  # one snapshot must not stop the others
+                    savepoint.rollback()
+                    what = (f"registry reconciliation: {declaration.department} {period} skipped "
+                            f"({type(exc).__name__}: {exc})")
+                    log.warning("%s", what)
+                    if skipped is not None:
+                        skipped.append(what)
+                    continue
+                savepoint.commit()
     return written

@@ -17,6 +17,7 @@ the mart on the caller's connection (``warehouse.marts.refresh_marts``'s write t
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,9 @@ import pandas as pd
 from sqlalchemy import Connection, delete, insert, select
 
 from warehouse import schema
+
+log = logging.getLogger("duikou.marts")
+_PERIOD = r"\d{4}(?:-(?:0[1-9]|1[0-2]))?"
 
 SCORECARD_COLUMNS = (
     "department",
@@ -88,18 +92,33 @@ def _frame(conn: Connection, columns: list[Any], names: list[str]) -> pd.DataFra
     return pd.DataFrame([tuple(r) for r in conn.execute(select(*columns))], columns=names)
 
 
-def refresh_dq_scorecard(conn: Connection, refreshed_at: datetime | None = None) -> int:
-    """Recompute ``mart_dq_scorecard`` on ``conn`` (inside the caller's transaction); rows written."""
+def _well_formed(frame: pd.DataFrame, what: str, skipped: list[str] | None) -> pd.DataFrame:
+    """The rows whose period is ``YYYY-MM`` or ``YYYY``; the others (written before every door checked
+    periods) are left out and named: their month would not fit the mart's key."""
+    good = frame["period"].astype(str).str.fullmatch(_PERIOD)
+    for row in frame[~good].itertuples(index=False):
+        text = f"dq scorecard: {what} {row[0]} skipped (period {row.period!r} is neither YYYY-MM nor YYYY)"
+        log.warning("%s", text)
+        if skipped is not None:
+            skipped.append(text)
+    return frame[good]
+
+
+def refresh_dq_scorecard(conn: Connection, refreshed_at: datetime | None = None,
+                         skipped: list[str] | None = None) -> int:
+    """Recompute ``mart_dq_scorecard`` on ``conn`` (inside the caller's transaction); rows written.
+    A ledger row or follow-up with a malformed period is left out and named in ``skipped``."""
     sub, res, flag, fu = schema.submission, schema.dq_result, schema.dq_flag, schema.followup
     card = compute_dq_scorecard(
-        _frame(conn, [sub.c.submission_id, sub.c.department, sub.c.period], ["submission_id", "department", "period"]),
+        _well_formed(_frame(conn, [sub.c.submission_id, sub.c.department, sub.c.period],
+                            ["submission_id", "department", "period"]), "ledger row", skipped),
         _frame(conn, [res.c.submission_id, res.c.severity, res.c.success], ["submission_id", "severity", "success"]),
         _frame(conn, [flag.c.submission_id, flag.c.accepted], ["submission_id", "accepted"]),
-        _frame(
+        _well_formed(_frame(
             conn,
             [fu.c.department, fu.c.period, fu.c.status, fu.c.opened_at, fu.c.closed_at],
             ["department", "period", "status", "opened_at", "closed_at"],
-        ),
+        ), "follow-up of", skipped),
     )
     stamp = refreshed_at or datetime.now(UTC)
     rows = [
