@@ -4,15 +4,29 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit clean browser test-server bench-latency
+.PHONY: install lock demo test lint typecheck unit clean browser test-server bench-latency
 
-$(STAMP): pyproject.toml
+# Installs are pinned by constraints.txt (the lock: every distribution of `.[dev]` at one version),
+# so two machines get the same Prefect, GX and pandas. `make lock` refreshes it.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## Re-resolve pyproject.toml (runtime + dev) in a fresh temporary venv, unpinned, and freeze it into constraints.txt.
+LOCK_VENV := $(shell mktemp -u /tmp/duikou-lock-XXXXXX)
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	{ echo "# The lock of make install: \`make lock\` wrote it from pyproject.toml (runtime + dev)"; \
+	  echo "# with $$($(LOCK_VENV)/bin/python -V) on $$(uname -sm); do not edit by hand."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
 
 ## Generate the Danba demo returns, run the nightly flow, build the report, print headline KPIs.
 demo: $(STAMP)

@@ -201,6 +201,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["DUIKOU_DATA_DIR"] = args.data_dir
         reset_settings_cache()
     _demo_prefect_home()  # before anything imports Prefect
+    from flows.prefect_home import check_prefect_database
+
+    check_prefect_database()  # the home chosen above, or the one set by the caller
     from flows.runners import nightly_flow
     from tasks.demo_data import generate_demo
 
@@ -494,13 +497,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _quiet_prefect()
     args = build_parser().parse_args(argv)
+    from flows.prefect_home import check_prefect_database, explain_prefect_db_error
     from warehouse.migrate import SchemaDriftError
 
     try:
+        if args.command != "demo":  # the demo checks the Prefect home it chooses (cmd_demo)
+            check_prefect_database()
         return int(args.func(args))
     except SchemaDriftError as exc:  # the warehouse does not match this version of duikou
         print(f"duikou: {exc}", file=sys.stderr)
         return EXIT_NOT_LOADED
+    except Exception as exc:  # Prefect's local database migrated by another Prefect version: one line
+        if (line := explain_prefect_db_error(exc)) is None:
+            raise
+        print(line, file=sys.stderr)
+        return 3  # a system failure, not the submission's
 
 
 if __name__ == "__main__":
