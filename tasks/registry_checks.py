@@ -34,7 +34,7 @@ LIST_SEPARATORS = r"[、,，;；/]"
 TRADE_SEPARATORS = LIST_SEPARATORS  # the labour registry's 参训工种 (kept name)
 _NUMBER = r"^-?[0-9]+(\.[0-9]+)?$"
 _INTEGER = r"^-?[0-9]+$"
-_DATE = r"^([0-9]{4})[-/.年]?([0-9]{1,2})[-/.月]?([0-9]{1,2})日?$"
+_DATE = r"^(?P<y>[0-9]{4})[-/.年]?(?P<m>[0-9]{1,2})[-/.月]?(?P<d>[0-9]{1,2})日?$"
 #: fact_person columns (the ledger adds submission_id) and the Arrow type each is written as
 PERSON_COLUMNS = tuple(c.name for c in PERSON_TABLE.columns if c.name != "submission_id")
 
@@ -125,7 +125,10 @@ def _dates(values: pa.Array) -> pa.Array:
     parts = pc.extract_regex(values, _DATE)
     year, month, day = (pc.struct_field(parts, i) for i in range(3))
     iso = pc.binary_join_element_wise(year, pc.utf8_lpad(month, 2, "0"), pc.utf8_lpad(day, 2, "0"), "-")
-    return pc.cast(pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True), pa.date32())
+    parsed = pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True)
+    # strptime rolls 2017-02-30 over to 2017-03-02: a real date is one that formats back to itself
+    real = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), iso)
+    return pc.cast(pc.if_else(real, parsed, pa.scalar(None, parsed.type)), pa.date32())
 
 
 def _range_mask(col: RegistryColumn, typed: pa.Array) -> np.ndarray:
