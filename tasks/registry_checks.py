@@ -155,6 +155,11 @@ def _column_checks(col: RegistryColumn, texts: dict[str, pa.Array], masks: dict[
     if col.role == "name":
         masks[("value_missing", col.name)] = ~_np(pc.is_valid(values))
         return
+    if col.type == "text" or col.type == "list":  # no value check: only a required one is looked at
+        if col.required:
+            masks[("value_missing", col.name)] = ~_np(pc.is_valid(values))
+        typed[col.name] = values
+        return
     present = _np(pc.is_valid(values))
     masks[("value_missing", col.name)] = ~present if col.required else np.zeros(n, dtype=bool)
     if col.type == "enum":
@@ -168,7 +173,9 @@ def _column_checks(col: RegistryColumn, texts: dict[str, pa.Array], masks: dict[
         masks[("value_not_allowed", col.name)] = present & ~_np(pc.is_in(values, value_set=known))
         details[("value_not_allowed", col.name)] = values
         truth = pc.is_in(values, value_set=pa.array(list(col.true_values), type=pa.string()))
-        typed[col.name] = pc.if_else(pc.is_valid(values), truth, pa.scalar(None, pa.bool_()))
+        # a blank stays unknown (null); a required column's blank rejects the batch before rows are built
+        typed[col.name] = truth if col.required else pc.if_else(pc.is_valid(values), truth,
+                                                                 pa.scalar(None, pa.bool_()))
     elif col.type in ("decimal", "integer"):
         cleaned = pc.replace_substring(values, ",", "")
         check_id, pattern = ("value_not_number", _NUMBER) if col.type == "decimal" else ("value_not_integer", _INTEGER)
@@ -189,8 +196,6 @@ def _column_checks(col: RegistryColumn, texts: dict[str, pa.Array], masks: dict[
         if col.has_range:
             masks[("value_out_of_range", col.name)] = _range_mask(col, parsed)
             details[("value_out_of_range", col.name)] = pc.cast(parsed, pa.string())
-    else:
-        typed[col.name] = values
 
 
 def _json_text(values: pa.Array) -> pa.Array:
