@@ -275,8 +275,8 @@ def _age_band(raw: Any, where: str) -> AgeBand | None:
         raise DeclarationError(f"{where}: age_band does not know {sorted(unknown)}")
     try:
         low = int(raw["min"])
-        male = int(raw.get("max_male", raw.get("max")))
-        female = int(raw.get("max_female", raw.get("max")))
+        male = int(raw["max_male"] if "max_male" in raw else raw["max"])
+        female = int(raw["max_female"] if "max_female" in raw else raw["max"])
     except (TypeError, ValueError) as exc:
         raise DeclarationError(f"{where}: age_band ages are whole numbers") from exc
     if not 0 <= low <= min(male, female):

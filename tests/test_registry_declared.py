@@ -13,6 +13,7 @@ clean file loads into ``fact_person`` (the declared columns with no column of th
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -92,7 +93,8 @@ STUDENT_AID = {
         ]
     ],
 }
-HEADERS = ["学生姓名", "身份证号", "性别", "就读学校", "学段", "资助金额(元)", "资助学期数", "发放日期", "学籍号", "乡镇", "备注"]
+HEADERS = ["学生姓名", "身份证号", "性别", "就读学校", "学段", "资助金额(元)", "资助学期数", "发放日期", "学籍号",
+           "乡镇", "备注"]
 ATTRIBUTES = ("school", "grade", "aid_amount_yuan", "semesters", "granted_on", "student_number", "remark")
 
 
@@ -107,7 +109,8 @@ def _rows(n: int = 12) -> list[list[object]]:
     for i in range(n):
         male = i % 2 == 0
         rows.append([
-            f"学生{i}", _id(date(2005 + i % 10, 1 + i % 12, 1 + i % 28), male, i), "男性" if i == 2 else "男" if male else "女",
+            f"学生{i}", _id(date(2005 + i % 10, 1 + i % 12, 1 + i % 28), male, i),
+            "男性" if i == 2 else "男" if male else "女",
             "丹巴县中学", "普高" if i == 5 else ["小学", "初中", "高中", "中职"][i % 4], f"{500 + i * 10}",
             str(1 + i % 2), "2017/09/01" if i == 7 else "2017-09-01", f"XJ{i:05d}", towns[i % len(towns)],
             'a "quoted"\\ remark' if i == 1 else None,
@@ -148,14 +151,10 @@ def write_xlsx(rows: list[list[object]], path: Path) -> Path:
     for row in rows:
         cells = list(row)
         for index in (5, 6):
-            try:
+            with contextlib.suppress(ValueError):
                 cells[index] = float(str(cells[index])) if "." in str(cells[index]) else int(str(cells[index]))
-            except ValueError:
-                pass
-        try:
+        with contextlib.suppress(ValueError):
             cells[7] = datetime.strptime(str(cells[7]), "%Y-%m-%d")
-        except ValueError:
-            pass
         sheet.append(cells)
     workbook.save(path)
     return path

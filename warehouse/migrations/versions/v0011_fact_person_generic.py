@@ -15,6 +15,7 @@ training person-times), and gains ``attributes``: a JSON object of the declared 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -24,7 +25,7 @@ down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_NOW_NULLABLE = {
+_NOW_NULLABLE: dict[str, tuple[sa.types.TypeEngine[Any], str, str | None]] = {
     "sex": (sa.String(2), "the column with role sex: 男 / 女 (agrees with the ID's 17th digit)",
             "男 / 女 (agrees with the ID's 17th digit)"),
     "education_level": (sa.String(16), "the column with role education", None),
