@@ -75,6 +75,8 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "PERSON_AGE_OUT_OF_BAND": ("warning", "flag", "age outside 16–60 (men) / 16–55 (women)"),
     "VALUE_NOT_ALLOWED": ("critical", "reject", "a value outside an enumerated field's declared options"),
     "VALUE_OUT_OF_RANGE": ("warning", "flag", "a number outside its declared plausible range"),
+    "VALUE_NOT_DATE": ("critical", "reject", "a date column's cell is not a date (YYYY-MM-DD, YYYY/MM/DD, YYYYMMDD)"),
+    "VALUE_DUPLICATE": ("critical", "reject", "a column declared unique repeats a value (rows listed)"),
     "ROWS_NOT_ALL_LISTED": ("info", "report", "more rows failed one check than a receipt lists; all are counted"),
     "REGISTRY_RECONCILIATION": ("warning", "flag", "registry head count vs the monthly return beyond the tolerance"),
     "PERSON_KEY_MISSING": ("critical", "reject", "DUIKOU_PERSON_KEY is not set: registries cannot be ingested"),

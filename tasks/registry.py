@@ -37,7 +37,15 @@ from duikou_settings import Settings
 from expectations.issues import Issue, issue
 from expectations.registry_declaration import ISSUE_CODE_OF_CHECK, RegistryDeclaration, load_registry_declarations
 from tasks.read import ReadError, ReadLimits
-from tasks.registry_checks import CheckedBatch, Findings, MissingPersonKey, TownshipCodes, check_batch
+from tasks.registry_checks import (
+    MAX_LISTED_ROWS,
+    PERSON_COLUMNS,
+    CheckedBatch,
+    Findings,
+    MissingPersonKey,
+    TownshipCodes,
+    check_batch,
+)
 from tasks.registry_read import RegistrySource, open_registry
 from tasks.townships import TownshipResolver
 from warehouse.load import DqResult
@@ -47,8 +55,6 @@ from warehouse.registry import PersonWriter, StreamResult, refresh_registry_reco
 GX_SAMPLE_ROWS = 50_000
 GX_SAMPLE_PER_BATCH = 2_500
 MIN_PERSON_KEY_CHARS = 32
-_GX_COLUMNS = ("sex", "age_years", "education_level", "employment_status", "certificate_level", "township_code",
-               "monthly_income_yuan", "training_person_times")
 
 
 def registry_declaration(department: str) -> RegistryDeclaration | None:
@@ -92,9 +98,19 @@ def _timed_batches(source: RegistrySource, times: StageTimes) -> Iterator[tuple[
         yield item
 
 
-def _sample(rows: pa.Table) -> pa.Table:
+def sample_columns(declaration: RegistryDeclaration) -> tuple[str, ...]:
+    """The de-identified fact_person columns GX sees: ``township_code``, ``age_years`` and the typed
+    columns the declaration stores under their own name (never the ID, the name, the person key
+    or ``attributes``)."""
+    stored = [c.name for c in declaration.columns if c.role not in ("name", "person_id", "township")
+              and c.name in PERSON_COLUMNS and c.type in ("enum", "decimal", "integer")]
+    derived = ["training_person_times"] if declaration.with_role("trainings") is not None else []
+    return ("township_code", "age_years", *stored, *derived)
+
+
+def _sample(rows: pa.Table, columns: tuple[str, ...]) -> pa.Table:
     step = max(1, rows.num_rows // GX_SAMPLE_PER_BATCH)
-    return rows.select(list(_GX_COLUMNS)).take(pa.array(range(0, rows.num_rows, step)))
+    return rows.select(list(columns)).take(pa.array(range(0, rows.num_rows, step)))
 
 
 def _row_issues(findings: Findings, declaration: RegistryDeclaration, source: RegistrySource,
@@ -108,7 +124,7 @@ def _row_issues(findings: Findings, declaration: RegistryDeclaration, source: Re
         label = source.column_labels.get(column, declaration.column(column).header)
         header = declaration.column(column).header
         for row, value in zip(listed.rows, listed.values, strict=True):
-            if check_id == "id_duplicate":
+            if check_id in ("id_duplicate", "value_duplicate"):
                 message = f"{value}: {check.message_zh}"
             elif check_id == "township_unknown" and value is not None:
                 message = f"第{row}行: {townships.problems.get(value, check.message_zh)}"
@@ -128,38 +144,50 @@ def _row_issues(findings: Findings, declaration: RegistryDeclaration, source: Re
 
 def _vectorised_results(findings: Findings, declaration: RegistryDeclaration) -> list[DqResult]:
     totals: dict[str, int] = {}
+    rows: dict[str, list[int]] = {}
     for (check_id, _), listed in findings.listed.items():
         totals[check_id] = totals.get(check_id, 0) + listed.count
+        rows.setdefault(check_id, []).extend(listed.rows)
     return [
         DqResult(check_id=f"registry__{c.check_id}", expectation_type="duikou_vectorised_row_check",
                  severity=c.severity, success=totals.get(c.check_id, 0) == 0, element_count=findings.rows_read,
-                 unexpected_count=totals.get(c.check_id, 0), observed=json.dumps({"rows": findings.rows_read}))
+                 unexpected_count=totals.get(c.check_id, 0), observed=json.dumps({"rows": findings.rows_read}),
+                 issue_code=c.issue_code,
+                 action=c.action or ("flag" if c.severity == "warning" else "report"),
+                 unexpected_rows=tuple(sorted(set(rows.get(c.check_id, ())))[:MAX_LISTED_ROWS]))
         for c in declaration.checks
     ]
 
 
 def sample_expectations(declaration: RegistryDeclaration) -> list[tuple[str, str, Any]]:
-    """(check id, severity, GX expectation) of the sample suite; ``duikou dq docs`` runs the same."""
+    """(check id, severity, GX expectation) of the sample suite; ``duikou dq docs`` runs the same.
+
+    From the declaration: each enumeration stored in fact_person in its set, the township and the
+    required enumerations not null, the person id's age band, each declared number range.
+    """
     import great_expectations.expectations as gxe
 
-    allowed = declaration.check("value_not_allowed")
+    columns = set(sample_columns(declaration))
     expectations: list[tuple[str, str, Any]] = []
+
+    def add(check_id: str, severity: str, kind: Any, **kwargs: Any) -> None:
+        expectations.append((check_id, severity, kind(**kwargs, meta={"check_id": check_id})))
+
+    enums = [c for c in declaration.columns if c.type == "enum" and c.name in columns]
+    for col in enums:
+        add(f"gx_sample__{col.name}__in_set", declaration.check("value_not_allowed").severity,
+            gxe.ExpectColumnValuesToBeInSet, column=col.name, value_set=list(col.values))
+    for name in ("township_code", *(c.name for c in enums if c.required)):
+        add(f"gx_sample__{name}__not_null", "critical", gxe.ExpectColumnValuesToNotBeNull, column=name)
+    band = declaration.role("person_id").age_band
+    if band is not None:
+        add("gx_sample__age_years__band", declaration.check("age_band").severity, gxe.ExpectColumnValuesToBeBetween,
+            column="age_years", min_value=band.min_age, max_value=max(band.max_male, band.max_female))
     for col in declaration.columns:
-        if col.type == "enum" and col.name in _GX_COLUMNS:
-            expectations.append((f"gx_sample__{col.name}__in_set", allowed.severity, gxe.ExpectColumnValuesToBeInSet(
-                column=col.name, value_set=list(col.values), meta={"check_id": f"gx_sample__{col.name}__in_set"})))
-    for name in ("township_code", "sex", "employment_status"):
-        expectations.append((f"gx_sample__{name}__not_null", "critical", gxe.ExpectColumnValuesToNotBeNull(
-            column=name, meta={"check_id": f"gx_sample__{name}__not_null"})))
-    age = declaration.check("age_band")
-    expectations.append(("gx_sample__age_years__band", age.severity, gxe.ExpectColumnValuesToBeBetween(
-        column="age_years", min_value=int(age.params["min_age"]),
-        max_value=int(max(age.params["max_age_male"], age.params["max_age_female"])),
-        meta={"check_id": "gx_sample__age_years__band"})))
-    income = declaration.column("monthly_income_yuan")
-    expectations.append(("gx_sample__monthly_income_yuan__range", "warning", gxe.ExpectColumnValuesToBeBetween(
-        column="monthly_income_yuan", min_value=income.min_value, max_value=income.max_value,
-        meta={"check_id": "gx_sample__monthly_income_yuan__range"})))
+        if col.name in columns and col.type in ("decimal", "integer") and col.has_range:
+            add(f"gx_sample__{col.name}__range", declaration.check("value_out_of_range").severity,
+                gxe.ExpectColumnValuesToBeBetween, column=col.name, min_value=col.min_value,
+                max_value=col.max_value)
     return expectations
 
 
@@ -243,6 +271,7 @@ def stream_registry(
     critical_seen = False
     samples: list[pa.Table] = []
     sampled = 0
+    gx_columns = sample_columns(declaration)
     for first_row, table in _timed_batches(source, times):
         start = time.perf_counter()
         checked: CheckedBatch = check_batch(table, first_row, declaration, snapshot_end, townships, key,
@@ -251,7 +280,7 @@ def stream_registry(
         critical_seen = critical_seen or any(
             m.any() for (cid, _), m in checked.masks.items() if cid in critical_ids)
         if checked.rows is not None and sampled < GX_SAMPLE_ROWS:
-            part = _sample(checked.rows)
+            part = _sample(checked.rows, gx_columns)
             samples.append(part)
             sampled += part.num_rows
         times.checks += time.perf_counter() - start
@@ -261,6 +290,7 @@ def stream_registry(
             times.load += time.perf_counter() - start
     start = time.perf_counter()
     findings.finish_duplicates(declaration.role("person_id").name)
+    findings.finish_unique()
     issues = [*header_issues, *_row_issues(findings, declaration, source, townships)]
     for row in source.short_rows:
         issues.append(issue("ROW_TRUNCATED", f"第{row}行的字段数与表头不符，整行未读取", row=row))

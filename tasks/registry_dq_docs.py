@@ -13,7 +13,7 @@ checkpoint writing the site, and the re-run's counts are shown beside the stored
 
 Privacy: nothing here reads or writes an ID number or a name. The page is built from the ledger,
 ``dq_result`` and issue *codes* (not messages); the sample frame has no ID, name or person key
-column (``tasks.registry._GX_COLUMNS``). Re-reading the kept file needs ``DUIKOU_PERSON_KEY``
+column (``tasks.registry.sample_columns``). Re-reading the kept file needs ``DUIKOU_PERSON_KEY``
 like any registry read (the checks compute keys); without it the page is still written, without
 the GX site, and says why.
 """

@@ -19,6 +19,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,10 @@ def _cell_text(value: Any, *, as_id: bool) -> str | None:
         return None
     if isinstance(value, bool):
         return "是" if value else "否"
+    if isinstance(value, datetime):  # a date cell: the day as ISO text (a time of day only when there is one)
+        return value.date().isoformat() if value.time() == time(0) else value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, float):
         if as_id:
             return f"{value:.5E}".replace("0E", "E") if value >= 1e15 else repr(value)

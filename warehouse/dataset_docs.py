@@ -38,28 +38,53 @@ def _stored_as(col: RegistryColumn) -> str:
     if col.role == "township":
         return "`township_code` (resolved with the dated aliases at the snapshot)"
     if col.name not in person:
-        return "not stored"
-    extra = " + `training_person_times` (one 人次 per trade listed)" if col.type == "trades" else ""
+        return f"`attributes` → `{col.name}` (JSON)"
+    extra = " + `training_person_times` (one 人次 per item listed)" if col.role == "trainings" else ""
     return f"`{col.name}`{extra}"
 
 
+def _range(low: object, high: object) -> str:
+    def text(value: object) -> str:
+        return "—" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{text(low)} … {text(high)}"
+
+
 def _values(col: RegistryColumn) -> str:
+    parts: list[str] = []
     if col.type == "enum":
         text = "、".join(col.values)
+        if col.value_aliases:
+            text += " (read as: " + ", ".join(f"{a} → {v}" for a, v in col.value_aliases) + ")"
+        if col.male is not None:
+            text += f" (male {col.male}, female {col.female})"
         if col.mid_senior:
             text += f" (中级工 and above: {'、'.join(col.mid_senior)})"
+        if col.not_held:
+            text += f" (no certificate: {'、'.join(col.not_held)})"
         if col.not_employed:
             text += f" (not employed: {'、'.join(col.not_employed)})"
-        return text
-    if col.type == "boolean":
-        return f"true: {', '.join(col.true_values)}; false: {', '.join(col.false_values)}"
-    if col.type == "decimal":
-        low = "—" if col.min_value is None else f"{col.min_value:g}"
-        high = "—" if col.max_value is None else f"{col.max_value:g}"
-        return f"number, plausible {low} … {high}"
-    if col.type == "trades":
-        return "trades listed (each one 人次 of training)"
-    return "text"
+        parts.append(text)
+    elif col.type == "boolean":
+        parts.append(f"true: {', '.join(col.true_values)}; false: {', '.join(col.false_values)}")
+    elif col.type in ("decimal", "integer"):
+        kind = "number" if col.type == "decimal" else "whole number"
+        parts.append(f"{kind}, plausible {_range(col.min_value, col.max_value)}" if col.has_range else kind)
+    elif col.type == "date":
+        parts.append(f"date, plausible {_range(col.min_date, col.max_date)}" if col.has_range else "date")
+    elif col.type == "list":
+        parts.append("items listed (、,，;；/)" + (" — each one 人次 of training" if col.role == "trainings" else ""))
+    elif col.role == "person_id":
+        parts.append("GB 11643 ID number")
+    else:
+        parts.append("text")
+    if col.age_band is not None:
+        band = col.age_band
+        ages = (f"{band.min_age}–{band.max_male}" if band.max_male == band.max_female
+                else f"{band.min_age}–{band.max_male} (men) / {band.min_age}–{band.max_female} (women)")
+        parts.append(f"age band {ages}")
+    if col.unique:
+        parts.append("unique")
+    return "; ".join(parts)
 
 
 def _cadence(decl: RegistryDeclaration) -> str:
@@ -93,6 +118,10 @@ def _obligation_lines(decl: RegistryDeclaration) -> list[str]:
 def _column_lines(decl: RegistryDeclaration) -> list[str]:
     lines = [
         "",
+        "Columns, their types, enumerations and per-column checks — all from the declaration (the check "
+        "kinds are run by generic code; a new registry is a new YAML file). A mart role names the column "
+        "the registry marts count.",
+        "",
         "| column | header (aliases) | role | type | required | values | stored in `fact_person` as |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -112,12 +141,12 @@ def _check_lines(decl: RegistryDeclaration) -> list[str]:
         "snapshot (any reject-level finding rejects all of it, nothing loads; warnings load the row flagged). "
         "Counts per check go to `dq_result` as `registry__<check>`.",
         "",
-        "| check | severity | on failure | issue code | parameters | why | message |",
+        "| check | severity | on failure | issue code | columns | why | message |",
         "|---|---|---|---|---|---|---|",
     ]
     for chk in decl.checks:
         action = chk.action or ("flag" if chk.severity == "warning" else "report")
-        params = ", ".join(f"{k} {v:g}" for k, v in chk.params.items()) or "—"
+        params = ", ".join(f"`{c.name}`" for c in decl.columns_checked_by(chk.check_id)) or "—"
         lines.append(
             f"| `{chk.check_id}` | {chk.severity} | {action} | `{chk.issue_code}` | {_cell(params)} | "
             f"{_cell(chk.reason)} | {_cell(chk.message_zh)} |"

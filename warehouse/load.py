@@ -218,6 +218,17 @@ def _dq_rows(submission_id: str, results: Sequence[DqResult]) -> list[dict[str, 
     ]
 
 
+def write_issues_and_results(
+    conn: Connection, submission_id: str, issues: Sequence[Issue], dq_results: Sequence[DqResult]
+) -> None:
+    """The one writer of ``submission_issue`` and ``dq_result`` rows, for forms and registries alike
+
+    (issue code, action and failing rows included), on the caller's connection and transaction.
+    """
+    _insert_many(conn, schema.submission_issue, text_safe(_issue_rows(submission_id, issues)))
+    _insert_many(conn, schema.dq_result, text_safe(_dq_rows(submission_id, dq_results)))
+
+
 def _flag_rows(submission_id: str, flags: Sequence[DqFlag]) -> list[dict[str, Any]]:
     return [{"submission_id": submission_id, **asdict(f)} for f in flags]
 
@@ -298,8 +309,6 @@ def record_submission(
     facts_loaded = len(fact_batch) if fact_batch is not None else 0
     # every text value written goes through text_safe: one choke point for what a file can bring
     total_rows = text_safe(_total_rows(record, totals)) if loaded else []
-    issue_rows = text_safe(_issue_rows(record.submission_id, issues))
-    dq_rows = text_safe(_dq_rows(record.submission_id, dq_results))
     flag_rows = text_safe(_flag_rows(record.submission_id, dq_flags))
     sub = schema.submission
 
@@ -359,8 +368,7 @@ def record_submission(
         if fact_batch is not None:
             insert_facts(conn, fact_batch)  # COPY / driver executemany, same transaction
         _insert_many(conn, schema.fact_form_total, total_rows)
-        _insert_many(conn, schema.submission_issue, issue_rows)
-        _insert_many(conn, schema.dq_result, dq_rows)
+        write_issues_and_results(conn, record.submission_id, issues, dq_results)
         _insert_many(conn, schema.dq_flag, flag_rows)
         if decision is not None:
             write_decision(conn, record.submission_id, decision)

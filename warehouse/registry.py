@@ -30,7 +30,15 @@ from expectations.issues import Issue, issue
 from expectations.registry_declaration import RegistryDeclaration
 from warehouse import schema
 from warehouse.engine import advisory_lock, begin_write
-from warehouse.load import CONTROL_CHARACTERS, DqResult, LoadOutcome, SubmissionRecord, parse_period, text_safe
+from warehouse.load import (
+    CONTROL_CHARACTERS,
+    DqResult,
+    LoadOutcome,
+    SubmissionRecord,
+    parse_period,
+    text_safe,
+    write_issues_and_results,
+)
 
 log = logging.getLogger("duikou.marts")
 
@@ -135,24 +143,6 @@ class RegistryOutcome:
     reconciliation_issues: tuple[Issue, ...]
 
 
-def _issue_rows(submission_id: str, issues: Sequence[Issue]) -> list[dict[str, Any]]:
-    return [
-        {"submission_id": submission_id, "seq": seq, "code": i.code, "severity": i.severity, "action": i.action,
-         "rule_id": i.rule_id, "sheet": i.sheet, "row_number": i.row, "column_label": i.column,
-         "message_zh": i.message}
-        for seq, i in enumerate(issues, start=1)
-    ]
-
-
-def _dq_rows(submission_id: str, results: Sequence[DqResult]) -> list[dict[str, Any]]:
-    return [
-        {"submission_id": submission_id, "check_id": r.check_id, "expectation_type": r.expectation_type,
-         "severity": r.severity, "success": bool(r.success), "element_count": r.element_count,
-         "unexpected_count": r.unexpected_count, "observed": r.observed}
-        for r in results
-    ]
-
-
 def record_registry_submission(
     engine: Engine,
     record: SubmissionRecord,
@@ -222,11 +212,7 @@ def record_registry_submission(
         if loaded:
             refresh_registry_partition(conn, declaration, record.period, record.submission_id)
             reconciliation = reconciliation_issues(conn, declaration, record.period)
-        issues = (*result.issues, *reconciliation)
-        if issues:
-            conn.execute(insert(schema.submission_issue), text_safe(_issue_rows(record.submission_id, issues)))
-        if result.dq_results:
-            conn.execute(insert(schema.dq_result), _dq_rows(record.submission_id, result.dq_results))
+        write_issues_and_results(conn, record.submission_id, (*result.issues, *reconciliation), result.dq_results)
     status = "loaded" if loaded else result.status
     outcome = LoadOutcome(record.submission_id, status, previous, None,  # type: ignore[arg-type]
                           writer.rows_written if loaded else 0)
@@ -251,8 +237,11 @@ def refresh_registry_partition(conn: Connection, declaration: RegistryDeclaratio
     fp = PERSON_TABLE
     for table in (schema.mart_registry_township, schema.mart_registry_county, schema.mart_registry_category):
         conn.execute(delete(table).where(table.c.department == dept, table.c.period == period))
-    cert = declaration.column("certificate_level")
-    employment = declaration.column("employment_status")
+    # the measures read the fact_person columns of the declared mart roles (MART_ROLES); a
+    # registry without a role counts 0 there (its column is null on every row)
+    cert = declaration.with_role("certificate")
+    employment = declaration.with_role("employment")
+    not_held = cert.not_held if cert is not None else ()
     counts = conn.execute(
         select(
             fp.c.township_code,
@@ -260,10 +249,12 @@ def refresh_registry_partition(conn: Connection, declaration: RegistryDeclaratio
             _count_if(fp.c.poor_household.is_(True)).label("poor_persons"),
             _count_if(fp.c.training_person_times > 0).label("persons_trained"),
             func.coalesce(func.sum(fp.c.training_person_times), 0).label("training_person_times"),
-            _count_if(fp.c.certificate_level.is_not(None) & (fp.c.certificate_level != "无")).label(
+            _count_if(fp.c.certificate_level.is_not(None) & fp.c.certificate_level.not_in(not_held)).label(
                 "certified_persons"),
-            _count_if(fp.c.certificate_level.in_(cert.mid_senior)).label("certified_mid_senior_persons"),
-            _count_if(fp.c.employment_status.not_in(employment.not_employed)).label("employed_persons"),
+            _count_if(fp.c.certificate_level.in_(cert.mid_senior if cert is not None else ())).label(
+                "certified_mid_senior_persons"),
+            _count_if(fp.c.employment_status.is_not(None) & fp.c.employment_status.not_in(
+                employment.not_employed if employment is not None else ())).label("employed_persons"),
         ).where(fp.c.submission_id == submission_id).group_by(fp.c.township_code)
     ).mappings().all()
     if counts:
@@ -277,12 +268,15 @@ def refresh_registry_partition(conn: Connection, declaration: RegistryDeclaratio
             department=dept, period=period, submission_id=submission_id, townships=len(counts),
             refreshed_at=now, **{m: sum(int(r[m]) for r in counts) for m in measures},
         ))
-    dimensions = {
-        "employment_status": fp.c.employment_status,
-        "certificate_level": func.coalesce(fp.c.certificate_level, "无"),
-        "education_level": func.coalesce(fp.c.education_level, "未填"),
-        "sex_age_band": _age_band(fp.c.age_years, fp.c.sex),
-    }
+    dimensions: dict[str, Any] = {}  # one per declared mart role
+    if employment is not None:
+        dimensions["employment_status"] = fp.c.employment_status
+    if cert is not None:
+        dimensions["certificate_level"] = func.coalesce(fp.c.certificate_level, not_held[0] if not_held else "无")
+    if declaration.with_role("education") is not None:
+        dimensions["education_level"] = func.coalesce(fp.c.education_level, "未填")
+    if declaration.with_role("sex") is not None:
+        dimensions["sex_age_band"] = _age_band(fp.c.age_years, fp.c.sex)
     rows: list[dict[str, Any]] = []
     for dimension, expression in dimensions.items():
         category = expression.label("category")
