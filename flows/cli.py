@@ -580,6 +580,14 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_prefect()
     args = build_parser().parse_args(argv)
     debug = _debug_requested(args)
+    if debug:  # e.g. each failed attempt to reach the warehouse (warehouse.engine.connect_with_retries)
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        for name in ("warehouse", "flows", "tasks"):
+            logging.getLogger(name).addHandler(handler)
+            logging.getLogger(name).setLevel(logging.INFO)
     from flows.prefect_server import TemporaryServerError
     from warehouse.engine import WarehouseUnreachable
     from warehouse.migrate import SchemaDriftError
