@@ -15,6 +15,7 @@ Waits are bounded polls (the machine is shared and slow); nothing asserts wall t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -114,10 +115,8 @@ class Duikou:
     def cleanup(self) -> None:
         for proc in self.servers():
             proc.kill()
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.popen.wait(timeout=30)
 
 
@@ -170,8 +169,8 @@ def _assert_server_gone(proc: Duikou, server: psutil.Process) -> None:
     deadline = time.monotonic() + GONE_TIMEOUT
     while (_alive(server) or proc.servers()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = [f"{p.pid} {' '.join(_cmdline(p))[:120]}" for p in ({server.pid: server} | {p.pid: p for p in proc.servers()}).values()
-            if _alive(p)]
+    suspects = {server.pid: server} | {p.pid: p for p in proc.servers()}
+    left = [f"{p.pid} {' '.join(_cmdline(p))[:120]}" for p in suspects.values() if _alive(p)]
     assert not left, f"the temporary Prefect server outlived duikou: {left}"
 
 
