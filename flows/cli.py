@@ -4,7 +4,13 @@ Every command creates or upgrades the warehouse and loads reference data on firs
 ``duikou ingest`` works on an empty data directory. Exit codes: 0 done (for ``ingest``: loaded or
 duplicate), 1 the submission was rejected or quarantined (``quarantine release``: the release was
 refused; ``db upgrade``: the warehouse's schema differs and was left as it was), 2 a usage error
-(``quarantine release/reject``: an unknown, ambiguous or not-quarantined id).
+(``quarantine release/reject``: an unknown, ambiguous or not-quarantined id), 3 a failure of the
+system, not of the submission (the warehouse unreachable after its retries, Prefect's temporary
+server not starting, any unexpected error): one line on stderr naming the cause; the traceback goes
+to a log file named in that line, or to stderr with ``duikou --debug`` / ``DUIKOU_DEBUG=1``.
+
+A command that runs a flow without ``PREFECT_API_URL`` owns the temporary Prefect server Prefect
+starts for it: the server ends when the command ends, however it ends (``flows/prefect_server.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 from duikou_settings import get_settings, reset_settings_cache
 from flows.operator import who_decides
 
-EXIT_OK, EXIT_NOT_LOADED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NOT_LOADED, EXIT_USAGE, EXIT_SYSTEM = 0, 1, 2, 3
 
 
 def _demo_prefect_home() -> None:
@@ -42,6 +48,33 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+
+
+def _own_prefect_server() -> None:
+    """Before a command runs a flow: the temporary Prefect server (if one is needed) goes when we go."""
+    from flows.prefect_server import own_temporary_server
+
+    own_temporary_server()
+
+
+def _reach_warehouse(dry_run: bool = False) -> None:
+    """Connect to the warehouse (with its retries) before any flow starts, so an unreachable one
+    ends the command with one line instead of a failed flow run. A dry run creates nothing: only a
+    server database is tried (a SQLite file that does not exist yet is the dry run's own business)."""
+    from sqlalchemy.engine import make_url
+
+    from flows.warehouse_access import open_warehouse
+    from warehouse.engine import connect_with_retries, make_engine
+
+    settings = get_settings()
+    if not dry_run:
+        open_warehouse(settings)  # cached: the flow's open_warehouse gets this engine
+    elif make_url(settings.resolved_warehouse_url).get_backend_name() != "sqlite":
+        engine = make_engine(settings.resolved_warehouse_url)
+        try:
+            connect_with_retries(engine)
+        finally:
+            engine.dispose()
 
 
 def _print_receipt(receipt: dict[str, Any]) -> None:
@@ -71,6 +104,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from tasks.submission import SubmissionError, request_period
 
     path = Path(args.file).resolve()
+    _reach_warehouse(dry_run=args.dry_run)
+    _own_prefect_server()
     try:
         request_period(args.department, args.period)  # refused here, before a flow run starts
         result = ingest_submission(str(path), args.department, args.period, dry_run=args.dry_run)
@@ -107,6 +142,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.runners import nightly_flow
     from flows.workpool import WorkPoolRunsFailed, WorkPoolUnavailable
 
+    _reach_warehouse()
+    _own_prefect_server()
     try:
         summary = nightly_flow(get_settings())(run_label=args.label or "", build_report=not args.no_report)
     except WorkPoolUnavailable as exc:  # DUIKOU_TASK_RUNNER=workpool without a server, deployment or pool
@@ -204,6 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flows.prefect_home import check_prefect_database
 
     check_prefect_database()  # the home chosen above, or the one set by the caller
+    _own_prefect_server()
     from flows.runners import nightly_flow
     from tasks.demo_data import generate_demo
 
@@ -221,6 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         flawed = [f for f in files if f.kind == "flawed"]
         print(f"生成演示数据 generated {len(files)} demo submissions ({len(flawed)} deliberately flawed) "
               f"in {landing}")
+    _reach_warehouse()  # unreachable: one line and exit 3, before the flow run starts
     summary = nightly_flow(get_settings())(run_label="demo")
     _print_nightly(summary)
     print()
@@ -283,6 +322,7 @@ def cmd_quarantine_decide(args: argparse.Namespace) -> int:
     by = who_decides(prog, args.by, args.reason, "--reason")
     if by is None:
         return EXIT_USAGE
+    _own_prefect_server()
     try:
         ledger = find_quarantined(open_warehouse(get_settings()), args.id)
         result = quarantine_decision(ledger["submission_id"], ledger["department"], ledger["period"],
@@ -354,7 +394,7 @@ def cmd_dq_docs(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
-    from warehouse.engine import ensure_warehouse, make_engine
+    from warehouse.engine import connect_with_retries, ensure_warehouse, make_engine
     from warehouse.migrate import SchemaDriftError
 
     settings = get_settings()
@@ -362,6 +402,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     url = settings.resolved_warehouse_url
     engine = make_engine(url)
     try:
+        connect_with_retries(engine)
         outcome = ensure_warehouse(engine)
     except SchemaDriftError as exc:
         print(f"duikou db upgrade: {exc}", file=sys.stderr)
@@ -419,6 +460,8 @@ def cmd_db_roles(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duikou", description="对口 paired-assistance data pipeline")
+    parser.add_argument("--debug", action="store_true",
+                        help="on a failure of the system (exit 3) print the traceback (also DUIKOU_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", help="ingest one department return")
@@ -494,10 +537,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug_requested(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("DUIKOU_DEBUG", "") not in ("", "0")
+
+
+def _crash_log(text: str) -> Path | None:
+    """Write ``text`` (a traceback) to ``<data>/logs/duikou-crash-<time>-<pid>.log``, or to the
+    temporary directory when the data directory cannot take it; None when neither can."""
+    import contextlib
+    import tempfile
+    import time
+
+    name = f"duikou-crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    folders: list[Path] = []
+    with contextlib.suppress(Exception):  # the settings themselves may be what failed
+        folders.append(get_settings().resolved_data_dir / "logs")
+    folders.append(Path(tempfile.gettempdir()))
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(text, encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _system_failure(exc: BaseException, debug: bool) -> int:
+    """Exit 3 for an unexpected error: one line naming it; the traceback in a log file or on stderr."""
+    import traceback
+
+    detail = " ".join(str(exc).split())[:300] or "(no message)"
+    trace = "".join(traceback.format_exception(exc))
+    if debug:
+        print(trace, file=sys.stderr, end="")
+        where = "traceback above"
+    else:
+        log = _crash_log(trace)
+        where = f"traceback in {log}" if log else "run with --debug for the traceback"
+    print(f"duikou: 系统故障 (system failure): {type(exc).__name__}: {detail} — {where}", file=sys.stderr)
+    return EXIT_SYSTEM
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code: 0 done, 1 not loaded / refused, 2 usage, 3 failure of the system."""
     _quiet_prefect()
     args = build_parser().parse_args(argv)
     from flows.prefect_home import check_prefect_database, explain_prefect_db_error
+    debug = _debug_requested(args)
+    if debug:  # e.g. each failed attempt to reach the warehouse (warehouse.engine.connect_with_retries)
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        for name in ("warehouse", "flows", "tasks"):
+            logging.getLogger(name).addHandler(handler)
+            logging.getLogger(name).setLevel(logging.INFO)
+    from flows.prefect_server import TemporaryServerError
+    from warehouse.engine import WarehouseUnreachable
     from warehouse.migrate import SchemaDriftError
 
     try:
@@ -507,11 +605,18 @@ def main(argv: list[str] | None = None) -> int:
     except SchemaDriftError as exc:  # the warehouse does not match this version of duikou
         print(f"duikou: {exc}", file=sys.stderr)
         return EXIT_NOT_LOADED
-    except Exception as exc:  # Prefect's local database migrated by another Prefect version: one line
-        if (line := explain_prefect_db_error(exc)) is None:
-            raise
-        print(line, file=sys.stderr)
-        return 3  # a system failure, not the submission's
+    except (WarehouseUnreachable, TemporaryServerError) as exc:  # said in one line, with what to do
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"duikou: {exc}", file=sys.stderr)
+        return EXIT_SYSTEM
+    except Exception as exc:  # a crash: not the submission's fault, not to be confused with exit 1
+        if (line := explain_prefect_db_error(exc)) is not None:  # Prefect's database of another version
+            print(line, file=sys.stderr)
+            return EXIT_SYSTEM
+        return _system_failure(exc, debug)
 
 
 if __name__ == "__main__":

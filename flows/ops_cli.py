@@ -92,7 +92,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
               f"the receipt follows in {settings.receipts_dir / (landed.submission_id + '.json')}")
         return EXIT_OK
     from flows.ingest import ingest_submission  # no server: the same flow, here and now
+    from flows.prefect_server import own_temporary_server
 
+    own_temporary_server()  # Prefect's temporary server (without PREFECT_API_URL) goes when we go
     result = ingest_submission(str(landed.path), landed.department, landed.period)
     answer["status"] = result.status
     print(json.dumps({**answer, "receipt": result.receipt}, ensure_ascii=False, default=str) if args.json else

@@ -1,4 +1,9 @@
-"""Open the configured warehouse once per process, creating or upgrading it on first use."""
+"""Open the configured warehouse once per process, creating or upgrading it on first use.
+
+``open_warehouse`` retries connecting (``warehouse.engine.connect_with_retries``: 3 retries after
+1, 2, 4 s); a warehouse that never answers raises ``WarehouseUnreachable`` (``duikou`` exits 3
+with one line). ``existing_warehouse`` does not wait: the intake server asks it inside a request.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ from functools import lru_cache
 from sqlalchemy import Engine, inspect
 
 from duikou_settings import Settings
-from warehouse.engine import ensure_warehouse, make_engine
+from warehouse.engine import connect_with_retries, ensure_warehouse, make_engine
 
 
 @lru_cache(maxsize=4)
 def _engine_for(url: str) -> Engine:
     engine = make_engine(url)
+    connect_with_retries(engine)
     ensure_warehouse(engine)
     return engine
 

@@ -16,13 +16,16 @@ warehouse to the head migration, then (re)creates the views and loads reference 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from warehouse import schema
 from warehouse.migrate import MigrationOutcome, check_schema, mark_verified, migrate_to_head
@@ -30,6 +33,18 @@ from warehouse.roles import regrant
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "duikou_begin_immediate"
+#: waits between attempts to connect (docs/operations.md "Reliability": 3 retries, backoff 1, 2, 4 s)
+CONNECT_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0)
+
+log = logging.getLogger(__name__)
+
+
+class WarehouseUnreachable(Exception):
+    """The warehouse refused or never answered every attempt to connect (``connect_with_retries``)."""
+
+    def __init__(self, url: str, reason: str, attempts: int) -> None:
+        self.url, self.reason, self.attempts = url, reason, attempts
+        super().__init__(f"数仓无法连接 (warehouse unreachable): {url} — {reason} ({attempts} attempts)")
 
 
 def _is_sqlite(url_or_engine: Engine | Connection | str) -> bool:
@@ -82,6 +97,40 @@ def make_engine(url: str, **engine_kwargs: Any) -> Engine:
         return engine
     engine_kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **engine_kwargs)
+
+
+def safe_url(url: str | Engine) -> str:
+    """``url`` (or the engine's) with any password shown as ``***``: for messages and logs."""
+    parsed = url.url if isinstance(url, Engine) else make_url(url)
+    return parsed.render_as_string(hide_password=True)
+
+
+def _one_line_reason(exc: OperationalError) -> str:
+    """The driver's own words (``exc.orig``), without SQLAlchemy's SQL/background lines, on one line."""
+    text_ = str(exc.orig if exc.orig is not None else exc)
+    return " ".join(text_.split()) or type(exc).__name__
+
+
+def connect_with_retries(engine: Engine, delays: Sequence[float] = CONNECT_RETRY_DELAYS) -> None:
+    """Open (and return to the pool) one connection, retrying a refused or failed connection after
+    each of ``delays`` seconds; when every attempt fails raise ``WarehouseUnreachable`` naming the
+    URL (password hidden) and the driver's reason.
+
+    Only connecting is retried: a statement that fails on an open connection is not this function's.
+    """
+    attempts = len(delays) + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.connect():
+                return
+        except OperationalError as exc:
+            reason = _one_line_reason(exc)
+            if attempt == attempts:
+                raise WarehouseUnreachable(safe_url(engine), reason, attempts) from exc
+            delay = delays[attempt - 1]
+            log.info("warehouse %s: connection failed (%s); attempt %d of %d in %.0f s",
+                        safe_url(engine), reason, attempt + 1, attempts, delay)
+            time.sleep(delay)
 
 
 @contextmanager
