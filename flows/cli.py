@@ -139,6 +139,7 @@ def _first_problem(receipt: dict[str, Any]) -> str:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
+    from flows.nightly import NightlyIncomplete
     from flows.runners import nightly_flow
     from flows.workpool import WorkPoolRunsFailed, WorkPoolUnavailable
 
@@ -152,15 +153,25 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     except WorkPoolRunsFailed as exc:  # department runs failed, crashed or timed out: each named
         print(f"duikou nightly: {exc}", file=sys.stderr)
         return EXIT_NOT_LOADED
-    if args.json:
+    except NightlyIncomplete as exc:  # files or steps failed; the rest ran: what it did, then what failed
+        if getattr(exc, "summary", None) is not None:
+            _print_nightly_summary(exc.summary, as_json=args.json)
+        print(f"duikou nightly: {' '.join(str(exc).split())[:2000]}", file=sys.stderr)
+        return EXIT_NOT_LOADED
+    _print_nightly_summary(summary, as_json=args.json)
+    return EXIT_OK
+
+
+def _print_nightly_summary(summary: Any, *, as_json: bool) -> None:
+    if as_json:
         print(json.dumps({"counts": summary.counts(), "report": summary.report_path,
-                          "processed": [r.receipt for r in summary.processed], "skipped": summary.skipped},
-                         ensure_ascii=False, default=str))
+                          "processed": [r.receipt for r in summary.processed], "skipped": summary.skipped,
+                          "failed": summary.failed, "steps_failed": summary.steps_failed,
+                          "marts_skipped": summary.marts_skipped}, ensure_ascii=False, default=str))
     else:
         _print_nightly(summary)
         if summary.report_path:
             print(f"报告 report: {summary.report_path}")
-    return EXIT_OK
 
 
 def _headline(year: int | None, data: Any = None) -> None:
