@@ -3,9 +3,10 @@ the report.
 
 The landing area is ``<landing>/<department>/<period>/<file>``: ``<data>/landing``, and the fsspec
 URL ``DUIKOU_LANDING_URL`` (``s3://bucket/duikou/landing``, …) when set (``tasks/landing_store.py``).
-Files stay there; the ledger (keyed by SHA-256) says which were already processed, so a second
-run over the same landing area loads nothing. Objects of a remote landing area are fetched into
-``<data>/staging/`` before they are read.
+Files stay there; the ledger (keyed by department and SHA-256) says which were already processed,
+so a second run over the same landing area loads nothing. Every ledger row whose receipt is missing
+(a run killed between its commit and its receipt) gets it from :func:`recover_receipts_task`.
+Objects of a remote landing area are fetched into ``<data>/staging/`` before they are read.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from flows.department_ingest import FileOutcome, ingest_files
 from flows.missing_alerts import alert_missing_returns_task
-from flows.pipeline import SubmissionResult
+from flows.pipeline import SubmissionResult, recover_receipts
 from flows.warehouse_access import open_warehouse
 from flows.workpool import WorkPoolRunsFailed, ingest_on_work_pool
 from tasks.followup_steps import follow_up_task
@@ -70,12 +71,15 @@ class NightlySummary:
     report_path: str | None = None
     missing: list[dict[str, Any]] = field(default_factory=list)  # returns past their deadline, alerted
     cross_checks: dict[str, int] = field(default_factory=dict)  # warehouse.cross_returns.CrossCheckRun
+    receipts_recovered: list[str] = field(default_factory=list)  # ledger rows whose receipt was missing
     followups: dict[str, int] = field(default_factory=dict)  # warehouse.followups.SyncSummary
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {"unchanged": self.unchanged, "skipped": len(self.skipped), "failed": len(self.failed)}
         for result in self.processed:
             out[result.status] = out.get(result.status, 0) + 1
+        if self.receipts_recovered:
+            out["receipts_recovered"] = len(self.receipts_recovered)
         return out
 
 
@@ -130,7 +134,7 @@ def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile
     pending: list[LandingFile] = []
     unchanged = 0
     for entry in entries:
-        if not _needs_processing(find_submission(engine, entry.sha256), entry, settings):
+        if find_submission(engine, entry.department, entry.sha256) is not None:  # receipts: recover_receipts_task
             if entry.staged is not None:
                 discard_staged(entry.staged)
             unchanged += 1
@@ -158,13 +162,14 @@ def reconcile_task(engine: Engine, settings: Settings) -> tuple[list[LandingFile
     return pending, unchanged, skipped
 
 
-def _needs_processing(ledger: dict[str, Any] | None, landed: LandingFile | LandingEntry, settings: Settings) -> bool:
-    if ledger is None:
-        return True
-    receipt = ledger.get("receipt_path")
-    if not receipt or ledger["status"] not in ("loaded", "superseded") or is_registry(landed.department):
-        return False
-    return not (settings.resolved_data_dir / str(receipt)).exists()
+@task(name="recover-receipts", cache_policy=NO_CACHE)
+def recover_receipts_task(engine: Engine, reference: ReferenceFrames, settings: Settings) -> list[str]:
+    """Every ledger row without its receipt — loaded, superseded, rejected or quarantined — gets it,
+    re-derived from the kept file (``flows.pipeline.recover_receipt``): the ids written."""
+    recovered = recover_receipts(engine, reference, settings)
+    if recovered:
+        get_run_logger().warning("receipts recovered (their runs died after the commit): %s", ", ".join(recovered))
+    return recovered
 
 
 def by_department(pending: list[LandingFile]) -> list[list[LandingFile]]:
@@ -237,6 +242,7 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
             else:
                 logger.error("processing %s failed: %s", outcome.path, outcome.reason)
                 summary.failed.append({"path": outcome.path, "reason": outcome.reason})
+    summary.receipts_recovered = recover_receipts_task(engine, reference, settings)
     followed = follow_up_task(engine, None)  # every cross-return check, then the follow-up list
     summary.cross_checks, summary.followups = followed.cross_checks.to_dict(), followed.followups.to_dict()
     logger.info("cross-return checks: %s; follow-ups: %s", summary.cross_checks, summary.followups)

@@ -34,6 +34,7 @@ from warehouse.decisions import (
     reject_submission,
     resolve_submission,
 )
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 
 ZHANGGU = "513323100"
@@ -47,7 +48,7 @@ RULE = "poverty_poor_le_population"
 
 def _record(sha256: str, status: str, *, received: datetime | None = None) -> SubmissionRecord:
     return SubmissionRecord(
-        submission_id=sha256[:16],
+        submission_id=submission_key("tourism", sha256),
         sha256=sha256,
         department="tourism",
         period="2016-05",

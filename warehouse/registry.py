@@ -29,7 +29,7 @@ from expectations.issues import Issue, issue
 from expectations.registry_declaration import RegistryDeclaration
 from warehouse import schema
 from warehouse.engine import advisory_lock, begin_write
-from warehouse.load import DqResult, LoadOutcome, SubmissionRecord, parse_period
+from warehouse.load import DqResult, LoadOutcome, SubmissionRecord, keyed_as_ledger, parse_period
 
 PERSON_TABLE = schema.fact_person
 PERSON_INSERT_COLUMNS = tuple(c.name for c in PERSON_TABLE.columns)
@@ -149,10 +149,12 @@ def record_registry_submission(
     ``record``'s status and row counts are placeholders: the stream's result decides them.
     """
     parse_period(record.period)
+    record = keyed_as_ledger(engine, record)  # an id, once given, never changes (rows older than 0011)
     sub = schema.submission
     with begin_write(engine) as conn:
         advisory_lock(conn, "submission", record.department, record.period)
-        existing = conn.execute(select(sub.c.submission_id, sub.c.status).where(sub.c.sha256 == record.sha256)).first()
+        existing = conn.execute(select(sub.c.submission_id, sub.c.status).where(
+            sub.c.department == record.department, sub.c.sha256 == record.sha256)).first()
         if existing is not None and existing.status in ("loaded", "superseded"):
             return RegistryOutcome(LoadOutcome(record.submission_id, "duplicate", None, existing.submission_id, 0),
                                    None, ())
