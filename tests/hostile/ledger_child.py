@@ -7,12 +7,10 @@ the same control flow ``duikou ingest`` and the nightly run — and prints the r
 line. Two observation points let the test order two processes exactly:
 
 * ``<workdir>/<name>.checked`` appears once the ledger has been consulted (the duplicate check);
+  with ``hold_after_check`` the child then waits until ``<workdir>/<name>.go`` exists;
 * with ``hold_after_load``, ``<workdir>/<name>.loaded`` (the load's status) appears once the
   load's transaction has committed, and the child waits there — before any receipt is written —
   until ``<workdir>/<name>.go`` exists (or the test kills it: a crash after the commit).
-
-Where the load pauses inside its transaction is decided by ``DUIKOU_TEST_PAUSE_AT`` as for
-``tests/loader_process.py``.
 """
 
 from __future__ import annotations
@@ -34,21 +32,28 @@ def main(spec: dict[str, Any]) -> None:
     workdir, name = Path(spec["workdir"]), spec["name"]
     consult, load = task_steps.previous_result_task, task_steps.load_task
 
+    def hold(where: str) -> None:
+        go = workdir / f"{name}.go"
+        deadline = time.monotonic() + 120
+        while not go.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"held {where} for 120 s and never let go")
+            time.sleep(0.02)
+
     def consulted(*args: Any, **kwargs: Any) -> Any:
         found = consult(*args, **kwargs)
         (workdir / f"{name}.checked").touch()
+        if spec.get("hold_after_check"):
+            hold("after the ledger check")
         return found
 
     def loaded(*args: Any, **kwargs: Any) -> Any:
         outcome = load(*args, **kwargs)
         if spec.get("hold_after_load"):
-            (workdir / f"{name}.loaded").write_text(outcome.status, encoding="utf-8")
-            go = workdir / f"{name}.go"
-            deadline = time.monotonic() + 120
-            while not go.exists():
-                if time.monotonic() > deadline:
-                    raise RuntimeError("held after the load for 120 s and never let go")
-                time.sleep(0.02)
+            partial = workdir / f"{name}.loaded.tmp"
+            partial.write_text(outcome.status, encoding="utf-8")
+            partial.replace(workdir / f"{name}.loaded")  # the test never reads half a marker
+            hold("after the load")
         return outcome
 
     task_steps.previous_result_task = consulted  # type: ignore[assignment]

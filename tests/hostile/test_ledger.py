@@ -180,17 +180,14 @@ class Child:
 
 
 def _spawn(workdir: Path, name: str, path: Path, department: str, period: str, *,
-           pause_before_commit: bool = False, hold_after_load: bool = False) -> Child:
+           hold_after_check: bool = False, hold_after_load: bool = False) -> Child:
     """``duikou ingest``'s control flow in its own process, with this test's data dir, warehouse and Prefect."""
     from prefect.settings import PREFECT_API_URL
 
     spec = {"workdir": str(workdir), "name": name, "path": str(path), "department": department, "period": period,
-            "hold_after_load": hold_after_load}
+            "hold_after_check": hold_after_check, "hold_after_load": hold_after_load}
     env = {k: v for k, v in os.environ.items() if k not in (bulk.PAUSE_AT_ENV, bulk.PAUSE_MARKER_ENV)}
     env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
-    if pause_before_commit:
-        env[bulk.PAUSE_AT_ENV] = "before_commit"
-        env[bulk.PAUSE_MARKER_ENV] = str(workdir / f"{name}.paused")
     with (workdir / f"{name}.out").open("wb") as out, (workdir / f"{name}.err").open("wb") as err:
         process = subprocess.Popen([sys.executable, str(CHILD), json.dumps(spec)], stdout=out, stderr=err, env=env)
     return Child(name, process, workdir)
@@ -200,8 +197,9 @@ def _spawn(workdir: Path, name: str, path: Path, department: str, period: str, *
 def test_two_processes_ingesting_the_same_file_the_winners_receipt_stays_loaded(
     prefect_harness: None, data_dir: Path, tmp_path: Path
 ) -> None:
-    """The first holds its transaction open just before its commit; the second passes the ledger
-    check meanwhile and is let go to write its receipts only after the winner has finished."""
+    """The loser consults the ledger first (no row yet) and is held there; the winner then runs
+    to its end (loaded, receipts written); the loser, let go, loads the same file and loses under
+    the warehouse lock — the race of two simultaneous ingests, in a fixed order."""
     form = _form(tmp_path / "poverty.xlsx", "poverty", "2016")
     sid = submission_key("poverty", _sha(form))
     workdir = tmp_path / "children"
@@ -209,25 +207,22 @@ def test_two_processes_ingesting_the_same_file_the_winners_receipt_stays_loaded(
     _engine()  # the warehouse exists before the children open it
     children: list[Child] = []
     try:
-        winner = _spawn(workdir, "winner", form, "poverty", "2016", pause_before_commit=True)
-        children.append(winner)
-        winner.wait_for("paused")  # lock held, ledger row written, not committed
-        loser = _spawn(workdir, "loser", form, "poverty", "2016", hold_after_load=True)
+        loser = _spawn(workdir, "loser", form, "poverty", "2016", hold_after_check=True)
         children.append(loser)
-        loser.wait_for("checked")  # the ledger had no row yet: it goes on to load
-        (workdir / "winner.paused.release").touch()
+        loser.wait_for("checked")  # the ledger had no row: it will go on to read, check and load
+        winner = _spawn(workdir, "winner", form, "poverty", "2016")
+        children.append(winner)
         assert winner.result()["status"] == "loaded"
-        assert loser.wait_for("loaded").read_text(encoding="utf-8") == "duplicate"  # it lost the race
+        assert (data_dir / "receipts" / f"{sid}.json").is_file()
         (workdir / "loser.go").touch()
-        assert loser.result()["status"] == "duplicate"
+        assert loser.result()["status"] == "duplicate"  # it lost the race
     finally:
         for child in children:
             child.stop()
 
     assert _ledger(_sha(form))["poverty"]["status"] == "loaded"
     receipt = _receipt(data_dir, sid)
-    assert (receipt["status"], receipt["counts"]["facts_loaded"]) == ("loaded", receipt["counts"]["facts_loaded"])
-    assert receipt["counts"]["facts_loaded"] > 0
+    assert receipt["status"] == "loaded" and receipt["counts"]["facts_loaded"] > 0
     beside_kept = list((data_dir / "archive").rglob("*.receipt.json"))
     assert len(beside_kept) == 1
     assert json.loads(beside_kept[0].read_text(encoding="utf-8"))["status"] == "loaded"
