@@ -147,7 +147,7 @@ submission = Table(
         comment="first 16 hex digits of sha256(department ':' sha256) (warehouse/keys.py); "
         "rows from before migration 0011: of sha256",
     ),
-    Column("sha256", String(64), nullable=False, comment="of the file's bytes"),
+    Column("sha256", String(64), nullable=False, comment="of the file's bytes; unique together with department"),
     Column("department", String(32), ForeignKey("ref_department.department"), nullable=False),
     Column("period", String(7), nullable=False, comment="YYYY-MM or YYYY"),
     Column("original_name", Text, nullable=False),

@@ -37,7 +37,7 @@ depends_on: str | Sequence[str] | None = None
 _ID_BEFORE = "first 16 hex digits of sha256"
 _ID_AFTER = ("first 16 hex digits of sha256(department ':' sha256) (warehouse/keys.py); "
              "rows from before migration 0011: of sha256")
-_SHA_AFTER = "of the file's bytes"
+_SHA_AFTER = "of the file's bytes; unique together with department"
 _TABLE_BEFORE = "the ledger: one row per distinct file received; status 'loaded' marks the current version"
 _TABLE_AFTER = ("the ledger: one row per distinct file received from one department; "
                 "status 'loaded' marks the current version")
