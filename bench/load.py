@@ -67,6 +67,7 @@ from sqlalchemy.engine import make_url
 from expectations.declaration import load_declarations
 from warehouse import schema
 from warehouse.engine import begin_write, ensure_warehouse, make_engine
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 
 POSTGRES_URL_ENV = "DUIKOU_BENCH_POSTGRES_URL"
@@ -136,7 +137,7 @@ def plain_tuples(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
 def record(version: int) -> SubmissionRecord:
     digest = hashlib.sha256(f"bench bulk load, version {version}".encode()).hexdigest()
     return SubmissionRecord(
-        submission_id=digest[:16],
+        submission_id=submission_key(DEPARTMENT, digest),
         sha256=digest,
         department=DEPARTMENT,
         period=PERIOD,

@@ -126,7 +126,7 @@ def run_plain(work: Path, landing: Path) -> tuple[float, dict[str, int]]:
         engine = open_warehouse(settings)
         reference = reference_frames()
         files, _ = scan_landing_area(settings.landing_dir)
-        pending = [f for f in files if find_submission(engine, f.sha256) is None]
+        pending = [f for f in files if find_submission(engine, f.department, f.sha256) is None]
         for group in by_department(pending):
             for item in group:
                 result = pipeline.process_submission(item.path, item.department, item.period, engine=engine,

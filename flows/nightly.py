@@ -3,9 +3,10 @@ the report.
 
 The landing area is ``<landing>/<department>/<period>/<file>``: ``<data>/landing``, and the fsspec
 URL ``DUIKOU_LANDING_URL`` (``s3://bucket/duikou/landing``, …) when set (``tasks/landing_store.py``).
-Files stay there; the ledger (keyed by SHA-256) says which were already processed, so a second
-run over the same landing area loads nothing. Objects of a remote landing area are fetched into
-``<data>/staging/`` before they are read.
+Files stay there; the ledger (keyed by department and SHA-256) says which were already processed,
+so a second run over the same landing area loads nothing. Every ledger row whose receipt is missing
+(a run killed between its commit and its receipt) gets it from :func:`recover_receipts_task`.
+Objects of a remote landing area are fetched into ``<data>/staging/`` before they are read.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from flows.department_ingest import FileOutcome, ingest_files
 from flows.missing_alerts import alert_missing_returns_task
-from flows.pipeline import SubmissionResult
+from flows.pipeline import SubmissionResult, recover_receipts
 from flows.warehouse_access import open_warehouse
 from flows.workpool import WorkPoolRunsFailed, ingest_on_work_pool
 from tasks.followup_steps import follow_up_task
@@ -71,6 +72,7 @@ class NightlySummary:
     report_path: str | None = None
     missing: list[dict[str, Any]] = field(default_factory=list)  # returns past their deadline, alerted
     cross_checks: dict[str, int] = field(default_factory=dict)  # warehouse.cross_returns.CrossCheckRun
+    receipts_recovered: list[str] = field(default_factory=list)  # ledger rows whose receipt was missing
     followups: dict[str, int] = field(default_factory=dict)  # warehouse.followups.SyncSummary
     #: what the marts left out, each named (a ledger row the calendar cannot place, a KPI): warehouse.marts
     marts_skipped: list[str] = field(default_factory=list)
@@ -85,6 +87,8 @@ class NightlySummary:
             out["steps_failed"] = len(self.steps_failed)
         for result in self.processed:
             out[result.status] = out.get(result.status, 0) + 1
+        if self.receipts_recovered:
+            out["receipts_recovered"] = len(self.receipts_recovered)
         return out
 
 
@@ -163,7 +167,7 @@ def reconcile_task(
     pending: list[LandingFile] = []
     unchanged = 0
     for entry in entries:
-        if not _needs_processing(find_submission(engine, entry.sha256), entry, settings):
+        if find_submission(engine, entry.department, entry.sha256) is not None:  # receipts: recover_receipts_task
             if entry.staged is not None:
                 discard_staged(entry.staged)
             unchanged += 1
@@ -193,13 +197,14 @@ def reconcile_task(
     return pending, unchanged, skipped, failed
 
 
-def _needs_processing(ledger: dict[str, Any] | None, landed: LandingFile | LandingEntry, settings: Settings) -> bool:
-    if ledger is None:
-        return True
-    receipt = ledger.get("receipt_path")
-    if not receipt or ledger["status"] not in ("loaded", "superseded") or is_registry(landed.department):
-        return False
-    return not (settings.resolved_data_dir / str(receipt)).exists()
+@task(name="recover-receipts", cache_policy=NO_CACHE)
+def recover_receipts_task(engine: Engine, reference: ReferenceFrames, settings: Settings) -> list[str]:
+    """Every ledger row without its receipt — loaded, superseded, rejected or quarantined — gets it,
+    re-derived from the kept file (``flows.pipeline.recover_receipt``): the ids written."""
+    recovered = recover_receipts(engine, reference, settings)
+    if recovered:
+        get_run_logger().warning("receipts recovered (their runs died after the commit): %s", ", ".join(recovered))
+    return recovered
 
 
 def by_department(pending: list[LandingFile]) -> list[list[LandingFile]]:
@@ -286,6 +291,8 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
                 logger.error("processing %s failed: %s", outcome.path, outcome.reason)
                 summary.failed.append({"path": outcome.path, "reason": outcome.reason})
     # every later step runs even when an earlier one failed: the run ends Failed naming each failure
+    summary.receipts_recovered = step("recover-receipts",
+                                      lambda: recover_receipts_task(engine, reference, settings)) or []
     followed = step("cross-checks-and-follow-ups", lambda: follow_up_task(engine, None))
     if followed is not None:  # every cross-return check, then the follow-up list
         summary.cross_checks, summary.followups = followed.cross_checks.to_dict(), followed.followups.to_dict()

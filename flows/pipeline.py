@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +11,17 @@ from sqlalchemy import Engine
 from duikou_settings import Settings
 from tasks import steps
 from tasks.followup_steps import follow_up_task
-from tasks.submission import Parsed, Received, build_receipt, is_registry, preview_load, storage_paths
+from tasks.submission import (
+    Parsed,
+    Received,
+    build_receipt,
+    is_registry,
+    preview_load,
+    storage_paths,
+    write_receipt_as_ledger,
+)
 from tasks.validate import Validation
-from warehouse.load import LoadOutcome
+from warehouse.load import LoadOutcome, find_submission, ledger_issues
 from warehouse.refdata import ReferenceFrames
 
 
@@ -53,18 +61,12 @@ def process_submission(
                                 dry_run=dry_run)
     received = steps.receive_task(path, department, period)
     previous = steps.previous_result_task(engine, received)
+    if previous is not None:  # the ledger's id for it (a row older than migration 0011 keeps its own)
+        received = replace(received, ledger_id=str(previous["submission_id"]))
     if previous is not None and previous["status"] in ("loaded", "superseded"):
-        if not dry_run:
-            _write_lost_receipt(received, previous, engine, reference, settings)
-        receipt = build_receipt(received, None, None, status="duplicate", dry_run=dry_run,
-                                duplicate_of=_ledger_summary(previous))
-        receipt_path = None
-        if not dry_run:
-            _, receipt_path = storage_paths(received, "loaded", settings)
-            receipt_path = receipt_path.with_name(f"{received.submission_id}.duplicate.json")
-            steps.receipt_task(receipt, receipt_path, None)
-        return SubmissionResult(received.submission_id, department, received.period.label,
-                                received.original_name, "duplicate", receipt, receipt_path)
+        if not dry_run and engine is not None:
+            recover_receipt(engine, previous, reference, settings)
+        return duplicate_result(received, previous, settings, dry_run=dry_run)
 
     parsed, validation = read_and_validate(received, engine, reference)
     steps.dq_summary_task(received, validation)  # table artifact dq-<department>-<period>
@@ -77,13 +79,17 @@ def process_submission(
                                 received.original_name, validation.outcome, receipt, None)
 
     outcome = steps.load_task(engine, received, parsed, validation, settings)
+    if outcome.status == "duplicate":  # another run recorded the same file first: its receipt stays its own
+        winner = find_submission(engine, received.department, received.sha256)
+        assert winner is not None  # the loser saw the winner's row under the same lock
+        return duplicate_result(received, winner, settings, dry_run=False)
     stored, receipt_path = storage_paths(received, validation.outcome, settings)
     receipt = build_receipt(
         received, parsed, validation, status=outcome.status, load_outcome=outcome,
         duplicate_of=None, stored=stored.relative_to(settings.resolved_data_dir).as_posix(),
     )
     receipt = steps.correction_task(received, receipt, validation, settings)
-    steps.receipt_task(receipt, receipt_path, stored)
+    steps.receipt_task(receipt, receipt_path, stored, engine)  # only while the ledger row says the same
     if follow_up:
         follow_up_task(engine, [department] if outcome.status == "loaded" else [])
     return SubmissionResult(received.submission_id, department, received.period.label,
@@ -99,28 +105,124 @@ def read_and_validate(
     return parsed, steps.validate_task(parsed, history)
 
 
-def _write_lost_receipt(
-    received: Received, previous: dict[str, Any], engine: Engine | None, reference: ReferenceFrames,
-    settings: Settings,
-) -> None:
-    """Finish a load whose run died between its commit and its receipt (process or server killed).
+def duplicate_result(
+    received: Received, earlier: dict[str, Any], settings: Settings, *, dry_run: bool
+) -> SubmissionResult:
+    """The receipt of a file the ledger already has: ``<id>.duplicate.json``, never the main receipt."""
+    receipt = build_receipt(received, None, None, status="duplicate", dry_run=dry_run,
+                            duplicate_of=_ledger_summary(earlier))
+    receipt_path = None
+    if not dry_run:
+        _, receipt_path = storage_paths(received, "loaded", settings)
+        receipt_path = receipt_path.with_name(f"{received.submission_id}.duplicate.json")
+        steps.receipt_task(receipt, receipt_path, None)
+    return SubmissionResult(received.submission_id, received.department, received.period.label,
+                            received.original_name, "duplicate", receipt, receipt_path)
 
-    The ledger is the truth — the load committed, its file was kept before the transaction — so
-    the receipt (and correction workbook) it should have had is re-derived from the same file
-    and written where the ledger says. A no-op when the receipt exists.
+
+def receipt_missing(row: dict[str, Any], settings: Settings) -> bool:
+    """A ledger row whose receipt file is not where the ledger says (its run died after the commit)."""
+    receipt_rel = row.get("receipt_path")
+    return bool(receipt_rel) and not (settings.resolved_data_dir / str(receipt_rel)).exists()
+
+
+def recover_receipt(engine: Engine, row: dict[str, Any], reference: ReferenceFrames, settings: Settings) -> bool:
+    """Write the receipt of a ledger row whose run died between its commit and its receipt (process
+    or server killed), whatever its status: loaded, superseded, rejected or quarantined.
+
+    The ledger is the truth — the row committed, its file was kept before the transaction — so
+    the receipt (and correction workbook) it should have had is re-derived from the kept file the
+    ledger names and written where the ledger says, marked ``receipt_recovered``. A registry's
+    receipt, or one whose kept file is gone, is built from the ledger row and its recorded issues
+    instead (a registry is not streamed again for a receipt). A no-op when the receipt exists;
+    never replaces one written meanwhile. Returns whether it wrote.
     """
-    receipt_rel, stored_rel = previous.get("receipt_path"), previous.get("archive_path")
-    if not receipt_rel or (settings.resolved_data_dir / receipt_rel).exists():
-        return
-    parsed, validation = read_and_validate(received, engine, reference)
-    outcome = LoadOutcome(received.submission_id, "loaded", previous.get("supersedes"), None,
-                          int(previous.get("facts_loaded") or 0))
-    receipt = build_receipt(received, parsed, validation, status="loaded", load_outcome=outcome,
-                            duplicate_of=None, stored=stored_rel)
-    receipt["receipt_recovered"] = True  # written by a later run of the same file
-    receipt = steps.correction_task(received, receipt, validation, settings)
+    if not receipt_missing(row, settings):
+        return False
+    from tasks.quarantine import KeptFileError, receive_kept
+
+    status = "loaded" if row["status"] == "superseded" else str(row["status"])
+    outcome = LoadOutcome(str(row["submission_id"]), status, row.get("supersedes"), None,  # type: ignore[arg-type]
+                          int(row.get("facts_loaded") or 0))
+    stored_rel = str(row["archive_path"]) if row.get("archive_path") else None
     stored = settings.resolved_data_dir / stored_rel if stored_rel else None
-    steps.receipt_task(receipt, settings.resolved_data_dir / receipt_rel, stored)
+    receipt: dict[str, Any] | None = None
+    if not is_registry(str(row["department"])):
+        try:
+            received = replace(receive_kept(row, settings), ledger_id=str(row["submission_id"]))
+        except KeptFileError as exc:
+            note = str(exc)
+        else:
+            parsed, validation = read_and_validate(received, engine, reference)
+            receipt = build_receipt(received, parsed, validation, status=status, load_outcome=outcome,
+                                    stored=stored_rel)
+            receipt["receipt_recovered"] = True  # written by a later run, from the kept file
+            receipt = steps.correction_task(received, receipt, validation, settings)
+    else:
+        note = "登记表回执按台账记录重建 (a registry's receipt is rebuilt from the ledger, not re-read)"
+    if receipt is None:
+        receipt = ledger_receipt(engine, row, status, outcome, stored_rel)
+        receipt["receipt_note"] = note
+    if stored is not None and not stored.exists():
+        stored = None
+    return write_receipt_as_ledger(engine, receipt, settings.resolved_data_dir / str(row["receipt_path"]), stored,
+                                   only_if_missing=True)
+
+
+def ledger_receipt(engine: Engine, row: dict[str, Any], status: str, outcome: LoadOutcome,
+                   stored_rel: str | None) -> dict[str, Any]:
+    """A receipt from the ledger row and its recorded issues alone (no file read)."""
+    from datetime import UTC
+
+    from tasks.periods import parse_period
+    from tasks.submission import _declared
+
+    received_at = row["received_at"]
+    if received_at.tzinfo is None:  # SQLite keeps naive UTC
+        received_at = received_at.replace(tzinfo=UTC)
+    period = parse_period(str(row["period"]), _declared(str(row["department"])).period_type)
+    received = Received(path=Path(stored_rel or ""), department=str(row["department"]), period=period,
+                        original_name=str(row["original_name"]), sha256=str(row["sha256"]),
+                        received_at=received_at, size_bytes=0, source_url=row.get("source_url"),
+                        ledger_id=str(row["submission_id"]))
+    issues = ledger_issues(engine, str(row["submission_id"]))
+    receipt = build_receipt(received, None, None, status=status, load_outcome=outcome, stored=stored_rel)
+    by_severity = {s: sum(1 for i in issues if i.severity == s) for s in ("critical", "warning", "info")}
+    receipt["issues"] = [i.to_dict() for i in issues]
+    receipt["counts"].update({
+        "rows_read": int(row.get("rows_read") or 0), "rows_loaded": int(row.get("rows_loaded") or 0),
+        "rows_rejected": int(row.get("rows_rejected") or 0), "issues": by_severity,
+    })
+    receipt["summary_zh"] = receipt["summary_zh"].split("(")[0] + (
+        f"(严重{by_severity['critical']}项，警告{by_severity['warning']}项，提示{by_severity['info']}项)")
+    receipt["receipt_recovered"] = True
+    return receipt
+
+
+def recover_receipts(engine: Engine, reference: ReferenceFrames, settings: Settings) -> list[str]:
+    """Every ledger row without its receipt file gets one (:func:`recover_receipt`): the ids written.
+
+    One row that cannot be recovered is logged and left for the next run; the others go on.
+    """
+    import logging
+
+    from sqlalchemy import select
+
+    from warehouse import schema
+
+    sub = schema.submission
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(sub).where(sub.c.receipt_path.is_not(None))).mappings()]
+    written: list[str] = []
+    for row in rows:
+        if not receipt_missing(row, settings):
+            continue
+        try:
+            if recover_receipt(engine, row, reference, settings):
+                written.append(str(row["submission_id"]))
+        except Exception as exc:  # one bad row never stops the others (nor the nightly)
+            logging.getLogger(__name__).error("receipt of %s not recovered: %s", row["submission_id"], exc)
+    return written
 
 
 def _ledger_summary(row: dict[str, Any]) -> dict[str, Any]:

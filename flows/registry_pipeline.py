@@ -16,11 +16,11 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
 from duikou_settings import Settings
-from flows.pipeline import SubmissionResult
+from flows.pipeline import SubmissionResult, duplicate_result, recover_receipt
 from tasks import steps
 from tasks.registry import RegistryStream, StageTimes, registry_declaration, require_person_key, stream_registry
 from tasks.submission import Received, build_receipt, relative, storage_paths, store_file
-from warehouse.load import SubmissionRecord, current_version
+from warehouse.load import SubmissionRecord, current_version, find_submission
 from warehouse.refdata import ReferenceFrames
 from warehouse.registry import PersonWriter, RegistryOutcome, StreamResult, record_registry_submission
 
@@ -115,17 +115,12 @@ def process_registry(
     key = require_person_key(settings)  # refuse before reading a single row
     received = steps.receive_task(path, department, period)
     previous = steps.previous_result_task(engine, received)
+    if previous is not None:  # the ledger's id for it (a row older than migration 0011 keeps its own)
+        received = replace(received, ledger_id=str(previous["submission_id"]))
     if previous is not None and previous["status"] in ("loaded", "superseded"):
-        summary = {k: (str(previous[k]) if previous.get(k) is not None else None)
-                   for k in ("submission_id", "department", "period", "original_name", "status", "received_at")}
-        receipt = build_receipt(received, None, None, status="duplicate", dry_run=dry_run, duplicate_of=summary)
-        receipt_path = None
-        if not dry_run:
-            _, receipt_path = storage_paths(received, "loaded", settings)
-            receipt_path = receipt_path.with_name(f"{received.submission_id}.duplicate.json")
-            steps.receipt_task(receipt, receipt_path, None)
-        return SubmissionResult(received.submission_id, department, received.period.label, received.original_name,
-                                "duplicate", receipt, receipt_path)
+        if not dry_run and engine is not None:
+            recover_receipt(engine, previous, reference, settings)
+        return duplicate_result(received, previous, settings, dry_run=dry_run)
     if dry_run or engine is None:
         stream, _ = ingest_registry_task(received, None, reference, settings, key)
         status = stream.result.status
@@ -141,6 +136,10 @@ def process_registry(
     stream, outcome = ingest_registry_task(received, engine, reference, settings, key)
     assert outcome is not None
     status = outcome.load.status
+    if status == "duplicate":  # another run recorded the same file first: its receipt stays its own
+        winner = find_submission(engine, received.department, received.sha256)
+        assert winner is not None  # seen under the same lock
+        return duplicate_result(received, winner, settings, dry_run=False)
     stored, receipt_path = storage_paths(received, status, settings)
     if status != "duplicate":
         store_file(received, stored)  # the department's own file: the archive is the restricted store
@@ -148,6 +147,6 @@ def process_registry(
                                supersedes=outcome.load.supersedes,
                                stored=stored.relative_to(settings.resolved_data_dir).as_posix(),
                                extra_issues=outcome.reconciliation_issues)
-    steps.receipt_task(receipt, receipt_path, stored if status != "duplicate" else None)
+    steps.receipt_task(receipt, receipt_path, stored, engine)  # only while the ledger row says the same
     return SubmissionResult(received.submission_id, department, received.period.label, received.original_name,
                             status, receipt, receipt_path)

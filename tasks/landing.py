@@ -1,7 +1,7 @@
 """Putting a submitted file into the landing area under a name the server chooses.
 
-``landing/<department>/<period>/<submission id><suffix>``, where the submission id is the first
-16 hex digits of the file's SHA-256 (as everywhere in duikou) and the suffix is one of the
+``landing/<department>/<period>/<submission id><suffix>``, where the submission id is
+``warehouse.keys.submission_key(department, sha256)`` (as everywhere in duikou) and the suffix is one of the
 readable types. The name the department gave is kept beside it in a hidden sidecar
 ``.<stored name>.intake.json`` ({original_name, received_at, via}); :func:`tasks.submission.receive`
 reads it, so the receipt and the run name show the department's file name whichever path (event
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from warehouse.keys import submission_key
 
 ACCEPTED_SUFFIXES = (".xlsx", ".xls", ".csv")
 SIDECAR_SUFFIX = ".intake.json"
@@ -164,7 +166,8 @@ class LandingWriter:
         digest = self._hash.hexdigest()
         folder = self._landing / department / period
         folder.mkdir(parents=True, exist_ok=True)
-        stored = folder / f"{digest[:16]}{suffix}"
+        key = submission_key(department, digest)
+        stored = folder / f"{key}{suffix}"
         received_at = datetime.now(UTC)
         meta = {"original_name": Path(original_name).name, "received_at": received_at.isoformat(), "via": via,
                 "sha256": digest, "size_bytes": self.size_bytes}
@@ -175,7 +178,7 @@ class LandingWriter:
         else:
             write_json_atomically(sidecar_path(stored), meta)
         os.replace(self._tmp, stored)  # sidecar first: whoever sees the file sees its name too
-        return LandedFile(stored, digest[:16], digest, self.size_bytes, department, period,
+        return LandedFile(stored, key, digest, self.size_bytes, department, period,
                           str(meta["original_name"]), received_at)
 
 

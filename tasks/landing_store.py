@@ -42,6 +42,7 @@ from fsspec.registry import available_protocols, known_implementations
 
 from duikou_settings import Settings
 from tasks.landing import ACCEPTED_SUFFIXES, SIDECAR_SUFFIX, oversize_key, sidecar_path, write_json_atomically
+from warehouse.keys import submission_key
 
 log = logging.getLogger("duikou.landing")
 
@@ -383,7 +384,7 @@ def stage_entry(entry: LandingEntry, staging: Path, max_bytes: int) -> tuple[Pat
             out.flush()
             os.fsync(out.fileno())
         sha = digest.hexdigest()
-        folder = staging / sha[:16]
+        folder = staging / submission_key(entry.department, sha)  # one department's copy per folder
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / entry.name
         sidecar = _staged_sidecar(entry, sha, size)

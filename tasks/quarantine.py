@@ -91,7 +91,7 @@ def receive_kept(ledger: dict[str, Any], settings: Settings) -> Received:
             f"the kept file {path} is not the file received as {ledger['submission_id']} (sha256 differs)"
         )
     # the kept copy is named <id>__<name>; reading and the receipt want the department's own name
-    return replace(received, original_name=str(ledger["original_name"]))
+    return replace(received, original_name=str(ledger["original_name"]), ledger_id=str(ledger["submission_id"]))
 
 
 def release_blockers(validation: Validation) -> tuple[Issue, ...]:

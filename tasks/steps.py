@@ -97,8 +97,13 @@ def correction_task(received: steps.Received, receipt: dict[str, Any], validatio
 
 
 @task(name="write-receipt", cache_policy=NO_CACHE, **IO_RETRIES)
-def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path | None) -> None:
-    steps.write_receipt(receipt, receipt_path, stored_path)
+def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path | None,
+                 engine: Engine | None = None) -> bool:
+    """Write the receipt; with ``engine``, only while the ledger row agrees (the winner's receipt only)."""
+    if engine is None:
+        steps.write_receipt(receipt, receipt_path, stored_path)
+        return True
+    return steps.write_receipt_as_ledger(engine, receipt, receipt_path, stored_path)
 
 
 @task(name="refresh-marts", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -5,12 +5,15 @@ The Prefect tasks in :mod:`tasks.steps` wrap these; tests call them directly.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +34,15 @@ from tasks.townships import TownshipResolver
 from tasks.validate import Validation, decide_outcome
 from warehouse.decisions import OperatorDecision
 from warehouse.history import CheckHistory, read_check_history
-from warehouse.load import LoadOutcome, SubmissionRecord, current_version, find_submission, record_submission
+from warehouse.keys import submission_key
+from warehouse.load import (
+    LoadOutcome,
+    SubmissionRecord,
+    current_version,
+    find_submission,
+    ledger_row,
+    record_submission,
+)
 from warehouse.refdata import ReferenceFrames
 
 
@@ -52,10 +63,12 @@ class Received:
     #: over its upload limit: refused unread; ``sha256`` is :func:`tasks.landing.oversize_key`, not the
     #: whole file's, and only its first OVERSIZE_KEPT_BYTES are kept (:func:`store_file`)
     oversize: bool = False
+    ledger_id: str | None = None  # the id the ledger already gave this file (a row older than migration 0011)
 
     @property
     def submission_id(self) -> str:
-        return self.sha256[:16]
+        """Who sent it and what it is (``warehouse.keys.submission_key``), or the ledger's id for it."""
+        return self.ledger_id or submission_key(self.department, self.sha256)
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,7 @@ def upload_limit(department: str, settings: Settings | None = None) -> int:
 
 def previous_result(engine: Engine | None, received: Received) -> dict[str, Any] | None:
     """The ledger row of an identical file already received, if any."""
-    return find_submission(engine, received.sha256) if engine is not None else None
+    return find_submission(engine, received.department, received.sha256) if engine is not None else None
 
 
 def parse(received: Received, reference: ReferenceFrames) -> Parsed:
@@ -430,6 +443,47 @@ def attach_correction_workbook(
     except ValueError as exc:
         return {**receipt, "correction_workbook": None, "correction_workbook_note": str(exc)}
     return {**receipt, "correction_workbook": relative(out, settings)}
+
+
+def receipt_agrees(ledger_status: str, receipt_status: str) -> bool:
+    """Whether a receipt saying ``receipt_status`` tells the truth about a row now ``ledger_status``:
+    the same status, or a load that a later version has since superseded."""
+    return receipt_status == ledger_status or (receipt_status == "loaded" and ledger_status == "superseded")
+
+
+@contextmanager
+def receipts_lock(receipts_dir: Path) -> Iterator[None]:
+    """One receipt writer at a time across processes (``flock`` on ``<receipts>/.receipts.lock``):
+    checking the ledger and writing the receipt happen together, so the last receipt written is
+    the one of the last status committed."""
+    receipts_dir.mkdir(parents=True, exist_ok=True)
+    with (receipts_dir / ".receipts.lock").open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def write_receipt_as_ledger(
+    engine: Engine, receipt: dict[str, Any], receipt_path: Path, stored_path: Path | None, *,
+    only_if_missing: bool = False,
+) -> bool:
+    """Write the receipt (as :func:`write_receipt`) only while the ledger row agrees with it.
+
+    The winner's receipt only: a run that lost a race for the same file (its load came back
+    ``duplicate``) or whose row has since been re-recorded with another status writes nothing
+    here. ``only_if_missing``: a recovered receipt never replaces one written meanwhile.
+    Returns whether it wrote.
+    """
+    with receipts_lock(receipt_path.parent):
+        if only_if_missing and receipt_path.exists():
+            return False
+        row = ledger_row(engine, str(receipt["submission_id"]))
+        if row is None or not receipt_agrees(str(row["status"]), str(receipt["status"])):
+            return False
+        write_receipt(receipt, receipt_path, stored_path)
+        return True
 
 
 def write_receipt(receipt: dict[str, Any], receipt_path: Path, stored_path: Path | None) -> None:

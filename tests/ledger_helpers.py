@@ -10,6 +10,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Engine
 
+from warehouse.keys import submission_key
 from warehouse.load import DqFlag, SubmissionRecord, record_submission
 
 TOWNSHIPS = ("513323100", "513323101", "513323102", "513323201", "513323202", "513323204", "513323205",
@@ -46,14 +47,14 @@ def record(
     facts = pd.DataFrame(rows, columns=["indicator", "township_code", "value", "flagged", "source_row"])
     facts["value"] = facts["value"].astype("float64")
     rec = SubmissionRecord(
-        submission_id=digest[:16], sha256=digest, department=department, period=period,
+        submission_id=submission_key(department, digest), sha256=digest, department=department, period=period,
         original_name=f"{department}-{period}{tag}.xlsx", received_at=received_at, status=status,  # type: ignore[arg-type]
         rows_read=len(codes), rows_loaded=len(codes) if status == "loaded" else 0, rows_rejected=0,
         archive_path=None, receipt_path=None,
     )
     totals = pd.DataFrame(columns=["indicator", "value", "label_zh"])
     record_submission(engine, rec, facts, totals, (), (), dq_flags=dq_flags)
-    return digest[:16]
+    return rec.submission_id
 
 
 def row_of(code: str, codes: Sequence[str]) -> int:

@@ -34,6 +34,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from expectations.declaration import load_declarations
 from warehouse import bulk, schema
 from warehouse.engine import begin_write, make_engine
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 
 DEPARTMENT = "tourism"
@@ -50,13 +51,13 @@ def sha(content: str) -> str:
 
 
 def submission_id(content: str) -> str:
-    return sha(content)[:16]
+    return submission_key(DEPARTMENT, sha(content))
 
 
 def make_record(content: str) -> SubmissionRecord:
     digest = sha(content)
     return SubmissionRecord(
-        submission_id=digest[:16],
+        submission_id=submission_key(DEPARTMENT, digest),
         sha256=digest,
         department=DEPARTMENT,
         period=PERIOD,

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from warehouse import bulk, schema
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, find_submission, record_submission
 
 TOWNSHIPS = ["513323100", "513323101", "513323102", "513323201", "513323202", "513323204", "513323205"]
@@ -39,7 +40,7 @@ AWKWARD = [
 def make_record(content: str, period: str = "2016-07") -> SubmissionRecord:
     digest = hashlib.sha256(content.encode()).hexdigest()
     return SubmissionRecord(
-        submission_id=digest[:16],
+        submission_id=submission_key("tourism", digest),
         sha256=digest,
         department="tourism",
         period=period,
@@ -152,7 +153,7 @@ def test_bad_rows_roll_back_as_integrity_errors(
     for n, frame in enumerate((unknown_township, repeated_key, undeclared)):
         with pytest.raises(IntegrityError):
             record_submission(warehouse_engine, make_record(f"bad-{n}"), frame, NO_TOTALS, [], [])
-        assert find_submission(warehouse_engine, make_record(f"bad-{n}").sha256) is None
+        assert find_submission(warehouse_engine, "tourism", make_record(f"bad-{n}").sha256) is None
     # the connection is usable afterwards and nothing half-written is left
     ok = record_submission(warehouse_engine, make_record("after"), unknown_township.iloc[:4], NO_TOTALS, [], [])
     assert ok.facts_loaded == 4 and len(stored(warehouse_engine, ok.submission_id)) == 4

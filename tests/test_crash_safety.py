@@ -103,7 +103,7 @@ def test_killed_first_load_leaves_nothing(engine: Engine, tmp_path: Path, point:
     kill_at(engine, tmp_path, "first-v1", point)
 
     assert_consistent_file(engine)
-    assert find_submission(engine, sha("first-v1")) is None
+    assert find_submission(engine, DEPARTMENT, sha("first-v1")) is None
     assert current_version(engine, DEPARTMENT, PERIOD) is None
     assert table_counts(engine) == {
         "submission": 0,

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, delete, insert, inspect, text, update
 from sqlalchemy.exc import IntegrityError
 
 from warehouse import schema
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.migrate import SchemaDriftError, existing_triggers, schema_differences, verify_schema
 
@@ -32,7 +33,7 @@ NO_TOTALS = pd.DataFrame(columns=["indicator", "value", "label_zh"])
 def record(content: str) -> SubmissionRecord:
     digest = hashlib.sha256(content.encode()).hexdigest()
     return SubmissionRecord(
-        submission_id=digest[:16], sha256=digest, department="tourism", period="2016-07",
+        submission_id=submission_key("tourism", digest), sha256=digest, department="tourism", period="2016-07",
         original_name=f"{content}.xlsx", received_at=datetime(2016, 8, 1, tzinfo=UTC), status="loaded",
         rows_read=2, rows_loaded=2, rows_rejected=0, archive_path=None, receipt_path=None,
     )

@@ -14,6 +14,7 @@ from tasks.demo_data import demo_values
 from tasks.form_writer import write_form
 from tasks.submission import parse, receive, validate
 from warehouse.history import CheckHistory, earlier_values
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.refdata import reference_frames
 
@@ -96,7 +97,8 @@ def test_earlier_values_come_from_current_versions(warehouse_engine: Engine) -> 
     for n, period in enumerate(["2016-03", "2016-04", "2016-05"]):
         sha = f"{n:x}" * 64
         record = SubmissionRecord(
-            submission_id=sha[:16], sha256=sha, department="labour", period=period, original_name=f"{period}.xlsx",
+            submission_id=submission_key("labour", sha), sha256=sha, department="labour", period=period,
+            original_name=f"{period}.xlsx",
             received_at=datetime(2016, 6, 1, tzinfo=UTC), status="loaded", rows_read=15, rows_loaded=15,
             rows_rejected=0, archive_path=None, receipt_path=None,
         )

@@ -28,6 +28,7 @@ from tasks.validate import Validation
 from warehouse import schema
 from warehouse.followups import followup_id
 from warehouse.history import CheckHistory
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.marts import refresh_marts
 from warehouse.refdata import reference_frames
@@ -60,7 +61,7 @@ def _seed_history(engine: Engine, department: str, periods: list[str], indicator
         facts["flagged"], facts["source_row"] = False, 5
         sha = hashlib.sha256(f"{department} {period}".encode()).hexdigest()
         record = SubmissionRecord(
-            submission_id=sha[:16], sha256=sha, department=department, period=period,
+            submission_id=submission_key(department, sha), sha256=sha, department=department, period=period,
             original_name=f"{period}.xlsx", received_at=datetime(2017, 1, 1, tzinfo=UTC), status="loaded",
             rows_read=15, rows_loaded=15, rows_rejected=0, archive_path=None, receipt_path=None,
         )

@@ -41,6 +41,7 @@ from tasks.landing_store import (
     store_for,
 )
 from tasks.registry_demo import registry_table, write_registry_csv
+from warehouse.keys import submission_key
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "duikou-county"
@@ -347,7 +348,8 @@ def test_memory_store_scan_and_staging(tmp_path: Path) -> None:
     assert skipped == [{"path": f"memory://{root}/health/2016-03/big.csv",
                         "reason": "文件超过上限 50 字节 (100 bytes): not fetched"}]
     staged, sha = stage_entry(entries[1], tmp_path / "staging", max_bytes=50)
-    assert staged == tmp_path / "staging" / sha[:16] / "a.csv" and staged.read_bytes() == b"a" * 10
+    assert staged == tmp_path / "staging" / submission_key("health", sha) / "a.csv"
+    assert staged.read_bytes() == b"a" * 10
     sidecar = json.loads((staged.parent / ".a.csv.intake.json").read_text(encoding="utf-8"))
     assert sidecar["original_name"] == "卫生 一月.csv" and sidecar["via"] == "intake"  # the object's own sidecar
     assert sidecar["source_url"] == f"memory://{root}/health/2016-01/a.csv"

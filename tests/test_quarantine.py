@@ -34,6 +34,7 @@ from warehouse.decisions import (
     reject_submission,
     resolve_submission,
 )
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 
 ZHANGGU = "513323100"
@@ -47,7 +48,7 @@ RULE = "poverty_poor_le_population"
 
 def _record(sha256: str, status: str, *, received: datetime | None = None) -> SubmissionRecord:
     return SubmissionRecord(
-        submission_id=sha256[:16],
+        submission_id=submission_key("tourism", sha256),
         sha256=sha256,
         department="tourism",
         period="2016-05",
@@ -167,12 +168,14 @@ def test_a_decision_needs_who_and_why(warehouse_engine: Engine) -> None:
 
 
 def test_ids_resolve_by_unique_prefix(warehouse_engine: Engine) -> None:
-    first = _quarantine(warehouse_engine, "abcdef01" + "0" * 56)
-    _quarantine(warehouse_engine, "abcdef02" + "0" * 56)
-    assert resolve_submission(warehouse_engine, "ABCDEF01")["submission_id"] == first
+    # two files whose tourism submission ids share their first 6 hex digits (617478fb…, 617478e8…)
+    first = _quarantine(warehouse_engine, f"{9096:064x}")
+    _quarantine(warehouse_engine, f"{9840:064x}")
+    assert first == "617478fba258e09d"
+    assert resolve_submission(warehouse_engine, "617478FB")["submission_id"] == first
     assert resolve_submission(warehouse_engine, first)["submission_id"] == first
     with pytest.raises(DecisionError, match="ambiguous"):
-        resolve_submission(warehouse_engine, "abcdef")
+        resolve_submission(warehouse_engine, "617478")
     with pytest.raises(DecisionError, match="6 to 16"):
         resolve_submission(warehouse_engine, "abcde")
     with pytest.raises(DecisionError, match="6 to 16"):

@@ -24,6 +24,7 @@ from tasks.registry_demo import registry_table, write_registry_csv, write_regist
 from tasks.submission import receive
 from tests.test_roles import roles  # noqa: F401  (the PostgreSQL role-set fixture)
 from warehouse import schema
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.refdata import reference_frames
 
@@ -145,7 +146,8 @@ def _load_labour_form(engine: Engine, counts: pd.DataFrame) -> None:
                       "value": counts["poor"].to_numpy(dtype=float), "flagged": False, "source_row": 5}),
     ])
     record = SubmissionRecord(
-        submission_id="ab" * 8, sha256="ab" * 32, department="labour", period=PERIOD, original_name="labour.xlsx",
+        submission_id=submission_key("labour", "ab" * 32), sha256="ab" * 32, department="labour", period=PERIOD,
+        original_name="labour.xlsx",
         received_at=datetime(2017, 6, 5, tzinfo=UTC), status="loaded", rows_read=15, rows_loaded=15,
         rows_rejected=0, archive_path=None, receipt_path=None,
     )

@@ -20,6 +20,7 @@ from tasks.report_data import load_report_data
 from tasks.report_quality import completeness_matrices, township_drilldown
 from tasks.report_registry import registry_lines, registry_views
 from warehouse import schema
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.refdata import reference_frames
 
@@ -89,7 +90,8 @@ def load_registry_snapshot(engine: Engine, tmp_path: Path, *, names: list[str] |
                       "value": form["poor"].to_numpy(dtype=float), "flagged": False, "source_row": 5}),
     ])  # fmt: skip
     record = SubmissionRecord(
-        submission_id="cd" * 8, sha256="cd" * 32, department="labour", period=PERIOD, original_name="labour.xlsx",
+        submission_id=submission_key("labour", "cd" * 32), sha256="cd" * 32, department="labour", period=PERIOD,
+        original_name="labour.xlsx",
         received_at=datetime(2017, 6, 5, tzinfo=UTC), status="loaded", rows_read=15, rows_loaded=15,
         rows_rejected=0, archive_path=None, receipt_path=None,
     )  # fmt: skip

@@ -22,6 +22,7 @@ import duikou_settings
 import flows.warehouse_access
 from flows.cli import main
 from warehouse import schema
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.restatements import (
     KPI_CHANGE_COLUMNS,
@@ -60,7 +61,7 @@ def record(engine: Engine, content: str, department: str, period: str, facts: Fa
     outcome = record_submission(
         engine,
         SubmissionRecord(
-            submission_id=digest[:16],
+            submission_id=submission_key(department, digest),
             sha256=digest,
             department=department,
             period=period,

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from warehouse import schema
 from warehouse.engine import begin_write, ensure_warehouse, make_engine
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.marts import refresh_marts
 from warehouse.roles import Roles, check_identifier, create_roles, regrant
@@ -49,7 +50,7 @@ def load_poverty(engine: Engine, content: str, poor: float) -> str:
     outcome = record_submission(
         engine,
         SubmissionRecord(
-            submission_id=digest[:16], sha256=digest, department="poverty", period="2016",
+            submission_id=submission_key("poverty", digest), sha256=digest, department="poverty", period="2016",
             original_name=f"{content}.xlsx", received_at=datetime(2017, 1, 10, tzinfo=UTC), status="loaded",
             rows_read=2, rows_loaded=2, rows_rejected=0, archive_path=None, receipt_path=None,
         ),

@@ -21,6 +21,7 @@ from expectations.declaration import load_declarations
 from expectations.issues import Issue, issue
 from warehouse import schema
 from warehouse.engine import begin_write, ensure_warehouse
+from warehouse.keys import submission_key
 from warehouse.load import (
     DqResult,
     SubmissionRecord,
@@ -56,7 +57,7 @@ def make_record(
 ) -> SubmissionRecord:
     digest = sha(content)
     return SubmissionRecord(
-        submission_id=digest[:16],
+        submission_id=submission_key(department, digest),
         sha256=digest,
         department=department,
         period=period,
@@ -206,9 +207,9 @@ def test_loaded_submission_is_visible(warehouse_engine: Engine) -> None:
         "submission_issue": 0,
         "dq_result": 1,
     }
-    found = find_submission(warehouse_engine, sha("may-v1"))
+    found = find_submission(warehouse_engine, "tourism", sha("may-v1"))
     assert found is not None and found["submission_id"] == sid
-    assert find_submission(warehouse_engine, sha("never-seen")) is None
+    assert find_submission(warehouse_engine, "tourism", sha("never-seen")) is None
 
 
 def test_identical_file_is_a_duplicate(warehouse_engine: Engine) -> None:
@@ -344,7 +345,7 @@ def test_failed_insert_rolls_back_everything(warehouse_engine: Engine) -> None:
             [],
         )
     assert counts(warehouse_engine) == before
-    assert find_submission(warehouse_engine, sha("may-v2")) is None
+    assert find_submission(warehouse_engine, "tourism", sha("may-v2")) is None
     row = ledger(warehouse_engine, current)
     assert (row["status"], row["superseded_by"]) == ("loaded", None)  # the supersede was undone too
     assert set(current_values(warehouse_engine)["sid"]) == {current}

@@ -7,8 +7,12 @@ IMMEDIATE``), so the duplicate check, the supersede step and the inserts see a s
 
 Ledger rules:
 
-* an identical file (same sha256) already ``loaded`` or ``superseded`` is a duplicate: nothing
-  is written and the outcome names the earlier submission;
+* a submission is keyed by who sent it and what it is: ``submission_id`` is
+  ``warehouse.keys.submission_key(department, sha256)`` and the ledger holds one row per
+  (department, sha256) — the same bytes from two departments are two submissions;
+* an identical file (same department, same sha256) already ``loaded`` or ``superseded`` is a
+  duplicate: nothing is written and the outcome names the earlier submission
+  (``LoadOutcome.duplicate_of``) — also when the two arrived at once and this run lost the race;
 * an identical file recorded as ``rejected`` / ``quarantined`` is re-evaluated: its ledger row
   is rewritten in place and its detail rows are replaced (its ``submission_decision`` rows, the
   audit trail, stay);
@@ -32,7 +36,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -46,6 +50,7 @@ from warehouse.bulk import FACT_COLUMNS as FACT_COLUMNS  # re-exported: the fact
 from warehouse.bulk import FactBatch, insert_facts, pause_point, prepare_facts
 from warehouse.decisions import OperatorDecision, require_quarantined, write_decision
 from warehouse.engine import advisory_lock, begin_write
+from warehouse.keys import legacy_key, submission_key
 
 RecordStatus = Literal["loaded", "rejected", "quarantined"]
 OutcomeStatus = Literal["loaded", "rejected", "quarantined", "duplicate"]
@@ -53,14 +58,13 @@ OutcomeStatus = Literal["loaded", "rejected", "quarantined", "duplicate"]
 TOTAL_COLUMNS = ("indicator", "value", "label_zh")
 CHUNK_ROWS = 2_000
 _PERIOD_RE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
-_ID_LENGTH = 16
 
 
 @dataclass(frozen=True)
 class SubmissionRecord:
     """What the pipeline knows about one received file when it is recorded."""
 
-    submission_id: str  # first 16 hex digits of sha256
+    submission_id: str  # warehouse.keys.submission_key(department, sha256)
     sha256: str
     department: str
     period: str  # "YYYY-MM" (monthly returns) or "YYYY" (annual returns)
@@ -143,8 +147,9 @@ def text_safe(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _check_record(record: SubmissionRecord) -> tuple[int, int | None]:
     if record.status not in ("loaded", "rejected", "quarantined"):
         raise ValueError(f"{record.submission_id}: cannot record status {record.status!r}")
-    if len(record.sha256) != 64 or record.submission_id != record.sha256[:_ID_LENGTH]:
-        raise ValueError(f"{record.submission_id}: submission_id must be the first 16 hex digits of sha256")
+    keys = (submission_key(record.department, record.sha256), legacy_key(record.sha256))
+    if len(record.sha256) != 64 or record.submission_id not in keys:
+        raise ValueError(f"{record.submission_id}: submission_id must be submission_key(department, sha256)")
     year, month = parse_period(record.period)
     decl = load_declarations().get(record.department)
     if decl is not None and (month is None) != (decl.period_type == "year"):
@@ -265,15 +270,59 @@ def _forget_details(conn: Connection, submission_id: str) -> None:
         conn.execute(delete(table).where(table.c.submission_id == submission_id))
 
 
-def find_submission(engine: Engine, sha256: str) -> dict[str, Any] | None:
-    """The ledger row of the file with this sha256, as a dict, or None."""
+def find_submission(engine: Engine, department: str, sha256: str) -> dict[str, Any] | None:
+    """The ledger row of the file with this sha256 sent by ``department``, as a dict, or None."""
+    sub = schema.submission
     with engine.connect() as conn:
         row = (
-            conn.execute(select(schema.submission).where(schema.submission.c.sha256 == sha256))
+            conn.execute(select(sub).where(sub.c.department == department, sub.c.sha256 == sha256))
             .mappings()
             .first()
         )
     return dict(row) if row is not None else None
+
+
+def ledger_id(engine: Engine | Connection, department: str, sha256: str) -> str | None:
+    """The id the ledger gave (department, sha256), if it has the row: a row from before migration
+    0011 keeps its old id (``warehouse.keys.legacy_key``)."""
+    sub = schema.submission
+    query = select(sub.c.submission_id).where(sub.c.department == department, sub.c.sha256 == sha256)
+    if isinstance(engine, Connection):
+        return engine.execute(query).scalar_one_or_none()
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one_or_none()
+
+
+def keyed_as_ledger(engine: Engine, record: SubmissionRecord) -> SubmissionRecord:
+    """``record`` under the id its ledger row already has (a row from before migration 0012), else as is."""
+    known = ledger_id(engine, record.department, record.sha256)
+    if known is None:
+        key = submission_key(record.department, record.sha256)
+        if record.submission_id != key:  # the legacy key names only rows that already exist
+            raise ValueError(f"{record.submission_id}: a new submission's id is submission_key(department, "
+                             f"sha256) = {key}")
+        return record
+    return record if known == record.submission_id else replace(record, submission_id=known)
+
+
+def ledger_row(engine: Engine, submission_id: str) -> dict[str, Any] | None:
+    """The ledger row with this id, as a dict, or None."""
+    sub = schema.submission
+    with engine.connect() as conn:
+        row = conn.execute(select(sub).where(sub.c.submission_id == submission_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def ledger_issues(engine: Engine, submission_id: str) -> list[Issue]:
+    """The issues recorded with a submission, in their order (``submission_issue``)."""
+    issue = schema.submission_issue
+    with engine.connect() as conn:
+        rows = conn.execute(select(issue).where(issue.c.submission_id == submission_id).order_by(issue.c.seq))
+        return [
+            Issue(code=r.code, severity=r.severity, message=r.message_zh, sheet=r.sheet, row=r.row_number,
+                  column=r.column_label, rule_id=r.rule_id, action=r.action)
+            for r in rows
+        ]
 
 
 def record_submission(
@@ -302,6 +351,7 @@ def record_submission(
     if decision is not None and (decision.decision != "release" or record.status != "loaded"):
         raise ValueError(f"{record.submission_id}: a decision recorded with a load must release it")
     year, month = _check_record(record)
+    record = keyed_as_ledger(engine, record)  # an id, once given, never changes (rows older than 0012)
     loaded = record.status == "loaded"
     fact_batch: FactBatch | None = None
     if loaded:  # converted before the write lock is taken
@@ -315,7 +365,9 @@ def record_submission(
     with begin_write(engine) as conn:
         advisory_lock(conn, "submission", record.department, record.period)
         existing = conn.execute(
-            select(sub.c.submission_id, sub.c.status).where(sub.c.sha256 == record.sha256)
+            select(sub.c.submission_id, sub.c.status).where(
+                sub.c.department == record.department, sub.c.sha256 == record.sha256
+            )
         ).first()
         if decision is not None:
             require_quarantined(existing.status if existing is not None else None, record.submission_id)
@@ -359,7 +411,7 @@ def record_submission(
         ledger_row = text_safe([ledger_row])[0]
         if existing is None:
             conn.execute(insert(sub).values(submission_id=record.submission_id, sha256=record.sha256, **ledger_row))
-        else:  # in place: the row may carry decisions (and the sha256, hence the id, is the same)
+        else:  # in place: the row may carry decisions (same department and sha256, hence the same id)
             conn.execute(update(sub).where(sub.c.submission_id == existing.submission_id).values(**ledger_row))
         if previous is not None:
             conn.execute(

@@ -35,6 +35,7 @@ from warehouse.load import (
     DqResult,
     LoadOutcome,
     SubmissionRecord,
+    keyed_as_ledger,
     parse_period,
     text_safe,
     write_issues_and_results,
@@ -154,10 +155,12 @@ def record_registry_submission(
     ``record``'s status and row counts are placeholders: the stream's result decides them.
     """
     parse_period(record.period)
+    record = keyed_as_ledger(engine, record)  # an id, once given, never changes (rows older than 0012)
     sub = schema.submission
     with begin_write(engine) as conn:
         advisory_lock(conn, "submission", record.department, record.period)
-        existing = conn.execute(select(sub.c.submission_id, sub.c.status).where(sub.c.sha256 == record.sha256)).first()
+        existing = conn.execute(select(sub.c.submission_id, sub.c.status).where(
+            sub.c.department == record.department, sub.c.sha256 == record.sha256)).first()
         if existing is not None and existing.status in ("loaded", "superseded"):
             return RegistryOutcome(LoadOutcome(record.submission_id, "duplicate", None, existing.submission_id, 0),
                                    None, ())

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 NAMING_CONVENTION = {
@@ -139,8 +140,14 @@ ref_indicator = Table(
 submission = Table(
     "submission",
     metadata,
-    Column("submission_id", String(16), primary_key=True, comment="first 16 hex digits of sha256"),
-    Column("sha256", String(64), nullable=False, unique=True),
+    Column(
+        "submission_id",
+        String(16),
+        primary_key=True,
+        comment="first 16 hex digits of sha256(department ':' sha256) (warehouse/keys.py); "
+        "rows from before migration 0012: of sha256",
+    ),
+    Column("sha256", String(64), nullable=False, comment="of the file's bytes; unique together with department"),
     Column("department", String(32), ForeignKey("ref_department.department"), nullable=False),
     Column("period", String(7), nullable=False, comment="YYYY-MM or YYYY"),
     Column("original_name", Text, nullable=False),
@@ -175,7 +182,10 @@ submission = Table(
     CheckConstraint(
         "status IN ('loaded', 'superseded', 'rejected', 'quarantined', 'duplicate')", name="status_known"
     ),
-    comment="the ledger: one row per distinct file received; status 'loaded' marks the current version",
+    # the same bytes from two departments are two submissions
+    UniqueConstraint("department", "sha256", name="uq_submission_department_sha256"),
+    comment="the ledger: one row per distinct file received from one department; "
+    "status 'loaded' marks the current version",
 )
 Index("ix_submission_partition", submission.c.department, submission.c.period, submission.c.status)
 # At most one current version per partition: the database, not only the loader, guarantees it.
