@@ -33,7 +33,8 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from expectations.declaration import normalise_header
 from expectations.issues import Issue
-from tasks.read import EXCEL_ERROR_CODES, MAX_CELL_CHARS, Grid, cap_text, read_grids
+from tasks.grid import Grid
+from tasks.read import EXCEL_ERROR_CODES, MAX_CELL_CHARS, cap_text, read_grids
 
 AUTHOR = "duikou"
 SUMMARY_SHEET = "问题汇总"

@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from openpyxl.utils import get_column_letter
 
 from expectations.declaration import Declaration, load_units, normalise_header
-from tasks.read import CellValue, Grid
+from tasks.grid import (
+    COLUMN_NUMBER_KEYS,
+    DATE_LINE,
+    FOOTER_PREFIXES,
+    CellValue,
+    Grid,
+    cell_text,
+    find_key_cell,
+    is_footer,
+)
 
 TOTAL_LABELS = frozenset({"合计", "总计", "小计", "全县合计", "全县", "丹巴县", "全县总计", "总合计"})
-FOOTER_PREFIXES = (
-    "注", "备注", "说明", "填表", "填报人", "审核", "负责人", "单位负责人", "制表", "联系电话", "填报日期",
-    "统计负责人", "主管", "分管", "报出日期", "报送日期", "日期", "联系人", "电话", "经办人", "签字", "签章",
-    "(盖章)", "盖章", "单位(盖章)", "单位盖章",
-)
-#: a line that is only a date (签署日期 under the signatures): 2017年6月5日, 2017.6.5, 2017-06-05
-_DATE_LINE = re.compile(r"\d{4}\s*[年.\-/]\s*\d{1,2}\s*[月.\-/]\s*\d{1,2}\s*日?")
 #: lines above the title that are not the title: 附件2, 附表1, 表3
 _ATTACHMENT_LABEL = re.compile(r"(附件|附表|表)[\d一二三四五六七八九十\-—]*:?")
 #: the 填报单位 / 单位 / 填报日期 line is not the title either
@@ -34,7 +36,6 @@ TOTAL_SUFFIXES = ("合计", "小计")
 IGNORED_COLUMNS = frozenset({"序号", "编号", "备注"})
 #: a template row that carries only its serial number is an unused row, not a township
 SERIAL_COLUMNS = frozenset({"序号", "编号"})
-COLUMN_NUMBER_KEYS = frozenset({"甲", "栏次", "乙"})
 MAX_HEADER_LEVELS = 4
 
 
@@ -82,14 +83,6 @@ class FormTable:
     percent_cells: frozenset[tuple[int, int]] = frozenset()
 
 
-def cell_text(value: CellValue) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
 def _is_number_like(value: CellValue) -> bool:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return True
@@ -105,25 +98,6 @@ def _merged_lookup(grid: Grid) -> dict[tuple[int, int], tuple[int, int]]:
             for c in range(c0, c1 + 1):
                 lookup[(r, c)] = (r0, c0)
     return lookup
-
-
-def find_key_cell(grid: Grid, key_texts: tuple[str, ...]) -> tuple[int, int] | None:
-    """First (row, col) whose normalised text is the declared key header (乡(镇) or an alias).
-
-    The declared header is looked for first, then each alias in turn: an alias such as 单位 may
-    also stand alone on the 填报单位 / 单位 line above the real header.
-    """
-    folded: dict[tuple[int, int], str] = {
-        (r, c): normalise_header(cell_text(value))
-        for r, row in enumerate(grid.rows)
-        for c, value in enumerate(row)
-        if value is not None
-    }
-    for wanted in key_texts:
-        for position, text in folded.items():
-            if text == wanted:
-                return position
-    return None
 
 
 def _header_extent(grid: Grid, key_row: int, key_col: int) -> int:
@@ -198,11 +172,6 @@ def _is_column_numbers_row(grid: Grid, r: int, key_col: int) -> bool:
     return all(re.fullmatch(r"\d{1,3}|[甲乙丙丁]|栏次", t) for t in others)
 
 
-def _is_footer(row: tuple[CellValue, ...]) -> bool:
-    first = normalise_header(next((cell_text(v) for v in row if cell_text(v)), ""))
-    return first.startswith(FOOTER_PREFIXES) or bool(_DATE_LINE.fullmatch(first))
-
-
 def _title_line(lines: list[tuple[int, str]]) -> tuple[int, str] | None:
     """The title among the lines above the header: not an attachment label, not the 填报单位 line,
     not a 填报人 / 审核人 / 联系电话 / 填报日期 line (clerks put those above the title too)."""
@@ -210,7 +179,7 @@ def _title_line(lines: list[tuple[int, str]]) -> tuple[int, str] | None:
         folded = normalise_header(text)
         if _ATTACHMENT_LABEL.fullmatch(folded) or folded.startswith(INFO_PREFIXES):
             continue
-        if folded.startswith(FOOTER_PREFIXES) or _DATE_LINE.fullmatch(folded):
+        if folded.startswith(FOOTER_PREFIXES) or DATE_LINE.fullmatch(folded):
             continue  # 填报人 / 审核人 / 联系电话 / a date written above the title is not the title
         return r, text
     return None
@@ -271,7 +240,7 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
     in_footer = False
     for r in range(first_data, len(grid.rows)):
         raw = grid.rows[r]
-        if in_footer or _is_footer(raw):
+        if in_footer or is_footer(raw):
             in_footer = True
             text = _row_text(raw)
             if text:

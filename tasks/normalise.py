@@ -15,10 +15,11 @@ import pandas as pd
 
 from expectations.declaration import Declaration, Indicator, load_declarations, load_units, normalise_header
 from expectations.issues import Issue, issue
+from tasks.grid import Grid
 from tasks.layout import IGNORED_COLUMNS, FormColumn, FormRow, FormTable, header_match_count, locate_form
-from tasks.numbers import is_whole, parse_number
+from tasks.number_text import is_whole, parse_number
 from tasks.periods import Period, periods_in_title
-from tasks.read import Grid, ReadError
+from tasks.read import ReadError
 from tasks.townships import TownshipResolver
 
 TOWNSHIP_CODE = "township_code"

@@ -33,19 +33,16 @@ import csv
 import io
 import xml.parsers.expat
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from expectations.issues import Issue, issue
+from tasks.grid import COLUMN_NUMBER_KEYS, CellValue, Grid, cell_text, column_letter, find_key_cell, is_footer
 
 if TYPE_CHECKING:
     from duikou_settings import Settings
-
-CellValue = object
-#: (first_row, first_col, last_row, last_col), 0-based, inclusive
-MergedRange = tuple[int, int, int, int]
 
 
 class ReadError(Exception):
@@ -54,33 +51,6 @@ class ReadError(Exception):
     def __init__(self, problem: Issue) -> None:
         super().__init__(problem.message)
         self.issue = problem
-
-
-@dataclass(frozen=True)
-class Grid:
-    sheet: str | None
-    rows: tuple[tuple[CellValue, ...], ...]
-    merged: tuple[MergedRange, ...] = ()
-    hidden_rows: frozenset[int] = frozenset()
-    hidden_cols: frozenset[int] = frozenset()
-    sheet_hidden: bool = False
-    encoding: str | None = None
-    #: CSV only: how many fields each row had as written (a workbook row has no such count)
-    row_widths: tuple[int, ...] | None = None
-    #: workbooks: (row, col) of number cells shown as a percentage (0.95 formatted 0% shows 95%)
-    percent_cells: frozenset[tuple[int, int]] = frozenset()
-    #: (row, col, original length in characters) of each text cell cut to MAX_CELL_CHARS, 0-based
-    truncated: tuple[tuple[int, int, int], ...] = ()
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
-
-    @property
-    def n_cols(self) -> int:
-        return max((len(r) for r in self.rows), default=0)
-
-    def cell(self, row: int, col: int) -> CellValue:
-        if row < len(self.rows) and col < len(self.rows[row]):
-            return self.rows[row][col]
-        return None
 
 
 @dataclass(frozen=True)
@@ -205,7 +175,7 @@ def truncation_issues(grids: list[Grid], filename: str) -> list[Issue]:
             seen.setdefault((grid.sheet, r, c), length)
     out = []
     for (sheet, r, c), length in list(seen.items())[:MAX_TRUNCATION_ISSUES]:
-        letter = _column_letter(c)
+        letter = column_letter(c)
         where = f"工作表“{sheet}”" if sheet is not None else f"CSV文件{filename}"
         out.append(issue(
             "CELL_TRUNCATED",
@@ -652,16 +622,6 @@ _EOF_SENTINEL = "\x00duikou-end-of-file\x00"
 MAX_ROWS_LISTED = 20
 
 
-def _column_letter(index: int) -> str:
-    """0-based column index → Excel letters (0 → A, 26 → AA)."""
-    letters = ""
-    n = index + 1
-    while n:
-        n, rem = divmod(n - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
 def line_breaks(text: str) -> int:
     """How many rows the CSV parser can make of ``text``: every line break it honours, counted once.
 
@@ -728,10 +688,10 @@ def _parse_csv(
         raise ReadError(
             issue(
                 "ROW_TRUNCATED",
-                f"CSV文件{filename}第{where}行{_column_letter(max(len(last) - 1, 0))}列的引号没有闭合："
+                f"CSV文件{filename}第{where}行{column_letter(max(len(last) - 1, 0))}列的引号没有闭合："
                 "文件在这一行中途结束(被截断)；请重新导出完整的CSV后重报",
                 row=where,
-                column=f"{_column_letter(max(len(last) - 1, 0))}列",
+                column=f"{column_letter(max(len(last) - 1, 0))}列",
             )
         )
     rows = tuple(tuple(cell if cell != "" else None for cell in row) for row in parsed)
@@ -761,7 +721,6 @@ def _refuse_short_rows(grid: Grid, ends_with_newline: bool, filename: str) -> No
     layout step (HEADER_NOT_FOUND).
     """
     from expectations.declaration import normalise_header
-    from tasks.layout import COLUMN_NUMBER_KEYS, _is_footer, cell_text, find_key_cell
 
     widths = grid.row_widths
     if widths is None:
@@ -774,7 +733,7 @@ def _refuse_short_rows(grid: Grid, ends_with_newline: bool, filename: str) -> No
     last_row = len(grid.rows) - 1
     for r in range(key_row + 1, len(grid.rows)):
         raw = grid.rows[r]
-        if _is_footer(raw):
+        if is_footer(raw):
             last_row = r - 1
             break
         key = normalise_header(cell_text(grid.cell(r, key_col)))
@@ -794,7 +753,7 @@ def _refuse_short_rows(grid: Grid, ends_with_newline: bool, filename: str) -> No
     if not short:
         return
     first = short[0]
-    letter = _column_letter(widths[first])
+    letter = column_letter(widths[first])
     listed = "、".join(str(r + 1) for r in short[1:MAX_ROWS_LISTED + 1])
     beyond = len(short) - 1 - MAX_ROWS_LISTED
     more = (f"；另有第{listed}行{f'等共{len(short) - 1}行' if beyond > 0 else ''}字段不全" if len(short) > 1 else "")

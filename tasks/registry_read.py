@@ -29,6 +29,7 @@ import pyarrow.csv as pa_csv
 from expectations.declaration import normalise_header
 from expectations.issues import Issue, issue
 from expectations.registry_declaration import RegistryDeclaration
+from tasks.grid import column_letter
 from tasks.read import ReadError, ReadLimits, check_size
 
 BLOCK_BYTES = 8 << 20  # CSV bytes per Arrow block (~100 000 registry rows)
@@ -164,14 +165,6 @@ def _detect_encoding(head: bytes) -> str:
         raise ReadError(issue("ENCODING_UNDECODABLE", "CSV文件既不是UTF-8也不是GBK/GB18030编码，无法解码")) from exc
 
 
-def _letter(index: int) -> str:
-    letters, n = "", index + 1
-    while n:
-        n, rem = divmod(n - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
 def _map_header(
     cells: list[Any], declaration: RegistryDeclaration, sheet: str | None
 ) -> tuple[dict[str, int], dict[str, str], list[Issue]]:
@@ -184,7 +177,7 @@ def _map_header(
         if not text:
             continue
         col = by_text.get(text)
-        label = f"{_letter(pos)}列({cell})"
+        label = f"{column_letter(pos)}列({cell})"
         if col is None:
             issues.append(issue("COLUMN_UNKNOWN", f"{label}不是{declaration.title_zh}的规定列，未读取、未入库",
                                 severity="warning", action="report", sheet=sheet, column=label))

@@ -31,9 +31,10 @@ from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue
 from tasks.demo_data import demo_values
 from tasks.form_writer import build_form_grid, write_form
+from tasks.grid import Grid
 from tasks.layout import locate_form
 from tasks.normalise import NormalisedForm
-from tasks.read import Grid, decode_candidates, read_grids
+from tasks.read import decode_candidates, read_grids
 from tasks.submission import parse, receive, validate
 from tasks.townships import TownshipResolver
 from tasks.validate import Validation

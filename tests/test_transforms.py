@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from expectations.rules import evaluate_term, parse_rule_expression
-from tasks.numbers import parse_number
+from tasks.number_text import parse_number
 from tasks.periods import Period, PeriodError, parse_period, period_in_title
 from tasks.townships import TownshipResolver
 from warehouse.refdata import reference_frames
