@@ -37,6 +37,7 @@ from tasks.idcard import check_character
 from tasks.registry import RegistryStream, stream_registry
 from tasks.registry_demo import township_names
 from warehouse import schema
+from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord
 from warehouse.refdata import reference_frames
 from warehouse.registry import PersonWriter, StreamResult, record_registry_submission
@@ -290,7 +291,8 @@ def _load(engine: Engine, declaration: RegistryDeclaration, path: Path, tmp_path
             conn.execute(insert(schema.ref_department).values(
                 department="student_aid", name_zh="县教育局(教育资助名册)", name_en="education bureau: student aid"))
     record = SubmissionRecord(
-        submission_id=sha[:16], sha256=sha, department="student_aid", period=PERIOD, original_name=path.name,
+        submission_id=submission_key("student_aid", sha), sha256=sha, department="student_aid", period=PERIOD,
+        original_name=path.name,
         received_at=datetime(2018, 1, 10, tzinfo=UTC), status="rejected", rows_read=0, rows_loaded=0,
         rows_rejected=0, archive_path=None, receipt_path=None,
     )
@@ -331,11 +333,12 @@ def test_registry_issue_and_dq_rows_keep_code_action_and_failing_rows(
     path = write_csv(data, tmp_path / "aid.csv")
     outcome = _load(warehouse_engine, declaration, path, tmp_path, "c" * 64)
     assert outcome.load.status == "rejected"  # type: ignore[attr-defined]
+    submission_id = submission_key("student_aid", "c" * 64)
     with warehouse_engine.connect() as conn:
         dq = {r.check_id: r for r in conn.execute(select(schema.dq_result).where(
-            schema.dq_result.c.submission_id == "c" * 16))}
+            schema.dq_result.c.submission_id == submission_id))}
         issues = conn.execute(select(schema.submission_issue).where(
-            schema.submission_issue.c.submission_id == "c" * 16)).mappings().all()
+            schema.submission_issue.c.submission_id == submission_id)).mappings().all()
     failed = dq["registry__value_not_date"]
     assert (failed.issue_code, failed.action, failed.unexpected_count) == ("VALUE_NOT_DATE", "reject", 1)
     assert json.loads(failed.unexpected_rows) == [ROW]
