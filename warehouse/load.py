@@ -49,8 +49,9 @@ from warehouse import schema
 from warehouse.bulk import FACT_COLUMNS as FACT_COLUMNS  # re-exported: the facts frame's columns
 from warehouse.bulk import FactBatch, insert_facts, pause_point, prepare_facts
 from warehouse.decisions import OperatorDecision, require_quarantined, write_decision
-from warehouse.engine import advisory_lock, begin_write
+from warehouse.engine import advisory_lock
 from warehouse.keys import legacy_key, submission_key
+from warehouse.setup import begin_write
 
 RecordStatus = Literal["loaded", "rejected", "quarantined"]
 OutcomeStatus = Literal["loaded", "rejected", "quarantined", "duplicate"]

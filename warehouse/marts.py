@@ -35,8 +35,9 @@ from expectations.declaration import Declaration, Kpi, load_declarations, load_k
 from warehouse import schema
 from warehouse.completeness import refresh_completeness
 from warehouse.current_facts import VALUE_COLUMNS, read_current_values
-from warehouse.engine import advisory_lock, begin_write
+from warehouse.engine import advisory_lock
 from warehouse.scorecard import refresh_dq_scorecard
+from warehouse.setup import begin_write
 
 log = logging.getLogger("duikou.marts")
 
