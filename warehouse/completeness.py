@@ -53,6 +53,7 @@ from expectations.obligations import (
 from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
 from warehouse import schema
 from warehouse.current_facts import read_current_values
+from warehouse.load import parse_period
 
 log = logging.getLogger("duikou.marts")
 
@@ -113,9 +114,9 @@ def county_date(moment: datetime) -> date:
 
 
 def _period_bounds(period: str) -> tuple[date, date]:
-    if len(period) == 4:
-        return date(int(period), 1, 1), date(int(period), 12, 31)
-    year, month = int(period[:4]), int(period[5:7])
+    year, month = parse_period(period)
+    if month is None:
+        return date(year, 1, 1), date(year, 12, 31)
     nxt = date(year + (month == 12), month % 12 + 1, 1)
     return date(year, month, 1), nxt - timedelta(days=1)
 

@@ -306,14 +306,6 @@ def keyed_as_ledger(engine: Engine, record: SubmissionRecord) -> SubmissionRecor
     return record if known == record.submission_id else replace(record, submission_id=known)
 
 
-def ledger_row(engine: Engine, submission_id: str) -> dict[str, Any] | None:
-    """The ledger row with this id, as a dict, or None."""
-    sub = schema.submission
-    with engine.connect() as conn:
-        row = conn.execute(select(sub).where(sub.c.submission_id == submission_id)).mappings().first()
-    return dict(row) if row is not None else None
-
-
 def ledger_issues(engine: Engine, submission_id: str) -> list[Issue]:
     """The issues recorded with a submission, in their order (``submission_issue``)."""
     issue = schema.submission_issue
