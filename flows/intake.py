@@ -40,7 +40,7 @@ from fastapi.responses import JSONResponse
 from prefect.settings import PREFECT_API_URL
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from starlette.requests import ClientDisconnect
 
 from duikou_settings import Settings, get_settings
@@ -274,18 +274,14 @@ async def _announce(landed: LandedFile, api_url: str) -> str:
 def _ledger_row(warehouse: dict[str, Engine], settings: Settings, submission_id: str) -> dict[str, Any] | None:
     """The ledger row, or None — also while no warehouse exists yet (the intake never creates one)."""
     from flows.warehouse_access import existing_warehouse
-    from warehouse.schema import submission
+    from warehouse.ledger import ledger_row
 
     if "engine" not in warehouse:
         found = existing_warehouse(settings)
         if found is None:
             return None
         warehouse["engine"] = found
-    engine = warehouse["engine"]
-    with engine.connect() as conn:
-        row = conn.execute(select(submission.c.department, submission.c.period, submission.c.original_name,
-                                  submission.c.status).where(submission.c.submission_id == submission_id)).first()
-    return dict(row._mapping) if row is not None else None
+    return ledger_row(warehouse["engine"], submission_id)
 
 
 def run_server(host: str, port: int) -> None:

@@ -19,15 +19,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from tasks.submission import declaration_for, is_registry, parse, receive
 from tasks.validate import gx_suite, prepare_suite
-from warehouse import schema
 from warehouse.history import read_check_history
+from warehouse.ledger import ledger_row
 from warehouse.refdata import reference_frames
 
 SITE_NAME = "duikou"
@@ -46,16 +47,10 @@ class DataDocs:
 
 
 def _ledger_row(engine: Engine, submission_id: str) -> Any:
-    sub = schema.submission
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(sub.c.submission_id, sub.c.department, sub.c.period, sub.c.archive_path).where(
-                sub.c.submission_id == submission_id
-            )
-        ).first()
+    row = ledger_row(engine, submission_id)
     if row is None:
         raise DqDocsError(f"no submission {submission_id!r} in the ledger (ids are 16 hex digits, see receipts)")
-    return row
+    return SimpleNamespace(**row)  # read as row.department, row.archive_path ... here and in registry_dq_docs
 
 
 def build_data_docs(engine: Engine, settings: Settings, submission_id: str, out_dir: Path | None = None) -> DataDocs:

@@ -24,6 +24,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -35,6 +36,7 @@ from tasks.periods import parse_period
 from tasks.registry import registry_declaration, require_person_key, sample_expectations, stream_registry
 from tasks.registry_checks import MissingPersonKey
 from warehouse import schema
+from warehouse.ledger import ledger_row
 from warehouse.load import DqResult
 from warehouse.refdata import reference_frames
 
@@ -75,10 +77,10 @@ def _reconciliation(engine: Engine, declaration: RegistryDeclaration, period: st
 
 
 def _ledger(engine: Engine, submission_id: str) -> Any:
-    sub = schema.submission
-    with engine.connect() as conn:
-        return conn.execute(select(sub.c.status, sub.c.rows_read, sub.c.rows_rejected, sub.c.facts_loaded)
-                            .where(sub.c.submission_id == submission_id)).one()
+    row = ledger_row(engine, submission_id)
+    if row is None:
+        raise DqDocsError(f"no submission {submission_id!r} in the ledger")
+    return SimpleNamespace(**row)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ import pandas as pd
 from sqlalchemy import Engine, MetaData, Select, Table, column, inspect, select, table
 from sqlalchemy.engine import Connection
 
-from warehouse.marts import KPI_COLUMNS, read_current_values
+from warehouse.current_facts import VALUE_COLUMNS, read_current_values
+from warehouse.marts import KPI_COLUMNS
 from warehouse.schema import ref_department, submission
 
 SUBMISSION_COLUMNS = (
@@ -46,7 +47,6 @@ SUBMISSION_COLUMNS = (
     "warning_issues",
     "receipt_path",
 )
-VALUE_COLUMNS = ("department", "indicator", "township_code", "period", "year", "value")
 TOWNSHIP_COLUMNS = (
     "township_code",
     "township_name",

@@ -35,12 +35,12 @@ from tasks.validate import Validation, decide_outcome
 from warehouse.decisions import OperatorDecision
 from warehouse.history import CheckHistory, read_check_history
 from warehouse.keys import submission_key
+from warehouse.ledger import ledger_row
 from warehouse.load import (
     LoadOutcome,
     SubmissionRecord,
     current_version,
     find_submission,
-    ledger_row,
     record_submission,
 )
 from warehouse.refdata import ReferenceFrames

@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
-from warehouse.engine import ensure_warehouse, make_engine
+from warehouse.engine import make_engine
+from warehouse.setup import ensure_warehouse
 
 POSTGRES_URL_ENV = "DUIKOU_TEST_POSTGRES_URL"
 

@@ -33,9 +33,10 @@ from sqlalchemy import Engine, func, insert, select, text
 
 from expectations.declaration import load_declarations
 from warehouse import bulk, schema
-from warehouse.engine import begin_write, make_engine
+from warehouse.engine import make_engine
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
+from warehouse.setup import begin_write
 
 DEPARTMENT = "tourism"
 PERIOD = "2017-03"

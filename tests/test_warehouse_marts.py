@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from expectations.declaration import Kpi, load_declarations, load_kpis, parse_declaration
-from warehouse.marts import KPI_COLUMNS, VALUE_COLUMNS, compute_county_kpis
+from warehouse.current_facts import VALUE_COLUMNS
+from warehouse.marts import KPI_COLUMNS, compute_county_kpis
 
 A, B, C = "513323100", "513323201", "513323101"
 

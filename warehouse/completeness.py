@@ -52,6 +52,8 @@ from expectations.obligations import (
 )
 from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
 from warehouse import schema
+from warehouse.current_facts import read_current_values
+from warehouse.load import parse_period
 
 log = logging.getLogger("duikou.marts")
 
@@ -112,9 +114,9 @@ def county_date(moment: datetime) -> date:
 
 
 def _period_bounds(period: str) -> tuple[date, date]:
-    if len(period) == 4:
-        return date(int(period), 1, 1), date(int(period), 12, 31)
-    year, month = int(period[:4]), int(period[5:7])
+    year, month = parse_period(period)
+    if month is None:
+        return date(year, 1, 1), date(year, 12, 31)
     nxt = date(year + (month == 12), month % 12 + 1, 1)
     return date(year, month, 1), nxt - timedelta(days=1)
 
@@ -315,19 +317,13 @@ def _registry_persons(conn: Connection) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=["department", "period", "township_code", "persons"])
 
 
-def _current_values(conn: Connection) -> pd.DataFrame:
-    from warehouse.marts import read_current_values  # marts imports this module
-
-    return read_current_values(conn)
-
-
 def completeness_frames(
     conn: Connection, today: date | None = None, values: pd.DataFrame | None = None,
     skipped: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read the ledger, the current facts and the townships, and compute both marts' rows
     (what was left out named in ``skipped``: :func:`compute_completeness`)."""
-    values = _current_values(conn) if values is None else values
+    values = read_current_values(conn) if values is None else values
     return compute_completeness(reporting_declarations(), read_ledger(conn), values, _townships(conn),
                                 judgement_date(today), get_settings().programme_start, _registry_persons(conn),
                                 skipped)

@@ -1,16 +1,17 @@
-"""Engines and the one-call warehouse setup.
+"""Engines, connections, write transactions and partition locks: the lowest warehouse module.
 
 ``make_engine`` gives a configured engine for SQLite (the default, one file under the data
-dir) or PostgreSQL (psycopg 3). ``begin_write`` is how every writer in the warehouse opens its
-transaction: on SQLite it emits ``BEGIN IMMEDIATE`` so the write lock is taken up front (two
-writers queue on ``busy_timeout`` instead of failing when a read lock cannot be upgraded); on
-PostgreSQL it is a plain transaction, and writers serialise per partition with advisory locks
+dir) or PostgreSQL (psycopg 3). ``write_transaction`` is the transaction every writer in the
+warehouse runs in: on SQLite it emits ``BEGIN IMMEDIATE`` so the write lock is taken up front
+(two writers queue on ``busy_timeout`` instead of failing when a read lock cannot be upgraded);
+on PostgreSQL it is a plain transaction, and writers serialise per partition with advisory locks
 (``advisory_lock``). Readers use ``engine.connect()`` / ``engine.begin()`` and get a deferred
 ``BEGIN``, so under WAL they never block or wait for a writer.
 
-``begin_write`` also refuses a warehouse whose schema has drifted from ``warehouse/schema.py``
-(``check_schema``: compared once per engine, free afterwards). ``ensure_warehouse`` brings a
-warehouse to the head migration, then (re)creates the views and loads reference data.
+Writers open it through ``warehouse.setup.begin_write``, which first refuses a warehouse whose
+schema has drifted from ``warehouse/schema.py``; ``warehouse.setup.ensure_warehouse`` brings a
+warehouse to the head migration, then (re)creates the views and loads reference data. Both live
+there because they call ``warehouse.migrate`` and ``warehouse.roles``, which import this module.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from warehouse import schema
-from warehouse.migrate import MigrationOutcome, check_schema, mark_verified, migrate_to_head
-from warehouse.roles import regrant
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "duikou_begin_immediate"
@@ -134,25 +133,13 @@ def connect_with_retries(engine: Engine, delays: Sequence[float] = CONNECT_RETRY
 
 
 @contextmanager
-def _write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on exit, rolled back on any
+    exception, *without* the schema check: writers use ``warehouse.setup.begin_write``."""
     with engine.connect() as conn:
         conn.execution_options(**{_WRITE_OPTION: True})
         with conn.begin():
             yield conn
-
-
-@contextmanager
-def begin_write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction: committed on exit, rolled back on any exception.
-
-    On SQLite it starts with ``BEGIN IMMEDIATE``, which is also the partition lock of
-    ``advisory_lock`` (SQLite has one writer at a time). A warehouse whose schema differs from
-    ``schema.py`` is refused first (``SchemaDriftError``: run ``duikou db upgrade``); the
-    comparison runs once per engine, or never when ``ensure_warehouse`` verified it.
-    """
-    check_schema(engine)
-    with _write_transaction(engine) as conn:
-        yield conn
 
 
 def lock_key(*parts: str) -> int:
@@ -181,34 +168,3 @@ def create_views(conn: Connection) -> None:
     """Create every view of ``schema.VIEWS`` in declaration order (views are not alembic objects)."""
     for name, body in schema.VIEWS.items():
         conn.exec_driver_sql(f"CREATE VIEW {name} AS {body}")
-
-
-def ensure_warehouse(engine: Engine) -> MigrationOutcome:
-    """Bring the warehouse to the head migration, (re)create the views, load reference data.
-
-    One transaction (DDL is transactional on both backends), serialised between processes:
-
-    * an empty database is upgraded from nothing to head;
-    * a warehouse made by the old ``create_all`` (our tables, no ``alembic_version``) is
-      stamped once it is verified to match ``schema.py``, and refused otherwise;
-    * a warehouse behind head is upgraded; one at head costs a schema comparison (≈ 40 ms);
-    * the result is compared with ``schema.metadata``: any difference raises
-      ``SchemaDriftError`` naming it (and saying to run ``duikou db upgrade``), and nothing is
-      changed. A success is remembered for ``engine``, so its writers skip the check.
-
-    The views are dropped before migrating (PostgreSQL refuses to alter a column a view reads)
-    and re-created afterwards from ``schema.VIEWS``; then the reference data is brought in line; the
-    second call writes no reference rows unless a CSV or declaration changed (see
-    ``refdata.load_reference``). Returns what the migration step did.
-    """
-    from warehouse.refdata import load_reference  # refdata imports this module
-
-    with _write_transaction(engine) as conn:
-        advisory_lock(conn, "ensure_warehouse")
-        drop_views(conn)
-        outcome = migrate_to_head(conn)
-        create_views(conn)
-        regrant(conn)  # PostgreSQL roles (if set up) lose their grants when views are re-created
-        load_reference(conn)
-    mark_verified(engine)
-    return outcome

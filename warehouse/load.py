@@ -49,8 +49,9 @@ from warehouse import schema
 from warehouse.bulk import FACT_COLUMNS as FACT_COLUMNS  # re-exported: the facts frame's columns
 from warehouse.bulk import FactBatch, insert_facts, pause_point, prepare_facts
 from warehouse.decisions import OperatorDecision, require_quarantined, write_decision
-from warehouse.engine import advisory_lock, begin_write
+from warehouse.engine import advisory_lock
 from warehouse.keys import legacy_key, submission_key
+from warehouse.setup import begin_write
 
 RecordStatus = Literal["loaded", "rejected", "quarantined"]
 OutcomeStatus = Literal["loaded", "rejected", "quarantined", "duplicate"]
@@ -303,14 +304,6 @@ def keyed_as_ledger(engine: Engine, record: SubmissionRecord) -> SubmissionRecor
                              f"sha256) = {key}")
         return record
     return record if known == record.submission_id else replace(record, submission_id=known)
-
-
-def ledger_row(engine: Engine, submission_id: str) -> dict[str, Any] | None:
-    """The ledger row with this id, as a dict, or None."""
-    sub = schema.submission
-    with engine.connect() as conn:
-        row = conn.execute(select(sub).where(sub.c.submission_id == submission_id)).mappings().first()
-    return dict(row) if row is not None else None
 
 
 def ledger_issues(engine: Engine, submission_id: str) -> list[Issue]:

@@ -29,13 +29,15 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, column, delete, insert, select, table
+from sqlalchemy import Engine, delete, insert, select
 
 from expectations.declaration import Declaration, Kpi, load_declarations, load_kpis
 from warehouse import schema
 from warehouse.completeness import refresh_completeness
-from warehouse.engine import advisory_lock, begin_write
+from warehouse.current_facts import VALUE_COLUMNS, read_current_values
+from warehouse.engine import advisory_lock
 from warehouse.scorecard import refresh_dq_scorecard
+from warehouse.setup import begin_write
 
 log = logging.getLogger("duikou.marts")
 
@@ -52,10 +54,7 @@ KPI_COLUMNS = (
     "publishable",
     "definition_zh",
 )
-VALUE_COLUMNS = ("department", "indicator", "township_code", "period", "year", "value")
 _PERIODS_PER_YEAR = {"month": 12, "year": 1}
-#: the columns of the view (schema.VIEWS) that the mart reads
-_V_INDICATOR_VALUE = table("v_indicator_value", *(column(c) for c in VALUE_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -258,14 +257,6 @@ def _mart_row(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, An
         "definition_zh": str(record["definition_zh"]),
         "refreshed_at": refreshed_at,
     }
-
-
-def read_current_values(conn: Connection) -> pd.DataFrame:
-    """``VALUE_COLUMNS`` of ``v_indicator_value`` (current loaded versions), value as float64."""
-    rows = conn.execute(select(_V_INDICATOR_VALUE)).all()
-    values = pd.DataFrame([tuple(r) for r in rows], columns=list(VALUE_COLUMNS))
-    values["value"] = pd.to_numeric(values["value"], errors="coerce").astype("float64")
-    return values
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from sqlalchemy import CheckConstraint, Connection, Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from warehouse import schema
+from warehouse.engine import make_engine
 
 MIGRATIONS_DIR = Path(str(resources.files("warehouse") / "migrations"))
 #: the revision whose schema ``metadata.create_all`` produced before the migrations existed
@@ -366,8 +367,6 @@ def _next_revision_id() -> str:
 def _scratch_connection(url: str | None) -> Iterator[Connection]:
     """An empty database to autogenerate against: a temporary SQLite file, or a temporary
     schema on ``url`` (PostgreSQL compares comments too; SQLite has none)."""
-    from warehouse.engine import make_engine
-
     with tempfile.TemporaryDirectory() as tmp:
         if url is None:
             engine = make_engine(f"sqlite:///{Path(tmp) / 'scratch.sqlite'}")

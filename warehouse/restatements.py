@@ -29,7 +29,8 @@ from sqlalchemy import Connection, DateTime, Engine, Float, String, Text, column
 
 from expectations.declaration import load_declarations, load_kpis
 from warehouse import schema
-from warehouse.marts import VALUE_COLUMNS, compute_county_kpis, read_current_values
+from warehouse.current_facts import VALUE_COLUMNS, read_current_values
+from warehouse.marts import compute_county_kpis
 
 RESTATEMENT_COLUMNS = (
     "department",

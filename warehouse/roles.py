@@ -40,6 +40,7 @@ from typing import Literal
 from sqlalchemy import Connection, Engine, text
 
 from warehouse import schema as warehouse_schema
+from warehouse.engine import advisory_lock
 
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 RoleKind = Literal["owner", "loader", "analyst"]
@@ -176,8 +177,6 @@ def create_roles(
     if len(set(names.values())) != 3:
         raise ValueError(f"owner, loader and analyst must be three different roles, got {sorted(names.values())}")
     _require_postgresql(engine)
-
-    from warehouse.engine import advisory_lock  # local: engine may import this module for regrant
 
     def work(conn: Connection) -> Roles:
         advisory_lock(conn, "warehouse.roles")
