@@ -66,10 +66,10 @@ from sqlalchemy.engine import make_url
 
 from expectations.declaration import load_declarations
 from warehouse import schema
+from warehouse.bootstrap import begin_write, ensure_warehouse
 from warehouse.engine import make_engine
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
-from warehouse.setup import begin_write, ensure_warehouse
 
 POSTGRES_URL_ENV = "DUIKOU_BENCH_POSTGRES_URL"
 DEPARTMENT = "health"

@@ -95,9 +95,9 @@ def child_ours(path: Path, url: str | None, data_dir: Path) -> dict[str, Any]:
     from duikou_settings import Settings
     from flows.registry_pipeline import ingest_registry
     from tasks.submission import receive
+    from warehouse.bootstrap import ensure_warehouse
     from warehouse.engine import make_engine
     from warehouse.refdata import reference_frames
-    from warehouse.setup import ensure_warehouse
 
     engine_url = url or f"sqlite:///{data_dir / 'warehouse.sqlite'}"
     schema_name = os.environ.get("BENCH_SCHEMA")

@@ -405,9 +405,9 @@ def cmd_dq_docs(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
+    from warehouse.bootstrap import ensure_warehouse
     from warehouse.engine import connect_with_retries, make_engine
     from warehouse.migrate import SchemaDriftError
-    from warehouse.setup import ensure_warehouse
 
     settings = get_settings()
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)

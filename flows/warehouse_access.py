@@ -12,8 +12,8 @@ from functools import lru_cache
 from sqlalchemy import Engine, inspect
 
 from duikou_settings import Settings
+from warehouse.bootstrap import ensure_warehouse
 from warehouse.engine import connect_with_retries, make_engine
-from warehouse.setup import ensure_warehouse
 
 
 @lru_cache(maxsize=4)

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
+from warehouse.bootstrap import ensure_warehouse
 from warehouse.engine import make_engine
-from warehouse.setup import ensure_warehouse
 
 POSTGRES_URL_ENV = "DUIKOU_TEST_POSTGRES_URL"
 

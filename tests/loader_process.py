@@ -33,10 +33,10 @@ from sqlalchemy import Engine, func, insert, select, text
 
 from expectations.declaration import load_declarations
 from warehouse import bulk, schema
+from warehouse.bootstrap import begin_write
 from warehouse.engine import make_engine
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
-from warehouse.setup import begin_write
 
 DEPARTMENT = "tourism"
 PERIOD = "2017-03"

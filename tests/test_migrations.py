@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from duikou_settings import reset_settings_cache
 from flows.cli import main as cli_main
 from warehouse import schema
+from warehouse.bootstrap import begin_write, ensure_warehouse
 from warehouse.engine import make_engine
 from warehouse.marts import refresh_marts
 from warehouse.migrate import (
@@ -37,7 +38,6 @@ from warehouse.migrate import (
     migration_options,
     schema_differences,
 )
-from warehouse.setup import begin_write, ensure_warehouse
 
 POSTGRES_URL_ENV = "DUIKOU_TEST_POSTGRES_URL"  # as in conftest.py
 # ---------------------------------------------------------------- empty databases

@@ -20,12 +20,12 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from warehouse import schema
+from warehouse.bootstrap import begin_write, ensure_warehouse
 from warehouse.engine import make_engine
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
 from warehouse.marts import refresh_marts
 from warehouse.roles import Roles, check_identifier, create_roles, regrant
-from warehouse.setup import begin_write, ensure_warehouse
 
 ZHANGGU, BAWANG = "513323100", "513323201"
 ANALYST_READABLE = ("v_indicator_value", "v_submission", "v_township_pairing", "v_restatement",

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from expectations.declaration import load_declarations
 from expectations.issues import Issue, issue
 from warehouse import schema
+from warehouse.bootstrap import begin_write, ensure_warehouse
 from warehouse.keys import submission_key
 from warehouse.load import (
     DqResult,
@@ -31,7 +32,6 @@ from warehouse.load import (
 )
 from warehouse.marts import refresh_marts
 from warehouse.refdata import load_reference, read_reference, reference_frames
-from warehouse.setup import begin_write, ensure_warehouse
 
 ZHANGGU = "513323100"
 BAWANG = "513323201"

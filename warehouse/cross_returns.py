@@ -29,9 +29,9 @@ from sqlalchemy import Connection, Engine, delete, insert, select
 from expectations.cross_checks import CrossCheck, Side, evaluate, load_cross_checks
 from expectations.declaration import load_declarations
 from warehouse import schema
+from warehouse.bootstrap import begin_write
 from warehouse.engine import advisory_lock
 from warehouse.followups import accepted_values, refresh_fact_flags, same_value
-from warehouse.setup import begin_write
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from warehouse import schema
+from warehouse.bootstrap import begin_write
 from warehouse.engine import advisory_lock
-from warehouse.setup import begin_write
 
 DecisionKind = Literal["release", "reject"]
 RESULTING_STATUS: dict[DecisionKind, str] = {"release": "loaded", "reject": "rejected"}

@@ -8,8 +8,8 @@ on PostgreSQL it is a plain transaction, and writers serialise per partition wit
 (``advisory_lock``). Readers use ``engine.connect()`` / ``engine.begin()`` and get a deferred
 ``BEGIN``, so under WAL they never block or wait for a writer.
 
-Writers open it through ``warehouse.setup.begin_write``, which first refuses a warehouse whose
-schema has drifted from ``warehouse/schema.py``; ``warehouse.setup.ensure_warehouse`` brings a
+Writers open it through ``warehouse.bootstrap.begin_write``, which first refuses a warehouse whose
+schema has drifted from ``warehouse/schema.py``; ``warehouse.bootstrap.ensure_warehouse`` brings a
 warehouse to the head migration, then (re)creates the views and loads reference data. Both live
 there because they call ``warehouse.migrate`` and ``warehouse.roles``, which import this module.
 """
@@ -135,7 +135,7 @@ def connect_with_retries(engine: Engine, delays: Sequence[float] = CONNECT_RETRY
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on exit, rolled back on any
-    exception, *without* the schema check: writers use ``warehouse.setup.begin_write``."""
+    exception, *without* the schema check: writers use ``warehouse.bootstrap.begin_write``."""
     with engine.connect() as conn:
         conn.execution_options(**{_WRITE_OPTION: True})
         with conn.begin():

@@ -45,8 +45,8 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
 from warehouse import schema
+from warehouse.bootstrap import begin_write
 from warehouse.engine import advisory_lock
-from warehouse.setup import begin_write
 
 #: (township_code, indicator, check_id)
 ValueKey = tuple[str, str, str]

@@ -46,12 +46,12 @@ from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, 
 from expectations.declaration import load_declarations
 from expectations.issues import Issue
 from warehouse import schema
+from warehouse.bootstrap import begin_write
 from warehouse.bulk import FACT_COLUMNS as FACT_COLUMNS  # re-exported: the facts frame's columns
 from warehouse.bulk import FactBatch, insert_facts, pause_point, prepare_facts
 from warehouse.decisions import OperatorDecision, require_quarantined, write_decision
 from warehouse.engine import advisory_lock
 from warehouse.keys import legacy_key, submission_key
-from warehouse.setup import begin_write
 
 RecordStatus = Literal["loaded", "rejected", "quarantined"]
 OutcomeStatus = Literal["loaded", "rejected", "quarantined", "duplicate"]

@@ -33,11 +33,11 @@ from sqlalchemy import Engine, delete, insert, select
 
 from expectations.declaration import Declaration, Kpi, load_declarations, load_kpis
 from warehouse import schema
+from warehouse.bootstrap import begin_write
 from warehouse.completeness import refresh_completeness
 from warehouse.current_facts import VALUE_COLUMNS, read_current_values
 from warehouse.engine import advisory_lock
 from warehouse.scorecard import refresh_dq_scorecard
-from warehouse.setup import begin_write
 
 log = logging.getLogger("duikou.marts")
 

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, case, delete, func, insert, select, u
 from expectations.issues import Issue, issue
 from expectations.registry_declaration import RegistryDeclaration
 from warehouse import schema
+from warehouse.bootstrap import begin_write
 from warehouse.engine import advisory_lock
 from warehouse.load import (
     CONTROL_CHARACTERS,
@@ -40,7 +41,6 @@ from warehouse.load import (
     text_safe,
     write_issues_and_results,
 )
-from warehouse.setup import begin_write
 
 log = logging.getLogger("duikou.marts")
 
