@@ -30,7 +30,7 @@ from sqlalchemy import Engine, func, select
 
 from duikou_settings import Settings
 from expectations.registry_declaration import RegistryDeclaration
-from tasks.dq_docs import DataDocs, DqDocsError, validate_into_site
+from tasks.dq_docs_site import DataDocs, DqDocsError, validate_into_site
 from tasks.periods import parse_period
 from tasks.registry import registry_declaration, require_person_key, sample_expectations, stream_registry
 from tasks.registry_checks import MissingPersonKey
