@@ -105,7 +105,8 @@ def run_plain(work: Path, landing: Path) -> tuple[float, dict[str, int]]:
     from flows.warehouse_access import open_warehouse
     from tasks import steps
     from tasks.followup_steps import follow_up_task
-    from tasks.registry import reconcile_registries_task
+    from tasks.registry_steps import reconcile_registries_task
+    from tasks.registry_submission import ingest_registry
     from tasks.steps import refresh_marts_task
     from warehouse.load import find_submission
     from warehouse.refdata import reference_frames
@@ -118,7 +119,7 @@ def run_plain(work: Path, landing: Path) -> tuple[float, dict[str, int]]:
     saved = (pipeline.steps, registry_pipeline.steps, registry_pipeline.ingest_registry_task)
     pipeline.steps = plain_steps  # type: ignore[assignment]
     registry_pipeline.steps = plain_steps  # type: ignore[assignment]
-    registry_pipeline.ingest_registry_task = registry_pipeline.ingest_registry  # type: ignore[assignment]
+    registry_pipeline.ingest_registry_task = ingest_registry  # type: ignore[assignment]
     counts: dict[str, int] = {}
     try:
         start = time.perf_counter()

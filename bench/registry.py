@@ -8,7 +8,7 @@ What runs:
 1. the generator (``tasks/registry_demo.py``) writes a CSV of ``--rows`` invented people with
    valid, distinct GB 11643 IDs (UTF-8, or ``--encoding gb18030``); not timed;
 2. **ours**, in a fresh child process (so its peak RSS is its own): ``receive`` (SHA-256 of the
-   file) and ``flows.registry_pipeline.ingest_registry`` — open, stream in Arrow batches, every
+   file) and ``tasks.registry_submission.ingest_registry`` — open, stream in Arrow batches, every
    declared check vectorised, HMAC person keys, GX on the de-identified sample, ``COPY`` into
    ``fact_person`` inside the submission's one transaction, marts, commit — into a fresh
    PostgreSQL schema (SQLite when no URL is set: then there is no COPY floor). Stage seconds come
@@ -93,7 +93,7 @@ def _reregion(table: Any, ids: list[str], index: int) -> Any:
 # ------------------------------------------------------------------ children
 def child_ours(path: Path, url: str | None, data_dir: Path) -> dict[str, Any]:
     from duikou_settings import Settings
-    from flows.registry_pipeline import ingest_registry
+    from tasks.registry_submission import ingest_registry
     from tasks.submission import receive
     from warehouse.bootstrap import ensure_warehouse
     from warehouse.engine import make_engine

@@ -389,12 +389,18 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_dq_docs(args: argparse.Namespace) -> int:
     from flows.warehouse_access import open_warehouse
-    from tasks.dq_docs import DqDocsError, build_data_docs
+    from tasks.dq_docs import build_form_docs
+    from tasks.dq_docs_site import DqDocsError, docs_dir, ledger_row
+    from tasks.registry_dq_docs import build_registry_docs
+    from tasks.submission import is_registry
 
     settings = get_settings()
     try:
-        docs = build_data_docs(open_warehouse(settings), settings, args.submission_id,
-                               Path(args.out) if args.out else None)
+        engine = open_warehouse(settings)
+        row = ledger_row(engine, args.submission_id)
+        build = build_registry_docs if is_registry(row.department) else build_form_docs  # a registry: its own page
+        out = docs_dir(settings, args.submission_id, Path(args.out) if args.out else None)
+        docs = build(engine, settings, row, out)
     except DqDocsError as exc:
         print(f"duikou dq docs: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -16,8 +16,9 @@ from prefect import get_run_logger
 from sqlalchemy import Engine
 
 from duikou_settings import Settings
-from flows.pipeline import SubmissionResult, process_submission
+from flows.pipeline import process_submission
 from tasks.submission import SubmissionError
+from tasks.submission_result import SubmissionResult
 from warehouse.refdata import ReferenceFrames
 
 

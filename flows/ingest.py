@@ -8,9 +8,10 @@ from prefect import flow, tags
 
 from duikou_settings import get_settings
 from flows import events
-from flows.pipeline import SubmissionResult, process_submission
+from flows.pipeline import process_submission
 from flows.run_ui import ingest_run_name, publish_run_summary, tag_current_run
 from flows.warehouse_access import existing_warehouse, open_warehouse
+from tasks.submission_result import SubmissionResult
 from warehouse.refdata import reference_frames
 
 

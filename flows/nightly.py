@@ -27,7 +27,7 @@ from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from flows.department_ingest import FileOutcome, ingest_files
 from flows.missing_alerts import alert_missing_returns_task
-from flows.pipeline import SubmissionResult, recover_receipts
+from flows.pipeline import recover_receipts
 from flows.warehouse_access import open_warehouse
 from flows.workpool import WorkPoolRunsFailed, ingest_on_work_pool
 from tasks.followup_steps import follow_up_task
@@ -46,9 +46,10 @@ from tasks.landing_store import (
     stage_entry,
     store_for,
 )
-from tasks.registry import reconcile_registries_checked_task
+from tasks.registry_steps import reconcile_registries_checked_task
 from tasks.steps import refresh_marts_checked_task, report_task
 from tasks.submission import SubmissionError, is_registry, request_period
+from tasks.submission_result import SubmissionResult
 from warehouse.load import find_submission
 from warehouse.refdata import ReferenceFrames, reference_frames
 

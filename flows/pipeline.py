@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from duikou_settings import Settings
+from flows.registry_pipeline import process_registry
 from tasks import steps
 from tasks.followup_steps import follow_up_task
+from tasks.registry import require_person_key
 from tasks.submission import (
     Parsed,
     Received,
@@ -20,20 +22,10 @@ from tasks.submission import (
     storage_paths,
     write_receipt_as_ledger,
 )
+from tasks.submission_result import SubmissionResult
 from tasks.validate import Validation
 from warehouse.load import LoadOutcome, find_submission, ledger_issues
 from warehouse.refdata import ReferenceFrames
-
-
-@dataclass(frozen=True)
-class SubmissionResult:
-    submission_id: str
-    department: str
-    period: str
-    original_name: str
-    status: str
-    receipt: dict[str, Any]
-    receipt_path: Path | None
 
 
 def process_submission(
@@ -53,12 +45,12 @@ def process_submission(
     receipt says what would have happened. ``follow_up``: after the load, run the cross-return
     checks touching this department and sync the follow-up list (the nightly flow does both once
     after all its submissions instead).
-    """
-    if is_registry(department):  # one row per person: streamed, its own control flow
-        from flows.registry_pipeline import process_registry
 
-        return process_registry(path, department, period, engine=engine, reference=reference, settings=settings,
-                                dry_run=dry_run)
+    A person-level registry (one row per person) is streamed by its own control flow
+    (``flows.registry_pipeline``) once its person key is there — refused before a single row is
+    read — and the file is new to the ledger.
+    """
+    key = require_person_key(settings) if is_registry(department) else None  # refuse before reading a row
     received = steps.receive_task(path, department, period)
     previous = steps.previous_result_task(engine, received)
     if previous is not None:  # the ledger's id for it (a row older than migration 0011 keeps its own)
@@ -67,6 +59,13 @@ def process_submission(
         if not dry_run and engine is not None:
             recover_receipt(engine, previous, reference, settings)
         return duplicate_result(received, previous, settings, dry_run=dry_run)
+    if key is not None:
+        result = process_registry(received, key, engine=engine, reference=reference, settings=settings,
+                                  dry_run=dry_run)
+        if result is not None:
+            return result
+        assert engine is not None  # only a load finds the file recorded meanwhile
+        return lost_race(engine, received, settings)
 
     parsed, validation = read_and_validate(received, engine, reference)
     steps.dq_summary_task(received, validation)  # table artifact dq-<department>-<period>
@@ -80,9 +79,7 @@ def process_submission(
 
     outcome = steps.load_task(engine, received, parsed, validation, settings)
     if outcome.status == "duplicate":  # another run recorded the same file first: its receipt stays its own
-        winner = find_submission(engine, received.department, received.sha256)
-        assert winner is not None  # the loser saw the winner's row under the same lock
-        return duplicate_result(received, winner, settings, dry_run=False)
+        return lost_race(engine, received, settings)
     stored, receipt_path = storage_paths(received, validation.outcome, settings)
     receipt = build_receipt(
         received, parsed, validation, status=outcome.status, load_outcome=outcome,
@@ -118,6 +115,13 @@ def duplicate_result(
         steps.receipt_task(receipt, receipt_path, None)
     return SubmissionResult(received.submission_id, received.department, received.period.label,
                             received.original_name, "duplicate", receipt, receipt_path)
+
+
+def lost_race(engine: Engine, received: Received, settings: Settings) -> SubmissionResult:
+    """The load found the same file recorded by another run meanwhile: the winner's duplicate receipt."""
+    winner = find_submission(engine, received.department, received.sha256)
+    assert winner is not None  # the loser saw the winner's row under the same lock
+    return duplicate_result(received, winner, settings, dry_run=False)
 
 
 def receipt_missing(row: dict[str, Any], settings: Settings) -> bool:

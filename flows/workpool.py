@@ -37,9 +37,9 @@ from prefect.client.schemas.objects import FlowRun
 
 from duikou_settings import Settings, get_settings
 from flows.department_ingest import FileOutcome, ingest_files
-from flows.pipeline import SubmissionResult
 from flows.warehouse_access import open_warehouse
 from tasks.submission import relative
+from tasks.submission_result import SubmissionResult
 from warehouse.refdata import reference_frames
 
 FLOW_NAME = "ingest-department"

@@ -11,56 +11,29 @@ context (which has no site and must stay cheap). Nothing is written to the wareh
 
 A person-level registry submission is documented by ``tasks.registry_dq_docs`` instead: its
 declared checks with the counts the load stored in ``dq_result``, and GX Data Docs of the
-de-identified sample (no ID number, no name).
+de-identified sample (no ID number, no name). The caller (``flows/cli.py``'s ``dq docs``) chooses
+between the two; what both share is in ``tasks.dq_docs_site``.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine
 
 from duikou_settings import Settings
-from tasks.submission import declaration_for, is_registry, parse, receive
+from tasks.dq_docs_site import DataDocs, DqDocsError, validate_into_site
+from tasks.submission import declaration_for, parse, receive
 from tasks.validate import gx_suite, prepare_suite
 from warehouse.history import read_check_history
-from warehouse.ledger import ledger_row
 from warehouse.refdata import reference_frames
 
-SITE_NAME = "duikou"
 
-
-class DqDocsError(ValueError):
-    """The submission cannot be documented: unknown id, no kept file, unreadable file."""
-
-
-@dataclass(frozen=True)
-class DataDocs:
-    submission_id: str
-    index_html: Path
-    checks: int
-    success: bool
-
-
-def _ledger_row(engine: Engine, submission_id: str) -> Any:
-    row = ledger_row(engine, submission_id)
-    if row is None:
-        raise DqDocsError(f"no submission {submission_id!r} in the ledger (ids are 16 hex digits, see receipts)")
-    return SimpleNamespace(**row)  # read as row.department, row.archive_path ... here and in registry_dq_docs
-
-
-def build_data_docs(engine: Engine, settings: Settings, submission_id: str, out_dir: Path | None = None) -> DataDocs:
-    """Re-validate the submission's kept file and write its Data Docs; returns where index.html is."""
-    row = _ledger_row(engine, submission_id)
-    out = (out_dir or settings.reports_dir / "dq-docs" / submission_id).resolve()
-    if is_registry(row.department):
-        from tasks.registry_dq_docs import build_registry_docs
-
-        return build_registry_docs(engine, settings, row, out)
+def build_form_docs(engine: Engine, settings: Settings, row: Any, out: Path) -> DataDocs:
+    """Re-validate the form submission's kept file (``row``: its ledger row, ``tasks.dq_docs_site.ledger_row``)
+    and write its Data Docs into ``out``; returns where index.html is."""
+    submission_id = row.submission_id
     if not row.archive_path:
         raise DqDocsError(f"submission {submission_id}: the ledger keeps no file for it")
     kept = settings.resolved_data_dir / row.archive_path
@@ -79,31 +52,3 @@ def build_data_docs(engine: Engine, settings: Settings, submission_id: str, out_
     if not index.is_file():
         raise DqDocsError(f"GX wrote no index.html under {out}")
     return DataDocs(submission_id, index, len(checks), bool(result.success))
-
-
-def validate_into_site(frame: Any, suite: Any, name: str, out: Path, asset: str = "township_rows") -> Any:
-    """Validate ``frame`` with the GX ``suite`` through a checkpoint that writes Data Docs to ``out``."""
-    import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
-
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    context = gx.get_context(mode="ephemeral")
-    context.add_data_docs_site(SITE_NAME, {
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
-    batch_definition = (
-        context.data_sources.add_pandas("duikou_submission")
-        .add_dataframe_asset(asset)
-        .add_batch_definition_whole_dataframe("whole_submission")
-    )
-    suite = context.suites.add(suite)
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition,
-                                                                            suite=suite))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name=name, validation_definitions=[definition],
-        actions=[UpdateDataDocsAction(name="data-docs", site_names=[SITE_NAME])],
-        result_format={"result_format": "COMPLETE"},
-    ))
-    return checkpoint.run(batch_parameters={"dataframe": frame})

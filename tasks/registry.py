@@ -29,9 +29,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from expectations.issues import Issue, issue
@@ -50,7 +47,7 @@ from tasks.registry_read import RegistrySource, open_registry
 from tasks.townships import TownshipResolver
 from warehouse.load import DqResult
 from warehouse.refdata import ReferenceFrames
-from warehouse.registry import PersonWriter, StreamResult, refresh_registry_reconciliation
+from warehouse.registry import PersonWriter, StreamResult
 
 GX_SAMPLE_ROWS = 50_000
 GX_SAMPLE_PER_BATCH = 2_500
@@ -306,17 +303,3 @@ def stream_registry(
     rejected_rows = len({i.row for i in issues if i.severity == "critical" and i.row is not None})
     result = StreamResult(status, findings.rows_read, rejected_rows, tuple(issues), tuple(dq_results))
     return RegistryStream(result, source.sheet, source.encoding, times, sample)
-
-
-@task(name="reconcile-registries", cache_policy=NO_CACHE)
-def reconcile_registries_task(engine: Engine) -> int:
-    """Every current registry snapshot against the aggregate returns loaded by now (rows rebuilt)."""
-    return refresh_registry_reconciliation(engine, list(load_registry_declarations().values()))
-
-
-@task(name="reconcile-registries", cache_policy=NO_CACHE)
-def reconcile_registries_checked_task(engine: Engine) -> tuple[int, list[str]]:
-    """:func:`reconcile_registries_task`, and the snapshots it could not reconcile, each named (the nightly)."""
-    skipped: list[str] = []
-    rows = refresh_registry_reconciliation(engine, list(load_registry_declarations().values()), skipped)
-    return rows, skipped

@@ -24,19 +24,17 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
 from duikou_settings import Settings
 from expectations.registry_declaration import RegistryDeclaration
-from tasks.dq_docs import DataDocs, DqDocsError, validate_into_site
+from tasks.dq_docs_site import DataDocs, DqDocsError, ledger_row, validate_into_site
 from tasks.periods import parse_period
 from tasks.registry import registry_declaration, require_person_key, sample_expectations, stream_registry
 from tasks.registry_checks import MissingPersonKey
 from warehouse import schema
-from warehouse.ledger import ledger_row
 from warehouse.load import DqResult
 from warehouse.refdata import reference_frames
 
@@ -74,13 +72,6 @@ def _reconciliation(engine: Engine, declaration: RegistryDeclaration, period: st
                                         rec.c.difference, rec.c.tolerance_relative, rec.c.within_tolerance)
                                  .where(rec.c.department == declaration.department, rec.c.period == period)
                                  .order_by(rec.c.check_id, rec.c.township_code)).all())
-
-
-def _ledger(engine: Engine, submission_id: str) -> Any:
-    row = ledger_row(engine, submission_id)
-    if row is None:
-        raise DqDocsError(f"no submission {submission_id!r} in the ledger")
-    return SimpleNamespace(**row)
 
 
 @dataclass(frozen=True)
@@ -216,7 +207,7 @@ def build_registry_docs(engine: Engine, settings: Settings, row: Any, out: Path)
     declaration = registry_declaration(row.department)
     if declaration is None:
         raise DqDocsError(f"submission {row.submission_id}: {row.department!r} is not a person-level registry")
-    ledger = _ledger(engine, row.submission_id)
+    ledger = ledger_row(engine, row.submission_id)
     stored = _stored_results(engine, row.submission_id)
     out.mkdir(parents=True, exist_ok=True)
     sample = _sample_site(settings, declaration, row, str(ledger.status), out)

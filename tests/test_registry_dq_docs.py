@@ -10,16 +10,23 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
-from duikou_settings import get_settings, reset_settings_cache
+from duikou_settings import Settings, get_settings, reset_settings_cache
 from expectations.registry_declaration import load_registry_declarations
 from flows.warehouse_access import open_warehouse
-from tasks.dq_docs import build_data_docs
+from tasks.dq_docs_site import DataDocs, docs_dir, ledger_row
 from tasks.registry_demo import registry_table, write_registry_csv
+from tasks.registry_dq_docs import build_registry_docs
 from warehouse import schema
 
 DECL = load_registry_declarations()["labour_registry"]
+
+
+def build_data_docs(engine: Engine, settings: Settings, submission_id: str, out_dir: Path) -> DataDocs:
+    """What ``duikou dq docs`` does for a registry submission."""
+    return build_registry_docs(engine, settings, ledger_row(engine, submission_id),
+                               docs_dir(settings, submission_id, out_dir))
 
 
 def _ingest(tmp_path: Path, period: str, *, income: str | None = None, blank_sex: bool = False) -> str:

@@ -68,7 +68,7 @@ def load_registry_snapshot(engine: Engine, tmp_path: Path, *, names: list[str] |
     """An 80-person snapshot through the registry load, after a labour return of the same month
     that agrees with it in every township but one (double the people there: outside tolerance).
     Returns the raw IDs and names (for privacy searches) and the township planted outside."""
-    from flows.registry_pipeline import ingest_registry
+    from tasks.registry_submission import ingest_registry
     from tasks.submission import receive
 
     declaration = load_registry_declarations()["labour_registry"]
