@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     landing_url: str | None = Field(
         default=None,
         description="fsspec URL of the landing area (s3://bucket/duikou/landing, gcs://…, file:///mnt/nfs/landing); "
-        "default <data_dir>/landing (tasks/landing_store.py)",
+        "default <data_dir>/landing (tasks/landing/store.py)",
     )
     landing_storage_options: SecretStr | None = Field(
         default=None, description="JSON object of fsspec storage options for landing_url (endpoint, keys); never logged"
@@ -31,7 +31,7 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/warehouse.sqlite"
     )
     sum_tolerance: float = Field(default=0.5, description="absolute tolerance of 合计 checks, in base units")
-    # File safety: every limit is checked before a parser sees the file (tasks/read.py)
+    # File safety: every limit is checked before a parser sees the file (tasks/forms/read.py)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest accepted file, in bytes")
     max_uncompressed_bytes: int = Field(
         default=200 * 1024 * 1024, gt=0, description="largest total uncompressed size of an .xlsx archive's members"
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     serve_poll_seconds: float = Field(default=2.0, gt=0, description="how often duikou serve looks for new runs")
     serve_workers: int = Field(default=2, gt=0, description="flow runs duikou serve executes at once (threads)")
 
-    # Person-level registries (tasks/registry.py)
+    # Person-level registries (tasks/registry/stream.py)
     person_key: SecretStr | None = Field(
         default=None,
         description="HMAC-SHA256 key of person keys (≥32 characters); required to ingest a registry, never logged",
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
 
     @property
     def staging_dir(self) -> Path:
-        """Local copies of objects fetched from a remote landing area (tasks/landing_store.py)."""
+        """Local copies of objects fetched from a remote landing area (tasks/landing/store.py)."""
         return self.resolved_data_dir / "staging"
 
     @property
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
 
     @property
     def submission_window_today(self) -> date:
-        """The day the plausible-period window (tasks/periods.py) is measured from: today in county
+        """The day the plausible-period window (tasks/forms/periods.py) is measured from: today in county
         time (Asia/Shanghai, UTC+8), or ``as_of`` when that is later (a replayed history)."""
         from datetime import datetime, timedelta, timezone
 

@@ -48,8 +48,8 @@ def _months(count: int) -> list[str]:
 
 def _write_returns(folder: Path, periods: list[str]) -> list[Path]:
     from expectations.declaration import load_declarations
-    from tasks.demo_data import demo_values
-    from tasks.form_writer import write_form
+    from tasks.demo.data import demo_values
+    from tasks.demo.form_writer import write_form
 
     declaration, values = load_declarations()["tourism"], demo_values()
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def main() -> None:
             data = root / "data"
             env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_SERVE_POLL_SECONDS": "0.5",
                         "DUIKOU_REPORT_DEBOUNCE_SECONDS": "10", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
-            from tasks.intake_tokens import create_token
+            from tasks.landing.intake_tokens import create_token
 
             token, _ = create_token(data / "secrets" / "intake-tokens.json", "tourism", replace=False)
             procs.append(start_serve(env, root / "logs",

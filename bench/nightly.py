@@ -51,9 +51,9 @@ MONTHLY = ("education", "health", "labour", "tourism")
 def build_landing(landing: Path, months: int, registries: int, registry_rows: int) -> int:
     from expectations.declaration import load_declarations
     from expectations.registry_declaration import load_registry_declarations
-    from tasks.demo_data import demo_values
-    from tasks.form_writer import write_form
-    from tasks.registry_demo import registry_table, write_registry_csv
+    from tasks.demo.data import demo_values
+    from tasks.demo.form_writer import write_form
+    from tasks.demo.registry import registry_table, write_registry_csv
 
     values = demo_values(2017)
     periods = sorted({p for d, p in values if d == "labour"})[:months]
@@ -103,11 +103,11 @@ def run_plain(work: Path, landing: Path) -> tuple[float, dict[str, int]]:
     from duikou_settings import get_settings
     from flows.nightly import by_department, scan_landing_area
     from flows.warehouse_access import open_warehouse
-    from tasks import steps
-    from tasks.followup_steps import follow_up_task
-    from tasks.registry_steps import reconcile_registries_task
-    from tasks.registry_submission import ingest_registry
-    from tasks.steps import refresh_marts_task
+    from tasks.registry.steps import reconcile_registries_task
+    from tasks.registry.submission import ingest_registry
+    from tasks.submission import steps
+    from tasks.submission.followup_steps import follow_up_task
+    from tasks.submission.steps import refresh_marts_task
     from warehouse.load import find_submission
     from warehouse.refdata import reference_frames
 

@@ -5,10 +5,10 @@ each stage beside its raw-library floor measured in the same run.
 
 What runs:
 
-1. the generator (``tasks/registry_demo.py``) writes a CSV of ``--rows`` invented people with
+1. the generator (``tasks/demo/registry.py``) writes a CSV of ``--rows`` invented people with
    valid, distinct GB 11643 IDs (UTF-8, or ``--encoding gb18030``); not timed;
 2. **ours**, in a fresh child process (so its peak RSS is its own): ``receive`` (SHA-256 of the
-   file) and ``tasks.registry_submission.ingest_registry`` — open, stream in Arrow batches, every
+   file) and ``tasks.registry.submission.ingest_registry`` — open, stream in Arrow batches, every
    declared check vectorised, HMAC person keys, GX on the de-identified sample, ``COPY`` into
    ``fact_person`` inside the submission's one transaction, marts, commit — into a fresh
    PostgreSQL schema (SQLite when no URL is set: then there is no COPY floor). Stage seconds come
@@ -60,7 +60,7 @@ def _peak_rss_mb() -> float:
 
 def generate(rows: int, path: Path, encoding: str) -> None:
     from expectations.registry_declaration import load_registry_declarations
-    from tasks.registry_demo import registry_table, write_registry_csv
+    from tasks.demo.registry import registry_table, write_registry_csv
 
     declaration = load_registry_declarations()["labour_registry"]
     chunk = 500_000
@@ -83,7 +83,7 @@ def generate(rows: int, path: Path, encoding: str) -> None:
 def _reregion(table: Any, ids: list[str], index: int) -> Any:
     import pyarrow as pa
 
-    from tasks.idcard import check_character
+    from tasks.registry.idcard import check_character
 
     region = f"5133{23 + index:02d}"
     fresh = [region + i[6:17] + check_character(region + i[6:17]) for i in ids]
@@ -93,8 +93,8 @@ def _reregion(table: Any, ids: list[str], index: int) -> Any:
 # ------------------------------------------------------------------ children
 def child_ours(path: Path, url: str | None, data_dir: Path) -> dict[str, Any]:
     from duikou_settings import Settings
-    from tasks.registry_submission import ingest_registry
-    from tasks.submission import receive
+    from tasks.registry.submission import ingest_registry
+    from tasks.submission.journey import receive
     from warehouse.bootstrap import ensure_warehouse
     from warehouse.engine import make_engine
     from warehouse.refdata import reference_frames

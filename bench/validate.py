@@ -8,7 +8,7 @@ history-aware ones against every earlier demo month (the history frame the wareh
 built in memory so that only validation is timed). Warm: GX is imported and its context built
 before timing (both once per process; the script checks that the context is built once).
 
-- GX path: ``tasks.validate.validate_form`` — suite generation, derived columns, one GX
+- GX path: ``tasks.validation.validate.validate_form`` — suite generation, derived columns, one GX
   ``validate()`` call, issues, flags and DQ results. GX validates one family expectation per kind
   of check and severity (~9 for a return's ~59 checks); each family's metric evaluates its checks
   on the batch and reports every check's failing rows, split back per check by ``validate_form``.
@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from expectations.declaration import Declaration, load_declarations
 from expectations.suite import CheckSpec
-from tasks.demo_data import MONTHS, demo_values
-from tasks.form_writer import write_form
-from tasks.normalise import NormalisedForm
-from tasks.submission import parse, receive
+from tasks.demo.data import MONTHS, demo_values
+from tasks.demo.form_writer import write_form
+from tasks.forms.normalise import NormalisedForm
+from tasks.submission.journey import parse, receive
 from warehouse.history import HISTORY_COLUMNS
 from warehouse.refdata import reference_frames
 
@@ -117,7 +117,7 @@ def pandas_failing_rows(frame: pd.DataFrame, check: CheckSpec) -> list[int] | bo
 
 
 def pandas_validate(form: NormalisedForm, decl: Declaration, history: pd.DataFrame) -> dict[str, Any]:
-    from tasks.validate import prepare_suite
+    from tasks.validation.validate import prepare_suite
 
     frame, checks = prepare_suite(form, decl, history)
     return {c.check_id: pandas_failing_rows(frame, c) for c in checks}
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import_ms = (time.perf_counter() - start) * 1000
     from expectations.suite import to_gx_expectations
-    from tasks.validate import _gx_batch_definition, prepare_suite, validate_form
+    from tasks.validation.validate import _gx_batch_definition, prepare_suite, validate_form
 
     start = time.perf_counter()
     _gx_batch_definition()

@@ -3,7 +3,7 @@
 A registry is one row per person, not one row per township: it has typed columns (enumerations,
 booleans, numbers, dates, lists, free text), a person-id column, row checks with severities and
 the reconciliation of its head counts against an aggregate return. The streaming reader, the
-vectorised checks (``tasks/registry_checks.py``), the warehouse rows and the docs all derive from
+vectorised checks (``tasks/registry/checks.py``), the warehouse rows and the docs all derive from
 this one declaration: no code names a registry's columns, so a new registry is a new YAML file.
 
 The vocabulary of a column (every key but ``name`` and ``header`` optional):
@@ -26,7 +26,7 @@ The vocabulary of a column (every key but ``name`` and ``header`` optional):
 
 Each check kind (``KNOWN_CHECKS``) a column uses is declared once under ``checks:`` with its
 severity, action, reason and message; a check declared but used by no column is an error, as is a
-used one left undeclared. Storage (``tasks/registry_checks.py``): a column goes to the
+used one left undeclared. Storage (``tasks/registry/checks.py``): a column goes to the
 ``fact_person`` column of its name when there is one, otherwise into ``fact_person.attributes``
 (a JSON object, column name → value).
 """
@@ -71,7 +71,7 @@ ROLES = ("name", "person_id", "township", "data", *MART_ROLES)
 DERIVED_COLUMNS = ("submission_id", "source_row", "person_key", "township_code", "birth_year", "age_years",
                    "training_person_times", "flagged", "attributes")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-#: the check kinds the streaming validator implements (tasks/registry_checks.py); a declaration sets
+#: the check kinds the streaming validator implements (tasks/registry/checks.py); a declaration sets
 #: their severity, action and messages, its columns say where each applies
 KNOWN_CHECKS = (
     "id_excel_mangled", "id_format", "id_check_digit", "id_birth_date", "id_sex", "id_duplicate",

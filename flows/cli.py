@@ -100,8 +100,8 @@ def _print_receipt(receipt: dict[str, Any]) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import ingest_submission
-    from tasks.registry_checks import MissingPersonKey
-    from tasks.submission import SubmissionError, request_period
+    from tasks.registry.checks import MissingPersonKey
+    from tasks.submission.journey import SubmissionError, request_period
 
     path = Path(args.file).resolve()
     _reach_warehouse(dry_run=args.dry_run)
@@ -175,9 +175,9 @@ def _print_nightly_summary(summary: Any, *, as_json: bool) -> None:
 
 
 def _headline(year: int | None, data: Any = None) -> None:
-    """The headline KPIs of ``year``, from ``data`` (tasks.report_data.ReportData) or loaded here."""
+    """The headline KPIs of ``year``, from ``data`` (tasks.report.data.ReportData) or loaded here."""
     from flows.warehouse_access import open_warehouse
-    from tasks.report import headline_rows, load_report_data
+    from tasks.report.site import headline_rows, load_report_data
 
     if data is None:
         data = load_report_data(open_warehouse(get_settings()))
@@ -192,7 +192,7 @@ def _headline(year: int | None, data: Any = None) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from flows.warehouse_access import open_warehouse
-    from tasks.report import build_report
+    from tasks.report.site import build_report
     from warehouse.marts import refresh_marts
 
     settings = get_settings()
@@ -237,8 +237,8 @@ def _demo_person_key() -> None:
 
 
 def _registry_section(data: Any) -> None:
-    """The person-level registries' lines, from ``data`` (tasks.report_data.ReportData)."""
-    from tasks.report_registry import registry_lines, registry_views
+    """The person-level registries' lines, from ``data`` (tasks.report.data.ReportData)."""
+    from tasks.report.registry import registry_lines, registry_views
 
     for view in registry_views(data):
         print("\n".join(registry_lines(view)))
@@ -254,10 +254,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_prefect_database()  # the home chosen above, or the one set by the caller
     _own_prefect_server()
     from flows.runners import nightly_flow
-    from tasks.demo_data import generate_demo
+    from tasks.demo.data import generate_demo
 
     if get_settings().as_of is None:  # completeness is judged on the demo's clock, not today
-        from tasks.demo_data import DEMO_AS_OF
+        from tasks.demo.data import DEMO_AS_OF
 
         os.environ["DUIKOU_AS_OF"] = DEMO_AS_OF.isoformat()
         reset_settings_cache()
@@ -283,7 +283,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     from flows.followups_cli import completeness_lines
     from flows.warehouse_access import open_warehouse
-    from tasks.report import load_report_data
+    from tasks.report.site import load_report_data
 
     engine = open_warehouse(settings)
     data = load_report_data(engine)  # once, for the headline and the registries
@@ -308,7 +308,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
     from flows.warehouse_access import open_warehouse
-    from tasks.quarantine import list_quarantined
+    from tasks.submission.quarantine import list_quarantined
 
     items = list_quarantined(open_warehouse(get_settings()))
     if args.json:
@@ -327,7 +327,7 @@ def cmd_quarantine_list(args: argparse.Namespace) -> int:
 def cmd_quarantine_decide(args: argparse.Namespace) -> int:
     from flows.quarantine import quarantine_decision
     from flows.warehouse_access import open_warehouse
-    from tasks.quarantine import DecisionError, find_quarantined
+    from tasks.submission.quarantine import DecisionError, find_quarantined
 
     prog = f"duikou quarantine {args.decision}"
     by = who_decides(prog, args.by, args.reason, "--reason")
@@ -389,10 +389,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_dq_docs(args: argparse.Namespace) -> int:
     from flows.warehouse_access import open_warehouse
-    from tasks.dq_docs import build_form_docs
-    from tasks.dq_docs_site import DqDocsError, docs_dir, ledger_row
-    from tasks.registry_dq_docs import build_registry_docs
-    from tasks.submission import is_registry
+    from tasks.registry.dq_docs import build_registry_docs
+    from tasks.submission.dq_docs import build_form_docs
+    from tasks.submission.journey import is_registry
+    from tasks.validation.data_docs import DqDocsError, docs_dir, ledger_row
 
     settings = get_settings()
     try:

@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from flows.pipeline import process_submission
-from tasks.submission import SubmissionError
-from tasks.submission_result import SubmissionResult
+from tasks.submission.journey import SubmissionError
+from tasks.submission.result import SubmissionResult
 from warehouse.refdata import ReferenceFrames
 
 

@@ -11,7 +11,7 @@ from flows import events
 from flows.pipeline import process_submission
 from flows.run_ui import ingest_run_name, publish_run_summary, tag_current_run
 from flows.warehouse_access import existing_warehouse, open_warehouse
-from tasks.submission_result import SubmissionResult
+from tasks.submission.result import SubmissionResult
 from warehouse.refdata import reference_frames
 
 

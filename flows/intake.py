@@ -5,7 +5,7 @@
     GET  /healthz           liveness (no token)
 
 Every request but ``/healthz`` carries ``Authorization: Bearer <token>``; the token alone says
-which department is speaking (``tasks/intake_tokens.py``). A ``department`` field in the form,
+which department is speaking (``tasks/landing/intake_tokens.py``). A ``department`` field in the form,
 if sent, must agree with the token or the request is refused (403) — it is never used. A
 department reads only its own submissions: another department's id is answered exactly like an
 unknown one (404), so an id never reveals that it exists.
@@ -46,9 +46,9 @@ from starlette.requests import ClientDisconnect
 from duikou_settings import Settings, get_settings
 from expectations.declaration import load_declarations
 from flows import events
-from tasks.intake_tokens import TokenRegistry
-from tasks.landing import LandedFile, LandingWriter, UploadRefused, clean_original_name, find_landed, suffix_for
-from tasks.periods import parse_plausible_period
+from tasks.forms.periods import parse_plausible_period
+from tasks.landing.intake_tokens import TokenRegistry
+from tasks.landing.landed import LandedFile, LandingWriter, UploadRefused, clean_original_name, find_landed, suffix_for
 
 log = logging.getLogger("duikou.intake")
 

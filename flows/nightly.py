@@ -2,7 +2,7 @@
 the report.
 
 The landing area is ``<landing>/<department>/<period>/<file>``: ``<data>/landing``, and the fsspec
-URL ``DUIKOU_LANDING_URL`` (``s3://bucket/duikou/landing``, …) when set (``tasks/landing_store.py``).
+URL ``DUIKOU_LANDING_URL`` (``s3://bucket/duikou/landing``, …) when set (``tasks/landing/store.py``).
 Files stay there; the ledger (keyed by department and SHA-256) says which were already processed,
 so a second run over the same landing area loads nothing. Every ledger row whose receipt is missing
 (a run killed between its commit and its receipt) gets it from :func:`recover_receipts_task`.
@@ -30,8 +30,7 @@ from flows.missing_alerts import alert_missing_returns_task
 from flows.pipeline import recover_receipts
 from flows.warehouse_access import open_warehouse
 from flows.workpool import WorkPoolRunsFailed, ingest_on_work_pool
-from tasks.followup_steps import follow_up_task
-from tasks.landing_store import (
+from tasks.landing.store import (
     CHANGED_REASON,
     LandingEntry,
     LandingStore,
@@ -46,10 +45,11 @@ from tasks.landing_store import (
     stage_entry,
     store_for,
 )
-from tasks.registry_steps import reconcile_registries_checked_task
-from tasks.steps import refresh_marts_checked_task, report_task
-from tasks.submission import SubmissionError, is_registry, request_period
-from tasks.submission_result import SubmissionResult
+from tasks.registry.steps import reconcile_registries_checked_task
+from tasks.submission.followup_steps import follow_up_task
+from tasks.submission.journey import SubmissionError, is_registry, request_period
+from tasks.submission.result import SubmissionResult
+from tasks.submission.steps import refresh_marts_checked_task, report_task
 from warehouse.load import find_submission
 from warehouse.refdata import ReferenceFrames, reference_frames
 

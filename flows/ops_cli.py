@@ -59,8 +59,8 @@ def cmd_intake_server(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     """Land the file as the intake server would, then emit the event — or ingest here without a server."""
     from flows import events
-    from tasks.landing import UploadRefused, land_file
-    from tasks.submission import SubmissionError, declaration_for, request_period
+    from tasks.landing.landed import UploadRefused, land_file
+    from tasks.submission.journey import SubmissionError, declaration_for, request_period
 
     settings = get_settings()
     source = Path(args.file)
@@ -105,7 +105,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from expectations.declaration import load_declarations
-    from tasks.intake_tokens import create_token
+    from tasks.landing.intake_tokens import create_token
 
     known = sorted(load_declarations())
     if args.department not in known:
@@ -121,7 +121,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    from tasks.intake_tokens import read_tokens
+    from tasks.landing.intake_tokens import read_tokens
 
     path = get_settings().resolved_intake_tokens_file
     for record in read_tokens(path):
@@ -130,7 +130,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from tasks.intake_tokens import revoke_tokens
+    from tasks.landing.intake_tokens import revoke_tokens
 
     if not args.department and not args.token_id:
         print("duikou intake-token revoke: give --department or --token-id", file=sys.stderr)

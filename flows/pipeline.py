@@ -10,10 +10,10 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from flows.registry_pipeline import process_registry
-from tasks import steps
-from tasks.followup_steps import follow_up_task
-from tasks.registry import require_person_key
-from tasks.submission import (
+from tasks.registry.stream import require_person_key
+from tasks.submission import steps
+from tasks.submission.followup_steps import follow_up_task
+from tasks.submission.journey import (
     Parsed,
     Received,
     build_receipt,
@@ -22,8 +22,8 @@ from tasks.submission import (
     storage_paths,
     write_receipt_as_ledger,
 )
-from tasks.submission_result import SubmissionResult
-from tasks.validate import Validation
+from tasks.submission.result import SubmissionResult
+from tasks.validation.validate import Validation
 from warehouse.load import LoadOutcome, find_submission, ledger_issues
 from warehouse.refdata import ReferenceFrames
 
@@ -143,7 +143,7 @@ def recover_receipt(engine: Engine, row: dict[str, Any], reference: ReferenceFra
     """
     if not receipt_missing(row, settings):
         return False
-    from tasks.quarantine import KeptFileError, receive_kept
+    from tasks.submission.quarantine import KeptFileError, receive_kept
 
     status = "loaded" if row["status"] == "superseded" else str(row["status"])
     outcome = LoadOutcome(str(row["submission_id"]), status, row.get("supersedes"), None,  # type: ignore[arg-type]
@@ -178,8 +178,8 @@ def ledger_receipt(engine: Engine, row: dict[str, Any], status: str, outcome: Lo
     """A receipt from the ledger row and its recorded issues alone (no file read)."""
     from datetime import UTC
 
-    from tasks.periods import parse_period
-    from tasks.submission import _declared
+    from tasks.forms.periods import parse_period
+    from tasks.submission.journey import _declared
 
     received_at = row["received_at"]
     if received_at.tzinfo is None:  # SQLite keeps naive UTC

@@ -3,7 +3,7 @@
 Release: receive the kept file again → read & normalise → history → validate (the ingest
 pipeline's own ``read_and_validate``) → refuse if any issue's action is ``reject`` → load with
 the decision (one transaction) → receipt (+ correction workbook) → drop the quarantine copy.
-Reject: status + decision (one transaction) → receipt. See :mod:`tasks.quarantine` for the rules.
+Reject: status + decision (one transaction) → receipt. See :mod:`tasks.submission.quarantine` for the rules.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from sqlalchemy import Engine
 from duikou_settings import Settings, get_settings
 from flows.pipeline import read_and_validate
 from flows.warehouse_access import open_warehouse
-from tasks import steps
-from tasks.followup_steps import follow_up_task
-from tasks.quarantine import (
+from tasks.submission import steps
+from tasks.submission.followup_steps import follow_up_task
+from tasks.submission.journey import build_receipt
+from tasks.submission.quarantine import (
     DecisionError,
     KeptFileError,
     OperatorDecision,
@@ -37,7 +38,6 @@ from tasks.quarantine import (
     released_paths,
     with_decision,
 )
-from tasks.submission import build_receipt
 from warehouse.refdata import reference_frames
 
 

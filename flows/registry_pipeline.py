@@ -6,7 +6,7 @@ registry's workbook would copy every ID number into receipts/; the receipt lists
 
 The dispatcher (``flows.pipeline.process_submission``) asks for the person key, receives the file
 and answers a file the ledger already has; this module runs the rest. Its plain steps are in
-tasks/registry_submission.py, their Prefect wrappers in tasks/registry_steps.py.
+tasks/registry/submission.py, their Prefect wrappers in tasks/registry/steps.py.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from duikou_settings import Settings
-from tasks import steps
-from tasks.registry_steps import ingest_registry_task
-from tasks.registry_submission import registry_receipt
-from tasks.submission import Received, storage_paths, store_file
-from tasks.submission_result import SubmissionResult
+from tasks.registry.steps import ingest_registry_task
+from tasks.registry.submission import registry_receipt
+from tasks.submission import steps
+from tasks.submission.journey import Received, storage_paths, store_file
+from tasks.submission.result import SubmissionResult
 from warehouse.load import current_version
 from warehouse.refdata import ReferenceFrames
 

@@ -18,8 +18,8 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
 from duikou_settings import Settings
-from tasks.landing import read_sidecar
-from tasks.submission_result import SubmissionResult
+from tasks.landing.landed import read_sidecar
+from tasks.submission.result import SubmissionResult
 
 
 def ingest_run_name() -> str:

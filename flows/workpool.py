@@ -38,8 +38,8 @@ from prefect.client.schemas.objects import FlowRun
 from duikou_settings import Settings, get_settings
 from flows.department_ingest import FileOutcome, ingest_files
 from flows.warehouse_access import open_warehouse
-from tasks.submission import relative
-from tasks.submission_result import SubmissionResult
+from tasks.submission.journey import relative
+from tasks.submission.result import SubmissionResult
 from warehouse.refdata import reference_frames
 
 FLOW_NAME = "ingest-department"
@@ -328,7 +328,7 @@ def setup_work_pool(settings: Settings) -> SetupOutcome:
     from prefect.exceptions import ObjectNotFound
     from prefect.workers.process import ProcessWorker
 
-    from tasks.writer_slots import set_global_writer_limit
+    from tasks.submission.writer_slots import set_global_writer_limit
 
     require_server(settings)
     created = False

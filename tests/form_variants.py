@@ -1,7 +1,7 @@
 """Generated variants of the declared county forms, each with its oracle.
 
 Why: the pipeline will be judged on filled forms nobody here has seen. Every variant starts from
-a department's declared form as :mod:`tasks.form_writer` lays it out (``build_form_grid`` — the
+a department's declared form as :mod:`tasks.demo.form_writer` lays it out (``build_form_grid`` — the
 demo's own writer), then combines perturbations real clerks make in Excel / WPS, and is written
 as a real file: .xlsx (form_writer's renderer, then edited with openpyxl), .xls (xlwt), or CSV
 in GBK, UTF-8 with a BOM or plain UTF-8. Formulas get their cached results from a real
@@ -32,8 +32,8 @@ import xlwt
 from openpyxl.utils import get_column_letter
 
 from expectations.declaration import Declaration, Indicator, load_declarations
-from tasks.demo_data import demo_values
-from tasks.form_writer import (
+from tasks.demo.data import demo_values
+from tasks.demo.form_writer import (
     DEFAULT_SAVED_AT,
     FormGrid,
     _deterministic_zip,
@@ -46,8 +46,8 @@ from tasks.form_writer import (
     reporting_unit_name,
     township_name_at,
 )
-from tasks.form_writer import FormColumn as WriterColumn
-from tasks.townships import TRADITIONAL_TO_SIMPLIFIED
+from tasks.demo.form_writer import FormColumn as WriterColumn
+from tasks.forms.townships import TRADITIONAL_TO_SIMPLIFIED
 
 KEY, SERIAL, REMARK, EXTRA = "__key__", "__serial__", "__remark__", "__extra__"
 FORMATS = ("xlsx", "xls", "csv-gbk", "csv-utf8-bom", "csv-utf8")

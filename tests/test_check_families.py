@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from expectations.suite import CheckSpec
-from tasks.validate import CheckOutcome, run_gx
+from tasks.validation.validate import CheckOutcome, run_gx
 
 
 def _frame() -> pd.DataFrame:
@@ -55,7 +55,7 @@ def _one_gx_expectation(frame: pd.DataFrame, check: CheckSpec) -> CheckOutcome:
     import great_expectations as gx
     from great_expectations.expectations.registry import get_expectation_impl
 
-    from tasks.validate import GX_LOCK, _gx_batch_definition, _row_of
+    from tasks.validation.validate import GX_LOCK, _gx_batch_definition, _row_of
 
     expectation = get_expectation_impl(check.expectation_type)(**check.kwargs)
     with GX_LOCK:

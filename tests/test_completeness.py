@@ -21,10 +21,10 @@ from expectations.declaration import DECLARATIONS_DIR, DeclarationError, load_de
 from expectations.obligations import due_date, expected_returns, is_owed, obligation, periods_between
 from expectations.registry_declaration import load_registry_declarations, parse_registry_declaration
 from flows.followups_cli import completeness_lines
-from tasks.periods import parse_period
-from tasks.registry_demo import registry_table, township_names, write_registry_csv
-from tasks.registry_submission import ingest_registry
-from tasks.submission import receive
+from tasks.demo.registry import registry_table, township_names, write_registry_csv
+from tasks.forms.periods import parse_period
+from tasks.registry.submission import ingest_registry
+from tasks.submission.journey import receive
 from warehouse import schema
 from warehouse.completeness import LedgerEntry, compute_completeness, missing_returns
 from warehouse.marts import refresh_marts

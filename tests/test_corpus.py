@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from expectations.issues import ISSUE_CODES, Issue
-from tasks.submission import parse, receive, validate
+from tasks.submission.journey import parse, receive, validate
 from warehouse.refdata import ReferenceFrames, reference_frames
 
 ROOT = Path(__file__).resolve().parents[1]

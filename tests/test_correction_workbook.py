@@ -1,6 +1,6 @@
 """The correction workbook: the department's form with every problem cell marked.
 
-Fixtures are real forms from :func:`tasks.form_writer.write_form` (xlsx, BIFF .xls, GBK CSV) with
+Fixtures are real forms from :func:`tasks.demo.form_writer.write_form` (xlsx, BIFF .xls, GBK CSV) with
 the demo's education values; the standard form has its header on rows 3–4, townships on rows 5–19
 and 合计 on row 20.
 """
@@ -19,11 +19,11 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue, issue
-from tasks.correction_workbook import FILL_COLOURS, SUMMARY_SHEET, write_correction_workbook
-from tasks.demo_data import demo_values
-from tasks.form_writer import FormFormat, write_form
-from tasks.read import read_grids
-from tasks.submission import build_receipt, parse, receive, validate
+from tasks.demo.data import demo_values
+from tasks.demo.form_writer import FormFormat, write_form
+from tasks.forms.read import read_grids
+from tasks.submission.correction_workbook import FILL_COLOURS, SUMMARY_SHEET, write_correction_workbook
+from tasks.submission.journey import build_receipt, parse, receive, validate
 from warehouse.refdata import reference_frames
 
 EDU, MAY = "education", "2017-05"

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from expectations.declaration import DeclarationError, load_declarations, load_kpis, parse_declaration
-from tasks.layout import locate_form
-from tasks.normalise import normalise_form
-from tasks.periods import Period
-from tasks.read import read_grids
-from tasks.townships import TownshipResolver
-from tasks.validate import validate_form
+from tasks.forms.layout import locate_form
+from tasks.forms.normalise import normalise_form
+from tasks.forms.periods import Period
+from tasks.forms.read import read_grids
+from tasks.forms.townships import TownshipResolver
+from tasks.validation.validate import validate_form
 from warehouse.dataset_docs import render_datasets_docs
 from warehouse.refdata import reference_frames
 

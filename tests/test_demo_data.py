@@ -25,7 +25,7 @@ import xlrd
 
 from expectations.declaration import Declaration, load_declarations, normalise_header
 from expectations.rules import evaluate_term, parse_rule_expression
-from tasks.demo_data import (
+from tasks.demo.data import (
     DEMO_AS_OF,
     FLAWED,
     JOB_FAIR_2017_05_HIRES,
@@ -47,7 +47,7 @@ from tasks.demo_data import (
     restated_township,
     story_figures,
 )
-from tasks.form_writer import (
+from tasks.demo.form_writer import (
     HEADER_STYLES,
     build_form_grid,
     parse_period,

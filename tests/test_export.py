@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from openpyxl import load_workbook
 
-from tasks.export import (
+from tasks.report.export import (
     Column,
     SiteTable,
     csv_text,

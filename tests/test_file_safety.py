@@ -1,6 +1,6 @@
 """Files from outside may be damaged or crafted: the reader refuses them with a stable code.
 
-Every failure is a :class:`tasks.read.ReadError` with an issue code and a Chinese message —
+Every failure is a :class:`tasks.forms.read.ReadError` with an issue code and a Chinese message —
 never a crash, never unbounded memory or time. Crafted archives are built here in memory (the
 zip bomb once per module, ~1 MB on disk). The ordinary unreadable / mislabelled / empty files
 are in ``tests/test_read_layout.py`` and the fixture corpus; this module is about limits and
@@ -28,11 +28,11 @@ from sqlalchemy import Engine, func, inspect, select
 from duikou_settings import Settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from expectations.issues import Issue, issue
-from tasks.demo_data import demo_values
-from tasks.form_writer import write_form
-from tasks.periods import Period
-from tasks.read import ReadError, ReadLimits, read_grids, read_path
-from tasks.submission import (
+from tasks.demo.data import demo_values
+from tasks.demo.form_writer import write_form
+from tasks.forms.periods import Period
+from tasks.forms.read import ReadError, ReadLimits, read_grids, read_path
+from tasks.submission.journey import (
     Received,
     _safe_name,
     attach_correction_workbook,
@@ -485,7 +485,7 @@ def test_nothing_escapes_the_data_dir(tmp_path: Path) -> None:
 def test_no_correction_workbook_is_built_from_a_refused_file(
     code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.correction_workbook
+    import tasks.submission.correction_workbook
 
     opened: list[str] = []
 
@@ -493,7 +493,7 @@ def test_no_correction_workbook_is_built_from_a_refused_file(
         opened.append(original_name)
         return tmp_path / "never.xlsx"
 
-    monkeypatch.setattr(tasks.correction_workbook, "write_correction_workbook", record)
+    monkeypatch.setattr(tasks.submission.correction_workbook, "write_correction_workbook", record)
     source = tmp_path / "教育.xlsx"
     source.write_bytes(b"PK\x03\x04")
     refusal = issue(code, "已拒收")

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from duikou_settings import get_settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from flows.warehouse_access import clear_cache, open_warehouse
-from tasks.demo_data import (
+from tasks.demo.data import (
     DEMO_AS_OF,
     LATE_RETURNS,
     MISSING_RETURNS,
@@ -36,7 +36,7 @@ from tasks.demo_data import (
     generate_demo,
     registry_targets,
 )
-from tasks.form_writer import write_form
+from tasks.demo.form_writer import write_form
 from tests.report_texts import site_texts
 
 pytestmark = pytest.mark.flow
@@ -392,7 +392,7 @@ def test_a_refused_submission_gets_a_correction_workbook(
 
     rows = demo_values(2017)[("poverty", "2016")]
     names = ["聂嘎乡" if code == "513323202" else None for code in rows["township_code"]]
-    from tasks.form_writer import township_name_at
+    from tasks.demo.form_writer import township_name_at
 
     written = [n or township_name_at(c, pd.Timestamp("2016-12-31").date())
                for n, c in zip(names, rows["township_code"], strict=True)]

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from expectations.issues import Issue
-from tasks.submission import parse, receive, validate
+from tasks.submission.journey import parse, receive, validate
 from tests import form_variants as fv
 from warehouse.refdata import ReferenceFrames, reference_frames
 

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine
 
 from expectations.declaration import load_declarations
-from tasks.demo_data import demo_values
-from tasks.form_writer import write_form
-from tasks.submission import parse, receive, validate
+from tasks.demo.data import demo_values
+from tasks.demo.form_writer import write_form
+from tasks.submission.journey import parse, receive, validate
 from warehouse.history import CheckHistory, earlier_values
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission

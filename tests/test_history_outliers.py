@@ -21,10 +21,10 @@ from sqlalchemy import Engine, insert, select, text
 
 from duikou_settings import get_settings
 from expectations.declaration import DeclarationError, load_declarations, parse_declaration
-from tasks.demo_data import PLANTED_OUTLIER, demo_values
-from tasks.form_writer import write_form
-from tasks.submission import history_for, load, parse, receive, validate
-from tasks.validate import Validation
+from tasks.demo.data import PLANTED_OUTLIER, demo_values
+from tasks.demo.form_writer import write_form
+from tasks.submission.journey import history_for, load, parse, receive, validate
+from tasks.validation.validate import Validation
 from warehouse import schema
 from warehouse.followups import followup_id
 from warehouse.history import CheckHistory

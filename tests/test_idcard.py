@@ -1,4 +1,4 @@
-"""GB 11643 ID checks, vectorised (tasks/idcard.py): one case per way an ID goes wrong."""
+"""GB 11643 ID checks, vectorised (tasks/registry/idcard.py): one case per way an ID goes wrong."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks.idcard import check_character, check_ids
+from tasks.registry.idcard import check_character, check_ids
 
 SNAPSHOT = date(2017, 5, 31)
 

@@ -14,7 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from duikou_settings import Settings
-from tasks.intake_tokens import TokenRegistry, TokenStoreError, create_token, hash_token, read_tokens, revoke_tokens
+from tasks.landing.intake_tokens import (
+    TokenRegistry,
+    TokenStoreError,
+    create_token,
+    hash_token,
+    read_tokens,
+    revoke_tokens,
+)
 from warehouse.keys import submission_key
 
 FORM = b"\xe4\xb9\xa1(\xe9\x95\x87),x\n" * 20  # the bytes are never parsed here: only stored and hashed
@@ -74,7 +81,7 @@ def test_the_department_comes_from_the_token(intake) -> None:  # type: ignore[no
 
 
 def test_the_receive_step_reads_the_department_s_file_name_from_the_sidecar(intake) -> None:  # type: ignore[no-untyped-def]
-    from tasks.submission import receive
+    from tasks.submission.journey import receive
 
     client, settings, tokens = intake
     body = client.post("/submissions", headers=_auth(tokens["tourism"]), data={"period": "2016-10"},

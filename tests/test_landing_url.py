@@ -28,9 +28,10 @@ from duikou_settings import Settings, get_settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from flows.warehouse_access import clear_cache, open_warehouse
-from tasks.demo_data import demo_values
-from tasks.form_writer import write_form
-from tasks.landing_store import (
+from tasks.demo.data import demo_values
+from tasks.demo.form_writer import write_form
+from tasks.demo.registry import registry_table, write_registry_csv
+from tasks.landing.store import (
     LAYOUT_REASON,
     LandingStoreError,
     ObjectTooLarge,
@@ -40,7 +41,6 @@ from tasks.landing_store import (
     stage_entry,
     store_for,
 )
-from tasks.registry_demo import registry_table, write_registry_csv
 from warehouse.keys import submission_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,7 +279,7 @@ def test_a_missing_driver_or_an_unknown_protocol_is_named(tmp_path: Path) -> Non
         store_for("gcs://county-bucket/landing")
     # s3fs is installed here: a child interpreter where it cannot be imported shows the message a site gets
     code = ("import sys; sys.modules['s3fs'] = None\n"
-            "from tasks.landing_store import store_for, LandingStoreError\n"
+            "from tasks.landing.store import store_for, LandingStoreError\n"
             "try:\n    store_for('s3://county-bucket/landing')\n"
             "except LandingStoreError as exc:\n    print(exc)\n")
     shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -1,6 +1,6 @@
 """Reader → layout → normalise → validate, stressed the way county departments stress it.
 
-Every test writes small files into ``tmp_path`` — with :func:`tasks.form_writer.write_form`, or
+Every test writes small files into ``tmp_path`` — with :func:`tasks.demo.form_writer.write_form`, or
 by hand with openpyxl / xlwt / plain bytes when a layout needs something the writer does not
 make — and runs them through ``validate(parse(receive(path, department, period), reference))``.
 Assertions are on the outcome (loaded / rejected / quarantined) and on the exact issue codes
@@ -29,15 +29,15 @@ import xlwt
 
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue
-from tasks.demo_data import demo_values
-from tasks.form_writer import build_form_grid, write_form
-from tasks.grid import Grid
-from tasks.layout import locate_form
-from tasks.normalise import NormalisedForm
-from tasks.read import decode_candidates, read_grids
-from tasks.submission import parse, receive, validate
-from tasks.townships import TownshipResolver
-from tasks.validate import Validation
+from tasks.demo.data import demo_values
+from tasks.demo.form_writer import build_form_grid, write_form
+from tasks.forms.grid import Grid
+from tasks.forms.layout import locate_form
+from tasks.forms.normalise import NormalisedForm
+from tasks.forms.read import decode_candidates, read_grids
+from tasks.forms.townships import TownshipResolver
+from tasks.submission.journey import parse, receive, validate
+from tasks.validation.validate import Validation
 from warehouse.refdata import ReferenceFrames, reference_frames
 
 EDU, MAY = "education", "2017-05"
@@ -1340,7 +1340,7 @@ def test_unit_line_in_yuan_where_wan_yuan_is_declared_is_quarantined(
 
 
 def test_unit_line_parsing() -> None:
-    from tasks.normalise import units_on_unit_line
+    from tasks.forms.normalise import units_on_unit_line
 
     assert units_on_unit_line(("填报单位：丹巴县旅游局", "单位：万人次、万元、户")) == {"万人次", "万元", "户"}
     assert units_on_unit_line(("填报单位:丹巴县教育局  单位:人  填报日期:2017年6月8日",)) == {"人"}

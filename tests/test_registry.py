@@ -16,12 +16,12 @@ from sqlalchemy import Engine, select, text
 from duikou_settings import Settings
 from expectations.declaration import DeclarationError, load_declarations
 from expectations.registry_declaration import load_registry_declarations, parse_registry_declaration
-from tasks.idcard import check_character
-from tasks.registry import require_person_key
-from tasks.registry_checks import MissingPersonKey
-from tasks.registry_demo import registry_table, write_registry_csv, write_registry_xlsx
-from tasks.registry_submission import ingest_registry
-from tasks.submission import receive
+from tasks.demo.registry import registry_table, write_registry_csv, write_registry_xlsx
+from tasks.registry.checks import MissingPersonKey
+from tasks.registry.idcard import check_character
+from tasks.registry.stream import require_person_key
+from tasks.registry.submission import ingest_registry
+from tasks.submission.journey import receive
 from tests.test_roles import roles  # noqa: F401  (the PostgreSQL role-set fixture)
 from warehouse import schema
 from warehouse.keys import submission_key

@@ -33,9 +33,9 @@ from expectations.registry_declaration import (
     load_registry_declarations,
     parse_registry_declaration,
 )
-from tasks.idcard import check_character
-from tasks.registry import RegistryStream, stream_registry
-from tasks.registry_demo import township_names
+from tasks.demo.registry import township_names
+from tasks.registry.idcard import check_character
+from tasks.registry.stream import RegistryStream, stream_registry
 from warehouse import schema
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord

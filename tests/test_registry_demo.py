@@ -20,7 +20,7 @@ import pytest
 
 from duikou_settings import get_settings, reset_settings_cache
 from expectations.registry_declaration import load_registry_declarations
-from tasks.demo_data import (
+from tasks.demo.data import (
     DEMO_AS_OF,
     PEOPLE_PER_TRAINING,
     REGISTRY_DRIFT,
@@ -31,9 +31,9 @@ from tasks.demo_data import (
     demo_values,
     registry_targets,
 )
-from tasks.form_writer import township_name_at
-from tasks.idcard import check_ids
-from tasks.registry_demo import TownshipTargets, county_snapshots
+from tasks.demo.form_writer import township_name_at
+from tasks.demo.registry import TownshipTargets, county_snapshots
+from tasks.registry.idcard import check_ids
 
 DECL = load_registry_declarations()["labour_registry"]
 ENDS = {p: pd.Period(p, freq="M").end_time.date() for p in REGISTRY_SNAPSHOTS}
@@ -167,7 +167,7 @@ def test_a_set_key_is_used_and_ingest_still_refuses_without_one(
     no_key: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from flows.cli import DEMO_KEY_FILE, _demo_person_key, main
-    from tasks.registry_demo import registry_table, write_registry_csv
+    from tasks.demo.registry import registry_table, write_registry_csv
 
     monkeypatch.setenv("DUIKOU_PERSON_KEY", "s" * 40)
     reset_settings_cache()

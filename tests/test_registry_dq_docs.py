@@ -15,9 +15,9 @@ from sqlalchemy import Engine, select
 from duikou_settings import Settings, get_settings, reset_settings_cache
 from expectations.registry_declaration import load_registry_declarations
 from flows.warehouse_access import open_warehouse
-from tasks.dq_docs_site import DataDocs, docs_dir, ledger_row
-from tasks.registry_demo import registry_table, write_registry_csv
-from tasks.registry_dq_docs import build_registry_docs
+from tasks.demo.registry import registry_table, write_registry_csv
+from tasks.registry.dq_docs import build_registry_docs
+from tasks.validation.data_docs import DataDocs, docs_dir, ledger_row
 from warehouse import schema
 
 DECL = load_registry_declarations()["labour_registry"]

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from duikou_settings import get_settings, reset_settings_cache
 from expectations.registry_declaration import load_registry_declarations
 from flows.warehouse_access import open_warehouse
-from tasks.idcard import check_character
-from tasks.registry_demo import registry_table, write_registry_csv
+from tasks.demo.registry import registry_table, write_registry_csv
+from tasks.registry.idcard import check_character
 from tests.report_texts import site_texts
 from warehouse import schema
 

@@ -21,8 +21,8 @@ from test_report import fill_warehouse
 from test_report_registry import load_registry_snapshot
 
 from expectations.declaration import load_kpis
-from tasks.report import build_report
-from tasks.report_view import display_for
+from tasks.report.site import build_report
+from tasks.report.view import display_for
 from warehouse import schema
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -14,11 +14,11 @@ from sqlalchemy import Engine, select, text
 
 from duikou_settings import Settings
 from expectations.registry_declaration import load_registry_declarations
-from tasks.registry_demo import registry_table, write_registry_csv
-from tasks.report import render_site
-from tasks.report_data import load_report_data
-from tasks.report_quality import completeness_matrices, township_drilldown
-from tasks.report_registry import registry_lines, registry_views
+from tasks.demo.registry import registry_table, write_registry_csv
+from tasks.report.data import load_report_data
+from tasks.report.quality import completeness_matrices, township_drilldown
+from tasks.report.registry import registry_lines, registry_views
+from tasks.report.site import render_site
 from warehouse import schema
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
@@ -68,8 +68,8 @@ def load_registry_snapshot(engine: Engine, tmp_path: Path, *, names: list[str] |
     """An 80-person snapshot through the registry load, after a labour return of the same month
     that agrees with it in every township but one (double the people there: outside tolerance).
     Returns the raw IDs and names (for privacy searches) and the township planted outside."""
-    from tasks.registry_submission import ingest_registry
-    from tasks.submission import receive
+    from tasks.registry.submission import ingest_registry
+    from tasks.submission.journey import receive
 
     declaration = load_registry_declarations()["labour_registry"]
     table = registry_table(declaration, 80, date(2017, 5, 31), seed=5)

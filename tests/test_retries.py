@@ -6,7 +6,7 @@ import pytest
 from prefect.states import Failed
 from sqlalchemy.exc import OperationalError
 
-from tasks import steps
+from tasks.submission import steps
 
 
 @pytest.mark.parametrize("error", [

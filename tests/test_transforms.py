@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from expectations.rules import evaluate_term, parse_rule_expression
-from tasks.number_text import parse_number
-from tasks.periods import Period, PeriodError, parse_period, period_in_title
-from tasks.townships import TownshipResolver
+from tasks.forms.number_text import parse_number
+from tasks.forms.periods import Period, PeriodError, parse_period, period_in_title
+from tasks.forms.townships import TownshipResolver
 from warehouse.refdata import reference_frames
 
 
@@ -126,6 +126,6 @@ def test_rule_evaluation_is_vectorised_and_safe() -> None:
     ],
 )
 def test_periods_in_titles(title: str, period_type: str, expected: list[Period]) -> None:
-    from tasks.periods import periods_in_title
+    from tasks.forms.periods import periods_in_title
 
     assert list(periods_in_title(title, period_type)) == expected

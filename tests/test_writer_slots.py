@@ -1,4 +1,4 @@
-"""Prefect writer slots (``tasks/writer_slots.py``): polite, never in the way.
+"""Prefect writer slots (``tasks/submission/writer_slots.py``): polite, never in the way.
 
 Without a configured server no slot is taken (a per-process temporary server's slot service
 outlived it and blocked a plain ``duikou ingest`` for minutes); with one, a partition has one
@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from tasks import writer_slots
+from tasks.submission import writer_slots
 
 
 def test_without_a_server_no_slot_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:

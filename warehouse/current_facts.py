@@ -2,7 +2,7 @@
 
 ``VALUE_COLUMNS`` and ``read_current_values`` are shared by the marts (``warehouse/marts.py``),
 completeness (``warehouse/completeness.py``), restatements and the report's data
-(``tasks/report_data.py``); they live here, below all of them, so none imports another for them.
+(``tasks/report/data.py``); they live here, below all of them, so none imports another for them.
 """
 
 from __future__ import annotations

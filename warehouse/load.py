@@ -77,7 +77,7 @@ class SubmissionRecord:
     rows_rejected: int
     archive_path: str | None
     receipt_path: str | None
-    source_url: str | None = None  # the remote landing area's object (tasks/landing_store.py)
+    source_url: str | None = None  # the remote landing area's object (tasks/landing/store.py)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 
 def main(spec: dict[str, Any]) -> None:
-    import tasks.steps as task_steps
+    import tasks.submission.steps as task_steps
     from duikou_settings import get_settings
     from flows.pipeline import process_submission
     from flows.warehouse_access import open_warehouse

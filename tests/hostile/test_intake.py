@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 from duikou_settings import Settings
-from tasks.intake_tokens import create_token
+from tasks.landing.intake_tokens import create_token
 
 BOUNDARY = "hostileboundary"
 FORM = b"\xe4\xb9\xa1(\xe9\x95\x87),x\n" * 20  # never parsed here: only stored and hashed
@@ -234,7 +234,7 @@ def test_a_chunked_body_has_a_total_cap_besides_the_file_cap(intake: Intake, pad
                                                     ("poverty", "9999"), ("poverty", "0000")])
 def test_an_impossible_period_is_refused_naming_the_window(intake: Intake, department: str, period: str) -> None:
     from expectations.declaration import load_declarations
-    from tasks.periods import plausible_window
+    from tasks.forms.periods import plausible_window
 
     period_type = load_declarations()[department].period_type
     first, last = plausible_window(period_type, intake.settings.submission_window_today,
@@ -246,7 +246,7 @@ def test_an_impossible_period_is_refused_naming_the_window(intake: Intake, depar
 # --- fault 2: control characters and NUL in the file name never get stored -----------------------------------
 
 def test_nul_and_control_characters_in_the_file_name_are_cleaned_before_anything_is_stored(intake: Intake) -> None:
-    from tasks.landing import read_sidecar
+    from tasks.landing.landed import read_sidecar
 
     name = "月\x00报\x01\x1b[2J\x7f.xlsx".encode()
     reply = post_raw(intake, "tourism", [form(filename=name)])
@@ -262,7 +262,7 @@ def test_nul_and_control_characters_in_the_file_name_are_cleaned_before_anything
 def test_land_file_cleans_the_name_too(tmp_path: Path) -> None:
     """``duikou submit`` lands a local file through land_file: a name with control characters (a
     Linux file name may hold any byte but NUL and /) is cleaned the same way."""
-    from tasks.landing import land_file, read_sidecar
+    from tasks.landing.landed import land_file, read_sidecar
 
     source = tmp_path / "月报\x07\x1b[31m\x9b.csv"
     source.write_bytes(FORM)

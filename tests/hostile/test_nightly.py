@@ -22,9 +22,9 @@ from sqlalchemy import Engine, func, insert, select, text
 
 from duikou_settings import get_settings
 from expectations.declaration import load_declarations
-from tasks.demo_data import demo_values
-from tasks.form_writer import write_form
-from tasks.landing import sidecar_path
+from tasks.demo.data import demo_values
+from tasks.demo.form_writer import write_form
+from tasks.landing.landed import sidecar_path
 from warehouse import schema
 from warehouse.completeness import LedgerEntry, compute_completeness
 

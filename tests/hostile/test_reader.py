@@ -34,15 +34,15 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-import tasks.read
+import tasks.forms.read
 from duikou_settings import Settings, reset_settings_cache
 from expectations.declaration import load_declarations
-from tasks.demo_data import demo_values
-from tasks.form_writer import write_form
-from tasks.landing import OVERSIZE_KEPT_BYTES
-from tasks.landing_store import scan_store, store_for
-from tasks.read import MAX_CELL_CHARS, ReadError, ReadLimits, line_breaks, read_grids
-from tasks.submission import (
+from tasks.demo.data import demo_values
+from tasks.demo.form_writer import write_form
+from tasks.forms.read import MAX_CELL_CHARS, ReadError, ReadLimits, line_breaks, read_grids
+from tasks.landing.landed import OVERSIZE_KEPT_BYTES
+from tasks.landing.store import scan_store, store_for
+from tasks.submission.journey import (
     attach_correction_workbook,
     build_receipt,
     load,
@@ -93,7 +93,7 @@ def test_a_csv_over_the_cell_limit_is_refused_before_parsing_whatever_its_line_b
     newline: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     content = newline.join(["1"] * 5_000).encode()  # one field per row: no delimiter to count
-    monkeypatch.setattr(tasks.read, "_parse_csv", lambda *a, **k: pytest.fail("the CSV was parsed"))
+    monkeypatch.setattr(tasks.forms.read, "_parse_csv", lambda *a, **k: pytest.fail("the CSV was parsed"))
     with pytest.raises(ReadError) as caught:
         read_grids(content, "教育.csv", limits=SMALL)
     problem = caught.value.issue
@@ -301,7 +301,7 @@ def test_a_store_that_fails_on_a_full_disk_leaves_no_part_file(tmp_path: Path, d
     script = textwrap.dedent(f"""
         import resource, signal, sys
         from pathlib import Path
-        from tasks.submission import receive, store_file
+        from tasks.submission.journey import receive, store_file
         received = receive(Path({str(source)!r}), {EDU!r}, {MAY!r})
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of a kill
         resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))

@@ -1,0 +1,1 @@
+"""Bytes → grid → canonical rows: read, layout, normalise, number text, periods, townships."""

@@ -1,0 +1,502 @@
+"""Form table → canonical rows: header paths → indicators, names → township codes, text → numbers,
+form units → base units, and the declared period checked against the title.
+
+Pure: takes the grids, the declaration and reference frames; returns a :class:`NormalisedForm`
+with every issue found. Checks that GX runs (uniqueness, completeness, sums, rules) are not
+repeated here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from expectations.declaration import Declaration, Indicator, load_declarations, load_units, normalise_header
+from expectations.issues import Issue, issue
+from tasks.forms.grid import Grid
+from tasks.forms.layout import IGNORED_COLUMNS, FormColumn, FormRow, FormTable, header_match_count, locate_form
+from tasks.forms.number_text import is_whole, parse_number
+from tasks.forms.periods import Period, periods_in_title
+from tasks.forms.read import ReadError
+from tasks.forms.townships import TownshipResolver
+
+TOWNSHIP_CODE = "township_code"
+TOWNSHIP_TEXT = "township_text"
+_UNREADABLE = frozenset({"VALUE_NOT_NUMBER", "VALUE_EXCEL_ERROR"})
+
+
+@dataclass(frozen=True)
+class NormalisedForm:
+    """One submission's township rows in base units, ready for validation.
+
+    ``wide`` is indexed by the 1-based source row and has ``township_code`` (None when the name
+    did not resolve), ``township_text`` and one float column per declared indicator present.
+    """
+
+    department: str
+    period: Period
+    sheet: str | None
+    encoding: str | None
+    wide: pd.DataFrame
+    totals: dict[str, float | None]
+    total_label: str | None
+    total_row_number: int | None
+    column_labels: dict[str, str]
+    expected_townships: tuple[str, ...]
+    township_names: dict[str, str]
+    key_column_label: str | None = None
+    issues: tuple[Issue, ...] = field(default_factory=tuple)
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.wide)
+
+
+def choose_form(grids: list[Grid], declaration: Declaration) -> tuple[FormTable, list[Issue]]:
+    """The one sheet / decoding that carries this return's form. Raises ReadError otherwise."""
+    candidates: list[tuple[int, FormTable]] = []
+    issues: list[Issue] = []
+    for grid in grids:
+        form = locate_form(grid, declaration)
+        if form is not None:
+            candidates.append((header_match_count(form, declaration), form))
+    if not candidates:
+        expected = "、".join(declaration.key.header_texts)
+        wanted = "、".join("/".join(i.header) for i in declaration.indicators[:4])
+        raise ReadError(
+            issue(
+                "HEADER_NOT_FOUND",
+                f"未找到{declaration.title_zh}的表头: 应有“{expected}”列及{wanted}等指标列",
+            )
+        )
+    is_csv = all(g.sheet is None for g in grids)
+    best = max(score for score, _ in candidates)
+    top = [form for score, form in candidates if score == best]
+    if len(top) > 1 and not is_csv:
+        visible = [f for f in top if not f.sheet_hidden]
+        if len(visible) == 1:
+            top = visible
+        else:
+            names = "、".join(str(f.sheet) for f in top)
+            raise ReadError(issue("SHEET_AMBIGUOUS", f"多个工作表都像{declaration.title_zh}: {names}；请只保留一个"))
+    chosen = top[0]
+    if is_csv and chosen.encoding:
+        agrees = "，表头与申报表一致" if best > 0 else ""
+        issues.append(issue("ENCODING_DETECTED", f"CSV按{chosen.encoding}编码读取{agrees}"))
+    if len(grids) > 1 and not is_csv:
+        others = [g.sheet for g in grids if g.sheet != chosen.sheet]
+        hidden = [g.sheet for g in grids if g.sheet_hidden]
+        text = f"读取工作表“{chosen.sheet}”；另有工作表: {'、'.join(map(str, others))}"
+        if hidden:
+            text += f"(其中隐藏: {'、'.join(map(str, hidden))})"
+        issues.append(issue("SHEET_CHOSEN", text, sheet=chosen.sheet))
+    return chosen, issues
+
+
+_PARENTHESISED = re.compile(r"(.*?)\(([^()]*)\)")
+
+
+def split_unit(text: str) -> tuple[str, str | None]:
+    """``"接待游客(万人次)"`` → ("接待游客", "万人次"); ``"资助金额(本年累计,万元)"`` →
+    ("资助金额(本年累计)", "万元"); text without a known unit in brackets is returned as it is.
+    Works on normalised header text (half-width brackets and commas)."""
+    match = _PARENTHESISED.fullmatch(text)
+    if not match:
+        return text, None
+    parts = [p.removeprefix("单位:") for p in match.group(2).split(",")]
+    if parts[-1] not in load_units():
+        return text, None
+    rest = ",".join(parts[:-1])
+    return match.group(1) + (f"({rest})" if rest else ""), parts[-1]
+
+
+def _stem_path(path: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    unit = None
+    stems = []
+    for element in path:
+        stem, found = split_unit(element)
+        stems.append(stem)
+        unit = found or unit
+    return tuple(stems), unit
+
+
+def _match_by_stem(
+    col: FormColumn, by_stem: dict[tuple[str, ...], Indicator], sheet: str | None
+) -> tuple[Indicator | None, Issue | None]:
+    """Match a header that differs from the declaration only in its unit annotation."""
+    stem, unit = _stem_path(col.path)
+    ind = by_stem.get(stem)
+    if ind is None:
+        return None, None
+    where = {"sheet": sheet, "column": col.label}
+    shown = "/".join(col.path)
+    if unit is None:
+        return ind, issue("COLUMN_ALIAS", f"表头“{shown}”未注明单位，按申报单位{ind.unit}读取", **where)
+    if unit == ind.unit:
+        return ind, issue("COLUMN_ALIAS", f"表头“{shown}”识别为“{'/'.join(ind.header)}”(单位一致)", **where)
+    units = load_units()
+    if units[unit].base_unit == ind.base_unit:
+        ratio = units[ind.unit].factor / units[unit].factor
+        factor = f"{ratio:g}倍" if ratio >= 1 else f"1/{1 / ratio:g}"
+        return None, issue(
+            "UNIT_MISMATCH",
+            f"表头“{shown}”的单位是{unit}，申报定义为{ind.unit}(相差{factor})；未自动换算，请核实",
+            **where,
+        )
+    return None, issue(
+        "UNIT_MISMATCH",
+        f"表头“{shown}”的单位是{unit}，申报定义为{ind.unit}；{unit}与{ind.unit}不能互相换算",
+        severity="critical", action="reject", **where,
+    )
+
+
+def _map_columns(
+    form: FormTable, declaration: Declaration
+) -> tuple[dict[str, FormColumn], list[Issue]]:
+    issues: list[Issue] = []
+    by_path: dict[tuple[str, ...], tuple[Indicator, bool]] = {}
+    by_stem: dict[tuple[str, ...], Indicator] = {}
+    for ind in declaration.indicators:
+        for n, path in enumerate(ind.header_paths):
+            by_path[path] = (ind, n > 0)
+            by_stem.setdefault(_stem_path(path)[0], ind)
+    mapped: dict[str, FormColumn] = {}
+    sheet = form.sheet
+    for col in form.columns:
+        if not col.path:
+            if any(_cell(r, col.index) for r in form.rows):
+                issues.append(issue("COLUMN_UNKNOWN", f"{col.letter}列没有表头却有数据", sheet=sheet, column=col.label))
+            continue
+        if col.path not in by_path:
+            stem_match, stem_issue = _match_by_stem(col, by_stem, sheet)
+            if stem_issue is not None:
+                issues.append(stem_issue)
+            if stem_match is not None and stem_match.name in mapped:
+                issues.append(issue("COLUMN_DUPLICATE", f"{mapped[stem_match.name].letter}列和{col.letter}列都对应指标"
+                                    f"“{stem_match.label_zh}”", sheet=sheet, column=col.label))
+            elif stem_match is not None:
+                mapped[stem_match.name] = col
+            if stem_issue is not None:
+                continue
+        if col.path in by_path:
+            ind, via_alias = by_path[col.path]
+            if ind.name in mapped:
+                issues.append(
+                    issue(
+                        "COLUMN_DUPLICATE",
+                        f"{mapped[ind.name].letter}列和{col.letter}列都对应指标“{ind.label_zh}”",
+                        sheet=sheet,
+                        column=col.label,
+                    )
+                )
+                continue
+            mapped[ind.name] = col
+            if via_alias:
+                issues.append(
+                    issue(
+                        "COLUMN_ALIAS",
+                        f"表头“{'/'.join(col.path)}”按别名识别为“{'/'.join(ind.header)}”",
+                        sheet=sheet,
+                        column=col.label,
+                    )
+                )
+        elif _ignorable(col, form):
+            continue
+        else:
+            issues.append(
+                issue(
+                    "COLUMN_UNKNOWN",
+                    f"表头“{'/'.join(col.path)}”不在{declaration.title_zh}的申报定义中，需人工确认",
+                    sheet=sheet,
+                    column=col.label,
+                )
+            )
+    mismatched = {i.column for i in issues if i.code == "UNIT_MISMATCH"}
+    for ind in declaration.indicators:
+        if ind.name in mapped:
+            continue
+        if mismatched and any(_stem_path(p)[0] == _stem_path(c.path)[0] for p in ind.header_paths
+                              for c in form.columns if c.label in mismatched):
+            continue  # the column is there, in another unit: UNIT_MISMATCH says so
+        code = "COLUMN_MISSING" if ind.required else "COLUMN_OPTIONAL_MISSING"
+        issues.append(issue(code, f"缺少指标列“{'/'.join(ind.header)}”({ind.label_zh})", sheet=sheet))
+    return mapped, issues
+
+
+def _ignorable(col: FormColumn, form: FormTable) -> bool:
+    """序号 / 备注 columns, and hidden empty columns, carry no indicator."""
+    if col.path[-1] in IGNORED_COLUMNS or col.path[0] in IGNORED_COLUMNS:
+        return True
+    return col.index in form.hidden_cols and not any(_cell(r, col.index) for r in form.rows)
+
+
+def _cell(row: FormRow, index: int) -> object:
+    value = row.cells[index] if index < len(row.cells) else None
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def _parse_cell(
+    row: FormRow, col: FormColumn, ind: Indicator, sheet: str | None, issues: list[Issue], native_text: bool
+) -> float | None:
+    parsed = parse_number(_cell(row, col.index), unit=ind.unit, native_text=native_text)
+    where = {"sheet": sheet, "row": row.row_number, "column": col.label}
+    if parsed.error:
+        raw = str(_cell(row, col.index))
+        why = "是没有保存计算结果的公式，请在Excel中打开并保存后重报" if raw.startswith("=") else "不是有效数值"
+        issues.append(issue(parsed.error, f"“{raw}”{why}({ind.label_zh})", value=raw, **where))
+        return None
+    if parsed.null_token is not None:
+        issues.append(issue("VALUE_NULL_TOKEN", f"“{parsed.null_token}”按空值处理({ind.label_zh})", **where))
+    if parsed.coercion:
+        issues.append(issue("VALUE_COERCED", parsed.coercion, **where))
+    if parsed.value is None:
+        return None
+    if ind.value_type == "integer" and not is_whole(parsed.value):
+        # rejected either way; the value stays as written so the blank and 合计 checks do not
+        # report a cell the department did fill
+        issues.append(issue("VALUE_NOT_INTEGER", f"{ind.label_zh}应为整数，填了{parsed.value}", **where))
+    return round(parsed.value * ind.factor, 6)
+
+
+def _check_title(form: FormTable, declaration: Declaration, period: Period) -> list[Issue]:
+    issues: list[Issue] = []
+    title = form.title
+    period_text = title
+    stated = periods_in_title(title, declaration.period_type) if title else ()
+    if not stated:  # no period in the title: a 报告期 / 统计时间 line above the header says it
+        line = next((t for t in form.preamble if any(k in t for k in ("报告期", "统计时间", "统计期"))), "")
+        stated = periods_in_title(line, declaration.period_type) if line else ()
+        period_text = line or title
+    said = "或".join(p.label_zh for p in stated)
+    if len(stated) > 1 and period in stated:
+        code = "PERIOD_AMBIGUOUS"
+        text = (f"表题“{period_text}”的报告期可读作{said}(Excel会把2017.10显示为2017.1)；"
+                f"请在表题中写明“{period.label_zh}”")
+    elif stated and period not in stated:
+        code = "PERIOD_MISMATCH"
+        text = f"表题“{period_text}”的报告期是{said}，与申报的报告期{period.label_zh}不一致"
+    else:
+        code = ""
+    if code:
+        issues.append(issue(code, text, sheet=form.sheet, row=form.title_row))
+    folded = normalise_header(title)
+    own = normalise_header(declaration.title_zh)
+    if own not in folded:
+        for other in load_declarations().values():
+            if other.department != declaration.department and normalise_header(other.title_zh) in folded:
+                issues.append(
+                    issue(
+                        "TITLE_DEPARTMENT_MISMATCH",
+                        f"表题“{title}”是{other.title_zh}，不是{declaration.title_zh}：可能报错了部门",
+                        sheet=form.sheet,
+                        row=form.title_row,
+                    )
+                )
+    return issues
+
+
+def _settle_rate_scale(
+    records: list[dict[str, object]], totals: dict[str, float | None], name: str, col: FormColumn,
+    form: FormTable, issues: list[Issue],
+) -> None:
+    """Rates are stored in % (0–100). One column is one convention, decided from the column:
+
+    a cell written with a % sign is a percentage, and so is a number cell the workbook shows as
+    one (0.95 formatted ``0%`` — what Excel stores when 95% is typed): it is read as the 95 it
+    shows, recorded per cell; if every other value lies in [0, 1] the column holds fractions
+    (0.95) and is scaled ×100, recorded per cell; a column mixing fractions and percentages is
+    ambiguous (0.5 could be 0.5 % or 50 %) and the fractional cells are rejected.
+    """
+    by_row = {r.row_number: r for r in form.rows}
+    where = {"sheet": form.sheet, "column": col.label}
+    plain = []
+    for record in records:
+        value = record.get(name)
+        if not isinstance(value, float) or value != value:
+            continue
+        row_number = int(str(record["source_row"]))
+        raw = _cell(by_row[row_number], col.index)
+        if isinstance(raw, str) and raw.strip().endswith(("%", "％")):
+            continue
+        if (row_number, col.index) in form.percent_cells:
+            record[name] = round(value * 100, 6)
+            issues.append(issue("VALUE_COERCED", f"单元格格式为百分比，{value:g}按显示读作{value * 100:g}%",
+                                row=row_number, **where))
+            continue
+        plain.append(record)
+    total = totals.get(name)
+    total_shown_as_percent = (
+        form.total_row is not None and (form.total_row.row_number, col.index) in form.percent_cells
+    )
+    if form.total_row is not None and total is not None and total_shown_as_percent:
+        totals[name] = round(total * 100, 6)
+        issues.append(issue("VALUE_COERCED", f"单元格格式为百分比，{total:g}按显示读作{total * 100:g}%",
+                            row=form.total_row.row_number, **where))
+    fractions = [r for r in plain if 0 < float(str(r[name])) <= 1]
+    if not fractions:
+        return
+    if all(0 <= float(str(r[name])) <= 1 for r in plain):
+        for record in fractions:
+            before = float(str(record[name]))
+            record[name] = round(before * 100, 6)
+            issues.append(issue("VALUE_COERCED", f"比率{before:g}按小数读作{before * 100:g}%",
+                                row=int(str(record["source_row"])), **where))
+        total = totals.get(name)
+        if form.total_row is not None and total is not None and 0 < total <= 1 and not total_shown_as_percent:
+            totals[name] = round(total * 100, 6)  # the 合计 cell follows its column's convention
+            issues.append(issue("VALUE_COERCED", f"比率{total:g}按小数读作{total * 100:g}%",
+                                row=form.total_row.row_number, **where))
+        return
+    for record in fractions:
+        issues.append(issue("RATE_AMBIGUOUS",
+                            f"比率列中既有百分数又有小数，{record[name]}无法确定是{record[name]}%还是"
+                            f"{float(str(record[name])) * 100:g}%；请统一填写百分数",
+                            row=int(str(record["source_row"])), **where))
+
+
+_UNIT_LINE = re.compile(r"(?<!填报)(?<!报送)单位[:：]\s*(.+)")
+
+
+def units_on_unit_line(preamble: tuple[str, ...]) -> frozenset[str]:
+    """Units a form's 单位 line states (``单位：人、万元``); empty when there is no such line.
+
+    ``填报单位：…`` names the reporting office, not a unit, and is skipped.
+    """
+    known = load_units()
+    found: set[str] = set()
+    for line in preamble:
+        match = _UNIT_LINE.search(line.replace("：", ":"))
+        if not match:
+            continue
+        for token in re.split(r"[、，,/;；\s]+", match.group(1)):
+            token = token.strip("()（）")
+            if token in known:
+                found.add(token)
+            elif token:
+                break
+    return frozenset(found)
+
+
+def _check_unit_line(
+    form: FormTable, declaration: Declaration, mapped: dict[str, FormColumn]
+) -> list[Issue]:
+    """A unit line saying 元 where the declaration has 万元 → quarantine with the suspected factor.
+
+    Only when the line names no unit of the declared kind that fits. A header stating 万元 under a
+    unit line stating 元 contradicts itself: quarantined too, an operator decides.
+    """
+    stated = units_on_unit_line(form.preamble)
+    if not stated:
+        return []
+    units = load_units()
+    issues = []
+    for name, col in mapped.items():
+        ind = declaration.indicator(name)
+        if ind.unit in stated:
+            continue
+        same_kind = sorted(u for u in stated if units[u].base_unit == ind.base_unit)
+        if not same_kind:
+            continue
+        ratio = units[ind.unit].factor / units[same_kind[0]].factor
+        issues.append(issue(
+            "UNIT_MISMATCH",
+            f"单位行写的是{'、'.join(same_kind)}，“{ind.label_zh}”申报单位为{ind.unit}(相差{ratio:g}倍)；未自动换算，请核实",
+            sheet=form.sheet, column=col.label,
+        ))
+    return issues
+
+
+def normalise_form(
+    form: FormTable, declaration: Declaration, period: Period, resolver: TownshipResolver
+) -> NormalisedForm:
+    """Turn a located form into canonical rows; collects issues instead of raising."""
+    sheet = form.sheet
+    issues = _check_title(form, declaration, period)
+    mapped, column_issues = _map_columns(form, declaration)
+    issues.extend(column_issues)
+    issues.extend(_check_unit_line(form, declaration, mapped))
+    native_text = form.encoding is not None  # CSV: every cell is text
+    records: list[dict[str, object]] = []
+    for row in form.rows:
+        resolution = resolver.resolve(row.key)
+        if resolution.township_code is None:
+            issues.append(
+                issue(
+                    "TOWNSHIP_UNKNOWN",
+                    resolution.problem or f"“{row.key}”无法识别",
+                    sheet=sheet,
+                    row=row.row_number,
+                    column=form.key_column.label,
+                    value=row.key,
+                )
+            )
+        elif resolution.alias_kind in ("short", "former") or row.key != resolution.name_zh:
+            issues.append(
+                issue(
+                    "TOWNSHIP_ALIAS",
+                    f"“{row.key}”识别为{resolution.name_zh}({resolution.township_code})",
+                    sheet=sheet,
+                    row=row.row_number,
+                    column=form.key_column.label,
+                )
+            )
+        record: dict[str, object] = {
+            "source_row": row.row_number,
+            TOWNSHIP_CODE: resolution.township_code,
+            TOWNSHIP_TEXT: row.key,
+        }
+        for name, col in mapped.items():
+            record[name] = _parse_cell(row, col, declaration.indicator(name), sheet, issues, native_text)
+        records.append(record)
+    if not records:
+        issues.append(issue("ROWS_EMPTY", f"{declaration.title_zh}有表头但没有乡镇数据行", sheet=sheet))
+
+    # a column with an unreadable township cell (already a rejection) has no sum to check its 合计 against
+    unreadable = {i.column for i in issues if i.code in _UNREADABLE}
+    totals: dict[str, float | None] = {}
+    if form.total_row is not None:
+        for name, col in mapped.items():
+            total = _parse_cell(form.total_row, col, declaration.indicator(name), sheet, issues, native_text)
+            totals[name] = None if col.label in unreadable else total
+        if mapped and not any(_cell(form.total_row, col.index) is not None for col in mapped.values()):
+            issues.append(issue("TOTAL_ROW_MISSING", f"合计行“{form.total_row.key}”没有数值，无法核对各乡镇之和",
+                                sheet=sheet, row=form.total_row.row_number))
+    else:
+        issues.append(issue("TOTAL_ROW_MISSING", "表中没有合计行，无法核对各乡镇之和", sheet=sheet))
+    for name, col in mapped.items():
+        if declaration.indicator(name).value_type == "rate":
+            _settle_rate_scale(records, totals, name, col, form, issues)
+    columns = ["source_row", TOWNSHIP_CODE, TOWNSHIP_TEXT, *mapped]
+    wide = pd.DataFrame.from_records(records, columns=columns).set_index("source_row")
+    for name in mapped:
+        wide[name] = pd.to_numeric(wide[name], errors="coerce").astype("float64")
+    for extra in form.extra_total_rows:
+        issues.append(
+            issue("TOTAL_ROW_MISSING", f"另有合计类行“{extra.key}”未作为数据读取", severity="info",
+                  sheet=sheet, row=extra.row_number)
+        )
+    hidden_used = [col.label for name, col in mapped.items() if col.index in form.hidden_cols]
+    if hidden_used:
+        issues.append(issue("COLUMNS_HIDDEN", f"{'、'.join(hidden_used)}在Excel中被隐藏，已按数据列读取", sheet=sheet))
+    hidden = [r.row_number for r in form.rows if r.hidden]
+    if hidden:
+        issues.append(
+            issue("ROWS_HIDDEN", f"第{'、'.join(map(str, hidden))}行在Excel中被隐藏，已按数据行读取", sheet=sheet)
+        )
+    return NormalisedForm(
+        department=declaration.department,
+        period=period,
+        sheet=sheet,
+        encoding=form.encoding,
+        wide=wide,
+        totals=totals,
+        total_label=form.total_row.key if form.total_row else None,
+        total_row_number=form.total_row.row_number if form.total_row else None,
+        column_labels={name: col.label for name, col in mapped.items()},
+        expected_townships=resolver.expected_codes if declaration.all_townships else (),
+        township_names={code: resolver.name_of(code) for code in resolver.expected_codes},
+        key_column_label=form.key_column.label,
+        issues=tuple(issues),
+    )

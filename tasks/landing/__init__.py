@@ -1,0 +1,1 @@
+"""How files arrive: the landing writer, the object-store scan and staging, intake tokens."""

@@ -1,0 +1,305 @@
+"""A person-level registry submission, streamed: open → batches (check, key, write) → outcome.
+
+Memory stays bounded whatever the file size: one Arrow batch (~100 000 rows) is in flight, plus
+the 17-digit ID numbers as int64 for the duplicate check (16 MB per 2 000 000 people), a GX
+sample of at most ``GX_SAMPLE_ROWS`` rows and per-township counters.
+
+Checks: every declared check runs vectorised (``tasks.registry.checks``) over every row — those
+are authoritative and decide the outcome. GX Core validates a systematic sample (every k-th row
+of each batch, ≤ ``GX_SAMPLE_ROWS``) of the *checked, de-identified* rows for the rules it
+expresses natively (enumerations, ranges, not-null): a second, independent implementation whose
+results go to ``dq_result``. Why not GX on every row: GX pays ~1 s per ``validate()`` call, so
+per-batch validation costs seconds per million rows, and one whole-file call needs the whole
+file in pandas (1.2 GB at 2 M rows); the GX-unfriendly rules (GB 11643 check digit, birth date,
+sex digit, duplicates across batches) would need custom expectations over raw IDs besides.
+GX never sees an ID number or a name.
+
+Privacy: the ID is replaced by ``HMAC-SHA256(DUIKOU_PERSON_KEY, ID)`` before anything is
+written; the name is only checked for presence. Messages refer to rows by number.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from duikou_settings import Settings
+from expectations.issues import Issue, issue
+from expectations.registry_declaration import ISSUE_CODE_OF_CHECK, RegistryDeclaration, load_registry_declarations
+from tasks.forms.read import ReadError, ReadLimits
+from tasks.forms.townships import TownshipResolver
+from tasks.registry.checks import (
+    MAX_LISTED_ROWS,
+    PERSON_COLUMNS,
+    CheckedBatch,
+    Findings,
+    MissingPersonKey,
+    TownshipCodes,
+    check_batch,
+)
+from tasks.registry.read import RegistrySource, open_registry
+from warehouse.load import DqResult
+from warehouse.refdata import ReferenceFrames
+from warehouse.registry import PersonWriter, StreamResult
+
+GX_SAMPLE_ROWS = 50_000
+GX_SAMPLE_PER_BATCH = 2_500
+MIN_PERSON_KEY_CHARS = 32
+
+
+def registry_declaration(department: str) -> RegistryDeclaration | None:
+    return load_registry_declarations().get(department)
+
+
+def require_person_key(settings: Settings) -> bytes:
+    """The HMAC key, or MissingPersonKey: without it no registry is read at all."""
+    secret = settings.person_key.get_secret_value() if settings.person_key is not None else ""
+    if len(secret) < MIN_PERSON_KEY_CHARS:
+        raise MissingPersonKey(
+            "DUIKOU_PERSON_KEY is not set (or shorter than 32 characters): person-level registries are stored "
+            "under a keyed hash of the ID number and cannot be ingested without the key. Set it from the "
+            "secret store, e.g. `export DUIKOU_PERSON_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')`"
+            " — and keep it: a new key gives every person a new key, breaking comparisons across snapshots."
+        )
+    return secret.encode("utf-8")
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage of one stream (for receipts' counts and bench/registry.py)."""
+
+    read: float = 0.0
+    checks: float = 0.0
+    gx: float = 0.0
+    load: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _timed_batches(source: RegistrySource, times: StageTimes) -> Iterator[tuple[int, pa.Table]]:
+    iterator = source.batches()
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            times.read += time.perf_counter() - start
+            return
+        times.read += time.perf_counter() - start
+        yield item
+
+
+def sample_columns(declaration: RegistryDeclaration) -> tuple[str, ...]:
+    """The de-identified fact_person columns GX sees: ``township_code``, ``age_years`` and the typed
+    columns the declaration stores under their own name (never the ID, the name, the person key
+    or ``attributes``)."""
+    stored = [c.name for c in declaration.columns if c.role not in ("name", "person_id", "township")
+              and c.name in PERSON_COLUMNS and c.type in ("enum", "decimal", "integer")]
+    derived = ["training_person_times"] if declaration.with_role("trainings") is not None else []
+    return ("township_code", "age_years", *stored, *derived)
+
+
+def _sample(rows: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    step = max(1, rows.num_rows // GX_SAMPLE_PER_BATCH)
+    return rows.select(list(columns)).take(pa.array(range(0, rows.num_rows, step)))
+
+
+def _row_issues(findings: Findings, declaration: RegistryDeclaration, source: RegistrySource,
+                townships: TownshipCodes) -> list[Issue]:
+    personal = {c.name for c in declaration.columns if c.role in ("name", "person_id")}
+    out: list[Issue] = []
+    for (check_id, column), listed in sorted(findings.listed.items(), key=lambda kv: kv[1].rows[:1]):
+        check = declaration.check(check_id)
+        code = ISSUE_CODE_OF_CHECK[check_id]
+        action = check.action or ("flag" if check.severity == "warning" else "report")
+        label = source.column_labels.get(column, declaration.column(column).header)
+        header = declaration.column(column).header
+        for row, value in zip(listed.rows, listed.values, strict=True):
+            if check_id in ("id_duplicate", "value_duplicate"):
+                message = f"{value}: {check.message_zh}"
+            elif check_id == "township_unknown" and value is not None:
+                message = f"第{row}行: {townships.problems.get(value, check.message_zh)}"
+            elif value is not None and column not in personal:
+                message = f"第{row}行: {header}“{value}”{check.message_zh}"
+            else:
+                message = f"第{row}行: {header}{check.message_zh}" if check_id == "value_missing" else \
+                    f"第{row}行: {check.message_zh}"
+            out.append(issue(code, message, severity=check.severity, action=action, sheet=source.sheet,
+                             row=row, column=label, rule_id=check_id))
+        if listed.count > len(listed.rows):
+            out.append(issue("ROWS_NOT_ALL_LISTED",
+                             f"{header}: 共{listed.count}行{check.message_zh}，此处列出前{len(listed.rows)}行",
+                             sheet=source.sheet, column=label, rule_id=check_id))
+    return out
+
+
+def _vectorised_results(findings: Findings, declaration: RegistryDeclaration) -> list[DqResult]:
+    totals: dict[str, int] = {}
+    rows: dict[str, list[int]] = {}
+    for (check_id, _), listed in findings.listed.items():
+        totals[check_id] = totals.get(check_id, 0) + listed.count
+        rows.setdefault(check_id, []).extend(listed.rows)
+    return [
+        DqResult(check_id=f"registry__{c.check_id}", expectation_type="duikou_vectorised_row_check",
+                 severity=c.severity, success=totals.get(c.check_id, 0) == 0, element_count=findings.rows_read,
+                 unexpected_count=totals.get(c.check_id, 0), observed=json.dumps({"rows": findings.rows_read}),
+                 issue_code=c.issue_code,
+                 action=c.action or ("flag" if c.severity == "warning" else "report"),
+                 unexpected_rows=tuple(sorted(set(rows.get(c.check_id, ())))[:MAX_LISTED_ROWS]))
+        for c in declaration.checks
+    ]
+
+
+def sample_expectations(declaration: RegistryDeclaration) -> list[tuple[str, str, Any]]:
+    """(check id, severity, GX expectation) of the sample suite; ``duikou dq docs`` runs the same.
+
+    From the declaration: each enumeration stored in fact_person in its set, the township and the
+    required enumerations not null, the person id's age band, each declared number range.
+    """
+    import great_expectations.expectations as gxe
+
+    columns = set(sample_columns(declaration))
+    expectations: list[tuple[str, str, Any]] = []
+
+    def add(check_id: str, severity: str, kind: Any, **kwargs: Any) -> None:
+        expectations.append((check_id, severity, kind(**kwargs, meta={"check_id": check_id})))
+
+    enums = [c for c in declaration.columns if c.type == "enum" and c.name in columns]
+    for col in enums:
+        add(f"gx_sample__{col.name}__in_set", declaration.check("value_not_allowed").severity,
+            gxe.ExpectColumnValuesToBeInSet, column=col.name, value_set=list(col.values))
+    for name in ("township_code", *(c.name for c in enums if c.required)):
+        add(f"gx_sample__{name}__not_null", "critical", gxe.ExpectColumnValuesToNotBeNull, column=name)
+    band = declaration.role("person_id").age_band
+    if band is not None:
+        add("gx_sample__age_years__band", declaration.check("age_band").severity, gxe.ExpectColumnValuesToBeBetween,
+            column="age_years", min_value=band.min_age, max_value=max(band.max_male, band.max_female))
+    for col in declaration.columns:
+        if col.name in columns and col.type in ("decimal", "integer") and col.has_range:
+            add(f"gx_sample__{col.name}__range", declaration.check("value_out_of_range").severity,
+                gxe.ExpectColumnValuesToBeBetween, column=col.name, min_value=col.min_value,
+                max_value=col.max_value)
+    return expectations
+
+
+def _gx_results(sample: pd.DataFrame, declaration: RegistryDeclaration, rows_read: int) -> list[DqResult]:
+    """GX Core on the de-identified sample, in ONE validate() call (no ID or name in the frame)."""
+    if sample.empty:
+        return []
+    import great_expectations as gx
+
+    from tasks.validation.validate import GX_LOCK, _gx_batch_definition  # the process's one GX context
+
+    batch_definition = _gx_batch_definition()  # creates the process's GX context first
+    expectations = sample_expectations(declaration)
+    suite = gx.ExpectationSuite(name=f"{declaration.dataset}_sample")
+    for _, _, expectation in expectations:
+        suite.add_expectation(expectation)
+    with GX_LOCK:
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": sample})
+        result = batch.validate(suite, result_format={"result_format": "BASIC", "partial_unexpected_count": 0})
+    by_id = {r.expectation_config.meta["check_id"]: r for r in result.results}
+    out = []
+    for check_id, severity, expectation in expectations:
+        r = by_id[check_id]
+        out.append(DqResult(
+            check_id=check_id, expectation_type=type(expectation).__name__, severity=severity,
+            success=bool(r.success), element_count=int(r.result.get("element_count", len(sample))),
+            unexpected_count=r.result.get("unexpected_count"),
+            observed=json.dumps({"sample_rows": len(sample), "of_rows": rows_read}),
+        ))
+    return out
+
+
+def outcome_of(issues: list[Issue]) -> str:
+    critical = [i for i in issues if i.severity == "critical"]
+    if any(i.action == "reject" for i in critical):
+        return "rejected"
+    return "quarantined" if critical else "loaded"
+
+
+@dataclass
+class RegistryStream:
+    """Everything one stream produced (the ledger's StreamResult plus what the receipt shows)."""
+
+    result: StreamResult
+    sheet: str | None
+    encoding: str | None
+    times: StageTimes
+    #: the de-identified rows GX validated (no ID, no name, no person key); None unless loaded
+    sample: pd.DataFrame | None = None
+
+
+def stream_registry(
+    path: Any,
+    original_name: str,
+    declaration: RegistryDeclaration,
+    snapshot_start: date,
+    snapshot_end: date,
+    reference: ReferenceFrames,
+    key: bytes,
+    settings: Settings,
+    writer: PersonWriter | None,
+) -> RegistryStream:
+    """Read, check and (with a writer) write the registry; the outcome is decided at the end."""
+    times = StageTimes()
+    limits = ReadLimits(max_bytes=settings.registry_max_upload_bytes,
+                        max_uncompressed_bytes=settings.registry_max_uncompressed_bytes,
+                        max_compression_ratio=settings.max_compression_ratio, max_cells=2**62)
+    try:
+        source = open_registry(path, original_name, declaration, limits)
+    except ReadError as exc:
+        return RegistryStream(StreamResult("rejected", 0, 0, (exc.issue,), ()), None, None, times)
+    header_issues = list(source.issues)
+    if outcome_of(header_issues) != "loaded":
+        return RegistryStream(StreamResult(outcome_of(header_issues), 0, 0, tuple(header_issues), ()),
+                              source.sheet, source.encoding, times)
+    resolver = TownshipResolver(reference.townships, reference.aliases, reference.helper_units,
+                                reference.pairings, snapshot_start, snapshot_end)
+    townships = TownshipCodes(resolver)
+    findings = Findings()
+    critical_ids = {c.check_id for c in declaration.checks if c.severity == "critical"}
+    critical_seen = False
+    samples: list[pa.Table] = []
+    sampled = 0
+    gx_columns = sample_columns(declaration)
+    for first_row, table in _timed_batches(source, times):
+        start = time.perf_counter()
+        checked: CheckedBatch = check_batch(table, first_row, declaration, snapshot_end, townships, key,
+                                            build_rows=not critical_seen)
+        findings.add(checked, first_row, table.num_rows)
+        critical_seen = critical_seen or any(
+            m.any() for (cid, _), m in checked.masks.items() if cid in critical_ids)
+        if checked.rows is not None and sampled < GX_SAMPLE_ROWS:
+            part = _sample(checked.rows, gx_columns)
+            samples.append(part)
+            sampled += part.num_rows
+        times.checks += time.perf_counter() - start
+        if writer is not None and checked.rows is not None and not critical_seen:
+            start = time.perf_counter()
+            writer.write(checked.rows)
+            times.load += time.perf_counter() - start
+    start = time.perf_counter()
+    findings.finish_duplicates(declaration.role("person_id").name)
+    findings.finish_unique()
+    issues = [*header_issues, *_row_issues(findings, declaration, source, townships)]
+    for row in source.short_rows:
+        issues.append(issue("ROW_TRUNCATED", f"第{row}行的字段数与表头不符，整行未读取", row=row))
+    dq_results = _vectorised_results(findings, declaration)
+    times.checks += time.perf_counter() - start
+    status = outcome_of(issues)
+    sample: pd.DataFrame | None = None
+    if status == "loaded" and samples:
+        start = time.perf_counter()
+        sample = pa.concat_tables(samples).to_pandas()
+        dq_results.extend(_gx_results(sample, declaration, findings.rows_read))
+        times.gx += time.perf_counter() - start
+    rejected_rows = len({i.row for i in issues if i.severity == "critical" and i.row is not None})
+    result = StreamResult(status, findings.rows_read, rejected_rows, tuple(issues), tuple(dq_results))
+    return RegistryStream(result, source.sheet, source.encoding, times, sample)

@@ -1,0 +1,1 @@
+"""The static report site: pages, charts, tables, exports, and its Prefect wrapper."""

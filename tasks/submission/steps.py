@@ -1,0 +1,126 @@
+"""Thin Prefect task wrappers around the plain steps in :mod:`tasks.submission.journey`.
+
+Retries only on transient I/O (file system, database connection), never on validation: a bad
+form stays bad however often it is read. Results are not cached or persisted — a submission's
+identity is its SHA-256 in the ledger, not a Prefect cache key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from duikou_settings import Settings
+from tasks.report.site import build_report
+from tasks.submission import journey as steps
+from tasks.submission.writer_slots import writer_slot
+from tasks.validation.validate import Validation, check_summary_rows, check_summary_text
+from warehouse.history import CheckHistory
+from warehouse.load import LoadOutcome
+from warehouse.marts import MartRefresh, refresh_marts, refresh_marts_checked
+from warehouse.refdata import ReferenceFrames
+
+
+def transient_io_only(_task: Any, _task_run: Any, state: Any) -> bool:
+    """Retry condition: only OS-level and database-connection errors are worth another try."""
+    try:
+        state.result()
+    except (OSError, OperationalError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+# Backoff 1 s, 2 s, 4 s: a database that restarts or a failover takes seconds, not milliseconds
+IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [1, 2, 4], "retry_condition_fn": transient_io_only}
+
+
+@task(name="receive", task_run_name="receive {department} {period}", cache_policy=NO_CACHE, **IO_RETRIES)
+def receive_task(path: Path, department: str, period: str) -> steps.Received:
+    return steps.receive(path, department, period)
+
+
+@task(name="check-ledger", cache_policy=NO_CACHE, **IO_RETRIES)
+def previous_result_task(engine: Engine | None, received: steps.Received) -> dict[str, Any] | None:
+    return steps.previous_result(engine, received)
+
+
+@task(name="read-and-normalise", task_run_name="read {received.department} {received.period.label}",
+      cache_policy=NO_CACHE)
+def parse_task(received: steps.Received, reference: ReferenceFrames) -> steps.Parsed:
+    return steps.parse(received, reference)
+
+
+@task(name="read-history", cache_policy=NO_CACHE, **IO_RETRIES)
+def history_task(engine: Engine | None, received: steps.Received) -> CheckHistory | None:
+    return steps.history_for(engine, received)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_task(parsed: steps.Parsed, history: CheckHistory | None = None) -> Validation:
+    return steps.validate(parsed, history)
+
+
+@task(name="dq-summary", cache_policy=NO_CACHE)
+def dq_summary_task(received: steps.Received, validation: Validation) -> None:
+    """The submission's check summary as a Prefect table artifact ``dq-<department>-<period>``."""
+    key = f"dq-{received.department}-{received.period.label}".lower().replace("_", "-")  # keys: [a-z0-9-]
+    rows = check_summary_rows(validation)
+    create_table_artifact(
+        key=key,
+        table=rows or [{"check": "—", "severity": "", "passed": False, "unexpected": 0, "rows": "",
+                        "on_failure": "no checks ran: the file could not be read"}],
+        description=f"{received.department} {received.period.label} `{received.submission_id}`: "
+        + check_summary_text(validation),
+    )
+
+
+@task(name="load", task_run_name="load {received.department} {received.period.label}",
+      cache_policy=NO_CACHE, **IO_RETRIES)
+def load_task(engine: Engine, received: steps.Received, parsed: steps.Parsed, validation: Validation,
+              settings: Settings) -> LoadOutcome:
+    with writer_slot(received.department, received.period.label):  # one writer per partition
+        return steps.load(engine, received, parsed, validation, settings)
+
+
+@task(name="correction-workbook", cache_policy=NO_CACHE, **IO_RETRIES)
+def correction_task(received: steps.Received, receipt: dict[str, Any], validation: Validation,
+                    settings: Settings) -> dict[str, Any]:
+    return steps.attach_correction_workbook(received, receipt, validation.issues, settings)
+
+
+@task(name="write-receipt", cache_policy=NO_CACHE, **IO_RETRIES)
+def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path | None,
+                 engine: Engine | None = None) -> bool:
+    """Write the receipt; with ``engine``, only while the ledger row agrees (the winner's receipt only)."""
+    if engine is None:
+        steps.write_receipt(receipt, receipt_path, stored_path)
+        return True
+    return steps.write_receipt_as_ledger(engine, receipt, receipt_path, stored_path)
+
+
+@task(name="refresh-marts", cache_policy=NO_CACHE, **IO_RETRIES)
+def refresh_marts_task(engine: Engine) -> int:
+    return refresh_marts(engine)
+
+
+@task(name="refresh-marts", cache_policy=NO_CACHE, **IO_RETRIES)
+def refresh_marts_checked_task(engine: Engine) -> MartRefresh:
+    """:func:`refresh_marts_task` that also says what it left out (the nightly names it in its summary)."""
+    refreshed = refresh_marts_checked(engine)
+    for item in refreshed.skipped:
+        get_run_logger().warning("marts: %s", item)
+    return refreshed
+
+
+@task(name="build-report", cache_policy=NO_CACHE, **IO_RETRIES)
+def report_task(engine: Engine, data_dir: Path, year: int | None = None, out: Path | None = None) -> Path:
+    """The report site (``tasks.report.site.build_report``); returns the dashboard's path."""
+    return build_report(engine, data_dir, year=year, out=out)

@@ -1,0 +1,1 @@
+"""Rows → outcome: the GX suite run, issues, flags and the outcome they decide."""
