@@ -46,10 +46,10 @@ from tasks.landing.store import (
     store_for,
 )
 from tasks.registry.steps import reconcile_registries_checked_task
+from tasks.report.steps import refresh_marts_checked_task, report_task
 from tasks.submission.followup_steps import follow_up_task
 from tasks.submission.journey import SubmissionError, is_registry, request_period
 from tasks.submission.result import SubmissionResult
-from tasks.submission.steps import refresh_marts_checked_task, report_task
 from warehouse.load import find_submission
 from warehouse.refdata import ReferenceFrames, reference_frames
 

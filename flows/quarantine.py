@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from duikou_settings import Settings, get_settings
 from flows.pipeline import read_and_validate
 from flows.warehouse_access import open_warehouse
+from tasks.report.steps import refresh_marts_task
 from tasks.submission import steps
 from tasks.submission.followup_steps import follow_up_task
 from tasks.submission.journey import build_receipt
@@ -25,18 +26,20 @@ from tasks.submission.quarantine import (
     DecisionError,
     KeptFileError,
     OperatorDecision,
-    decided_receipt_task,
-    discard_quarantine_copy_task,
-    find_quarantined_task,
     receipt_paths,
-    receive_kept_task,
     refusal_message,
-    reject_task,
     release_blockers,
-    release_task,
     released,
     released_paths,
     with_decision,
+)
+from tasks.submission.quarantine_steps import (
+    decided_receipt_task,
+    discard_quarantine_copy_task,
+    find_quarantined_task,
+    receive_kept_task,
+    reject_task,
+    release_task,
 )
 from warehouse.refdata import reference_frames
 
@@ -113,7 +116,7 @@ def _release(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision,
     steps.receipt_task(receipt, receipt_path, stored)
     discard_quarantine_copy_task(ledger, settings, stored)
     follow_up_task(engine, [received.department])  # cross-return checks; its follow-up closes
-    steps.refresh_marts_task(engine)  # released facts count in the KPIs (and completeness) at once
+    refresh_marts_task(engine)  # released facts count in the KPIs (and completeness) at once
     return DecisionResult(received.submission_id, received.department, received.period.label,
                           received.original_name, decision.decision, outcome.status, receipt["summary_zh"],
                           receipt, receipt_path, supersedes=outcome.supersedes)
@@ -125,7 +128,7 @@ def _reject(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision, 
     receipt_path, kept = receipt_paths(ledger, settings)
     steps.receipt_task(receipt, receipt_path, kept if kept is not None and kept.exists() else None)
     follow_up_task(engine, [])  # its follow-up closes
-    steps.refresh_marts_task(engine)  # completeness: quarantined → rejected
+    refresh_marts_task(engine)  # completeness: quarantined → rejected
     return DecisionResult(ledger["submission_id"], ledger["department"], ledger["period"],
                           ledger["original_name"], decision.decision, decision.resulting_status,
                           receipt["summary_zh"], receipt, receipt_path)

@@ -29,7 +29,7 @@ from duikou_settings import get_settings
 from flows.events import WAREHOUSE_UPDATED
 from flows.run_ui import tag_current_run
 from flows.warehouse_access import open_warehouse
-from tasks.submission.steps import refresh_marts_task, report_task
+from tasks.report.steps import refresh_marts_task, report_task
 
 
 def _parse_time(text: str) -> datetime:

@@ -12,7 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from tasks.submission.steps import IO_RETRIES
+from tasks.retry_policy import IO_RETRIES
 from warehouse.completeness import MissingReturn, missing_returns
 from warehouse.cross_returns import CrossCheckRun, run_cross_checks
 from warehouse.followups import SyncSummary, sync_followups

@@ -404,7 +404,8 @@ def build_receipt(
     if received.oversize:
         receipt["size_bytes"] = received.size_bytes
         receipt["sha256_of"] = (f"size, first and last {OVERSIZE_KEPT_BYTES // 1024} KiB "
-                                "(tasks.landing.landed.oversize_key): the file is over its limit and was not read whole")
+                                "(tasks.landing.landed.oversize_key): the file is over its limit "
+                                "and was not read whole")
         receipt["stored_bytes"] = min(received.size_bytes, OVERSIZE_KEPT_BYTES)
         kib = OVERSIZE_KEPT_BYTES // 1024
         receipt["stored_note_zh"] = (f"文件超过大小上限，未读取全文；只保留了文件开头{kib}KB以供核查，"

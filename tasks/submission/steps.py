@@ -10,36 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from duikou_settings import Settings
-from tasks.report.site import build_report
+from tasks.retry_policy import IO_RETRIES
 from tasks.submission import journey as steps
 from tasks.submission.writer_slots import writer_slot
 from tasks.validation.validate import Validation, check_summary_rows, check_summary_text
 from warehouse.history import CheckHistory
 from warehouse.load import LoadOutcome
-from warehouse.marts import MartRefresh, refresh_marts, refresh_marts_checked
 from warehouse.refdata import ReferenceFrames
-
-
-def transient_io_only(_task: Any, _task_run: Any, state: Any) -> bool:
-    """Retry condition: only OS-level and database-connection errors are worth another try."""
-    try:
-        state.result()
-    except (OSError, OperationalError):
-        return True
-    except Exception:
-        return False
-    return False
-
-
-# Backoff 1 s, 2 s, 4 s: a database that restarts or a failover takes seconds, not milliseconds
-IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [1, 2, 4], "retry_condition_fn": transient_io_only}
 
 
 @task(name="receive", task_run_name="receive {department} {period}", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -104,23 +87,3 @@ def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path 
         steps.write_receipt(receipt, receipt_path, stored_path)
         return True
     return steps.write_receipt_as_ledger(engine, receipt, receipt_path, stored_path)
-
-
-@task(name="refresh-marts", cache_policy=NO_CACHE, **IO_RETRIES)
-def refresh_marts_task(engine: Engine) -> int:
-    return refresh_marts(engine)
-
-
-@task(name="refresh-marts", cache_policy=NO_CACHE, **IO_RETRIES)
-def refresh_marts_checked_task(engine: Engine) -> MartRefresh:
-    """:func:`refresh_marts_task` that also says what it left out (the nightly names it in its summary)."""
-    refreshed = refresh_marts_checked(engine)
-    for item in refreshed.skipped:
-        get_run_logger().warning("marts: %s", item)
-    return refreshed
-
-
-@task(name="build-report", cache_policy=NO_CACHE, **IO_RETRIES)
-def report_task(engine: Engine, data_dir: Path, year: int | None = None, out: Path | None = None) -> Path:
-    """The report site (``tasks.report.site.build_report``); returns the dashboard's path."""
-    return build_report(engine, data_dir, year=year, out=out)
