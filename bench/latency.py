@@ -48,8 +48,8 @@ def _months(count: int) -> list[str]:
 
 def _write_returns(folder: Path, periods: list[str]) -> list[Path]:
     from expectations.declaration import load_declarations
-    from tasks.demo.data import demo_values
     from tasks.demo.form_writer import write_form
+    from tasks.demo.values import demo_values
 
     declaration, values = load_declarations()["tourism"], demo_values()
     folder.mkdir(parents=True, exist_ok=True)

@@ -51,9 +51,9 @@ MONTHLY = ("education", "health", "labour", "tourism")
 def build_landing(landing: Path, months: int, registries: int, registry_rows: int) -> int:
     from expectations.declaration import load_declarations
     from expectations.registry_declaration import load_registry_declarations
-    from tasks.demo.data import demo_values
     from tasks.demo.form_writer import write_form
     from tasks.demo.registry import registry_table, write_registry_csv
+    from tasks.demo.values import demo_values
 
     values = demo_values(2017)
     periods = sorted({p for d, p in values if d == "labour"})[:months]

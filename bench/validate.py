@@ -37,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from expectations.declaration import Declaration, load_declarations
 from expectations.suite import CheckSpec
-from tasks.demo.data import MONTHS, demo_values
+from tasks.demo.figures import MONTHS
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from tasks.forms.normalise import NormalisedForm
 from tasks.submission.journey import parse, receive
 from warehouse.history import HISTORY_COLUMNS

@@ -32,7 +32,6 @@ import xlwt
 from openpyxl.utils import get_column_letter
 
 from expectations.declaration import Declaration, Indicator, load_declarations
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import (
     DEFAULT_SAVED_AT,
     FormGrid,
@@ -47,6 +46,7 @@ from tasks.demo.form_writer import (
     township_name_at,
 )
 from tasks.demo.form_writer import FormColumn as WriterColumn
+from tasks.demo.values import demo_values
 from tasks.forms.townships import TRADITIONAL_TO_SIMPLIFIED
 
 KEY, SERIAL, REMARK, EXTRA = "__key__", "__serial__", "__remark__", "__extra__"

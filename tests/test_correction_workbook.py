@@ -19,8 +19,8 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue, issue
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import FormFormat, write_form
+from tasks.demo.values import demo_values
 from tasks.forms.read import read_grids
 from tasks.submission.correction_workbook import FILL_COLOURS, SUMMARY_SHEET, write_correction_workbook
 from tasks.submission.journey import build_receipt, parse, receive, validate

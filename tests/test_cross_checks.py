@@ -182,8 +182,8 @@ def test_ingest_and_nightly_flows_catch_a_planted_disagreement(flow_data_dir: Pa
     from flows.ingest import ingest_submission
     from flows.nightly import nightly
     from flows.warehouse_access import open_warehouse
-    from tasks.demo.data import demo_values
     from tasks.demo.form_writer import write_form
+    from tasks.demo.values import demo_values
 
     values = demo_values()
     poverty = values[("poverty", "2016")].copy()

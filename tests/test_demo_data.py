@@ -28,24 +28,21 @@ from expectations.rules import evaluate_term, parse_rule_expression
 from tasks.demo.data import (
     DEMO_AS_OF,
     FLAWED,
+    LATE_RETURNS,
+    MISSING_RETURNS,
+    REGISTRY_FORMATS,
+    GeneratedFile,
+    generate_demo,
+)
+from tasks.demo.departments import RESTATED_PERIOD, RESTATEMENT_DELTA
+from tasks.demo.figures import (
     JOB_FAIR_2017_05_HIRES,
     JOB_FAIR_2017_05_POSTS,
-    LATE_RETURNS,
     MID_SENIOR_DEMO_TOTAL,
-    MISSING_RETURNS,
     MONTHS,
-    REGISTRY_FORMATS,
-    REGISTRY_SNAPSHOTS,
-    RESTATED_PERIOD,
-    RESTATEMENT_DELTA,
     SKILLS_TRAINING_DEC_2017_ASSUMED,
     SKILLS_TRAINING_TO_2017_12,
-    GeneratedFile,
     allocate,
-    demo_values,
-    generate_demo,
-    restated_township,
-    story_figures,
 )
 from tasks.demo.form_writer import (
     HEADER_STYLES,
@@ -56,6 +53,7 @@ from tasks.demo.form_writer import (
     township_codes,
     write_form,
 )
+from tasks.demo.values import REGISTRY_SNAPSHOTS, demo_values, restated_township, story_figures
 
 DECLS = load_declarations()
 CODES = township_codes()

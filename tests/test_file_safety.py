@@ -28,8 +28,8 @@ from sqlalchemy import Engine, func, inspect, select
 from duikou_settings import Settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from expectations.issues import Issue, issue
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from tasks.forms.periods import Period
 from tasks.forms.read import ReadError, ReadLimits, read_grids, read_path
 from tasks.submission.journey import (

@@ -23,20 +23,10 @@ from sqlalchemy import text
 from duikou_settings import get_settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from flows.warehouse_access import clear_cache, open_warehouse
-from tasks.demo.data import (
-    DEMO_AS_OF,
-    LATE_RETURNS,
-    MISSING_RETURNS,
-    MONTHS,
-    PEOPLE_PER_TRAINING,
-    REGISTRY_SHORT,
-    REGISTRY_SNAPSHOTS,
-    GeneratedFile,
-    demo_values,
-    generate_demo,
-    registry_targets,
-)
+from tasks.demo.data import DEMO_AS_OF, LATE_RETURNS, MISSING_RETURNS, GeneratedFile, generate_demo
+from tasks.demo.figures import MONTHS
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import PEOPLE_PER_TRAINING, REGISTRY_SHORT, REGISTRY_SNAPSHOTS, demo_values, registry_targets
 from tests.report_texts import site_texts
 
 pytestmark = pytest.mark.flow

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine
 
 from expectations.declaration import load_declarations
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from tasks.submission.journey import parse, receive, validate
 from warehouse.history import CheckHistory, earlier_values
 from warehouse.keys import submission_key

@@ -21,8 +21,9 @@ from sqlalchemy import Engine, insert, select, text
 
 from duikou_settings import get_settings
 from expectations.declaration import DeclarationError, load_declarations, parse_declaration
-from tasks.demo.data import PLANTED_OUTLIER, demo_values
+from tasks.demo.departments import PLANTED_OUTLIER
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from tasks.submission.journey import history_for, load, parse, receive, validate
 from tasks.validation.validate import Validation
 from warehouse import schema

@@ -28,9 +28,9 @@ from duikou_settings import Settings, get_settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from flows.warehouse_access import clear_cache, open_warehouse
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
 from tasks.demo.registry import registry_table, write_registry_csv
+from tasks.demo.values import demo_values
 from tasks.landing.store import (
     LAYOUT_REASON,
     LandingStoreError,

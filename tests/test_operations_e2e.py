@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, text
 
 from duikou_settings import Settings
 from expectations.declaration import load_declarations
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from tasks.landing.intake_tokens import create_token
 from tasks.landing.landed import land_file
 from tests.ops_processes import (

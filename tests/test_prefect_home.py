@@ -19,8 +19,8 @@ import pytest
 
 from expectations.declaration import load_declarations
 from flows.prefect_home import explain_prefect_db_error, known_revisions, prefect_database_problem
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 
 ROOT = Path(__file__).resolve().parents[1]
 UNKNOWN_REVISION = "ffffffffffff"

@@ -23,8 +23,8 @@ from duikou_settings import get_settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from expectations.issues import issue
 from flows.warehouse_access import clear_cache
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from warehouse import schema
 from warehouse.decisions import (
     DecisionError,

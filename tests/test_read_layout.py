@@ -29,8 +29,8 @@ import xlwt
 
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import build_form_grid, write_form
+from tasks.demo.values import demo_values
 from tasks.forms.grid import Grid
 from tasks.forms.layout import locate_form
 from tasks.forms.normalise import NormalisedForm

@@ -20,19 +20,18 @@ import pytest
 
 from duikou_settings import get_settings, reset_settings_cache
 from expectations.registry_declaration import load_registry_declarations
-from tasks.demo.data import (
-    DEMO_AS_OF,
+from tasks.demo.data import DEMO_AS_OF, _registry_files
+from tasks.demo.form_writer import township_name_at
+from tasks.demo.registry import TownshipTargets, county_snapshots
+from tasks.demo.values import (
     PEOPLE_PER_TRAINING,
     REGISTRY_DRIFT,
     REGISTRY_SHORT,
     REGISTRY_SHORT_FACTOR,
     REGISTRY_SNAPSHOTS,
-    _registry_files,
     demo_values,
     registry_targets,
 )
-from tasks.demo.form_writer import township_name_at
-from tasks.demo.registry import TownshipTargets, county_snapshots
 from tasks.registry.idcard import check_ids
 
 DECL = load_registry_declarations()["labour_registry"]

@@ -16,9 +16,9 @@ from expectations.registry_declaration import load_registry_declarations
 from flows.nightly import LandingFile, by_department
 from flows.runners import task_runner_from_settings
 from flows.warehouse_access import clear_cache, open_warehouse
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
 from tasks.demo.registry import registry_table, write_registry_csv
+from tasks.demo.values import demo_values
 
 
 def test_runner_is_chosen_by_configuration(tmp_path: Path) -> None:

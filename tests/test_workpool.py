@@ -26,8 +26,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from expectations.declaration import load_declarations
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from tests.ops_processes import VENV_BIN, Proc, duikou, start, start_prefect_server, wait_for
 
 pytestmark = pytest.mark.server

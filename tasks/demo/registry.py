@@ -2,7 +2,7 @@
 
 Used by ``bench/registry.py`` (2 000 000 rows), the tests (a few dozen rows) and the demo
 (:func:`county_snapshots`: consecutive snapshots of one county's labour force that meet given
-head counts per township; ``tasks.demo.data`` decides the counts). Vectorised with numpy: the IDs
+head counts per township; ``tasks.demo.values`` decides the counts). Vectorised with numpy: the IDs
 are built as an ``n × 18`` digit matrix. Every person is invented; the region prefix is Danba's
 (513323) so the rows look like the county's.
 """

@@ -29,8 +29,8 @@ from sqlalchemy import Engine, select
 from duikou_settings import get_settings
 from expectations.declaration import load_declarations
 from flows.warehouse_access import open_warehouse
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from warehouse import bulk, schema
 from warehouse.keys import submission_key
 from warehouse.load import find_submission

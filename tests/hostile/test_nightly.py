@@ -22,8 +22,8 @@ from sqlalchemy import Engine, func, insert, select, text
 
 from duikou_settings import get_settings
 from expectations.declaration import load_declarations
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from tasks.landing.landed import sidecar_path
 from warehouse import schema
 from warehouse.completeness import LedgerEntry, compute_completeness

@@ -31,8 +31,8 @@ import psutil
 import pytest
 
 from expectations.declaration import load_declarations
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 
 DUIKOU = Path(sys.executable).parent / "duikou"
 SERVER_APP = "prefect.server.api.server:create_app"

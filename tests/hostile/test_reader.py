@@ -37,8 +37,8 @@ from sqlalchemy import Engine, func, select, text
 import tasks.forms.read
 from duikou_settings import Settings, reset_settings_cache
 from expectations.declaration import load_declarations
-from tasks.demo.data import demo_values
 from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
 from tasks.forms.read import MAX_CELL_CHARS, ReadError, ReadLimits, line_breaks, read_grids
 from tasks.landing.landed import OVERSIZE_KEPT_BYTES
 from tasks.landing.store import scan_store, store_for
