@@ -31,7 +31,7 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/warehouse.sqlite"
     )
     sum_tolerance: float = Field(default=0.5, description="absolute tolerance of 合计 checks, in base units")
-    # File safety: every limit is checked before a parser sees the file (tasks/forms/read.py)
+    # File safety: every limit is checked before a parser sees the file (tasks/forms/file_safety.py)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest accepted file, in bytes")
     max_uncompressed_bytes: int = Field(
         default=200 * 1024 * 1024, gt=0, description="largest total uncompressed size of an .xlsx archive's members"

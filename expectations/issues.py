@@ -63,8 +63,9 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "INCREMENT_MISMATCH": ("warning", "flag", "a 本月 value ≠ the change of its 本年累计 since the previous month"),
     "RULE_FAILED": ("warning", "flag", "a declared rule failed (severity and action from the declaration)"),
     "DUPLICATE_SUBMISSION": ("info", "report", "the identical file was already received"),
-    "CELL_TRUNCATED": ("warning", "coerce", "a text cell longer than 1,000 characters (tasks.forms.read.MAX_CELL_CHARS)"
-                       " was cut to that length as it was read; sheet, row, column and original length given"),
+    "CELL_TRUNCATED": ("warning", "coerce", "a text cell longer than 1,000 characters"
+                       " (tasks.forms.file_safety.MAX_CELL_CHARS) was cut to that length as it was read;"
+                       " sheet, row, column and original length given"),
     # person-level registries (tasks/registry/stream.py): messages name the row, never the ID or the name
     "PERSON_ID_EXCEL_MANGLED": ("critical", "reject", "an ID number shown by Excel as 5.13323E+17 (digits lost)"),
     "PERSON_ID_INVALID": ("critical", "reject", "an ID number is not 18 characters (17 digits + digit or X)"),

@@ -1,6 +1,6 @@
 """Files from outside may be damaged or crafted: the reader refuses them with a stable code.
 
-Every failure is a :class:`tasks.forms.read.ReadError` with an issue code and a Chinese message —
+Every failure is a :class:`tasks.forms.file_safety.ReadError` with an issue code and a Chinese message —
 never a crash, never unbounded memory or time. Crafted archives are built here in memory (the
 zip bomb once per module, ~1 MB on disk). The ordinary unreadable / mislabelled / empty files
 are in ``tests/test_read_layout.py`` and the fixture corpus; this module is about limits and
@@ -30,8 +30,9 @@ from expectations.declaration import load_declarations
 from expectations.issues import Issue, issue
 from tasks.demo.form_writer import write_form
 from tasks.demo.values import demo_values
+from tasks.forms.file_safety import ReadError, ReadLimits
 from tasks.forms.periods import Period
-from tasks.forms.read import ReadError, ReadLimits, read_grids, read_path
+from tasks.forms.read import read_grids, read_path
 from tasks.submission.journey import (
     Received,
     _safe_name,

@@ -34,7 +34,8 @@ from tasks.demo.values import demo_values
 from tasks.forms.grid import Grid
 from tasks.forms.layout import locate_form
 from tasks.forms.normalise import NormalisedForm
-from tasks.forms.read import decode_candidates, read_grids
+from tasks.forms.read import read_grids
+from tasks.forms.read_csv import decode_candidates
 from tasks.forms.townships import TownshipResolver
 from tasks.submission.journey import parse, receive, validate
 from tasks.validation.validate import Validation

@@ -82,6 +82,11 @@ def find_key_cell(grid: Grid, key_texts: tuple[str, ...]) -> tuple[int, int] | N
     return None
 
 
+def has_content(grid: Grid) -> bool:
+    """Any cell with something other than whitespace in it."""
+    return any(v is not None and str(v).strip() != "" for row in grid.rows for v in row)
+
+
 def is_footer(row: tuple[CellValue, ...]) -> bool:
     """A note / signature / date line below the form (注：…, 填报人, 2017年6月5日)."""
     first = normalise_header(next((cell_text(v) for v in row if cell_text(v)), ""))

@@ -15,11 +15,11 @@ import pandas as pd
 
 from expectations.declaration import Declaration, Indicator, load_declarations, load_units, normalise_header
 from expectations.issues import Issue, issue
+from tasks.forms.file_safety import ReadError
 from tasks.forms.grid import Grid
 from tasks.forms.layout import IGNORED_COLUMNS, FormColumn, FormRow, FormTable, header_match_count, locate_form
 from tasks.forms.number_text import is_whole, parse_number
 from tasks.forms.periods import Period, periods_in_title
-from tasks.forms.read import ReadError
 from tasks.forms.townships import TownshipResolver
 
 TOWNSHIP_CODE = "township_code"

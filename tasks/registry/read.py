@@ -29,8 +29,8 @@ import pyarrow.csv as pa_csv
 from expectations.declaration import normalise_header
 from expectations.issues import Issue, issue
 from expectations.registry_declaration import RegistryDeclaration
+from tasks.forms.file_safety import ReadError, ReadLimits, check_size
 from tasks.forms.grid import column_letter
-from tasks.forms.read import ReadError, ReadLimits, check_size
 
 BLOCK_BYTES = 8 << 20  # CSV bytes per Arrow block (~100 000 registry rows)
 XLSX_BATCH_ROWS = 100_000
@@ -249,9 +249,9 @@ def _open_xlsx(
 ) -> RegistrySource:
     from python_calamine import CalamineWorkbook
 
-    from tasks.forms.read import _inspect_archive  # the same zip-bomb / XML-entity refusal as the forms
+    from tasks.forms.file_safety import inspect_archive  # the same zip-bomb / XML-entity refusal as the forms
 
-    _inspect_archive(path.read_bytes(), original_name, limits)
+    inspect_archive(path.read_bytes(), original_name, limits)
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except Exception as exc:  # calamine raises its own error types for corrupt workbooks

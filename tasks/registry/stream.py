@@ -33,7 +33,7 @@ import pyarrow as pa
 from duikou_settings import Settings
 from expectations.issues import Issue, issue
 from expectations.registry_declaration import ISSUE_CODE_OF_CHECK, RegistryDeclaration, load_registry_declarations
-from tasks.forms.read import ReadError, ReadLimits
+from tasks.forms.file_safety import ReadError, ReadLimits
 from tasks.forms.townships import TownshipResolver
 from tasks.registry.checks import (
     MAX_LISTED_ROWS,

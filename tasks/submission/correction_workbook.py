@@ -33,8 +33,9 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from expectations.declaration import normalise_header
 from expectations.issues import Issue
+from tasks.forms.file_safety import MAX_CELL_CHARS, cap_text
 from tasks.forms.grid import Grid
-from tasks.forms.read import EXCEL_ERROR_CODES, MAX_CELL_CHARS, cap_text, read_grids
+from tasks.forms.read import EXCEL_ERROR_CODES, read_grids
 
 AUTHOR = "duikou"
 SUMMARY_SHEET = "问题汇总"

@@ -26,9 +26,10 @@ from duikou_settings import Settings, get_settings
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue
 from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
+from tasks.forms.file_safety import ReadError, truncation_issues
 from tasks.forms.normalise import TOWNSHIP_CODE, NormalisedForm, choose_form, normalise_form
 from tasks.forms.periods import Period, parse_plausible_period
-from tasks.forms.read import ReadError, read_path, truncation_issues
+from tasks.forms.read import read_path
 from tasks.forms.townships import TownshipResolver
 from tasks.landing.landed import OVERSIZE_KEPT_BYTES, clean_original_name, oversize_key, read_sidecar
 from tasks.validation.validate import Validation, decide_outcome

@@ -34,12 +34,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-import tasks.forms.read
+import tasks.forms.read_csv
 from duikou_settings import Settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from tasks.demo.form_writer import write_form
 from tasks.demo.values import demo_values
-from tasks.forms.read import MAX_CELL_CHARS, ReadError, ReadLimits, line_breaks, read_grids
+from tasks.forms.file_safety import MAX_CELL_CHARS, ReadError, ReadLimits
+from tasks.forms.read import read_grids
+from tasks.forms.read_csv import line_breaks
 from tasks.landing.landed import OVERSIZE_KEPT_BYTES
 from tasks.landing.store import scan_store, store_for
 from tasks.submission.journey import (
@@ -93,7 +95,7 @@ def test_a_csv_over_the_cell_limit_is_refused_before_parsing_whatever_its_line_b
     newline: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     content = newline.join(["1"] * 5_000).encode()  # one field per row: no delimiter to count
-    monkeypatch.setattr(tasks.forms.read, "_parse_csv", lambda *a, **k: pytest.fail("the CSV was parsed"))
+    monkeypatch.setattr(tasks.forms.read_csv, "_parse_csv", lambda *a, **k: pytest.fail("the CSV was parsed"))
     with pytest.raises(ReadError) as caught:
         read_grids(content, "教育.csv", limits=SMALL)
     problem = caught.value.issue
