@@ -11,6 +11,11 @@ to a log file named in that line, or to stderr with ``duikou --debug`` / ``DUIKO
 
 A command that runs a flow without ``PREFECT_API_URL`` owns the temporary Prefect server Prefect
 starts for it: the server ends when the command ends, however it ends (``flows/prefect_server.py``).
+
+This module is the parser's root, the exit codes and :func:`main` (with ``quarantine`` and ``db``);
+the other commands live by group: ``flows/ingest_cli.py`` (ingest, nightly), ``flows/report_cli.py``
+(report, history, docs, dq docs), ``flows/demo_cli.py``, ``flows/ops_cli.py``,
+``flows/followups_cli.py`` and ``flows/workpool_cli.py``.
 """
 
 from __future__ import annotations
@@ -20,25 +25,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
-from duikou_settings import get_settings, reset_settings_cache
+from duikou_settings import get_settings
+from flows.demo_cli import cmd_demo
+from flows.ingest_cli import cmd_ingest, cmd_nightly, own_prefect_server, print_receipt
 from flows.operator import who_decides
+from flows.report_cli import cmd_docs, cmd_dq_docs, cmd_history, cmd_report
 
 EXIT_OK, EXIT_NOT_LOADED, EXIT_USAGE, EXIT_SYSTEM = 0, 1, 2, 3
-
-
-def _demo_prefect_home() -> None:
-    """Without a Prefect server the demo's runs go to Prefect's temporary local server, whose
-    database lives in ``PREFECT_HOME`` (``~/.prefect``); the demo keeps its own under the data
-    directory, so a database another Prefect version migrated there cannot stop it (seen: "Can't
-    locate revision" after a newer Prefect had used ``~/.prefect``). A configured server
-    (``PREFECT_API_URL``) or an explicit ``PREFECT_HOME`` is left alone."""
-    if "prefect" in sys.modules or os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_HOME"):
-        return
-    home = get_settings().resolved_data_dir / "prefect-home"
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["PREFECT_HOME"] = str(home)
 
 
 def _quiet_prefect() -> None:
@@ -48,262 +42,6 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
-
-
-def _own_prefect_server() -> None:
-    """Before a command runs a flow: the temporary Prefect server (if one is needed) goes when we go."""
-    from flows.prefect_server import own_temporary_server
-
-    own_temporary_server()
-
-
-def _reach_warehouse(dry_run: bool = False) -> None:
-    """Connect to the warehouse (with its retries) before any flow starts, so an unreachable one
-    ends the command with one line instead of a failed flow run. A dry run creates nothing: only a
-    server database is tried (a SQLite file that does not exist yet is the dry run's own business)."""
-    from sqlalchemy.engine import make_url
-
-    from flows.warehouse_access import open_warehouse
-    from warehouse.engine import connect_with_retries, make_engine
-
-    settings = get_settings()
-    if not dry_run:
-        open_warehouse(settings)  # cached: the flow's open_warehouse gets this engine
-    elif make_url(settings.resolved_warehouse_url).get_backend_name() != "sqlite":
-        engine = make_engine(settings.resolved_warehouse_url)
-        try:
-            connect_with_retries(engine)
-        finally:
-            engine.dispose()
-
-
-def _print_receipt(receipt: dict[str, Any]) -> None:
-    print(f"提交 {receipt['submission_id']}  {receipt['department']} {receipt['period']}  "
-          f"{receipt['original_name']}")
-    print(f"状态 status: {receipt['status']}  — {receipt['summary_zh']}")
-    counts = receipt.get("counts", {})
-    if counts:
-        print(f"行数 rows: read {counts['rows_read']}, loaded {counts['rows_loaded']}, "
-              f"rejected {counts['rows_rejected']}")
-    for item in receipt.get("issues", []):
-        if item["severity"] == "info":
-            continue
-        where = " ".join(
-            str(x) for x in (
-                f"[{item['sheet']}]" if item.get("sheet") else "",
-                f"第{item['row']}行" if item.get("row") else "",
-                item.get("column") or "",
-            ) if x
-        )
-        print(f"  {item['severity']:<8} {item['code']:<24} {where}  {item['message']}")
-
-
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from flows.ingest import ingest_submission
-    from tasks.registry.checks import MissingPersonKey
-    from tasks.submission.journey import SubmissionError, request_period
-
-    path = Path(args.file).resolve()
-    _reach_warehouse(dry_run=args.dry_run)
-    _own_prefect_server()
-    try:
-        request_period(args.department, args.period)  # refused here, before a flow run starts
-        result = ingest_submission(str(path), args.department, args.period, dry_run=args.dry_run)
-    except (SubmissionError, MissingPersonKey) as exc:  # a registry needs DUIKOU_PERSON_KEY
-        print(f"duikou ingest: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.json:
-        print(json.dumps(result.receipt, ensure_ascii=False, default=str))
-    else:
-        _print_receipt(result.receipt)
-        if result.receipt_path:
-            print(f"回执 receipt: {result.receipt_path}")
-    return EXIT_OK if result.status in ("loaded", "duplicate") else EXIT_NOT_LOADED
-
-
-def _print_nightly(summary: Any) -> None:
-    print(f"nightly: {json.dumps(summary.counts(), ensure_ascii=False)}")
-    for result in summary.processed:
-        if result.status not in ("loaded", "duplicate"):
-            print(f"  {result.status:<11} {result.department:<9} {result.period:<7} {result.original_name}: "
-                  f"{_first_problem(result.receipt)}")
-    for item in summary.skipped:
-        print(f"  skipped {item['path']}: {item['reason']}")
-
-
-def _first_problem(receipt: dict[str, Any]) -> str:
-    for item in receipt.get("issues", []):
-        if item["severity"] == "critical":
-            return f"{item['code']} {item['message']}"
-    return receipt.get("summary_zh", "")
-
-
-def cmd_nightly(args: argparse.Namespace) -> int:
-    from flows.nightly import NightlyIncomplete
-    from flows.runners import nightly_flow
-    from flows.workpool import WorkPoolRunsFailed, WorkPoolUnavailable
-
-    _reach_warehouse()
-    _own_prefect_server()
-    try:
-        summary = nightly_flow(get_settings())(run_label=args.label or "", build_report=not args.no_report)
-    except WorkPoolUnavailable as exc:  # DUIKOU_TASK_RUNNER=workpool without a server, deployment or pool
-        print(f"duikou nightly: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except WorkPoolRunsFailed as exc:  # department runs failed, crashed or timed out: each named
-        print(f"duikou nightly: {exc}", file=sys.stderr)
-        return EXIT_NOT_LOADED
-    except NightlyIncomplete as exc:  # files or steps failed; the rest ran: what it did, then what failed
-        if getattr(exc, "summary", None) is not None:
-            _print_nightly_summary(exc.summary, as_json=args.json)
-        print(f"duikou nightly: {' '.join(str(exc).split())[:2000]}", file=sys.stderr)
-        return EXIT_NOT_LOADED
-    _print_nightly_summary(summary, as_json=args.json)
-    return EXIT_OK
-
-
-def _print_nightly_summary(summary: Any, *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"counts": summary.counts(), "report": summary.report_path,
-                          "processed": [r.receipt for r in summary.processed], "skipped": summary.skipped,
-                          "failed": summary.failed, "steps_failed": summary.steps_failed,
-                          "marts_skipped": summary.marts_skipped}, ensure_ascii=False, default=str))
-    else:
-        _print_nightly(summary)
-        if summary.report_path:
-            print(f"报告 report: {summary.report_path}")
-
-
-def _headline(year: int | None, data: Any = None) -> None:
-    """The headline KPIs of ``year``, from ``data`` (tasks.report.data.ReportData) or loaded here."""
-    from flows.warehouse_access import open_warehouse
-    from tasks.report.site import headline_rows, load_report_data
-
-    if data is None:
-        data = load_report_data(open_warehouse(get_settings()))
-    rows = headline_rows(data, year)
-    if not rows:
-        print("暂无数据 (no KPI data yet)")
-        return
-    width = max(len(label) for label, _, _ in rows)
-    for label, value, coverage in rows:
-        print(f"  {label}{'　' * (width - len(label))}  {value:<22} {coverage}")
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from flows.warehouse_access import open_warehouse
-    from tasks.report.site import build_report
-    from warehouse.marts import refresh_marts
-
-    settings = get_settings()
-    engine = open_warehouse(settings)
-    refresh_marts(engine)
-    out = Path(args.out) if args.out else None
-    path = build_report(engine, settings.resolved_data_dir, year=args.year, out=out)
-    print(f"报告 report: {path}")
-    print(f"最新 latest: {path.parent.parent / 'latest' / path.name}")
-    _headline(args.year)
-    return EXIT_OK
-
-
-DEMO_KEY_FILE = Path("secrets") / "demo-person-key"
-
-
-def _demo_person_key() -> None:
-    """Without DUIKOU_PERSON_KEY the demo uses its own random key, made once into
-    ``<data>/secrets/demo-person-key`` (0600) and kept, so later demo runs key people alike. Only
-    ``duikou demo`` does this: ``ingest`` / ``nightly`` keep refusing a registry without the key."""
-    settings = get_settings()
-    if settings.person_key is not None and settings.person_key.get_secret_value():
-        return
-    path = settings.resolved_data_dir / DEMO_KEY_FILE
-    if path.is_file():
-        key = path.read_text(encoding="ascii").strip()
-        print(f"演示密钥 demo person key: DUIKOU_PERSON_KEY is not set; using the demo's own key {path}")
-    else:
-        import secrets
-
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(key + "\n")
-        print(f"演示密钥 demo person key: DUIKOU_PERSON_KEY is not set; generated a random key for the demo only "
-              f"into {path} (0600)")
-    print("  production sets DUIKOU_PERSON_KEY from its secret store; duikou ingest / nightly refuse registries "
-          "without it")
-    os.environ["DUIKOU_PERSON_KEY"] = key
-    reset_settings_cache()
-
-
-def _registry_section(data: Any) -> None:
-    """The person-level registries' lines, from ``data`` (tasks.report.data.ReportData)."""
-    from tasks.report.registry import registry_lines, registry_views
-
-    for view in registry_views(data):
-        print("\n".join(registry_lines(view)))
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    if args.data_dir:
-        os.environ["DUIKOU_DATA_DIR"] = args.data_dir
-        reset_settings_cache()
-    _demo_prefect_home()  # before anything imports Prefect
-    from flows.prefect_home import check_prefect_database
-
-    check_prefect_database()  # the home chosen above, or the one set by the caller
-    _own_prefect_server()
-    from flows.runners import nightly_flow
-    from tasks.demo.data import generate_demo
-
-    if get_settings().as_of is None:  # completeness is judged on the demo's clock, not today
-        from tasks.demo.data import DEMO_AS_OF
-
-        os.environ["DUIKOU_AS_OF"] = DEMO_AS_OF.isoformat()
-        reset_settings_cache()
-    _demo_person_key()  # the registry snapshots are keyed: a demo key when none is set
-    settings = get_settings()
-    landing = settings.landing_dir
-    has_files = landing.exists() and any(p.is_file() for p in landing.rglob("*"))
-    if args.fresh or not has_files:
-        files = generate_demo(landing, seed=args.seed)
-        flawed = [f for f in files if f.kind == "flawed"]
-        print(f"生成演示数据 generated {len(files)} demo submissions ({len(flawed)} deliberately flawed) "
-              f"in {landing}")
-    _reach_warehouse()  # unreachable: one line and exit 3, before the flow run starts
-    summary = nightly_flow(get_settings())(run_label="demo")
-    _print_nightly(summary)
-    print()
-    print(f"数据仓库 warehouse: {settings.resolved_warehouse_url}")
-    print(f"报告 report:        {summary.report_path}")
-    if summary.report_path:
-        print(f"仪表板 dashboard:   {Path(summary.report_path).parent.parent / 'latest' / 'index.html'}")
-    print(f"回执 receipts:      {settings.receipts_dir}")
-    print(f"归档 archive:       {settings.archive_dir}   待核/退回 quarantine: {settings.quarantine_dir}")
-    print()
-    from flows.followups_cli import completeness_lines
-    from flows.warehouse_access import open_warehouse
-    from tasks.report.site import load_report_data
-
-    engine = open_warehouse(settings)
-    data = load_report_data(engine)  # once, for the headline and the registries
-    print("主要指标 headline KPIs (2016):")
-    _headline(2016, data)
-    print()
-    _registry_section(data)
-    print()
-    print("\n".join(completeness_lines(engine)))
-    return EXIT_OK
-
-
-def cmd_docs(args: argparse.Namespace) -> int:
-    from warehouse.dataset_docs import render_datasets_docs  # forms and person-level registries
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_datasets_docs(), encoding="utf-8")
-    print(f"wrote {out}")
-    return EXIT_OK
 
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
@@ -333,7 +71,7 @@ def cmd_quarantine_decide(args: argparse.Namespace) -> int:
     by = who_decides(prog, args.by, args.reason, "--reason")
     if by is None:
         return EXIT_USAGE
-    _own_prefect_server()
+    own_prefect_server()
     try:
         ledger = find_quarantined(open_warehouse(get_settings()), args.id)
         result = quarantine_decision(ledger["submission_id"], ledger["department"], ledger["period"],
@@ -352,7 +90,7 @@ def cmd_quarantine_decide(args: argparse.Namespace) -> int:
         print(json.dumps(result.receipt, ensure_ascii=False, default=str))
         return EXIT_OK
     if result.receipt is not None:
-        _print_receipt(result.receipt)
+        print_receipt(result.receipt)
         block = result.receipt.get("decision", {})
         print(f"决定 decision: {block.get('decision')} by {block.get('decided_by')} at "
               f"{block.get('decided_at')} — {block.get('reason')}")
@@ -360,51 +98,6 @@ def cmd_quarantine_decide(args: argparse.Namespace) -> int:
         print(f"取代 supersedes: {result.supersedes}")
     if result.receipt_path:
         print(f"回执 receipt: {result.receipt_path}")
-    return EXIT_OK
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    from expectations.declaration import load_declarations
-    from flows.warehouse_access import open_warehouse
-    from warehouse.load import parse_period
-    from warehouse.restatements import history_lines, partition_history
-
-    known = sorted(load_declarations())
-    if args.department not in known:
-        print(f"duikou history: unknown department {args.department!r} (one of {', '.join(known)})",
-              file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        parse_period(args.period)
-    except ValueError as exc:
-        print(f"duikou history: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    history = partition_history(open_warehouse(get_settings()), args.department, args.period)
-    if args.json:
-        print(json.dumps(history.to_dict(), ensure_ascii=False, default=str))
-    else:
-        print("\n".join(history_lines(history)))
-    return EXIT_OK
-
-
-def cmd_dq_docs(args: argparse.Namespace) -> int:
-    from flows.warehouse_access import open_warehouse
-    from tasks.registry.dq_docs import build_registry_docs
-    from tasks.submission.dq_docs import build_form_docs
-    from tasks.submission.journey import is_registry
-    from tasks.validation.data_docs import DqDocsError, docs_dir, ledger_row
-
-    settings = get_settings()
-    try:
-        engine = open_warehouse(settings)
-        row = ledger_row(engine, args.submission_id)
-        build = build_registry_docs if is_registry(row.department) else build_form_docs  # a registry: its own page
-        out = docs_dir(settings, args.submission_id, Path(args.out) if args.out else None)
-        docs = build(engine, settings, row, out)
-    except DqDocsError as exc:
-        print(f"duikou dq docs: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(docs.index_html)
     return EXIT_OK
 
 

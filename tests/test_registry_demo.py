@@ -146,7 +146,7 @@ def no_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_demo_makes_its_own_key_once_and_says_so(no_key: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from flows.cli import DEMO_KEY_FILE, _demo_person_key
+    from flows.demo_cli import DEMO_KEY_FILE, _demo_person_key
 
     _demo_person_key()
     path = no_key / DEMO_KEY_FILE
@@ -165,7 +165,8 @@ def test_demo_makes_its_own_key_once_and_says_so(no_key: Path, capsys: pytest.Ca
 def test_a_set_key_is_used_and_ingest_still_refuses_without_one(
     no_key: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from flows.cli import DEMO_KEY_FILE, _demo_person_key, main
+    from flows.cli import main
+    from flows.demo_cli import DEMO_KEY_FILE, _demo_person_key
     from tasks.demo.registry import registry_table, write_registry_csv
 
     monkeypatch.setenv("DUIKOU_PERSON_KEY", "s" * 40)

@@ -1,0 +1,123 @@
+"""``duikou demo``: the demo county's returns generated into the landing area, the nightly run over
+them, then the headline KPIs, the registries and the completeness table printed.
+
+The demo keeps its own Prefect home and, without ``DUIKOU_PERSON_KEY``, its own person key under
+the data directory, and judges completeness on the demo's clock. Exit codes as in ``flows/cli.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from duikou_settings import get_settings, reset_settings_cache
+from flows.ingest_cli import own_prefect_server, print_nightly, reach_warehouse
+from flows.report_cli import headline
+
+EXIT_OK = 0
+
+
+def _demo_prefect_home() -> None:
+    """Without a Prefect server the demo's runs go to Prefect's temporary local server, whose
+    database lives in ``PREFECT_HOME`` (``~/.prefect``); the demo keeps its own under the data
+    directory, so a database another Prefect version migrated there cannot stop it (seen: "Can't
+    locate revision" after a newer Prefect had used ``~/.prefect``). A configured server
+    (``PREFECT_API_URL``) or an explicit ``PREFECT_HOME`` is left alone."""
+    if "prefect" in sys.modules or os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_HOME"):
+        return
+    home = get_settings().resolved_data_dir / "prefect-home"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(home)
+
+
+DEMO_KEY_FILE = Path("secrets") / "demo-person-key"
+
+
+def _demo_person_key() -> None:
+    """Without DUIKOU_PERSON_KEY the demo uses its own random key, made once into
+    ``<data>/secrets/demo-person-key`` (0600) and kept, so later demo runs key people alike. Only
+    ``duikou demo`` does this: ``ingest`` / ``nightly`` keep refusing a registry without the key."""
+    settings = get_settings()
+    if settings.person_key is not None and settings.person_key.get_secret_value():
+        return
+    path = settings.resolved_data_dir / DEMO_KEY_FILE
+    if path.is_file():
+        key = path.read_text(encoding="ascii").strip()
+        print(f"演示密钥 demo person key: DUIKOU_PERSON_KEY is not set; using the demo's own key {path}")
+    else:
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(key + "\n")
+        print(f"演示密钥 demo person key: DUIKOU_PERSON_KEY is not set; generated a random key for the demo only "
+              f"into {path} (0600)")
+    print("  production sets DUIKOU_PERSON_KEY from its secret store; duikou ingest / nightly refuse registries "
+          "without it")
+    os.environ["DUIKOU_PERSON_KEY"] = key
+    reset_settings_cache()
+
+
+def _registry_section(data: Any) -> None:
+    """The person-level registries' lines, from ``data`` (tasks.report.data.ReportData)."""
+    from tasks.report.registry import registry_lines, registry_views
+
+    for view in registry_views(data):
+        print("\n".join(registry_lines(view)))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.data_dir:
+        os.environ["DUIKOU_DATA_DIR"] = args.data_dir
+        reset_settings_cache()
+    _demo_prefect_home()  # before anything imports Prefect
+    from flows.prefect_home import check_prefect_database
+
+    check_prefect_database()  # the home chosen above, or the one set by the caller
+    own_prefect_server()
+    from flows.runners import nightly_flow
+    from tasks.demo.data import generate_demo
+
+    if get_settings().as_of is None:  # completeness is judged on the demo's clock, not today
+        from tasks.demo.data import DEMO_AS_OF
+
+        os.environ["DUIKOU_AS_OF"] = DEMO_AS_OF.isoformat()
+        reset_settings_cache()
+    _demo_person_key()  # the registry snapshots are keyed: a demo key when none is set
+    settings = get_settings()
+    landing = settings.landing_dir
+    has_files = landing.exists() and any(p.is_file() for p in landing.rglob("*"))
+    if args.fresh or not has_files:
+        files = generate_demo(landing, seed=args.seed)
+        flawed = [f for f in files if f.kind == "flawed"]
+        print(f"生成演示数据 generated {len(files)} demo submissions ({len(flawed)} deliberately flawed) "
+              f"in {landing}")
+    reach_warehouse()  # unreachable: one line and exit 3, before the flow run starts
+    summary = nightly_flow(get_settings())(run_label="demo")
+    print_nightly(summary)
+    print()
+    print(f"数据仓库 warehouse: {settings.resolved_warehouse_url}")
+    print(f"报告 report:        {summary.report_path}")
+    if summary.report_path:
+        print(f"仪表板 dashboard:   {Path(summary.report_path).parent.parent / 'latest' / 'index.html'}")
+    print(f"回执 receipts:      {settings.receipts_dir}")
+    print(f"归档 archive:       {settings.archive_dir}   待核/退回 quarantine: {settings.quarantine_dir}")
+    print()
+    from flows.followups_cli import completeness_lines
+    from flows.warehouse_access import open_warehouse
+    from tasks.report.site import load_report_data
+
+    engine = open_warehouse(settings)
+    data = load_report_data(engine)  # once, for the headline and the registries
+    print("主要指标 headline KPIs (2016):")
+    headline(2016, data)
+    print()
+    _registry_section(data)
+    print()
+    print("\n".join(completeness_lines(engine)))
+    return EXIT_OK

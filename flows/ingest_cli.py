@@ -1,0 +1,145 @@
+"""``duikou ingest`` and ``duikou nightly``, and how a command prepares and reports a flow run.
+
+Before a flow runs, :func:`reach_warehouse` connects (so an unreachable warehouse is one line and
+exit 3, not a failed flow run) and :func:`own_prefect_server` ties Prefect's temporary server to
+the command; after, :func:`print_receipt` and :func:`print_nightly` print what happened. ``duikou
+demo`` and ``duikou quarantine release/reject`` use them too. Exit codes as in ``flows/cli.py``:
+0 loaded or duplicate, 1 not loaded (rejected, quarantined; the nightly: files or steps failed),
+2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from duikou_settings import get_settings
+
+EXIT_OK, EXIT_NOT_LOADED, EXIT_USAGE = 0, 1, 2
+
+
+def own_prefect_server() -> None:
+    """Before a command runs a flow: the temporary Prefect server (if one is needed) goes when we go."""
+    from flows.prefect_server import own_temporary_server
+
+    own_temporary_server()
+
+
+def reach_warehouse(dry_run: bool = False) -> None:
+    """Connect to the warehouse (with its retries) before any flow starts, so an unreachable one
+    ends the command with one line instead of a failed flow run. A dry run creates nothing: only a
+    server database is tried (a SQLite file that does not exist yet is the dry run's own business)."""
+    from sqlalchemy.engine import make_url
+
+    from flows.warehouse_access import open_warehouse
+    from warehouse.engine import connect_with_retries, make_engine
+
+    settings = get_settings()
+    if not dry_run:
+        open_warehouse(settings)  # cached: the flow's open_warehouse gets this engine
+    elif make_url(settings.resolved_warehouse_url).get_backend_name() != "sqlite":
+        engine = make_engine(settings.resolved_warehouse_url)
+        try:
+            connect_with_retries(engine)
+        finally:
+            engine.dispose()
+
+
+def print_receipt(receipt: dict[str, Any]) -> None:
+    print(f"提交 {receipt['submission_id']}  {receipt['department']} {receipt['period']}  "
+          f"{receipt['original_name']}")
+    print(f"状态 status: {receipt['status']}  — {receipt['summary_zh']}")
+    counts = receipt.get("counts", {})
+    if counts:
+        print(f"行数 rows: read {counts['rows_read']}, loaded {counts['rows_loaded']}, "
+              f"rejected {counts['rows_rejected']}")
+    for item in receipt.get("issues", []):
+        if item["severity"] == "info":
+            continue
+        where = " ".join(
+            str(x) for x in (
+                f"[{item['sheet']}]" if item.get("sheet") else "",
+                f"第{item['row']}行" if item.get("row") else "",
+                item.get("column") or "",
+            ) if x
+        )
+        print(f"  {item['severity']:<8} {item['code']:<24} {where}  {item['message']}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from flows.ingest import ingest_submission
+    from tasks.registry.checks import MissingPersonKey
+    from tasks.submission.journey import SubmissionError, request_period
+
+    path = Path(args.file).resolve()
+    reach_warehouse(dry_run=args.dry_run)
+    own_prefect_server()
+    try:
+        request_period(args.department, args.period)  # refused here, before a flow run starts
+        result = ingest_submission(str(path), args.department, args.period, dry_run=args.dry_run)
+    except (SubmissionError, MissingPersonKey) as exc:  # a registry needs DUIKOU_PERSON_KEY
+        print(f"duikou ingest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(result.receipt, ensure_ascii=False, default=str))
+    else:
+        print_receipt(result.receipt)
+        if result.receipt_path:
+            print(f"回执 receipt: {result.receipt_path}")
+    return EXIT_OK if result.status in ("loaded", "duplicate") else EXIT_NOT_LOADED
+
+
+def print_nightly(summary: Any) -> None:
+    print(f"nightly: {json.dumps(summary.counts(), ensure_ascii=False)}")
+    for result in summary.processed:
+        if result.status not in ("loaded", "duplicate"):
+            print(f"  {result.status:<11} {result.department:<9} {result.period:<7} {result.original_name}: "
+                  f"{_first_problem(result.receipt)}")
+    for item in summary.skipped:
+        print(f"  skipped {item['path']}: {item['reason']}")
+
+
+def _first_problem(receipt: dict[str, Any]) -> str:
+    for item in receipt.get("issues", []):
+        if item["severity"] == "critical":
+            return f"{item['code']} {item['message']}"
+    return receipt.get("summary_zh", "")
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from flows.nightly import NightlyIncomplete
+    from flows.runners import nightly_flow
+    from flows.workpool import WorkPoolRunsFailed, WorkPoolUnavailable
+
+    reach_warehouse()
+    own_prefect_server()
+    try:
+        summary = nightly_flow(get_settings())(run_label=args.label or "", build_report=not args.no_report)
+    except WorkPoolUnavailable as exc:  # DUIKOU_TASK_RUNNER=workpool without a server, deployment or pool
+        print(f"duikou nightly: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WorkPoolRunsFailed as exc:  # department runs failed, crashed or timed out: each named
+        print(f"duikou nightly: {exc}", file=sys.stderr)
+        return EXIT_NOT_LOADED
+    except NightlyIncomplete as exc:  # files or steps failed; the rest ran: what it did, then what failed
+        if getattr(exc, "summary", None) is not None:
+            print_nightly_summary(exc.summary, as_json=args.json)
+        print(f"duikou nightly: {' '.join(str(exc).split())[:2000]}", file=sys.stderr)
+        return EXIT_NOT_LOADED
+    print_nightly_summary(summary, as_json=args.json)
+    return EXIT_OK
+
+
+def print_nightly_summary(summary: Any, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"counts": summary.counts(), "report": summary.report_path,
+                          "processed": [r.receipt for r in summary.processed], "skipped": summary.skipped,
+                          "failed": summary.failed, "steps_failed": summary.steps_failed,
+                          "marts_skipped": summary.marts_skipped}, ensure_ascii=False, default=str))
+    else:
+        print_nightly(summary)
+        if summary.report_path:
+            print(f"报告 report: {summary.report_path}")
