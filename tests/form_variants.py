@@ -32,20 +32,17 @@ import xlwt
 from openpyxl.utils import get_column_letter
 
 from expectations.declaration import Declaration, Indicator, load_declarations
+from tasks.demo.form_render import FormColumn as WriterColumn
+from tasks.demo.form_render import FormGrid, deterministic_zip, render_csv_text, render_xlsx
 from tasks.demo.form_writer import (
     DEFAULT_SAVED_AT,
-    FormGrid,
-    _deterministic_zip,
-    _render_xlsx,
     _total_value,
     build_form_grid,
     form_title,
     period_start,
-    render_csv_text,
     reporting_unit_name,
     township_name_at,
 )
-from tasks.demo.form_writer import FormColumn as WriterColumn
 from tasks.demo.values import demo_values
 from tasks.forms.townships import TRADITIONAL_TO_SIMPLIFIED
 
@@ -391,7 +388,7 @@ def write_variant(v: Variant, directory: Path) -> tuple[Path, Laid]:
 def _xlsx(v: Variant, laid: Laid) -> bytes:
     grid = FormGrid(cells=laid.cells, merges=laid.merges, row_kinds=laid.kinds,  # type: ignore[arg-type]
                     decimals=laid.decimals, columns=())
-    data = _render_xlsx(grid, v.sheet_name, DEFAULT_SAVED_AT, reporting_unit_name(v.department))
+    data = render_xlsx(grid, v.sheet_name, DEFAULT_SAVED_AT, reporting_unit_name(v.department))
     if not (v.sheets_before or v.sheets_after or laid.hidden_rows or laid.hidden_cols or laid.formats
             or laid.formulas):
         return data
@@ -422,7 +419,7 @@ def _xlsx(v: Variant, laid: Laid) -> bytes:
     wb.active = len(v.sheets_before)
     buffer = io.BytesIO()
     ExcelWriter(wb, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED)).save()
-    return _deterministic_zip(buffer.getvalue(), DEFAULT_SAVED_AT)
+    return deterministic_zip(buffer.getvalue(), DEFAULT_SAVED_AT)
 
 
 _XLS_ERRORS = frozenset({"#DIV/0!", "#REF!", "#N/A", "#VALUE!"})

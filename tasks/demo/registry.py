@@ -125,7 +125,7 @@ def write_registry_xlsx(table: pa.Table, path: Path, *, title: str | None = None
     from openpyxl import Workbook
     from openpyxl.writer.excel import ExcelWriter
 
-    from tasks.demo.form_writer import _deterministic_zip
+    from tasks.demo.form_render import deterministic_zip
 
     workbook = Workbook(write_only=True)
     if saved_at is not None:
@@ -142,7 +142,7 @@ def write_registry_xlsx(table: pa.Table, path: Path, *, title: str | None = None
         return path
     buffer = io.BytesIO()  # ExcelWriter directly: Workbook.save would stamp "modified" with now
     ExcelWriter(workbook, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED)).save()
-    path.write_bytes(_deterministic_zip(buffer.getvalue(), saved_at))
+    path.write_bytes(deterministic_zip(buffer.getvalue(), saved_at))
     return path
 
 
