@@ -17,12 +17,12 @@ from typing import Any
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
-from tests.report.test_report import fill_warehouse
-from tests.report.test_report_registry import load_registry_snapshot
 
 from expectations.declaration import load_kpis
 from tasks.report.site import build_report
 from tasks.report.view import display_for
+from tests.report.test_report import fill_warehouse
+from tests.report.test_report_registry import load_registry_snapshot
 from warehouse import schema
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
