@@ -44,7 +44,7 @@ test-server: $(STAMP)
 bench-latency: $(STAMP)
 	$(PY) bench/latency.py
 
-## Headless Chromium + CJK fonts for tests/test_report_browser.py (Debian packages; needs root when missing).
+## Headless Chromium + CJK fonts for tests/report/test_report_browser.py (Debian packages; needs root when missing).
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q chromium fonts-noto-cjk)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.prefect_db import prefect_database  # noqa: E402
-from tests.ops_processes import Proc, start_intake, start_prefect_server, start_serve, wait_for  # noqa: E402
+from tests.helpers.ops_processes import Proc, start_intake, start_prefect_server, start_serve, wait_for  # noqa: E402
 
 
 def _months(count: int) -> list[str]:

@@ -161,7 +161,7 @@ def measure(work: Path, landing: Path, prefect_db: str, admin_url: str | None) -
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from bench.prefect_db import prefect_database
-    from tests.ops_processes import start_prefect_server
+    from tests.helpers.ops_processes import start_prefect_server
 
     if prefect_db == "postgresql" and not admin_url:
         raise SystemExit("DUIKOU_BENCH_POSTGRES_URL is needed for --prefect-db postgresql")

@@ -41,13 +41,18 @@ def _python_files(*roots: str) -> Iterator[Path]:
             yield from (p for p in sorted(path.rglob("*.py")) if "__pycache__" not in p.parts)
 
 
-def _local_names() -> set[str]:
-    """Top-level names importable because pytest/bench put tests/ or bench/ on sys.path."""
-    names = set(FIRST_PARTY)
+def _dev_modules() -> dict[str, set[str]]:
+    """Each module name under tests/ and bench/ → its dotted paths from the repository root. None of
+    them is importable by its bare name: tests/ and its folders are packages (pytest puts the
+    repository root on sys.path, not tests/), so a helper is imported as ``tests.helpers.…``, a
+    fixture of conftest as ``tests.conftest``; bench/ puts the root on sys.path for ``tests.…`` and
+    ``bench.…``."""
+    modules: dict[str, set[str]] = {}
     for path in _python_files(*DEV_ONLY):
-        names.add(path.stem)
-        names.update(path.relative_to(ROOT).parts[:-1])
-    return names
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        for i in range(1, len(parts)):
+            modules.setdefault(parts[i], set()).add(".".join(parts[: i + 1]))
+    return modules
 
 
 def _imports(path: Path) -> Iterator[tuple[str, int]]:
@@ -86,14 +91,19 @@ DEV = RUNTIME | _requirement_names(PYPROJECT["project"]["optional-dependencies"]
 
 def _undeclared(roots: tuple[str, ...], declared: set[str], where: str) -> list[str]:
     providers = packages_distributions()
-    local = _local_names()
+    dev_modules = _dev_modules()
     problems = []
     for path in _python_files(*roots):
         for module, line in _imports(path):
-            if module in sys.stdlib_module_names or module in local:
+            if module in sys.stdlib_module_names or module in FIRST_PARTY:
                 continue
             dists = {_canonical(d) for d in providers.get(module, [])}
-            if not dists:
+            if not dists and module in dev_modules:
+                problems.append(
+                    f"{path.relative_to(ROOT)}:{line}: {module} is a module of tests/ or bench/: import it by "
+                    f"its path from the repository root ({' or '.join(sorted(dev_modules[module]))})"
+                )
+            elif not dists:
                 problems.append(f"{path.relative_to(ROOT)}:{line}: {module} is not installed by any distribution")
             elif not dists & declared:
                 problems.append(

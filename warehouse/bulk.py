@@ -18,7 +18,7 @@ Value rules (the same as before the bulk path): NaN / None / NA → NULL in ``va
 ``source_row``; ``flagged`` is a plain boolean with a missing flag meaning ``False``; text keys
 are ``str()`` of what the frame holds.
 
-``pause_point`` is a test-only hook (see ``tests/test_crash_safety.py``): unless the environment
+``pause_point`` is a test-only hook (see ``tests/warehouse/test_crash_safety.py``): unless the environment
 variable ``DUIKOU_TEST_PAUSE_AT`` names the point, it returns at once.
 """
 

@@ -5,7 +5,7 @@ warehouse (``fact_person``) and which marts are built from it — both from ``wa
 Everything in a registry's section comes from its declaration (``kind: person_registry``): the
 columns with their roles, types and enumerations, the row checks with severity, action and issue
 code, the reporting obligation (``snapshot_months``, ``due_day``, ``grace_days``), the township
-coverage rule and the reconciliation with its tolerance. ``tests/test_declarations.py`` fails when
+coverage rule and the reconciliation with its tolerance. ``tests/forms/test_declarations.py`` fails when
 the committed page differs from :func:`render_datasets_docs`; ``duikou docs`` rewrites it.
 """
 

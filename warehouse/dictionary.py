@@ -6,7 +6,7 @@ Everything in it comes from one declaration: tables, their grain (the table comm
 columns reflected from a warehouse created in memory (SQLite) and traced back to the table
 column they show where the SELECT list says so; indicators, KPIs and units from the
 declarations and the reference CSVs. The prose (units, loading guarantees) and the example
-queries are constants here; ``tests/test_dictionary.py`` runs every example on SQLite and
+queries are constants here; ``tests/warehouse/test_dictionary.py`` runs every example on SQLite and
 PostgreSQL and fails when the committed file differs from this rendering (``duikou db docs``
 rewrites it).
 """
@@ -82,7 +82,7 @@ For developers. A table, column, index or constraint is changed in `warehouse/sc
 then in a migration: `python -m warehouse.migrate revision -m "what changed"` autogenerates the
 next revision under `warehouse/migrations/versions/` (pass `--url` with a PostgreSQL URL to
 compare comments too); review it (autogenerate misses CHECK constraints, partial-index
-predicates and renames) and run `tests/test_migrations.py`, which upgrades empty SQLite and
+predicates and renames) and run `tests/warehouse/test_migrations.py`, which upgrades empty SQLite and
 PostgreSQL databases to head and compares them with `schema.py`. Views are not migrated:
 `ensure_warehouse` re-creates them from `schema.VIEWS` (give each a line in
 `schema.VIEW_COMMENTS`). Then `duikou db docs` regenerates this page."""

@@ -640,7 +640,7 @@ VIEWS: dict[str, str] = {
     """,
 }
 
-#: one line per view for the data dictionary (docs/warehouse.md); tests/test_dictionary.py fails
+#: one line per view for the data dictionary (docs/warehouse.md); tests/warehouse/test_dictionary.py fails
 #: when a view of VIEWS has none
 VIEW_COMMENTS: dict[str, str] = {
     "v_indicator_value": "one row per department × indicator × township × period, current loaded version "

@@ -2,7 +2,7 @@
 and every ledger row gets its receipt (faults 8, 3 and 4).
 
 Against the real flows: ``duikou ingest`` (``flows.cli.main``) and the nightly under Prefect's test
-harness, and real concurrent processes (``tests/hostile/ledger_child.py``, the same control flow
+harness, and real concurrent processes (``tests/helpers/ledger_child.py``, the same control flow
 as ``duikou ingest``) — on SQLite and on PostgreSQL (the test's fresh schema, reached by the
 children through ``DUIKOU_WAREHOUSE_URL``'s ``options=-csearch_path``).
 """
@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import fresh_postgres_schema, use_data_dir
 from sqlalchemy import Engine, select
 
 from duikou_settings import get_settings
@@ -31,12 +30,14 @@ from expectations.declaration import load_declarations
 from flows.warehouse_access import open_warehouse
 from tasks.demo.form_writer import write_form
 from tasks.demo.values import demo_values
+from tests.conftest import fresh_postgres_schema, use_data_dir
+from tests.helpers import ledger_child
 from warehouse import bulk, schema
 from warehouse.keys import submission_key
 from warehouse.load import find_submission
 
 pytestmark = pytest.mark.flow
-CHILD = Path(__file__).with_name("ledger_child.py")
+CHILD = Path(ledger_child.__file__)  # run by path, as its own process
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

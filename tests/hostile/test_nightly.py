@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import use_data_dir
 from sqlalchemy import Engine, func, insert, select, text
 
 from duikou_settings import get_settings
@@ -25,6 +24,7 @@ from expectations.declaration import load_declarations
 from tasks.demo.form_writer import write_form
 from tasks.demo.values import demo_values
 from tasks.landing.landed import sidecar_path
+from tests.conftest import use_data_dir
 from warehouse import schema
 from warehouse.completeness import LedgerEntry, compute_completeness
 

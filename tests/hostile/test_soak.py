@@ -50,8 +50,8 @@ from expectations.declaration import load_declarations
 from tasks.demo.form_writer import FORMAT_SUFFIX, FormFormat, write_form
 from tasks.demo.values import demo_values
 from tasks.landing.intake_tokens import create_token
-from tests.ops_processes import VENV_BIN, Proc, base_env, start_intake, wait_for
-from tests.ops_processes import start as start_process
+from tests.helpers.ops_processes import VENV_BIN, Proc, base_env, start_intake, wait_for
+from tests.helpers.ops_processes import start as start_process
 
 pytestmark = pytest.mark.server
 

@@ -1,0 +1,438 @@
+"""End-to-end: the real flows under Prefect's test harness, on the embedded SQLite warehouse.
+
+The full Danba demo runs once (module fixture); the KPIs in the mart are then recomputed
+independently from the generator's values and compared. The demo's landing area holds the
+labour registry's quarterly snapshots too (keyed under a test DUIKOU_PERSON_KEY): their marts are
+checked against the generator's per-township targets and the demo's labour returns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from duikou_settings import get_settings, reset_settings_cache
+from expectations.declaration import load_declarations
+from flows.warehouse_access import clear_cache, open_warehouse
+from tasks.demo.data import DEMO_AS_OF, LATE_RETURNS, MISSING_RETURNS, GeneratedFile, generate_demo
+from tasks.demo.figures import MONTHS
+from tasks.demo.form_writer import write_form
+from tasks.demo.values import PEOPLE_PER_TRAINING, REGISTRY_SHORT, REGISTRY_SNAPSHOTS, demo_values, registry_targets
+from tests.conftest import use_data_dir
+from tests.helpers.report_texts import site_texts
+
+pytestmark = pytest.mark.flow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[dict[str, object]]:
+    from flows.nightly import nightly
+
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DUIKOU_DATA_DIR", str(data_dir))
+    mp.delenv("DUIKOU_WAREHOUSE_URL", raising=False)
+    mp.setenv("DUIKOU_AS_OF", DEMO_AS_OF.isoformat())  # the demo's clock, as duikou demo sets it
+    mp.setenv("DUIKOU_PERSON_KEY", "demo-test-key-" + "d" * 40)  # duikou demo makes its own when unset
+    reset_settings_cache()
+    clear_cache()
+    files = generate_demo(get_settings().landing_dir, seed=2017)
+    first = nightly(run_label="test")
+    second = nightly(run_label="test-again", build_report=False)
+    yield {"files": files, "first": first, "second": second, "engine": open_warehouse(get_settings()),
+           "settings": get_settings()}
+    mp.undo()
+    reset_settings_cache()
+    clear_cache()
+
+
+def _mart(engine: object) -> dict[tuple[int, str], float]:
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(text("SELECT year, kpi, value FROM mart_county_kpi_yearly")).all()
+    return {(int(r.year), r.kpi): r.value for r in rows}
+
+
+def test_demo_headline_kpis_match_the_article(demo_run: dict[str, object]) -> None:
+    mart = _mart(demo_run["engine"])
+    assert round(mart[(2016, "net_income_per_capita_yuan")]) == 10827
+    assert round(mart[(2016, "net_income_multiple_of_2011")], 2) == 2.61
+    assert round(mart[(2016, "net_income_cagr_since_2011_pct")], 1) == 21.1
+    assert round(mart[(2011, "poverty_incidence_pct")], 1) == 26.2
+    assert round(mart[(2016, "poverty_incidence_pct")], 2) == 12.78
+    assert round(mart[(2016, "tourism_revenue_yuan")] / 1e8, 2) == 8.69
+    assert round(mart[(2016, "tourism_revenue_yoy_pct")]) == 17
+    assert mart[(2017, "job_fair_posts")] >= 10000
+
+
+def test_mart_agrees_with_an_independent_recomputation(demo_run: dict[str, object]) -> None:
+    """Recompute from the generator's final values (form units), not from the warehouse."""
+    values = demo_values(2017)
+    mart = _mart(demo_run["engine"])
+    for year in range(2011, 2017):
+        frame = values[("poverty", str(year))]
+        pop = frame["agricultural_population_persons"]
+        income = (frame["net_income_per_capita_yuan"] * pop).sum() / pop.sum()
+        incidence = frame["registered_poor_year_end_persons"].sum() / pop.sum() * 100
+        assert math.isclose(mart[(year, "net_income_per_capita_yuan")], income, rel_tol=1e-9)
+        assert math.isclose(mart[(year, "poverty_incidence_pct")], incidence, rel_tol=1e-9)
+    for year in (2015, 2016):
+        revenue_wan = sum(
+            values[("tourism", f"{year}-{m:02d}")]["tourism_revenue_yuan"].sum() for m in range(1, 13)
+        )
+        assert math.isclose(mart[(year, "tourism_revenue_yuan")], revenue_wan * 10000, rel_tol=1e-9)
+    hires = values[("labour", "2017-05")]["job_fair_hires_person_times"].sum()
+    assert hires == 775
+    assert mart[(2017, "job_fair_hires_person_times")] >= 775
+
+
+def test_flawed_submissions_are_refused_with_a_reason(demo_run: dict[str, object]) -> None:
+    files: list[GeneratedFile] = demo_run["files"]  # type: ignore[assignment]
+    first = demo_run["first"]
+    by_name = {r.original_name + r.period: r for r in first.processed}  # type: ignore[attr-defined]
+    flawed = [f for f in files if f.kind == "flawed"]
+    assert len(flawed) >= 3
+    for item in flawed:
+        result = by_name[item.path.name + item.period]
+        assert result.status in ("rejected", "quarantined"), item
+        critical = [i for i in result.receipt["issues"] if i["severity"] == "critical"]
+        assert critical and all(i["message"] for i in critical)
+    codes = {i["code"] for r in first.processed for i in r.receipt["issues"]}  # type: ignore[attr-defined]
+    assert {"TOTAL_MISMATCH", "TOWNSHIP_UNKNOWN", "PERIOD_MISMATCH", "RULE_FAILED"} <= codes
+
+
+def test_every_submission_has_a_receipt_and_one_current_version(demo_run: dict[str, object]) -> None:
+    settings = demo_run["settings"]
+    first = demo_run["first"]
+    for result in first.processed:  # type: ignore[attr-defined]
+        receipt = json.loads(Path(result.receipt_path).read_text(encoding="utf-8"))
+        assert receipt["status"] == result.status
+        assert receipt["submission_id"] == result.submission_id
+        assert (settings.resolved_data_dir / receipt["stored_as"]).exists()  # type: ignore[attr-defined]
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        per_partition = pd.read_sql(
+            text("SELECT department, period, COUNT(*) AS n FROM submission WHERE status = 'loaded' "
+                 "GROUP BY department, period"), conn)
+        superseded = conn.execute(text("SELECT COUNT(*) FROM submission WHERE status = 'superseded'")).scalar()
+    assert (per_partition["n"] == 1).all()
+    # one planted missing return; the registry's snapshots are partitions of their own department
+    assert len(per_partition) == 6 + 35 * 4 - len(MISSING_RETURNS) + len(REGISTRY_SNAPSHOTS)
+    assert superseded == 1  # the labour 2016-06 restatement
+
+
+def test_completeness_shows_the_planted_late_and_missing_returns(demo_run: dict[str, object]) -> None:
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        rows = pd.read_sql(text("SELECT department, period, status FROM mart_completeness"), conn)
+    status = {(r.department, r.period): r.status for r in rows.itertuples()}
+    assert all(status[key] == "late" for key in LATE_RETURNS)
+    assert all(status[key] == "missing" for key in MISSING_RETURNS)
+    assert status[("poverty", "2016")] == "on_time" and ("labour", "2017-12") not in status  # not ended yet
+    # the registry's quarterly snapshots: both on time; 2017-12 is not due before 2018-01-10
+    assert {p: s for (d, p), s in status.items() if d == "labour_registry"} == dict.fromkeys(REGISTRY_SNAPSHOTS,
+                                                                                              "on_time")
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        towns = conn.execute(text(
+            "SELECT period, SUM(CASE WHEN reported THEN 1 ELSE 0 END), SUM(values_reported) "
+            "FROM mart_completeness_township WHERE department = 'labour_registry' GROUP BY period")).all()
+    targets = registry_targets(2017)
+    assert {p: (int(n), int(v)) for p, n, v in towns} == {
+        p: (15, sum(t.persons for t in targets[p].values())) for p in REGISTRY_SNAPSHOTS}  # people listed
+    assert set(rows["status"]) <= {"on_time", "late", "missing"}  # every flawed file was corrected
+    assert (rows["status"] == "missing").sum() == len(MISSING_RETURNS)
+    assert demo_run["first"].missing == [  # type: ignore[attr-defined]
+        {"department": d, "period": p, "due_date": "2017-12-10", "days_overdue": 7} for d, p in MISSING_RETURNS]
+
+
+def test_registry_marts_count_people_as_the_generator_planted(demo_run: dict[str, object]) -> None:
+    """KPIs from people: the marts equal the generator's per-township targets, people trained are
+    fewer than training 人次 (the article's 2630 vs 3540), and the reconciliation with the labour
+    return flags the one planted township — nothing else."""
+    targets = registry_targets(2017)
+    values = demo_values(2017)
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        county = pd.read_sql(text("SELECT * FROM mart_registry_county"), conn).set_index("period")
+        town = pd.read_sql(text("SELECT * FROM mart_registry_township"), conn)
+        recon = pd.read_sql(text("SELECT * FROM mart_registry_reconciliation"), conn)
+        levels = pd.read_sql(text(
+            "SELECT period, category, SUM(persons) AS persons FROM mart_registry_category "
+            "WHERE dimension = 'certificate_level' GROUP BY period, category"), conn)
+    assert sorted(county.index) == list(REGISTRY_SNAPSHOTS)
+    measures = ("persons", "poor_persons", "persons_trained", "training_person_times", "certified_persons",
+                "certified_mid_senior_persons")
+    for period in REGISTRY_SNAPSHOTS:
+        got = town[town["period"] == period].set_index("township_code")
+        assert {c: {m: int(got.at[c, m]) for m in measures} for c in got.index} == {
+            c: {m: getattr(t, m) for m in measures} for c, t in targets[period].items()}
+        row = county.loc[period]
+        assert row["persons_trained"] < row["training_person_times"]  # 人 < 人次
+        # 参训工种 lists every training since the programme began: the returns' cumulative 人次
+        cumulative = sum(int(values[("labour", m)]["skills_training_person_times"].sum())
+                         for m in MONTHS if m <= period)
+        assert row["training_person_times"] == cumulative
+        assert row["persons_trained"] == round(cumulative * PEOPLE_PER_TRAINING)  # the article's ratio
+        certified = levels[(levels["period"] == period) & ~levels["category"].isin(["无"])]
+        assert int(certified["persons"].sum()) == row["certified_persons"]
+    assert recon["form_value"].notna().all() and len(recon) == 2 * 15 * len(REGISTRY_SNAPSHOTS)
+    outside = recon[~recon["within_tolerance"].astype(bool)]
+    assert sorted(zip(outside["period"], outside["township_code"], strict=True)) == [REGISTRY_SHORT] * 2
+    assert set(outside["check_id"]) == {"registry_labour_force_vs_form", "registry_poor_labour_vs_form"}
+    labour = values[("labour", REGISTRY_SHORT[0])].set_index("township_code")
+    short = outside.set_index("check_id")
+    assert short.at["registry_labour_force_vs_form", "form_value"] == labour.at[REGISTRY_SHORT[1],
+                                                                                "rural_labour_total_persons"]
+
+
+def test_demo_report_has_the_registry_page_and_no_person_data(demo_run: dict[str, object]) -> None:
+    site = Path(demo_run["first"].report_path).parent  # type: ignore[attr-defined]
+    page = (site / "registry.html").read_text(encoding="utf-8")
+    with demo_run["engine"].connect() as conn:  # type: ignore[attr-defined]
+        latest = conn.execute(text(
+            "SELECT persons, persons_trained, training_person_times FROM mart_registry_county "
+            "ORDER BY period DESC LIMIT 1")).one()
+        keys = set(conn.execute(text("SELECT person_key FROM fact_person")).scalars())
+    assert f'data-measure="persons">{latest.persons} 人<' in page
+    assert f'data-measure="training_person_times">{latest.training_person_times} 人次<' in page
+    assert "岳扎乡" in page.split('id="reconciliation-result"')[1].split("</p>")[0]
+    assert 'href="registry.html"' in (site / "index.html").read_text(encoding="utf-8")
+    # no ID number and no person key in any file of the site (pages, CSV, xlsx, Parquet)
+    ids: set[str] = set()
+    for f in demo_run["files"]:  # type: ignore[attr-defined]
+        if f.department == "labour_registry":
+            if f.path.suffix == ".xlsx":
+                with zipfile.ZipFile(f.path) as book:
+                    content = "".join(book.read(n).decode("utf-8") for n in book.namelist())
+            else:
+                content = f.path.read_bytes().decode("gb18030")
+            ids |= set(re.findall(r"\d{17}[\dX]", content))
+    assert len(ids) > 29_000 and len(keys) > 29_000
+    found: dict[str, set[str]] = {}
+    for rel, content in site_texts(site).items():
+        hits = (set(re.findall(r"\d{17}[\dX]", content)) & ids) | (set(re.findall(r"[0-9a-f]{64}", content)) & keys)
+        if hits:
+            found[rel] = hits
+    assert found == {}
+
+
+def test_second_nightly_run_loads_nothing(demo_run: dict[str, object]) -> None:
+    second = demo_run["second"]
+    assert second.processed == []  # type: ignore[attr-defined]
+    assert second.unchanged == len(demo_run["files"])  # type: ignore[attr-defined,arg-type]
+
+
+def test_report_was_written(demo_run: dict[str, object]) -> None:
+    report = Path(demo_run["first"].report_path)  # type: ignore[attr-defined]
+    html = report.read_text(encoding="utf-8")
+    assert "10827" in html and "12.78%" in html and "8.69 亿元" in html
+    assert "培训取证率" in html and "59.5%" in html  # the forms' figures, unchanged by the registry
+
+
+# ----------------------------------------------------------------- the ingest command
+
+
+@pytest.fixture
+def empty_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    with use_data_dir(monkeypatch, tmp_path / "data") as data:
+        yield data
+
+
+def _poverty_form(tmp_path: Path, name: str = "poverty.xlsx", **kwargs: object) -> Path:
+    rows = demo_values(2017)[("poverty", "2016")]
+    return write_form(tmp_path / name, load_declarations()["poverty"], "2016", rows, **kwargs)  # type: ignore[arg-type]
+
+
+def test_ingest_command_loads_then_reports_duplicate(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    path = _poverty_form(tmp_path)
+    assert main(["ingest", str(path), "--department", "poverty", "--period", "2016", "--json"]) == 0
+    receipt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert receipt["status"] == "loaded" and receipt["counts"]["rows_loaded"] == 15
+    assert main(["ingest", str(path), "--department", "poverty", "--period", "2016", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["status"] == "duplicate"
+    assert again["duplicate_of"]["submission_id"] == receipt["submission_id"]
+
+
+def test_a_load_whose_receipt_was_lost_gets_it_from_the_next_run_of_the_same_file(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed between its commit and its receipt: the next nightly (or ingest) completes it."""
+    from flows.cli import main
+    from flows.nightly import nightly
+
+    landed = empty_data_dir / "landing" / "poverty" / "2016" / "poverty.xlsx"
+    landed.parent.mkdir(parents=True)
+    landed.write_bytes(_poverty_form(tmp_path).read_bytes())
+    first = nightly(run_label="receipt-lost", build_report=False)
+    assert [r.status for r in first.processed] == ["loaded"]
+    original = first.processed[0].receipt
+    receipt_file = empty_data_dir / "receipts" / f"{original['submission_id']}.json"
+    beside_kept = list((empty_data_dir / "archive").rglob("*.receipt.json"))
+    assert receipt_file.is_file() and len(beside_kept) == 1
+    for lost in (receipt_file, *beside_kept):
+        lost.unlink()
+
+    again = nightly(run_label="receipt-lost-again", build_report=False)
+    assert again.processed == [] and again.unchanged == 1  # the ledger already has it
+    assert again.receipts_recovered == [original["submission_id"]]  # from the kept file the ledger names
+    recovered = json.loads(receipt_file.read_text(encoding="utf-8"))
+    assert recovered["receipt_recovered"] is True and recovered["status"] == "loaded"
+    assert recovered["counts"] == original["counts"] and recovered["issues"] == original["issues"]
+    assert beside_kept[0].is_file()
+    third = nightly(run_label="receipt-there", build_report=False)
+    assert third.processed == [] and third.unchanged == 1
+    assert main(["ingest", str(landed), "--department", "poverty", "--period", "2016", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["status"] == "duplicate"
+    assert json.loads(receipt_file.read_text(encoding="utf-8")) == recovered  # written once, then left alone
+
+
+def test_ingest_dry_run_writes_nothing_and_bad_files_exit_non_zero(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    bad = _poverty_form(tmp_path, "bad.xlsx", title_period="2015")
+    code = main(["ingest", str(bad), "--department", "poverty", "--period", "2016", "--dry-run", "--json"])
+    receipt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 1 and receipt["status"] == "rejected" and receipt["dry_run"] is True
+    assert [i["code"] for i in receipt["issues"] if i["severity"] == "critical"] == ["PERIOD_MISMATCH"]
+    assert not (empty_data_dir / "warehouse.sqlite").exists()
+    assert not (empty_data_dir / "receipts").exists()
+    assert main(["ingest", str(bad), "--department", "nosuch", "--period", "2016"]) == 2
+    assert main(["ingest", str(bad), "--department", "poverty", "--period", "2016-05"]) == 2
+
+
+def test_nightly_skips_what_it_cannot_place_and_says_why(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path
+) -> None:
+    from flows.nightly import nightly
+
+    landing = empty_data_dir / "landing"
+    good = _poverty_form(tmp_path)
+    for target in (landing / "poverty" / "2016" / good.name, landing / "poverty" / "2016-13" / good.name,
+                   landing / "stray.xlsx", landing / "nosuch" / "2016" / good.name):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(good.read_bytes())
+    (landing / "poverty" / "2016" / "notes.txt").write_text("not a return", encoding="utf-8")
+    summary = nightly(run_label="skips", build_report=False)
+    assert [r.status for r in summary.processed] == ["loaded"]
+    reasons = {Path(s["path"]).name if "2016-13" not in s["path"] else "bad-period": s["reason"]
+               for s in summary.skipped}
+    assert set(reasons) == {"stray.xlsx", good.name, "notes.txt", "bad-period"}
+    assert "YYYY" in reasons["bad-period"]
+
+
+def test_a_correction_supersedes_on_both_backends(
+    prefect_harness: None, warehouse_engine: object, empty_data_dir: Path, tmp_path: Path
+) -> None:
+    """The pipeline's own path (tasks inside a flow) against SQLite and the real PostgreSQL."""
+    from prefect import flow
+
+    from flows.pipeline import process_submission
+    from warehouse.marts import refresh_marts
+    from warehouse.refdata import reference_frames
+
+    rows = demo_values(2017)[("poverty", "2016")]
+    first = _poverty_form(tmp_path, "v1.xlsx")
+    corrected = rows.copy()
+    corrected.loc[0, "exited_poverty_persons"] += 7
+    second = write_form(tmp_path / "v2.xlsx", load_declarations()["poverty"], "2016", corrected)
+
+    @flow(name="test-pipeline")
+    def run(path: Path) -> str:
+        result = process_submission(path, "poverty", "2016", engine=warehouse_engine,  # type: ignore[arg-type]
+                                    reference=reference_frames(), settings=get_settings())
+        return result.status
+
+    assert run(first) == "loaded"
+    assert run(second) == "loaded"
+    assert run(first) == "duplicate"
+    refresh_marts(warehouse_engine)  # type: ignore[arg-type]
+    with warehouse_engine.connect() as conn:  # type: ignore[attr-defined]
+        ledger = {r.original_name: r for r in conn.execute(text(
+            "SELECT original_name, status, supersedes, superseded_by, submission_id FROM submission")).all()}
+        exited = conn.execute(text(
+            "SELECT value FROM v_indicator_value WHERE indicator = 'exited_poverty_persons' "
+            "AND township_code = :code"), {"code": rows.loc[0, "township_code"]}).scalar()
+        income = conn.execute(text(
+            "SELECT value FROM mart_county_kpi_yearly WHERE year = 2016 AND kpi = 'net_income_per_capita_yuan'"
+        )).scalar()
+    assert ledger["v1.xlsx"].status == "superseded"
+    assert ledger["v1.xlsx"].superseded_by == ledger["v2.xlsx"].submission_id
+    assert ledger["v2.xlsx"].supersedes == ledger["v1.xlsx"].submission_id
+    assert exited == rows.loc[0, "exited_poverty_persons"] + 7
+    assert round(income) == 10827
+
+
+def test_a_refused_submission_gets_a_correction_workbook(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import openpyxl
+
+    from flows.cli import main
+
+    rows = demo_values(2017)[("poverty", "2016")]
+    names = ["聂嘎乡" if code == "513323202" else None for code in rows["township_code"]]
+    from tasks.demo.form_writer import township_name_at
+
+    written = [n or township_name_at(c, pd.Timestamp("2016-12-31").date())
+               for n, c in zip(names, rows["township_code"], strict=True)]
+    path = write_form(tmp_path / "typo.xlsx", load_declarations()["poverty"], "2016", rows, township_names=written)
+    assert main(["ingest", str(path), "--department", "poverty", "--period", "2016", "--json"]) == 1
+    receipt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert receipt["status"] == "rejected"
+    workbook_path = empty_data_dir / receipt["correction_workbook"]
+    workbook = openpyxl.load_workbook(workbook_path)
+    assert workbook.sheetnames[0] == "问题汇总"
+    typo = next(i for i in receipt["issues"] if i["code"] == "TOWNSHIP_UNKNOWN")
+    sheet = workbook[receipt["sheet"]]
+    assert "TOWNSHIP_UNKNOWN" in sheet[f"A{typo['row']}"].comment.text
+    with open_warehouse(get_settings()).connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM fact_indicator_value")).scalar() == 0
+
+
+def _settled_bytes(db: Path) -> bytes:
+    """The SQLite file's bytes with the WAL checkpointed into it (what a reader sees, on disk)."""
+    import sqlite3
+
+    clear_cache()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return db.read_bytes()
+
+
+def test_dry_run_receipt_is_the_real_one_and_the_warehouse_is_untouched(
+    prefect_harness: None, empty_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    first = _poverty_form(tmp_path, "v1.xlsx")
+    assert main(["ingest", str(first), "--department", "poverty", "--period", "2016"]) == 0
+    rows = demo_values(2017)[("poverty", "2016")].copy()
+    rows.loc[2, "exited_poverty_persons"] += 3
+    second = write_form(tmp_path / "v2.xlsx", load_declarations()["poverty"], "2016", rows)
+    capsys.readouterr()
+
+    db = empty_data_dir / "warehouse.sqlite"
+    before = _settled_bytes(db)
+    files_before = sorted(p.relative_to(empty_data_dir) for p in empty_data_dir.rglob("*") if p.is_file())
+    assert main(["ingest", str(second), "--department", "poverty", "--period", "2016", "--dry-run", "--json"]) == 0
+    dry = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert _settled_bytes(db) == before
+    files_after = sorted(p.relative_to(empty_data_dir) for p in empty_data_dir.rglob("*") if p.is_file())
+    assert files_after == files_before
+
+    assert main(["ingest", str(second), "--department", "poverty", "--period", "2016", "--json"]) == 0
+    real = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ignore = {"dry_run", "processed_at", "correction_workbook"}
+    assert {k: v for k, v in dry.items() if k not in ignore} == {k: v for k, v in real.items() if k not in ignore}
+    assert real["supersedes"] and real["counts"]["facts_loaded"] == 15 * 4

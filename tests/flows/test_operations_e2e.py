@@ -1,0 +1,223 @@
+"""Operations end to end, all real processes: ``prefect server start`` (SQLite, its own PREFECT_HOME,
+a free port on 127.0.0.1), ``duikou serve``, ``duikou intake-server`` and a webhook receiver
+standing in for the ops team's chat, which the failed-run and missing-returns automations notify.
+
+One stack serves the module (starting it is most of the cost); each test uses its own return
+period, so they do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from duikou_settings import Settings
+from expectations.declaration import load_declarations
+from tasks.demo.form_writer import write_form
+from tasks.demo.values import demo_values
+from tasks.landing.intake_tokens import create_token
+from tasks.landing.landed import land_file
+from tests.helpers.ops_processes import (
+    Proc,
+    WebhookReceiver,
+    duikou,
+    start_intake,
+    start_prefect_server,
+    start_serve,
+    wait_for,
+)
+
+pytestmark = pytest.mark.server
+
+RUN_TIMEOUT = 240.0  # a loaded 2-core machine; the waits poll, so a fast run finishes fast
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("ops")
+    procs: list[Proc] = []
+    hook = WebhookReceiver()
+    try:
+        server, api, env = start_prefect_server(root)
+        procs.append(server)
+        data = root / "data"
+        env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_SERVE_POLL_SECONDS": "0.5",
+                    "DUIKOU_REPORT_DEBOUNCE_SECONDS": "2", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
+        made = duikou(["automations", "--webhook-url", hook.start()], env)
+        assert made.returncode == 0, made.stderr
+        settings = Settings(data_dir=data)
+        tokens = {d: create_token(settings.resolved_intake_tokens_file, d, replace=False)[0]
+                  for d in ("tourism", "health")}
+        procs.append(start_serve(env, root / "logs"))
+        intake, url = start_intake(env, root / "logs")
+        procs.append(intake)
+        yield {"api": api, "env": env, "url": url, "tokens": tokens, "settings": settings, "hook": hook,
+               "procs": tuple(procs), "root": root}
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        hook.stop()
+
+
+def _tourism_form(folder: Path, period: str, name: str) -> Path:
+    path = folder / name
+    write_form(path, load_declarations()["tourism"], period, demo_values()[("tourism", period)])
+    return path
+
+
+def _post_to_server(url: str, body: dict[str, Any]) -> httpx.Response:
+    """POST to the Prefect server, retrying its 503 (SQLite busy under a loaded machine)."""
+    for attempt in range(5):
+        response = httpx.post(url, json=body, timeout=30)
+        if response.status_code != 503:
+            break
+        time.sleep(1 + attempt)
+    response.raise_for_status()
+    return response
+
+
+def _flow_runs(api: str, flow_name: str) -> list[dict[str, Any]]:
+    response = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": [flow_name]}}}, timeout=30)
+    response.raise_for_status()
+    runs: list[dict[str, Any]] = response.json()
+    return runs
+
+
+def _ledger(settings: Settings, submission_id: str) -> dict[str, Any] | None:
+    engine = create_engine(settings.resolved_warehouse_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT status, original_name FROM submission WHERE submission_id = :id"),
+                               {"id": submission_id}).first()
+            facts = conn.execute(text("SELECT count(*) FROM fact_indicator_value WHERE submission_id = :id"),
+                                 {"id": submission_id}).scalar_one()
+    finally:
+        engine.dispose()
+    return {"status": row.status, "original_name": row.original_name, "facts": facts} if row else None
+
+
+def test_a_posted_return_is_loaded_by_the_triggered_run_and_the_report_rebuilt(stack: dict[str, Any]) -> None:
+    api, url, settings = stack["api"], stack["url"], stack["settings"]
+    auth = {"Authorization": f"Bearer {stack['tokens']['tourism']}"}
+    form = _tourism_form(stack["root"], "2016-10", "巴旺乡 form v2.xlsx")
+    answer = httpx.post(f"{url}/submissions", headers=auth, data={"period": "2016-10"},
+                        files={"file": (form.name, form.read_bytes())}, timeout=60)
+    assert answer.status_code == 202, answer.text
+    submission_id = answer.json()["submission_id"]
+    assert answer.json()["event"] == "sent"
+
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = httpx.get(f"{url}/submissions/{submission_id}", headers=auth, timeout=30).json()
+        return body if body["status"] not in ("received", "processing") else None
+
+    status = wait_for("the receipt over HTTP", finished, RUN_TIMEOUT, stack["procs"])
+    receipt = status["receipt"]
+    assert status["status"] == receipt["status"] == "loaded"
+    assert receipt["original_name"] == "巴旺乡 form v2.xlsx" and receipt["counts"]["rows_loaded"] == 15
+
+    ledger = _ledger(settings, submission_id)
+    assert ledger is not None and ledger["status"] == "loaded" and ledger["facts"] > 0
+
+    def ingest_run() -> dict[str, Any] | None:  # the receipt is written before the run's last steps
+        name = "ingest tourism 2016-10 (巴旺乡 form v2)"
+        runs = [r for r in _flow_runs(api, "ingest-submission") if r["name"] == name]
+        return runs[0] if len(runs) == 1 and runs[0]["state"]["type"] == "COMPLETED" else None
+
+    run = wait_for("the ingest run to complete", ingest_run, RUN_TIMEOUT, stack["procs"])
+    assert {"department:tourism", "period:2016-10", "status:loaded"} <= set(run["tags"])
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["ingest-tourism-2016-10"]}}},
+                           timeout=30).json()
+    assert any("reports/latest/index.html" in a["data"] for a in artifacts)
+
+    report = settings.reports_dir / "latest" / "index.html"
+    wait_for("refresh-reports to complete", lambda: any(
+        r["state"]["type"] == "COMPLETED" for r in _flow_runs(api, "refresh-reports")), RUN_TIMEOUT, stack["procs"])
+    assert report.exists()
+
+
+def test_a_dropped_event_is_repaired_by_the_nightly_run(stack: dict[str, Any]) -> None:
+    api, settings = stack["api"], stack["settings"]
+    form = _tourism_form(stack["root"], "2016-11", "水子乡 11月.xlsx")
+    landed = land_file(form, settings.landing_dir, settings.max_upload_bytes, "tourism", "2016-11", via="cli")
+    assert _ledger(settings, landed.submission_id) is None  # no event, no run
+
+    deployment = httpx.get(f"{api}/deployments/name/nightly/nightly", timeout=30).json()
+    [schedule] = deployment["schedules"]
+    assert schedule["schedule"]["cron"] == "0 2 * * *"
+    assert schedule["schedule"]["timezone"] == "Asia/Shanghai"
+    created = _post_to_server(f"{api}/deployments/{deployment['id']}/create_flow_run",
+                              {"parameters": {"run_label": "test"}})
+    run_id = created.json()["id"]
+
+    def nightly_done() -> str | None:
+        state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=30).json()["state"]["type"]
+        return state if state in ("COMPLETED", "FAILED", "CRASHED") else None
+
+    assert wait_for("the nightly run", nightly_done, RUN_TIMEOUT, stack["procs"]) == "COMPLETED"
+    ledger = _ledger(settings, landed.submission_id)
+    assert ledger is not None and ledger["status"] == "loaded" and ledger["facts"] > 0
+    assert ledger["original_name"] == "水子乡 11月.xlsx"
+    # tourism has reported since 2016-10; every month since is past its deadline: one alert for the department
+    hook: WebhookReceiver = stack["hook"]
+    alert = wait_for("the missing-returns notification", lambda: next(
+        (m for m in hook.received if "missing" in m.get("subject", "")), None), 120, stack["procs"])
+    assert "tourism" in alert["body"] and "2016-12" in alert["body"]
+
+
+def test_a_failed_run_notifies_ops(stack: dict[str, Any]) -> None:
+    missing = stack["settings"].landing_dir / "tourism" / "2016-12" / "0000000000000000.xlsx"
+    emit = ("from flows import events; events.emit(events.submission_received(submission_id='0000000000000000', "
+            f"path={str(missing)!r}, department='tourism', period='2016-12', original_name='gone.xlsx', via='cli'))")
+    done = subprocess.run([sys.executable, "-c", emit], env=stack["env"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    hook: WebhookReceiver = stack["hook"]
+    note = wait_for("the failed-run notification", lambda: next(
+        (m for m in hook.received if "Failed" in m.get("subject", "")), None), RUN_TIMEOUT, stack["procs"])
+    assert "ingest tourism 2016-12" in note["subject"]
+    assert "no such file" in note["body"]
+
+
+def test_a_burst_of_warehouse_updates_rebuilds_the_report_once(stack: dict[str, Any]) -> None:
+    burst = ("from flows import events\n"
+             "burst = [events.warehouse_updated(submission_id=f'{i:016x}', department='tourism', period='2016-10',"
+             " status='loaded') for i in range(4)]\n"
+             "events.emit(*burst)\n"
+             "print(*(e.id for e in burst))")
+    done = subprocess.run([sys.executable, "-c", burst], env=stack["env"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    api = stack["api"]
+
+    def all_finished() -> list[dict[str, Any]] | None:
+        runs = [r for r in _flow_runs(api, "refresh-reports") if r["parameters"].get("event_id") in ids]
+        return runs if len(runs) == len(ids) and all(r["state"]["type"] == "COMPLETED" for r in runs) else None
+
+    runs = wait_for("the burst's refresh-reports runs", all_finished, RUN_TIMEOUT, stack["procs"])
+    built = [r["parameters"]["event_id"] for r in runs if "refresh:built" in r["tags"]]
+    superseded = [r for r in runs if "refresh:superseded" in r["tags"]]
+    assert built == [ids[-1]]  # newer event wins: only the last one's run builds
+    assert len(superseded) == len(ids) - 1
+
+
+def test_an_operator_submits_from_the_command_line(stack: dict[str, Any]) -> None:
+    settings: Settings = stack["settings"]
+    form = _tourism_form(stack["root"], "2017-01", "格宗乡 2017年1月.xlsx")
+    done = duikou(["submit", str(form), "--department", "tourism", "--period", "2017-01", "--json"], stack["env"])
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["status"] == "received" and answer["stored"].endswith(f"{answer['submission_id']}.xlsx")
+    receipt = settings.receipts_dir / f"{answer['submission_id']}.json"
+    wait_for("the submitted return's receipt", receipt.exists, RUN_TIMEOUT, stack["procs"])
+    written = json.loads(receipt.read_text(encoding="utf-8"))
+    assert written["status"] == "loaded" and written["original_name"] == "格宗乡 2017年1月.xlsx"
