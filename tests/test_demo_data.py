@@ -50,12 +50,12 @@ from tasks.demo.data import (
 from tasks.demo.form_writer import (
     HEADER_STYLES,
     build_form_grid,
-    parse_period,
     period_start,
     township_aliases,
     township_codes,
     write_form,
 )
+from warehouse.load import parse_period
 
 DECLS = load_declarations()
 CODES = township_codes()

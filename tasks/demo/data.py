@@ -48,13 +48,13 @@ from tasks.demo.form_writer import (
     HeaderStyle,
     TotalPosition,
     form_title,
-    parse_period,
     period_start,
     township_codes,
     township_name_at,
     write_form,
 )
 from tasks.demo.registry import TownshipTargets, county_snapshots, write_registry_csv, write_registry_xlsx
+from warehouse.load import parse_period
 
 # --------------------------------------------------------------------------------------------
 # The article's figures — domain.md §4 [ART]. Everything else in this module is invented [A].
