@@ -12,10 +12,7 @@ from collections.abc import Mapping, Sequence
 from expectations.cross_checks import CrossCheck, load_cross_checks
 from expectations.declaration import DEFAULT_OUTLIER_THRESHOLD, Declaration, Kpi
 from expectations.issues import ISSUE_CODES
-
-
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+from expectations.markdown import markdown_cell
 
 
 def _history_lines(decl: Declaration) -> list[str]:
@@ -31,7 +28,7 @@ def _history_lines(decl: Declaration) -> list[str]:
         if ind.increment_of:
             settings.append(f"increment_of `{ind.increment_of}`: 本月 = Δ本年累计 (warning)")
         if settings:
-            rows.append(f"| `{ind.name}` | {_cell('; '.join(settings))} |")
+            rows.append(f"| `{ind.name}` | {markdown_cell('; '.join(settings))} |")
     if not rows:
         return []
     return ["", "| indicator | history-aware checks (other than the defaults) |", "|---|---|", *rows]
@@ -58,7 +55,7 @@ def _declaration_section(decl: Declaration) -> list[str]:
         if aliases:
             header += f" (aliases: {aliases})"
         lines.append(
-            f"| `{ind.name}` | {_cell(ind.label_zh)} | {_cell(header)} | {ind.unit} → {ind.base_unit} "
+            f"| `{ind.name}` | {markdown_cell(ind.label_zh)} | {markdown_cell(header)} | {ind.unit} → {ind.base_unit} "
             f"(×{ind.factor:g}) | {ind.value_type} | {'yes' if ind.required else 'no'} | "
             f"{'yes' if ind.cumulative else ''} |"
         )
@@ -66,8 +63,8 @@ def _declaration_section(decl: Declaration) -> list[str]:
     for rule in decl.rules:
         tol = f" (±{rule.tolerance:g})" if rule.tolerance else ""
         lines.append(
-            f"| `{rule.rule_id}` | `{_cell(rule.check)}`{tol} | {rule.severity} | "
-            f"{rule.action or ('flag' if rule.severity == 'warning' else 'report')} | {_cell(rule.reason)} |"
+            f"| `{rule.rule_id}` | `{markdown_cell(rule.check)}`{tol} | {rule.severity} | "
+            f"{rule.action or ('flag' if rule.severity == 'warning' else 'report')} | {markdown_cell(rule.reason)} |"
         )
     lines += _history_lines(decl)
     lines += [
@@ -102,9 +99,9 @@ def _cross_check_section(checks: Sequence[CrossCheck]) -> list[str]:
             f"{c.relative_tolerance:.0%} of right" if c.relative_tolerance else "",
             f"{c.absolute_tolerance:g}" if c.absolute_tolerance else "") if t) or "—"
         lines.append(
-            f"| `{c.check_name}` | {c.left.department} `{c.left.indicator}` | `{_cell(c.operator)}` | "
+            f"| `{c.check_name}` | {c.left.department} `{c.left.indicator}` | `{markdown_cell(c.operator)}` | "
             f"{c.right.department} `{c.right.indicator}` | {c.align} | {tolerance} | {c.severity} | "
-            f"{_cell(c.reason)} |"
+            f"{markdown_cell(c.reason)} |"
         )
     return lines
 
@@ -134,7 +131,9 @@ def render_datasets_markdown(
         "|---|---|---|---|---|",
     ]
     for kpi in kpis:
-        lines.append(f"| `{kpi.kpi}` | {kpi.label_zh} | {kpi.unit} | {kpi.method} | {_cell(kpi.definition_zh)} |")
+        lines.append(
+            f"| `{kpi.kpi}` | {kpi.label_zh} | {kpi.unit} | {kpi.method} | {markdown_cell(kpi.definition_zh)} |"
+        )
     lines += _cross_check_section(load_cross_checks() if cross_checks is None else cross_checks)
     lines += ["", "## Receipt issue codes", "", "| code | default severity | action | meaning |", "|---|---|---|---|"]
     for code, (severity, action, meaning) in ISSUE_CODES.items():

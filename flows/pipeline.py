@@ -178,13 +178,13 @@ def ledger_receipt(engine: Engine, row: dict[str, Any], status: str, outcome: Lo
     """A receipt from the ledger row and its recorded issues alone (no file read)."""
     from datetime import UTC
 
-    from tasks.forms.periods import parse_period
+    from tasks.forms.periods import parse_declared_period
     from tasks.submission.journey import _declared
 
     received_at = row["received_at"]
     if received_at.tzinfo is None:  # SQLite keeps naive UTC
         received_at = received_at.replace(tzinfo=UTC)
-    period = parse_period(str(row["period"]), _declared(str(row["department"])).period_type)
+    period = parse_declared_period(str(row["period"]), _declared(str(row["department"])).period_type)
     received = Received(path=Path(stored_rel or ""), department=str(row["department"]), period=period,
                         original_name=str(row["original_name"]), sha256=str(row["sha256"]),
                         received_at=received_at, size_bytes=0, source_url=row.get("source_url"),

@@ -38,6 +38,7 @@ from prefect.client.schemas.objects import FlowRun
 from duikou_settings import Settings, get_settings
 from flows.department_ingest import FileOutcome, ingest_files
 from flows.warehouse_access import open_warehouse
+from tasks.files import write_json_atomically
 from tasks.submission.journey import relative
 from tasks.submission.result import SubmissionResult
 from warehouse.refdata import reference_frames
@@ -140,13 +141,9 @@ def ingest_department(department: str, files: list[dict[str, str]]) -> int:
                             engine=open_warehouse(settings), reference=reference_frames(), settings=settings)
     outcomes = [_outcome_dict(outcome, name, settings)
                 for outcome, (name, _, _) in zip(done, located, strict=True)]  # in order, one per file
-    target = outcomes_path(settings, flow_run.id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
-    partial.write_text(json.dumps({"department": department, "host": socket.gethostname(), "pid": os.getpid(),
-                                   "outcomes": outcomes}, ensure_ascii=False, default=str),
-                       encoding="utf-8")
-    partial.replace(target)  # whole or absent
+    write_json_atomically(outcomes_path(settings, flow_run.id),  # whole or absent; mode as open() gives
+                          {"department": department, "host": socket.gethostname(), "pid": os.getpid(),
+                           "outcomes": outcomes}, default=str, mode=0o666)
     logger.info("%s: %d file(s) handled in process %d", department, len(outcomes), os.getpid())
     return len(outcomes)
 

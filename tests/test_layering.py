@@ -34,14 +34,15 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "warehouse": frozenset({"duikou_settings", "expectations"}),
     "tasks": frozenset(),  # tasks/__init__.py only: every module lives in a room below
     "tasks.retry_policy": frozenset(),  # which failures a task retries: plain data, imports nothing of ours
+    "tasks.files": frozenset(),  # atomic file writes: imports nothing of ours
     "tasks.forms": frozenset({"duikou_settings", "expectations"}),
     "tasks.validation": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.forms"}),
-    "tasks.landing": frozenset({"duikou_settings", "warehouse"}),  # warehouse/keys.py: the submission key
-    "tasks.submission": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.forms",
-                                   "tasks.validation", "tasks.landing"}),
+    "tasks.landing": frozenset({"duikou_settings", "tasks.files", "warehouse"}),  # warehouse/keys.py: submission key
+    "tasks.submission": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.files",
+                                   "tasks.forms", "tasks.validation", "tasks.landing"}),
     "tasks.registry": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.forms",
                                  "tasks.validation", "tasks.submission", "tasks.landing"}),
-    "tasks.report": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy"}),
+    "tasks.report": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.files"}),
     "tasks.demo": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.forms", "tasks.validation",
                              "tasks.landing", "tasks.submission", "tasks.registry", "tasks.report"}),
     "flows": frozenset({"duikou_settings", "expectations", "warehouse", "tasks"}),

@@ -16,16 +16,13 @@ from collections.abc import Mapping, Sequence
 from expectations.cross_checks import CrossCheck
 from expectations.declaration import Declaration, Kpi, load_declarations, load_kpis
 from expectations.docs import render_datasets_markdown
+from expectations.markdown import markdown_cell
 from expectations.obligations import ALL_MONTHS, obligation, owed_months
 from expectations.registry_declaration import RegistryColumn, RegistryDeclaration, load_registry_declarations
 from warehouse import schema
 
 #: an example period for the obligation line (the calendar's arithmetic shown, not described)
 _EXAMPLE_YEAR = 2017
-
-
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _stored_as(col: RegistryColumn) -> str:
@@ -128,8 +125,8 @@ def _column_lines(decl: RegistryDeclaration) -> list[str]:
     for col in decl.columns:
         header = col.header + (f" ({', '.join(col.aliases)})" if col.aliases else "")
         lines.append(
-            f"| `{col.name}` | {_cell(header)} | {col.role} | {col.type} | {'yes' if col.required else 'no'} | "
-            f"{_cell(_values(col))} | {_cell(_stored_as(col))} |"
+            f"| `{col.name}` | {markdown_cell(header)} | {col.role} | {col.type} | {'yes' if col.required else 'no'} | "
+            f"{markdown_cell(_values(col))} | {markdown_cell(_stored_as(col))} |"
         )
     return lines
 
@@ -148,8 +145,8 @@ def _check_lines(decl: RegistryDeclaration) -> list[str]:
         action = chk.action or ("flag" if chk.severity == "warning" else "report")
         params = ", ".join(f"`{c.name}`" for c in decl.columns_checked_by(chk.check_id)) or "—"
         lines.append(
-            f"| `{chk.check_id}` | {chk.severity} | {action} | `{chk.issue_code}` | {_cell(params)} | "
-            f"{_cell(chk.reason)} | {_cell(chk.message_zh)} |"
+            f"| `{chk.check_id}` | {chk.severity} | {action} | `{chk.issue_code}` | {markdown_cell(params)} | "
+            f"{markdown_cell(chk.reason)} | {markdown_cell(chk.message_zh)} |"
         )
     return lines
 
@@ -171,8 +168,8 @@ def _privacy_lines(decl: RegistryDeclaration) -> list[str]:
 def _mart_lines() -> list[str]:
     marts = [t for t in schema.metadata.sorted_tables if t.name.startswith("mart_registry_")]
     lines = ["", "| table | grain |", "|---|---|",
-             f"| `{schema.fact_person.name}` | {_cell(schema.fact_person.comment)} |"]
-    lines += [f"| `{t.name}` | {_cell(t.comment)} |" for t in marts]
+             f"| `{schema.fact_person.name}` | {markdown_cell(schema.fact_person.comment)} |"]
+    lines += [f"| `{t.name}` | {markdown_cell(t.comment)} |" for t in marts]
     return lines
 
 
@@ -192,8 +189,8 @@ def _reconciliation_lines(decl: RegistryDeclaration, forms: Mapping[str, Declara
         form = forms.get(rec.department)
         label = f" ({form.indicator(rec.indicator).label_zh})" if form is not None else ""
         lines.append(
-            f"| `{rec.check_id}` | `{rec.count}` | {rec.department} `{rec.indicator}`{_cell(label)} | "
-            f"±{rec.tolerance_relative:.0%} of the form's value | {rec.severity} | {_cell(rec.reason)} |"
+            f"| `{rec.check_id}` | `{rec.count}` | {rec.department} `{rec.indicator}`{markdown_cell(label)} | "
+            f"±{rec.tolerance_relative:.0%} of the form's value | {rec.severity} | {markdown_cell(rec.reason)} |"
         )
     return lines
 

@@ -35,6 +35,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import NullType, TypeEngine
 
 from expectations.declaration import Declaration, Kpi, load_declarations, load_kpis
+from expectations.markdown import markdown_cell
 from warehouse import schema
 from warehouse.refdata import REFERENCE_DIR, indicator_rows
 
@@ -253,10 +254,6 @@ def column_unit(name: str, comment: str | None, sqltype: TypeEngine[object], sib
     return ""
 
 
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _keys(table: Table, column: Column[object]) -> str:
     keys: list[str] = []
     if column.primary_key:
@@ -299,14 +296,14 @@ def _table_section(table: Table) -> list[str]:
         lines.append(
             f"| `{column.name}` | {type_name(column.type)} | {'yes' if column.nullable else 'no'} | "
             f"{_keys(table, column)} | {column_unit(column.name, column.comment, column.type, siblings)} | "
-            f"{_cell(column.comment or '')} |"
+            f"{markdown_cell(column.comment or '')} |"
         )
     indexes = sorted(table.indexes, key=lambda i: str(i.name))
     checks = sorted((c for c in table.constraints if isinstance(c, CheckConstraint)), key=lambda c: str(c.name))
     if indexes or checks:
         lines.append("")
     lines += [f"- index {_index_line(ix)}" for ix in indexes]
-    lines += [f"- check `{c.name}`: `{_cell(c.sqltext)}`" for c in checks]
+    lines += [f"- check `{c.name}`: `{markdown_cell(c.sqltext)}`" for c in checks]
     return [*lines, ""]
 
 
@@ -438,8 +435,8 @@ def _view_section(name: str, columns: Sequence[ViewColumn]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for col in columns:
-        origin = f"`{col.source}`" if col.source else (f"`{_cell(col.expression)}`" if col.expression else "")
-        lines.append(f"| `{col.name}` | {col.type} | {col.unit} | {origin} | {_cell(col.comment)} |")
+        origin = f"`{col.source}`" if col.source else (f"`{markdown_cell(col.expression)}`" if col.expression else "")
+        lines.append(f"| `{col.name}` | {col.type} | {col.unit} | {origin} | {markdown_cell(col.comment)} |")
     return [*lines, ""]
 
 
@@ -453,7 +450,7 @@ def _units_section() -> list[str]:
     for row in _csv("units.csv").to_dict(orient="records"):
         lines.append(
             f"| {row['unit']} | {row['base_unit']} | ×{float(row['factor']):g} | {row['quantity_zh']} | "
-            f"{_cell(row['note'])} |"
+            f"{markdown_cell(row['note'])} |"
         )
     return [*lines, ""]
 
@@ -480,7 +477,7 @@ def _indicator_section(declarations: Mapping[str, Declaration]) -> list[str]:
         ]
         for row in (r for r in rows if r["department"] == department):
             lines.append(
-                f"| `{row['indicator']}` | {_cell(row['label_zh'])} | {row['unit']} | {row['form_unit']} | "
+                f"| `{row['indicator']}` | {markdown_cell(row['label_zh'])} | {row['unit']} | {row['form_unit']} | "
                 f"{row['value_type']} | {'yes' if row['cumulative'] else ''} | {'yes' if row['required'] else 'no'} |"
             )
         lines.append("")
@@ -522,7 +519,7 @@ def render_warehouse_markdown(
         "",
         "| view | what it shows |",
         "|---|---|",
-        *(f"| `{name}` | {_cell(schema.VIEW_COMMENTS.get(name, NO_DESCRIPTION))} |" for name in schema.VIEWS),
+        *(f"| `{name}` | {markdown_cell(schema.VIEW_COMMENTS.get(name, NO_DESCRIPTION))} |" for name in schema.VIEWS),
         "",
     ]
     for name, columns in view_columns().items():
@@ -534,7 +531,7 @@ def render_warehouse_markdown(
         "",
         "| table | grain |",
         "|---|---|",
-        *(f"| `{t.name}` | {_cell(t.comment or NO_DESCRIPTION)} |" for t in tables),
+        *(f"| `{t.name}` | {markdown_cell(t.comment or NO_DESCRIPTION)} |" for t in tables),
         "",
     ]
     for table in tables:

@@ -47,13 +47,13 @@ from tasks.demo.form_writer import (
     HeaderStyle,
     TotalPosition,
     form_title,
-    parse_period,
     period_start,
     township_name_at,
     write_form,
 )
 from tasks.demo.registry import county_snapshots, write_registry_csv, write_registry_xlsx
 from tasks.demo.values import REGISTRY_SHORT, REGISTRY_SHORT_FACTOR, REGISTRY_SNAPSHOTS, final_values, registry_targets
+from warehouse.load import parse_period
 
 #: county time: arrival datetimes are Beijing time, so mtimes do not depend on the host's zone
 CST = timezone(timedelta(hours=8))

@@ -37,7 +37,7 @@ from tasks.demo.figures import (
     wan,
     wan4,
 )
-from tasks.demo.form_writer import parse_period
+from warehouse.load import parse_period
 
 # --------------------------------------------------------------------------------------------
 # Poverty office: annual 2011–2016

@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from expectations.declaration import Declaration
-from tasks.demo.form_writer import parse_period, township_codes
+from tasks.demo.form_writer import township_codes
+from warehouse.load import parse_period
 
 # --------------------------------------------------------------------------------------------
 # The article's figures — domain.md §4 [ART]. Everything else in the demo is invented [A].

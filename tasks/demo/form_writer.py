@@ -33,6 +33,7 @@ import pandas as pd
 
 from expectations.declaration import UNITS_FILE, Declaration, Indicator, normalise_header
 from tasks.demo.form_render import FormColumn, FormGrid, RowKind, render_csv_text, render_xls, render_xlsx
+from warehouse.load import parse_period
 
 FormFormat = Literal["xlsx", "xls", "csv-gbk", "csv-utf8-bom", "csv-utf8"]
 TotalPosition = Literal["bottom", "top"]
@@ -139,18 +140,6 @@ def reporting_unit_name(department: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Periods and titles
 # --------------------------------------------------------------------------------------------
-
-
-def parse_period(period: str) -> tuple[int, int | None]:
-    """``"2017-05"`` → (2017, 5); ``"2016"`` → (2016, None)."""
-    parts = period.split("-")
-    if len(parts) == 1 and len(parts[0]) == 4 and parts[0].isdigit():
-        return int(parts[0]), None
-    if len(parts) == 2 and len(parts[0]) == 4 and parts[0].isdigit() and parts[1].isdigit():
-        month = int(parts[1])
-        if 1 <= month <= 12 and len(parts[1]) == 2:
-            return int(parts[0]), month
-    raise ValueError(f"period {period!r} is neither YYYY-MM nor YYYY")
 
 
 def period_start(period: str) -> date:

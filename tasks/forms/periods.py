@@ -39,8 +39,10 @@ class PeriodError(ValueError):
     pass
 
 
-def parse_period(text: str, period_type: str) -> Period:
-    """Parse a declared period; the form must match the return's period type."""
+def parse_declared_period(text: str, period_type: str) -> Period:
+    """Parse a declared period (``"2017-05"``, ``"2016"``) into a :class:`Period`; its form must match the
+    return's period type (:class:`PeriodError` in Chinese otherwise). Not
+    :func:`warehouse.load.parse_period`, which splits any stored period into (year, month or None)."""
     match = _PERIOD.match(text.strip())
     if not match:
         raise PeriodError(f"报告期“{text}”格式不对: 月报用 YYYY-MM，年报用 YYYY")
@@ -141,5 +143,5 @@ def check_plausible(period: Period, period_type: str, today: date, programme_sta
 def parse_plausible_period(
     text: str, period_type: str, today: date, programme_start: date | None = None
 ) -> Period:
-    """:func:`parse_period`, then :func:`check_plausible`: what every door (intake, CLI, landing scan) uses."""
-    return check_plausible(parse_period(text, period_type), period_type, today, programme_start)
+    """:func:`parse_declared_period`, then :func:`check_plausible`: what every door (intake, CLI, landing scan) uses."""
+    return check_plausible(parse_declared_period(text, period_type), period_type, today, programme_start)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from tasks.files import write_json_atomically
 
 TOKEN_PREFIX = "dk_"
 
@@ -52,12 +52,7 @@ def read_tokens(path: Path) -> list[StoredToken]:
 
 
 def _write_tokens(path: Path, tokens: list[StoredToken]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokens-")
-    os.chmod(tmp, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"tokens": [asdict(t) for t in tokens]}, fh, ensure_ascii=False, indent=2)
-    os.replace(tmp, path)
+    write_json_atomically(path, {"tokens": [asdict(t) for t in tokens]}, indent=2, mode=0o600)  # the owner only
 
 
 def create_token(path: Path, department: str, *, replace: bool) -> tuple[str, StoredToken]:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from tasks.files import write_json_atomically
 from warehouse.keys import submission_key
 
 ACCEPTED_SUFFIXES = (".xlsx", ".xls", ".csv")
@@ -180,14 +181,6 @@ class LandingWriter:
         os.replace(self._tmp, stored)  # sidecar first: whoever sees the file sees its name too
         return LandedFile(stored, key, digest, self.size_bytes, department, period,
                           str(meta["original_name"]), received_at)
-
-
-def write_json_atomically(target: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``target`` through a temporary file in its folder: whole or not at all."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".sidecar-")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False)
-    os.replace(tmp, target)
 
 
 def land_file(source: Path, landing: Path, max_bytes: int, department: str, period: str, via: str) -> LandedFile:

@@ -41,7 +41,8 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.registry import available_protocols, known_implementations
 
 from duikou_settings import Settings
-from tasks.landing.landed import ACCEPTED_SUFFIXES, SIDECAR_SUFFIX, oversize_key, sidecar_path, write_json_atomically
+from tasks.files import write_json_atomically
+from tasks.landing.landed import ACCEPTED_SUFFIXES, SIDECAR_SUFFIX, oversize_key, sidecar_path
 from warehouse.keys import submission_key
 
 log = logging.getLogger("duikou.landing")

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, func, select
 
 from duikou_settings import Settings
 from expectations.registry_declaration import RegistryDeclaration
-from tasks.forms.periods import parse_period
+from tasks.forms.periods import parse_declared_period
 from tasks.registry.checks import MissingPersonKey
 from tasks.registry.stream import registry_declaration, require_person_key, sample_expectations, stream_registry
 from tasks.validation.data_docs import DataDocs, DqDocsError, ledger_row, validate_into_site
@@ -98,7 +98,7 @@ def _sample_site(settings: Settings, declaration: RegistryDeclaration, row: Any,
     except MissingPersonKey:
         return SampleRun(None, {}, None, "DUIKOU_PERSON_KEY 未设置:不重新读取原文件，无 GX 样本文档 (the kept "
                                          "file is not read again without the person key).")
-    period = parse_period(row.period, declaration.period_type)
+    period = parse_declared_period(row.period, declaration.period_type)
     stream = stream_registry(kept, kept.name, declaration, period.start, period.end, reference_frames(), key,
                              settings, writer=None)
     results = {r.check_id: r for r in stream.result.dq_results}

@@ -20,8 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -35,6 +33,8 @@ import pyarrow.parquet as pq
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
+
+from tasks.files import write_atomically, write_bytes_atomically
 
 #: first characters that make a spreadsheet treat a text cell as a formula or a command
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -165,25 +165,9 @@ def csv_text(table: SiteTable) -> str:
     return buffer.getvalue()
 
 
-def _write_bytes_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_csv(table: SiteTable, path: Path) -> Path:
     """UTF-8 with a BOM (Excel on Chinese Windows then reads it as UTF-8), CRLF line ends."""
-    text = csv_text(table)
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(text.encode("utf-8-sig"))
-
-    _write_bytes_atomic(path, write)
+    write_bytes_atomically(path, csv_text(table).encode("utf-8-sig"))
     return path
 
 
@@ -211,14 +195,14 @@ def write_xlsx(table: SiteTable, path: Path) -> Path:
             sheet.append(row)
         book.save(tmp)
 
-    _write_bytes_atomic(path, write)
+    write_atomically(path, write)
     return path
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     """A mart as Parquet, columns and types as read from the warehouse (no neutralising)."""
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    _write_bytes_atomic(path, lambda tmp: pq.write_table(arrow, tmp))
+    write_atomically(path, lambda tmp: pq.write_table(arrow, tmp))
     return path
 
 

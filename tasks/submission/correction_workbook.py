@@ -16,9 +16,7 @@ and the issues about it. It is written atomically so a half-written file is neve
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
@@ -33,6 +31,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from expectations.declaration import normalise_header
 from expectations.issues import Issue
+from tasks.files import write_atomically
 from tasks.forms.file_safety import MAX_CELL_CHARS, cap_text
 from tasks.forms.grid import Grid
 from tasks.forms.read import EXCEL_ERROR_CODES, read_grids
@@ -392,12 +391,4 @@ def _add_summary(
 def _save_atomically(workbook: Workbook, out_path: Path) -> None:
     """Temp file in the same folder, then rename: readers see the old file or the whole new one."""
     workbook.properties.lastModifiedBy = AUTHOR
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".correction-", suffix=".xlsx")
-    os.close(fd)
-    try:
-        workbook.save(tmp)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(out_path, workbook.save)

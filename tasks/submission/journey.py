@@ -26,6 +26,7 @@ from duikou_settings import Settings, get_settings
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue
 from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
+from tasks.files import write_text_atomically
 from tasks.forms.file_safety import ReadError, truncation_issues
 from tasks.forms.normalise import TOWNSHIP_CODE, NormalisedForm, choose_form, normalise_form
 from tasks.forms.periods import Period, parse_plausible_period
@@ -495,8 +496,4 @@ def write_receipt(receipt: dict[str, Any], receipt_path: Path, stored_path: Path
     if stored_path is not None:
         targets.append(stored_path.with_name(stored_path.name + ".receipt.json"))
     for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".receipt-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+        write_text_atomically(target, text, mode=0o600)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from tasks.retry_policy import IO_RETRIES
-from tasks.submission import journey as steps
+from tasks.submission import journey
 from tasks.submission.writer_slots import writer_slot
 from tasks.validation.validate import Validation, check_summary_rows, check_summary_text
 from warehouse.history import CheckHistory
@@ -26,33 +26,33 @@ from warehouse.refdata import ReferenceFrames
 
 
 @task(name="receive", task_run_name="receive {department} {period}", cache_policy=NO_CACHE, **IO_RETRIES)
-def receive_task(path: Path, department: str, period: str) -> steps.Received:
-    return steps.receive(path, department, period)
+def receive_task(path: Path, department: str, period: str) -> journey.Received:
+    return journey.receive(path, department, period)
 
 
 @task(name="check-ledger", cache_policy=NO_CACHE, **IO_RETRIES)
-def previous_result_task(engine: Engine | None, received: steps.Received) -> dict[str, Any] | None:
-    return steps.previous_result(engine, received)
+def previous_result_task(engine: Engine | None, received: journey.Received) -> dict[str, Any] | None:
+    return journey.previous_result(engine, received)
 
 
 @task(name="read-and-normalise", task_run_name="read {received.department} {received.period.label}",
       cache_policy=NO_CACHE)
-def parse_task(received: steps.Received, reference: ReferenceFrames) -> steps.Parsed:
-    return steps.parse(received, reference)
+def parse_task(received: journey.Received, reference: ReferenceFrames) -> journey.Parsed:
+    return journey.parse(received, reference)
 
 
 @task(name="read-history", cache_policy=NO_CACHE, **IO_RETRIES)
-def history_task(engine: Engine | None, received: steps.Received) -> CheckHistory | None:
-    return steps.history_for(engine, received)
+def history_task(engine: Engine | None, received: journey.Received) -> CheckHistory | None:
+    return journey.history_for(engine, received)
 
 
 @task(name="validate", cache_policy=NO_CACHE)
-def validate_task(parsed: steps.Parsed, history: CheckHistory | None = None) -> Validation:
-    return steps.validate(parsed, history)
+def validate_task(parsed: journey.Parsed, history: CheckHistory | None = None) -> Validation:
+    return journey.validate(parsed, history)
 
 
 @task(name="dq-summary", cache_policy=NO_CACHE)
-def dq_summary_task(received: steps.Received, validation: Validation) -> None:
+def dq_summary_task(received: journey.Received, validation: Validation) -> None:
     """The submission's check summary as a Prefect table artifact ``dq-<department>-<period>``."""
     key = f"dq-{received.department}-{received.period.label}".lower().replace("_", "-")  # keys: [a-z0-9-]
     rows = check_summary_rows(validation)
@@ -67,16 +67,16 @@ def dq_summary_task(received: steps.Received, validation: Validation) -> None:
 
 @task(name="load", task_run_name="load {received.department} {received.period.label}",
       cache_policy=NO_CACHE, **IO_RETRIES)
-def load_task(engine: Engine, received: steps.Received, parsed: steps.Parsed, validation: Validation,
+def load_task(engine: Engine, received: journey.Received, parsed: journey.Parsed, validation: Validation,
               settings: Settings) -> LoadOutcome:
     with writer_slot(received.department, received.period.label):  # one writer per partition
-        return steps.load(engine, received, parsed, validation, settings)
+        return journey.load(engine, received, parsed, validation, settings)
 
 
 @task(name="correction-workbook", cache_policy=NO_CACHE, **IO_RETRIES)
-def correction_task(received: steps.Received, receipt: dict[str, Any], validation: Validation,
+def correction_task(received: journey.Received, receipt: dict[str, Any], validation: Validation,
                     settings: Settings) -> dict[str, Any]:
-    return steps.attach_correction_workbook(received, receipt, validation.issues, settings)
+    return journey.attach_correction_workbook(received, receipt, validation.issues, settings)
 
 
 @task(name="write-receipt", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -84,6 +84,6 @@ def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path 
                  engine: Engine | None = None) -> bool:
     """Write the receipt; with ``engine``, only while the ledger row agrees (the winner's receipt only)."""
     if engine is None:
-        steps.write_receipt(receipt, receipt_path, stored_path)
+        journey.write_receipt(receipt, receipt_path, stored_path)
         return True
-    return steps.write_receipt_as_ledger(engine, receipt, receipt_path, stored_path)
+    return journey.write_receipt_as_ledger(engine, receipt, receipt_path, stored_path)

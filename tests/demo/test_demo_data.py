@@ -47,13 +47,13 @@ from tasks.demo.figures import (
 from tasks.demo.form_writer import (
     HEADER_STYLES,
     build_form_grid,
-    parse_period,
     period_start,
     township_aliases,
     township_codes,
     write_form,
 )
 from tasks.demo.values import REGISTRY_SNAPSHOTS, demo_values, restated_township, story_figures
+from warehouse.load import parse_period
 
 DECLS = load_declarations()
 CODES = township_codes()

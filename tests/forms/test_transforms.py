@@ -9,7 +9,7 @@ import pytest
 
 from expectations.rules import evaluate_term, parse_rule_expression
 from tasks.forms.number_text import parse_number
-from tasks.forms.periods import Period, PeriodError, parse_period, period_in_title
+from tasks.forms.periods import Period, PeriodError, parse_declared_period, period_in_title
 from tasks.forms.townships import TownshipResolver
 from warehouse.refdata import reference_frames
 
@@ -54,14 +54,14 @@ def test_garbage_is_not_a_number(raw: str) -> None:
 
 
 def test_periods() -> None:
-    assert parse_period("2017-05", "month") == Period(2017, 5)
-    assert parse_period("2016", "year").end == date(2016, 12, 31)
+    assert parse_declared_period("2017-05", "month") == Period(2017, 5)
+    assert parse_declared_period("2016", "year").end == date(2016, 12, 31)
     with pytest.raises(PeriodError):
-        parse_period("2017", "month")
+        parse_declared_period("2017", "month")
     with pytest.raises(PeriodError):
-        parse_period("2017-13", "month")
+        parse_declared_period("2017-13", "month")
     with pytest.raises(PeriodError):
-        parse_period("2017-05", "year")
+        parse_declared_period("2017-05", "year")
     assert period_in_title("丹巴县2017年5月就业扶贫工作进展月报表", "month") == Period(2017, 5)
     assert period_in_title("丹巴县2016年贫困人口及农牧民收入年报表", "year") == Period(2016)
     assert period_in_title("就业扶贫工作进展月报表", "month") is None

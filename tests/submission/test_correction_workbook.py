@@ -242,7 +242,7 @@ def test_a_broken_file_raises_value_error(tmp_path: Path, rows: pd.DataFrame) ->
         write_correction_workbook(b"\x00" * 64, "edu.xls", "Sheet1", [], out, summary=SUMMARY)
     with pytest.raises(ValueError, match="不支持"):
         write_correction_workbook(b"abc", "edu.pdf", None, [], out, summary=SUMMARY)
-    assert not out.exists() and list(tmp_path.glob(".correction-*")) == []
+    assert not out.exists() and list(tmp_path.glob(".*")) == []  # no temporary left behind
 
 
 def test_an_existing_workbook_is_replaced_whole(tmp_path: Path, rows: pd.DataFrame) -> None:

@@ -21,7 +21,7 @@ from expectations.obligations import due_date, expected_returns, is_owed, obliga
 from expectations.registry_declaration import load_registry_declarations, parse_registry_declaration
 from flows.followups_cli import completeness_lines
 from tasks.demo.registry import registry_table, township_names, write_registry_csv
-from tasks.forms.periods import parse_period
+from tasks.forms.periods import parse_declared_period
 from tasks.registry.submission import ingest_registry
 from tasks.submission.journey import receive
 from tests.helpers.ledger_helpers import TOWNSHIPS, record
@@ -235,7 +235,7 @@ def test_registry_snapshots_get_one_status_per_owed_quarter_and_township_coverag
 
 def _land_registry(engine: Engine, tmp_path: Path, period: str, received: datetime, townships: int = 15) -> str:
     names = township_names()[:townships]
-    snapshot = parse_period(period, "month").end
+    snapshot = parse_declared_period(period, "month").end
     table = registry_table(REGISTRY, 45, snapshot, seed=int(period[-2:]))
     picks = pa.array([names[i % len(names)] for i in range(table.num_rows)])
     table = table.set_column(table.column_names.index("乡(镇)"), "乡(镇)", picks)
