@@ -72,10 +72,12 @@ def _active_profile(home: Path) -> dict[str, str]:
 def _local_database() -> tuple[str | None, str]:
     """(URL of the database Prefect's temporary server would use — None with ``PREFECT_API_URL`` —,
     the setting that chose it)."""
-    if "prefect" in sys.modules:  # Prefect's own view: profiles, prefect.toml, test harness settings
-        from prefect.settings import get_current_settings
+    if "prefect" in sys.modules:  # Prefect's own view of the environment: profiles, prefect.toml
+        from prefect.settings import Settings as PrefectSettings
 
-        settings = get_current_settings()
+        # read afresh: the settings context Prefect made at import time (or a test harness's) may
+        # predate the PREFECT_HOME this process runs with (the demo chooses its own)
+        settings = PrefectSettings()
         if settings.api.url:
             return None, "PREFECT_API_URL"
         configured = settings.server.database.connection_url
