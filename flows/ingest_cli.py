@@ -112,8 +112,15 @@ def _first_problem(receipt: dict[str, Any]) -> str:
 def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.nightly import NightlyIncomplete
     from flows.runners import nightly_flow
-    from flows.workpool import WorkPoolRunsFailed, WorkPoolUnavailable
+    from flows.workpool import WorkPoolRunsFailed, WorkPoolUnavailable, require_server
 
+    settings = get_settings()
+    if settings.task_runner == "workpool":  # refused before anything runs: no warehouse, no temporary server
+        try:
+            require_server(settings)
+        except WorkPoolUnavailable as exc:
+            print(f"duikou nightly: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     reach_warehouse()
     own_prefect_server()
     try:

@@ -206,8 +206,9 @@ def test_departments_run_as_flow_runs_on_two_process_workers(stack: dict[str, An
     assert {r["labels"]["prefect.worker.name"] for r in runs} == set(WORKERS)
     assert len({r["infrastructure_pid"] for r in runs}) == 2  # a process per run
     files = {r["parameters"]["department"]: r["parameters"]["files"] for r in runs}
+    # arrival order; the malformed 2016-13 folder is skipped by the landing scan and never sent to a worker
     assert files["tourism"] == [{"path": f"landing/tourism/{p}/tourism-{p}.xlsx", "period": p}
-                                for p in ("2016-10", "2016-11", "2016-13")]  # arrival order
+                                for p in ("2016-10", "2016-11")]
     _print_costs(runs)
     assert not list((root / "workpool" / "workpool").glob("*.json"))  # outcome files read and removed
 
