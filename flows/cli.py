@@ -29,7 +29,7 @@ from pathlib import Path
 from duikou_settings import get_settings
 from flows.demo_cli import cmd_demo
 from flows.ingest_cli import cmd_ingest, cmd_nightly, own_prefect_server, print_receipt
-from flows.operator import who_decides
+from flows.operator_identity import who_decides
 from flows.report_cli import cmd_docs, cmd_dq_docs, cmd_history, cmd_report
 
 EXIT_OK, EXIT_NOT_LOADED, EXIT_USAGE, EXIT_SYSTEM = 0, 1, 2, 3

@@ -110,7 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     from flows.followups_cli import completeness_lines
     from flows.warehouse_access import open_warehouse
-    from tasks.report.site import load_report_data
+    from tasks.report.build_site import load_report_data
 
     engine = open_warehouse(settings)
     data = load_report_data(engine)  # once, for the headline and the registries

@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from duikou_settings import get_settings
-from flows.operator import who_decides
+from flows.operator_identity import who_decides
 
 EXIT_OK, EXIT_USAGE = 0, 2
 _STATUS_ZH = {"on_time": "按时", "late": "逾期", "missing": "缺报", "quarantined": "待核", "rejected": "退回",

@@ -19,7 +19,7 @@ EXIT_OK, EXIT_USAGE = 0, 2
 def headline(year: int | None, data: Any = None) -> None:
     """The headline KPIs of ``year``, from ``data`` (tasks.report.data.ReportData) or loaded here."""
     from flows.warehouse_access import open_warehouse
-    from tasks.report.site import headline_rows, load_report_data
+    from tasks.report.build_site import headline_rows, load_report_data
 
     if data is None:
         data = load_report_data(open_warehouse(get_settings()))
@@ -34,7 +34,7 @@ def headline(year: int | None, data: Any = None) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from flows.warehouse_access import open_warehouse
-    from tasks.report.site import build_report
+    from tasks.report.build_site import build_report
     from warehouse.marts import refresh_marts
 
     settings = get_settings()

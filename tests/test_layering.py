@@ -8,7 +8,8 @@ function-level import hides a cycle, it does not remove it). Checked:
 * each room imports only the rooms its row of :data:`MAY_IMPORT` names (``docs/design.md`` holds the
   same table; a test keeps them equal);
 * nothing outside ``tasks/demo/`` (and ``flows/``' demo command) imports the demo;
-* Prefect is imported only by the modules in :data:`PREFECT_MODULES`.
+* Prefect is imported only by the modules in :data:`PREFECT_MODULES`;
+* no module is named like a standard-library module (``numbers``, ``operator``, ``site``).
 
 The checker itself is tested on a small planted tree: a cycle and a forbidden import are found.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +194,16 @@ def test_the_house_keeps_its_import_rules() -> None:
     assert not found, "\n".join(map(str, found))
 
 
+def stdlib_named(root: Path) -> list[str]:
+    """Modules whose own name is a standard-library module's (``numbers``, ``operator``, ``site``): a
+    reader cannot tell at the import which one is meant."""
+    return sorted(name for name in module_names(root) if name.rpartition(".")[2] in sys.stdlib_module_names)
+
+
+def test_no_module_is_named_like_a_standard_library_module() -> None:
+    assert stdlib_named(REPO) == []
+
+
 def test_the_design_doc_states_the_same_rules() -> None:
     text = (REPO / "docs" / "design.md").read_text(encoding="utf-8")
     section = text.split("### Who may import whom", 1)[1].split("\n## ", 1)[0]
@@ -212,6 +224,11 @@ def _plant(root: Path, files: Mapping[str, str]) -> Path:
         (root / top / "__init__.py").touch()
     (root / "duikou_settings.py").touch()
     return root
+
+
+def test_a_module_named_like_the_standard_library_is_found(tmp_path: Path) -> None:
+    root = _plant(tmp_path, {"tasks/forms/__init__.py": "", "tasks/forms/numbers.py": "", "flows/operator.py": ""})
+    assert stdlib_named(root) == ["flows.operator", "tasks.forms.numbers"]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from tasks.report.site import build_report
+from tasks.report.build_site import build_report
 from tasks.retry_policy import IO_RETRIES
 from warehouse.marts import MartRefresh, refresh_marts, refresh_marts_checked
 
@@ -29,5 +29,5 @@ def refresh_marts_checked_task(engine: Engine) -> MartRefresh:
 
 @task(name="build-report", cache_policy=NO_CACHE, **IO_RETRIES)
 def report_task(engine: Engine, data_dir: Path, year: int | None = None, out: Path | None = None) -> Path:
-    """The report site (``tasks.report.site.build_report``); returns the dashboard's path."""
+    """The report site (``tasks.report.build_site.build_report``); returns the dashboard's path."""
     return build_report(engine, data_dir, year=year, out=out)

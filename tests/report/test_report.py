@@ -16,12 +16,12 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import Engine, insert
 
+from tasks.report.build_site import ReportData, build_report, headline_rows, render_site
 from tasks.report.charts import Point, bar_chart, line_chart, nice_ticks, sparkline
 from tasks.report.data import COMPLETENESS_COLUMNS, COMPLETENESS_TOWNSHIP_COLUMNS, load_report_data
 from tasks.report.export import csv_text
 from tasks.report.narrative import narrative, narrative_text
 from tasks.report.registry import NO_SNAPSHOT, registry_lines, registry_views
-from tasks.report.site import ReportData, build_report, headline_rows, render_site
 from tasks.report.view import Display, period_label_zh
 from warehouse import schema
 from warehouse.marts import KPI_COLUMNS

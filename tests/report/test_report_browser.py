@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from expectations.declaration import load_kpis
-from tasks.report.site import build_report
+from tasks.report.build_site import build_report
 from tasks.report.view import display_for
 from tests.report.test_report import fill_warehouse
 from tests.report.test_report_registry import load_registry_snapshot

@@ -15,10 +15,10 @@ from sqlalchemy import Engine, select, text
 from duikou_settings import Settings
 from expectations.registry_declaration import load_registry_declarations
 from tasks.demo.registry import registry_table, write_registry_csv
+from tasks.report.build_site import render_site
 from tasks.report.data import load_report_data
 from tasks.report.quality import completeness_matrices, township_drilldown
 from tasks.report.registry import registry_lines, registry_views
-from tasks.report.site import render_site
 from warehouse import schema
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission

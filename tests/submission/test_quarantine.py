@@ -323,7 +323,7 @@ def test_reject_loads_nothing_and_records_the_operator(
     prefect_harness: None, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("flows.operator.getpass.getuser", lambda: "ops-user")
+    monkeypatch.setattr("flows.operator_identity.getpass.getuser", lambda: "ops-user")
     held = _ingest(capsys, _poverty(tmp_path, "v2.xlsx", too_many_poor=True))
     sid = held["submission_id"]
     code, out, _ = _run(capsys, "quarantine", "reject", sid, "--reason", "请核实后重报")
