@@ -30,37 +30,14 @@ from flows.missing_alerts import alert_missing_returns_task
 from flows.pipeline import recover_receipts
 from flows.warehouse_access import open_warehouse
 from flows.workpool import WorkPoolRunsFailed, ingest_on_work_pool
-from tasks.landing.store import (
-    CHANGED_REASON,
-    LandingEntry,
-    LandingStore,
-    LandingStoreError,
-    ObjectTooLarge,
-    arrival_key,
-    changed_while_read,
-    clean_staging,
-    discard_staged,
-    landing_stores,
-    scan_store,
-    stage_entry,
-    store_for,
-)
+from tasks.landing.reconcile import LandingFile, by_department, reconcile_landing, scan_in_place
+from tasks.landing.store import LandingStore
 from tasks.registry.steps import reconcile_registries_checked_task
 from tasks.report.steps import refresh_marts_checked_task, report_task
 from tasks.submission.followup_steps import follow_up_task
 from tasks.submission.journey import SubmissionError, is_registry, request_period
 from tasks.submission.result import SubmissionResult
-from warehouse.load import find_submission
 from warehouse.refdata import ReferenceFrames, reference_frames
-
-
-@dataclass(frozen=True)
-class LandingFile:
-    path: Path  # what the readers open: the file where it lies, or the staged copy of a remote object
-    department: str
-    period: str
-    sha256: str
-    mtime: float  # arrival: the file's modified time (an object's LastModified), 0 when the store has none
 
 
 @dataclass
@@ -117,85 +94,19 @@ def period_problem(settings: Settings) -> Callable[[str, str], str | None]:
     return problem
 
 
-def scan_landing_area(landing: Path | LandingStore) -> tuple[list[LandingFile], list[dict[str, str]]]:
-    """Every candidate file of one landing area read in place (a local folder), in arrival order
-    (modified time, path). A remote store is reconciled by :func:`reconcile_task`, which fetches
-    only what the ledger lacks."""
-    store = landing if isinstance(landing, LandingStore) else store_for(landing)
-    if not store.in_place:
-        raise ValueError(f"{store.url} is not read in place: its objects are fetched by reconcile_task")
-    entries, skipped = scan_store(store, _departments(), period_problem=period_problem(get_settings()))
-    return [_in_place(entry) for entry in entries], skipped
-
-
-def _in_place(entry: LandingEntry) -> LandingFile:
-    return LandingFile(Path(entry.path), entry.department, entry.period, entry.sha256, entry.modified or 0.0)
-
-
 @task(name="reconcile-landing", cache_policy=NO_CACHE)
 def reconcile_task(
     engine: Engine, settings: Settings
 ) -> tuple[list[LandingFile], int, list[dict[str, str]], list[dict[str, str]]]:
-    """(pending, unchanged, skipped, failed): files in the landing areas that the ledger has not seen
-    (by SHA-256), and loaded ones whose run died between commit and receipt (their re-run writes the
-    receipt: ``flows.pipeline``).
+    """(pending, unchanged, skipped, failed) of every landing area: ``tasks.landing.reconcile``, with
+    this deployment's departments, upload limits and period window."""
+    return reconcile_landing(engine, settings, _departments(), _upload_limit(settings), period_problem(settings),
+                             get_run_logger())
 
-    Remote objects are fetched into ``<data>/staging/`` (one at a time, each no larger than its
-    department's upload limit) once: a new one by the scan, which hashes it as it writes the copy
-    (removed again if the ledger has those bytes); one the ETag index knows only here, and only if
-    the ledger lacks it. An object too large or gone, or in a period folder that is malformed or
-    outside the plausible window, is skipped with its reason. A landing area that cannot be listed is
-    *failed* ({path: its URL, reason}) and the others are reconciled.
-    """
-    logger = get_run_logger()
-    limit = _upload_limit(settings)
-    clean_staging(settings.staging_dir)
-    entries: list[LandingEntry] = []
-    skipped: list[dict[str, str]] = []
-    failed: list[dict[str, str]] = []
-    for store in landing_stores(settings):
-        try:
-            found, passed = scan_store(store, _departments(), max_bytes=limit, index_dir=settings.staging_dir,
-                                       staging=settings.staging_dir, period_problem=period_problem(settings))
-        except (LandingStoreError, OSError) as exc:  # one unreachable landing area must not hide the others' files
-            logger.error("landing area %s: %s", store.url, exc)
-            failed.append({"path": store.url, "reason": f"{type(exc).__name__}: {exc}"})
-            continue
-        logger.info("landing area %s: %d file(s), %d skipped", store.url, len(found), len(passed))
-        entries += found
-        skipped += passed
-    entries.sort(key=arrival_key)
-    pending: list[LandingFile] = []
-    unchanged = 0
-    for entry in entries:
-        if find_submission(engine, entry.department, entry.sha256) is not None:  # receipts: recover_receipts_task
-            if entry.staged is not None:
-                discard_staged(entry.staged)
-            unchanged += 1
-            continue
-        if entry.store.in_place:
-            pending.append(_in_place(entry))
-            continue
-        if entry.staged is not None:  # fetched by the scan: its bytes are the ones hashed
-            pending.append(LandingFile(entry.staged, entry.department, entry.period, entry.sha256,
-                                       entry.modified or 0.0))
-            continue
-        try:
-            staged, sha256 = stage_entry(entry, settings.staging_dir, limit(entry.department))
-        except ObjectTooLarge as exc:
-            skipped.append({"path": entry.url, "reason": str(exc)})
-            continue
-        except OSError as exc:
-            if changed_while_read(exc):
-                skipped.append({"path": entry.url, "reason": CHANGED_REASON})
-            else:  # this object could not be fetched: the others still are
-                logger.error("fetching %s failed: %s", entry.url, exc)
-                failed.append({"path": entry.url, "reason": f"{type(exc).__name__}: {exc}"})
-            continue
-        if sha256 != entry.sha256:
-            logger.warning("%s changed between the scan and its fetch: the fetched version is processed", entry.url)
-        pending.append(LandingFile(staged, entry.department, entry.period, sha256, entry.modified or 0.0))
-    return pending, unchanged, skipped, failed
+
+def scan_landing_area(landing: Path | LandingStore) -> tuple[list[LandingFile], list[dict[str, str]]]:
+    """Every candidate file of one local landing area, in arrival order (``tasks.landing.reconcile``)."""
+    return scan_in_place(landing, _departments(), period_problem(get_settings()))
 
 
 @task(name="recover-receipts", cache_policy=NO_CACHE)
@@ -206,20 +117,6 @@ def recover_receipts_task(engine: Engine, reference: ReferenceFrames, settings: 
     if recovered:
         get_run_logger().warning("receipts recovered (their runs died after the commit): %s", ", ".join(recovered))
     return recovered
-
-
-def by_department(pending: list[LandingFile]) -> list[list[LandingFile]]:
-    """Pending files grouped by department, arrival order kept inside each group.
-
-    The unit of parallel work is a department, not a partition: a return's history checks read
-    the department's earlier periods (本年累计, magnitude against the township's history), so one
-    department's files must load one after another in arrival order; departments are independent
-    (cross-return checks run once after all of them).
-    """
-    groups: dict[str, list[LandingFile]] = {}
-    for item in pending:
-        groups.setdefault(item.department, []).append(item)
-    return list(groups.values())
 
 
 @task(name="ingest-department", task_run_name="ingest {files[0].department}", cache_policy=NO_CACHE)

@@ -39,7 +39,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "tasks.files": frozenset(),  # atomic file writes: imports nothing of ours
     "tasks.forms": frozenset({"duikou_settings", "expectations"}),
     "tasks.validation": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.forms"}),
-    "tasks.landing": frozenset({"duikou_settings", "tasks.files", "warehouse"}),  # warehouse/keys.py: submission key
+    "tasks.landing": frozenset({"duikou_settings", "tasks.files", "warehouse"}),  # the submission key, the ledger
     "tasks.submission": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.files",
                                    "tasks.forms", "tasks.validation", "tasks.landing"}),
     "tasks.registry": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.forms",

@@ -13,12 +13,12 @@ from sqlalchemy import text
 from duikou_settings import Settings, get_settings, reset_settings_cache
 from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
-from flows.nightly import LandingFile, by_department
 from flows.runners import task_runner_from_settings
 from flows.warehouse_access import clear_cache, open_warehouse
 from tasks.demo.form_writer import write_form
 from tasks.demo.registry import registry_table, write_registry_csv
 from tasks.demo.values import demo_values
+from tasks.landing.reconcile import LandingFile, by_department
 
 
 def test_runner_is_chosen_by_configuration(tmp_path: Path) -> None:
