@@ -24,6 +24,7 @@ import uvicorn
 
 from duikou_settings import Settings
 from tasks.landing.intake_tokens import create_token
+from tests.helpers.raw_http import exchange
 
 BOUNDARY = "hostileboundary"
 FORM = b"\xe4\xb9\xa1(\xe9\x95\x87),x\n" * 20  # never parsed here: only stored and hashed
@@ -89,35 +90,8 @@ def post_raw(intake: Intake, department: str, chunks: Iterable[bytes], chunked: 
             f"Content-Type: {content_type}".encode(), b"Connection: close"]
     head.append(b"Transfer-Encoding: chunked" if chunked
                 else f"Content-Length: {sum(len(c) for c in body)}".encode())
-    conn = socket.create_connection(("127.0.0.1", intake.port), timeout=60)
-
-    def send() -> None:
-        try:
-            conn.sendall(b"\r\n".join(head) + b"\r\n\r\n")
-            for chunk in body:
-                conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            if chunked:
-                conn.sendall(b"0\r\n\r\n")
-        except OSError:  # the server answered and closed before the whole body was sent
-            pass
-
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
-    received = bytearray()
-    try:
-        while data := conn.recv(65536):
-            received += data
-    except ConnectionResetError:
-        pass
-    finally:
-        sender.join(60)
-        conn.close()
-    header, _, rest = bytes(received).partition(b"\r\n\r\n")
-    assert header.startswith(b"HTTP/1.1 "), f"no HTTP answer: {bytes(received)[:200]!r}"
-    lines = header.decode("latin-1").split("\r\n")
-    length = next((int(v) for k, _, v in (line.partition(": ") for line in lines[1:])
-                   if k.lower() == "content-length"), len(rest))
-    return Reply(int(lines[0].split()[1]), rest[:length])
+    status, answer = exchange(intake.port, head, body, chunked=chunked)
+    return Reply(status, answer)
 
 
 def part(name: str, value: bytes, filename: bytes | None = None, extra_headers: Iterable[bytes] = ()) -> bytes:

@@ -26,15 +26,12 @@ an exact issue code or exit code.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import random
 import re
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +49,7 @@ from tasks.demo.values import demo_values
 from tasks.landing.intake_tokens import create_token
 from tests.helpers.ops_processes import VENV_BIN, Proc, base_env, start_intake, wait_for
 from tests.helpers.ops_processes import start as start_process
+from tests.helpers.raw_http import exchange
 
 pytestmark = pytest.mark.server
 
@@ -103,29 +101,7 @@ def post_raw(port: int, token: str, body: bytes) -> tuple[int, bytes]:
             f"Authorization: Bearer {token}".encode(),
             f"Content-Type: multipart/form-data; boundary={BOUNDARY}".encode(), b"Connection: close",
             f"Content-Length: {len(body)}".encode()]
-    conn = socket.create_connection(("127.0.0.1", port), timeout=60)
-
-    def send() -> None:
-        with contextlib.suppress(OSError):  # the server may answer and close before the whole body was sent
-            conn.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
-
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
-    received = bytearray()
-    try:
-        while data := conn.recv(65536):
-            received += data
-    except ConnectionResetError:
-        pass
-    finally:
-        sender.join(60)
-        conn.close()
-    header, _, rest = bytes(received).partition(b"\r\n\r\n")
-    assert header.startswith(b"HTTP/1.1 "), f"no HTTP answer: {bytes(received)[:200]!r}"
-    lines = header.decode("latin-1").split("\r\n")
-    length = next((int(v) for k, _, v in (line.partition(": ") for line in lines[1:])
-                   if k.lower() == "content-length"), len(rest))
-    return int(lines[0].split()[1]), rest[:length]
+    return exchange(port, head, [body])
 
 
 # --- the uploads ------------------------------------------------------------------------------------------------
