@@ -23,6 +23,10 @@ nightly's task runner that ends long before the process does (the server would b
 mid-run); setting it needs ``preexec_fn``, which Python documents as unsafe when threads run
 (Prefect's log and event workers do). A pipe is closed only when the last holder of its write end
 — the process — is gone, is POSIX rather than Linux-only, and needs nothing between fork and exec.
+
+The server's own output goes to ``<data>/logs/prefect-temporary-server.log`` (appended), not to the
+terminal: stopped at exit while its task-run recorder is flushing, Prefect's server logs ~90 lines of
+cancelled-flush tracebacks that say nothing to a clerk or an operator reading ``duikou demo``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import os
 import subprocess
 import sys
 from functools import cache
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 
 class TemporaryServerError(RuntimeError):
@@ -55,6 +60,34 @@ threading.Thread(target=_watch, name="duikou-lifeline", daemon=True).start()
 sys.argv = ["uvicorn", *sys.argv[2:]]
 runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 """
+
+
+#: the temporary server's own output (its access errors, and the tracebacks its event recorder logs when
+#: it is stopped mid-flush at exit): kept for ops under <data>/logs/, not printed into a clerk's terminal
+SERVER_LOG_NAME = "prefect-temporary-server.log"
+
+
+def _log_dir() -> Path | None:
+    """``<data>/logs``, made if need be; None when the data directory cannot hold it."""
+    try:
+        from duikou_settings import get_settings
+
+        folder = get_settings().resolved_data_dir / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+    except Exception:  # the settings or the data directory are what is wrong: the CLI says so elsewhere
+        return None
+    return folder
+
+
+def _server_log() -> IO[bytes] | None:
+    """The file the temporary server writes to (appended), or None to let it inherit the terminal."""
+    folder = _log_dir()
+    if folder is None:
+        return None
+    try:
+        return (folder / SERVER_LOG_NAME).open("ab")
+    except OSError:
+        return None
 
 
 @cache
@@ -81,6 +114,7 @@ def _owned_server_class() -> type[Any]:
                     f"Prefect 临时服务器未能启动 (Prefect's temporary server did not start within {waited} s: "
                     f"{' '.join(str(exc).split())[:200]}) — set PREFECT_API_URL to a running Prefect server "
                     "(prefect server start), or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+                    + (f"; its log: {SERVER_LOG_NAME} in {_log_dir()}" if _log_dir() else "")
                 ) from exc
 
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
@@ -89,6 +123,7 @@ def _owned_server_class() -> type[Any]:
             self._close_lifeline()  # a restart after "port in use": the old child has exited
             read_end, write_end = os.pipe()  # both non-inheritable: only the child gets read_end
             server_env = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+            log = _server_log()
             try:
                 process = subprocess.Popen(
                     args=[sys.executable, "-c", _LIFELINE_MAIN, str(read_end),
@@ -99,12 +134,15 @@ def _owned_server_class() -> type[Any]:
                     env={**os.environ, **server_env,
                          **get_current_settings().to_environment_variables(exclude_unset=True)},
                     pass_fds=(read_end,),
+                    stdout=log, stderr=log,
                 )
             except BaseException:
                 os.close(write_end)
                 raise
             finally:
                 os.close(read_end)
+                if log is not None:
+                    log.close()  # the child has its own copy
             self._lifeline = write_end
             return process
 
