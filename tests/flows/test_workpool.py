@@ -212,10 +212,10 @@ def test_departments_run_as_flow_runs_on_two_process_workers(stack: dict[str, An
     _print_costs(runs)
     assert not list((root / "workpool" / "workpool").glob("*.json"))  # outcome files read and removed
 
-    # a second nightly loads nothing and starts no run: every file is in the ledger by its SHA-256 (the
-    # malformed folder's file has the bytes of tourism-2016-10.xlsx)
+    # a second nightly loads nothing and starts no run: every file is in the ledger by its SHA-256, and
+    # the malformed period folder is skipped again, named, before its file is hashed
     again = _nightly(stack, root / "workpool", "workpool", "workpool-again")
-    assert again["counts"] == {"unchanged": 6, "skipped": 0, "failed": 0} and again["processed"] == []
+    assert again["counts"] == {"unchanged": 5, "skipped": 1, "failed": 0} and again["processed"] == []
     assert _warehouse(root / "workpool")["fact_indicator_value"] == pooled_rows["fact_indicator_value"]
     assert len(_department_runs(api)) == len(before) + 2
 
