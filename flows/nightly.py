@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +36,7 @@ from tasks.landing.store import LandingStore
 from tasks.registry.steps import reconcile_registries_checked_task
 from tasks.report.steps import refresh_marts_checked_task, report_task
 from tasks.submission.followup_steps import follow_up_task
-from tasks.submission.journey import SubmissionError, is_registry, request_period
+from tasks.submission.journey import SubmissionError, request_period, upload_limit
 from tasks.submission.result import SubmissionResult
 from warehouse.refdata import ReferenceFrames, reference_frames
 
@@ -74,13 +75,6 @@ def _departments() -> set[str]:
     return set(load_declarations()) | set(load_registry_declarations())
 
 
-def _upload_limit(settings: Settings) -> Callable[[str], int]:
-    def limit(department: str) -> int:
-        return settings.registry_max_upload_bytes if is_registry(department) else settings.max_upload_bytes
-
-    return limit
-
-
 def period_problem(settings: Settings) -> Callable[[str, str], str | None]:
     """The landing scan's period check: why a ``<department>/<period>/`` folder is not a period
     this door takes (malformed, or outside the plausible window), or None."""
@@ -100,7 +94,8 @@ def reconcile_task(
 ) -> tuple[list[LandingFile], int, list[dict[str, str]], list[dict[str, str]]]:
     """(pending, unchanged, skipped, failed) of every landing area: ``tasks.landing.reconcile``, with
     this deployment's departments, upload limits and period window."""
-    return reconcile_landing(engine, settings, _departments(), _upload_limit(settings), period_problem(settings),
+    return reconcile_landing(engine, settings, _departments(), partial(upload_limit, settings=settings),
+                             period_problem(settings),
                              get_run_logger())
 
 

@@ -153,7 +153,7 @@ def recover_receipt(engine: Engine, row: dict[str, Any], reference: ReferenceFra
     receipt: dict[str, Any] | None = None
     if not is_registry(str(row["department"])):
         try:
-            received = replace(receive_kept(row, settings), ledger_id=str(row["submission_id"]))
+            received = receive_kept(row, settings)  # under the id the ledger gave it
         except KeptFileError as exc:
             note = str(exc)
         else:

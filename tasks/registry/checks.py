@@ -2,7 +2,7 @@
 
 ``check_batch`` is pure: it takes a batch of canonical string columns and returns a boolean
 mask per declared check (``RegistryCheck.check_id``), the typed rows ready for ``fact_person``
-(person key instead of ID, no name) and per-township head counts. No Python loop runs per row
+(person key instead of ID, no name); head counts are the marts' (SQL over fact_person). No Python loop runs per row
 except the HMAC of each valid ID (``hmac.digest``, C, ~1 µs). Findings refer to rows by number;
 the ID and the name never enter a message.
 
@@ -14,7 +14,6 @@ end (int64: 16 MB for 2 000 000 people).
 from __future__ import annotations
 
 import hmac
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -31,7 +30,6 @@ from warehouse.schema import fact_person as PERSON_TABLE
 
 MAX_LISTED_ROWS = 100
 LIST_SEPARATORS = r"[、,，;；/]"
-TRADE_SEPARATORS = LIST_SEPARATORS  # the labour registry's 参训工种 (kept name)
 _NUMBER = r"^-?[0-9]+(\.[0-9]+)?$"
 _INTEGER = r"^-?[0-9]+$"
 _DATE = r"^(?P<y>[0-9]{4})[-/.年]?(?P<m>[0-9]{1,2})[-/.月]?(?P<d>[0-9]{1,2})日?$"
@@ -71,7 +69,6 @@ class CheckedBatch:
     masks: dict[tuple[str, str], np.ndarray]  # (check_id, column name) → rows failing
     details: dict[tuple[str, str], pa.Array]  # (check_id, column) → the offending value per row (non-personal)
     rows: pa.Table | None  # fact_person columns (None when the batch has a critical finding)
-    township_counts: Counter[tuple[str, str]]  # (township_code, count name) → people
     number17: np.ndarray  # valid IDs' 17 digits
     source_rows: np.ndarray  # of number17's rows
     #: column declared unique (not the ID) → (its present values, their file rows)
@@ -298,7 +295,6 @@ def check_batch(
         if check_id not in critical:
             warned |= mask
 
-    counts: Counter[tuple[str, str]] = Counter()
     rows: pa.Table | None = None
     if build_rows and not any_critical:
         columns: dict[str, pa.Array] = {
@@ -326,18 +322,9 @@ def check_batch(
         columns["attributes"] = attributes_json(attributes, n)
         rows = pa.table({name: columns[name] if name in columns else pa.nulls(n, PERSON_TYPES[name])
                          for name in PERSON_COLUMNS})
-        poor_col = declaration.with_role("poor_household")
-        poor = (pc.fill_null(typed[poor_col.name], False) if poor_col is not None
-                else pa.array(np.zeros(n, dtype=bool)))
-        grouped = pa.table({"t": codes, "poor": pc.cast(poor, pa.int64())}).group_by(
-            "t").aggregate([("poor", "count"), ("poor", "sum")])
-        for code, persons, poor_n in zip(grouped["t"].to_pylist(), grouped["poor_count"].to_pylist(),
-                                         grouped["poor_sum"].to_pylist(), strict=True):
-            counts[(code, "persons")] += persons
-            counts[(code, "poor_persons")] += poor_n
     # duplicates among valid IDs only: an invalid one is already reported for what is wrong with it
     numbers = ids.number17[good] if id_col.unique else np.zeros(0, dtype=np.int64)
-    return CheckedBatch(masks, details, rows, counts, numbers, source_rows[good] if id_col.unique else numbers,
+    return CheckedBatch(masks, details, rows, numbers, source_rows[good] if id_col.unique else numbers,
                         unique_values)
 
 
@@ -356,14 +343,12 @@ class Findings:
 
     listed: dict[tuple[str, str], Listed] = field(default_factory=dict)
     rows_read: int = 0
-    township_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     _numbers: list[np.ndarray] = field(default_factory=list)
     _rows: list[np.ndarray] = field(default_factory=list)
     _unique: dict[str, list[tuple[pa.Array, np.ndarray]]] = field(default_factory=dict)
 
     def add(self, batch: CheckedBatch, first_row: int, n_rows: int) -> None:
         self.rows_read += n_rows
-        self.township_counts.update(batch.township_counts)
         self._numbers.append(batch.number17)
         self._rows.append(batch.source_rows)
         for name, pair in batch.unique_values.items():
