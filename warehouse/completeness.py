@@ -30,7 +30,6 @@ snapshot lists at least one person there (``values_reported`` = people listed, f
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -54,8 +53,7 @@ from expectations.registry_declaration import RegistryDeclaration, load_registry
 from warehouse import schema
 from warehouse.current_facts import read_current_values
 from warehouse.load import parse_period
-
-log = logging.getLogger("duikou.marts")
+from warehouse.skipped import note_skipped
 
 #: county time (Asia/Shanghai has had no daylight saving since 1991)
 COUNTY_TZ = timezone(timedelta(hours=8))
@@ -213,7 +211,7 @@ def compute_completeness(
         problem = period_problem(declarations[entry.department], entry.period)
         if problem is not None:
             unplaceable.add((entry.department, entry.period))
-            _skip(skipped, f"completeness: ledger row {entry.submission_id} skipped ({problem})")
+            note_skipped(skipped, f"completeness: ledger row {entry.submission_id} skipped ({problem})")
             continue
         known.append(entry)
     by_partition: dict[tuple[str, str], list[LedgerEntry]] = {}
@@ -226,9 +224,10 @@ def compute_completeness(
             for duty in expected_returns({department: declarations[department]}, firsts, today, programme_start):
                 duties[(duty.department, duty.period)] = duty
         except (ValueError, OverflowError) as exc:
-            _skip(skipped, f"completeness: {department}'s expected returns skipped ({exc})")
-    for key in by_partition:
-        duties.setdefault(key, obligation(declarations[key[0]], key[1]))
+            note_skipped(skipped, f"completeness: {department}'s expected returns skipped ({exc})")
+    for key in by_partition:  # a period received but not expected (a registry snapshot of May)
+        if key not in duties:
+            duties[key] = obligation(declarations[key[0]], key[1])
 
     reported = values[values["value"].notna()].groupby(["department", "period", "township_code"]).size()
     reported_by_partition: dict[tuple[str, str], dict[str, int]] = {}
@@ -251,7 +250,7 @@ def compute_completeness(
                                 reported_by_partition.get(key, {}), townships, today, programme_start,
                                 dept_rows, dept_towns)
         except Exception as exc:  # one department's bad row must not stop the others' completeness
-            _skip(skipped, f"completeness: {department} skipped ({type(exc).__name__}: {exc})")
+            note_skipped(skipped, f"completeness: {department} skipped ({type(exc).__name__}: {exc})")
             continue
         rows.extend(dept_rows)
         town_rows.extend(dept_towns)
@@ -283,11 +282,6 @@ def _partition_rows(
     )
 
 
-def _skip(skipped: list[str] | None, what: str) -> None:
-    """Name a row or department the marts left out: a warning in the log, and in ``skipped`` when kept."""
-    log.warning("%s", what)
-    if skipped is not None:
-        skipped.append(what)
 
 
 # ---------------------------------------------------------------- warehouse side

@@ -283,13 +283,11 @@ def find_submission(engine: Engine, department: str, sha256: str) -> dict[str, A
     return dict(row) if row is not None else None
 
 
-def ledger_id(engine: Engine | Connection, department: str, sha256: str) -> str | None:
+def ledger_id(engine: Engine, department: str, sha256: str) -> str | None:
     """The id the ledger gave (department, sha256), if it has the row: a row from before migration
-    0011 keeps its old id (``warehouse.keys.legacy_key``)."""
+    0012 keeps its old id (``warehouse.keys.legacy_key``)."""
     sub = schema.submission
     query = select(sub.c.submission_id).where(sub.c.department == department, sub.c.sha256 == sha256)
-    if isinstance(engine, Connection):
-        return engine.execute(query).scalar_one_or_none()
     with engine.connect() as conn:
         return conn.execute(query).scalar_one_or_none()
 

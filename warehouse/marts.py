@@ -22,7 +22,6 @@ Caveats:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -38,8 +37,7 @@ from warehouse.completeness import refresh_completeness
 from warehouse.current_facts import VALUE_COLUMNS, read_current_values
 from warehouse.engine import advisory_lock
 from warehouse.scorecard import refresh_dq_scorecard
-
-log = logging.getLogger("duikou.marts")
+from warehouse.skipped import note_skipped
 
 KPI_COLUMNS = (
     "year",
@@ -199,7 +197,7 @@ def compute_county_kpis(
         if kpi.method in ("multiple_of_base", "cagr", "yoy"):
             if kpi.of in failed:
                 failed.add(kpi.kpi)
-                _skip_kpi(skipped, f"KPI {kpi.kpi} skipped: it derives from {kpi.of}, which was skipped")
+                note_skipped(skipped, f"KPI {kpi.kpi} skipped: it derives from {kpi.of}, which was skipped")
                 continue
             if kpi.of not in computed:
                 raise ValueError(f"{kpi.kpi}: derives from {kpi.of!r}, which is not computed before it")
@@ -209,7 +207,7 @@ def compute_county_kpis(
                 points = _base_points(kpi, values, declarations[kpi.department], townships)
             except (ValueError, OverflowError) as exc:  # one department's bad facts must not stop the others
                 failed.add(kpi.kpi)
-                _skip_kpi(skipped, f"KPI {kpi.kpi} ({kpi.department}) skipped: {type(exc).__name__}: {exc}")
+                note_skipped(skipped, f"KPI {kpi.kpi} ({kpi.department}) skipped: {type(exc).__name__}: {exc}")
                 continue
         computed[kpi.kpi] = points
         for year, point in sorted(points.items()):
@@ -234,10 +232,6 @@ def compute_county_kpis(
     )
 
 
-def _skip_kpi(skipped: list[str] | None, what: str) -> None:
-    log.warning("%s", what)
-    if skipped is not None:
-        skipped.append(what)
 
 
 def _mart_row(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:

@@ -16,7 +16,6 @@ holds the HMAC person key, never the ID number or the name.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,8 +40,7 @@ from warehouse.load import (
     text_safe,
     write_issues_and_results,
 )
-
-log = logging.getLogger("duikou.marts")
+from warehouse.skipped import note_skipped
 
 PERSON_TABLE = schema.fact_person
 PERSON_INSERT_COLUMNS = tuple(c.name for c in PERSON_TABLE.columns)
@@ -369,9 +367,7 @@ def refresh_registry_reconciliation(engine: Engine, declarations: Sequence[Regis
                     savepoint.rollback()
                     what = (f"registry reconciliation: {declaration.department} {period} skipped "
                             f"({type(exc).__name__}: {exc})")
-                    log.warning("%s", what)
-                    if skipped is not None:
-                        skipped.append(what)
+                    note_skipped(skipped, what)
                     continue
                 savepoint.commit()
     return written

@@ -17,7 +17,6 @@ the mart on the caller's connection (``warehouse.marts.refresh_marts``'s write t
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +24,8 @@ import pandas as pd
 from sqlalchemy import Connection, delete, insert, select
 
 from warehouse import schema
+from warehouse.skipped import note_skipped
 
-log = logging.getLogger("duikou.marts")
 _PERIOD = r"\d{4}(?:-(?:0[1-9]|1[0-2]))?"
 
 SCORECARD_COLUMNS = (
@@ -98,9 +97,7 @@ def _well_formed(frame: pd.DataFrame, what: str, skipped: list[str] | None) -> p
     good = frame["period"].astype(str).str.fullmatch(_PERIOD)
     for row in frame[~good].itertuples(index=False):
         text = f"dq scorecard: {what} {row[0]} skipped (period {row.period!r} is neither YYYY-MM nor YYYY)"
-        log.warning("%s", text)
-        if skipped is not None:
-            skipped.append(text)
+        note_skipped(skipped, text)
     return frame[good]
 
 
