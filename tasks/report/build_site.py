@@ -61,6 +61,7 @@ from tasks.report.quality import (
     township_drilldown,
 )
 from tasks.report.registry import registry_summary, registry_views
+from tasks.report.release_marks import link_figures
 from tasks.report.tables import ShownTable, kpi_table
 from tasks.report.townships import TownshipViews
 from tasks.report.view import NO_DATA, KpiIndex, default_year, headline_cards
@@ -124,6 +125,7 @@ def _common(data: ReportData, year: int | None, here: str, root: str, page_title
     return {
         "title": TITLE, "title_en": TITLE_EN, "subtitle": SUBTITLE, "year": year, "here": here, "root": root,
         "generated": f"{stamp:%Y-%m-%d %H:%M} 北京时间", "page_title": page_title, "no_data": NO_DATA,
+        "release": data.release, "published": data.published,
     }  # fmt: skip
 
 
@@ -154,6 +156,8 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
     texts: dict[str, str] = {"assets/site.css": CSS}
 
     county = kpi_table(data.kpis, departments)
+    if data.release is not None:  # a release's figures link to their provenance
+        county = link_figures(county, idx.kpi_order(), idx.years())
     tables.append(county)
 
     views = TownshipViews(data.values, data.townships, departments)
