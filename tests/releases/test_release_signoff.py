@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, update
-
 from tasks.accounts import create_account, find_account
+
 from tasks.releases.restate import find_restatements
 from tasks.releases.signoff import (
     NotPermitted,
@@ -65,10 +65,10 @@ def fill(engine: Engine) -> None:
             check_id="net_income_per_capita_yuan__outlier_mzscore", severity="warning", value=30000.0,
             reference_value=9000.0, score=6.1, reason_zh="人均纯收入远高于其他乡镇", accepted=False))
     sync_followups(engine)
-    for login, name, roles, dept in (("prep", "编制员甲", {"preparer"}, None), ("rev", "审核员乙", {"reviewer"}, None),
-                                     ("rev2", "审核员丙", {"reviewer"}, None), ("boss", "分管领导丁", {"approver"}, None),
-                                     ("both", "戊", {"reviewer", "approver"}, None),
-                                     ("pclerk", "扶贫办己", {"clerk"}, "poverty")):
+    officials = (("prep", "编制员甲", {"preparer"}, None), ("rev", "审核员乙", {"reviewer"}, None),
+                 ("rev2", "审核员丙", {"reviewer"}, None), ("boss", "分管领导丁", {"approver"}, None),
+                 ("both", "戊", {"reviewer", "approver"}, None), ("pclerk", "扶贫办己", {"clerk"}, "poverty"))
+    for login, name, roles, dept in officials:
         create_account(engine, login, name, roles, department=dept)
 
 
@@ -159,7 +159,8 @@ def test_return_and_missing_returns(small: tuple[Engine, Path]) -> None:
     review_release(engine, who(engine, "rev"), drafted.release_id, reports_dir=reports)
     with pytest.raises(ReleaseError, match="退回须写明原因"):
         return_release(engine, who(engine, "boss"), drafted.release_id, "  ", reports_dir=reports)
-    back = return_release(engine, who(engine, "boss"), drafted.release_id, "旅游局2月报表未到，暂缓", reports_dir=reports)
+    back = return_release(engine, who(engine, "boss"), drafted.release_id, "旅游局2月报表未到，暂缓",
+                          reports_dir=reports)
     assert (back.state, back.steps_done) == ("draft", 0)
     # back in draft, the preparer refreezes it; the earlier review no longer counts
     again = draft_release(engine, who(engine, "prep"), "annual", "2016", reports_dir=reports, allow_incomplete=True)
