@@ -83,7 +83,7 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _row(r: Mapping[str, Any]) -> ReleaseRow:
+def _row(r: Mapping[Any, Any]) -> ReleaseRow:
     return ReleaseRow(
         release_id=str(r["release_id"]), kind=str(r["kind"]), period=str(r["period"]), version=int(r["version"]),
         state=str(r["state"]), steps_done=int(r["steps_done"]), prepared_by=str(r["prepared_by"]),

@@ -248,27 +248,43 @@ def render_release(engine: Engine, release: ReleaseRow, target: Path) -> dict[st
         open_followups=len(release.provenance.get("open_followups", [])),
     )  # fmt: skip
     if release.restatement:
+        with engine.connect() as conn:
+            ind = schema.ref_indicator
+            labels = {(str(d), str(i)): str(label) for d, i, label in
+                      conn.execute(select(ind.c.department, ind.c.indicator, ind.c.label_zh))}
         pages["corrections.html"] = _page(CORRECTIONS, **common, here="", page_title="更正说明",
-                                          **corrections_view(release, spec, names))
+                                          **corrections_view(release, spec, names, labels, current.departments))
     site["footnotes"] = footnotes
     site["trail"] = trail
     site["data"] = data
     return site
 
 
-def corrections_view(release: ReleaseRow, spec: dict[str, dict[str, Any]], names: dict[str, str]) -> dict[str, Any]:
+def corrections_view(release: ReleaseRow, spec: dict[str, dict[str, Any]], names: dict[str, str],
+                     labels: dict[tuple[str, str], str], departments: dict[str, str]) -> dict[str, Any]:
+    """The 更正说明's rows: each moved figure (KPIs in their display unit; township values in their base
+    unit) and each corrected return."""
     assert release.restatement is not None
     changes = []
     for c in release.restatement["changes"]:
-        d = spec.get(c["name"])
-        label = d["label_zh"] if d else c["name"]
-        fmt = (lambda v, d=d, c=c: "—" if v is None else _number_text(d, c["unit"], v)) if d else (
-            lambda v, c=c: "—" if v is None else f"{v:g} {c['unit']}")
+        kpi = spec.get(c["name"]) if c["value_kind"] == "kpi" else None
+        if kpi is not None:
+            shown = display_for(kpis_from([kpi])[0], c["unit"])
+            label = kpi["label_zh"]
+            old, new = (f"{shown.number_text(v)} {shown.unit}" if v is not None else "—"
+                        for v in (c["old_value"], c["new_value"]))
+            diff = "—" if c["difference"] is None else f"{shown.number_text(c['difference'], signed=True)} {shown.unit}"
+        else:
+            label = labels.get((c["department"], c["name"]), c["name"])
+            old, new = (f"{v:,.2f}".rstrip("0").rstrip(".") + f" {c['unit']}" if v is not None else "—"
+                        for v in (c["old_value"], c["new_value"]))
+            diff = "—" if c["difference"] is None else f"{c['difference']:+,.2f}".rstrip("0").rstrip(".") + \
+                f" {c['unit']}"
         changes.append({**c, "label": label, "township": "全县" if c["township_code"] == COUNTY_CODE
-                        else names.get(c["township_code"], c["township_code"]),
-                        "old": fmt(c["old_value"]), "new": fmt(c["new_value"]),
-                        "diff": "—" if c["difference"] is None else f"{c['difference']:+g}"})
-    corrected = [{**i, "at": _bj(i["received_at"])} for i in release.restatement["corrected_inputs"]]
+                        else names.get(c["township_code"], c["township_code"]), "old": old, "new": new, "diff": diff})
+    corrected = [{**i, "department": departments.get(i["department"], i["department"]),
+                  "period": period_label_zh(i["period"]), "at": _bj(i["received_at"])}
+                 for i in release.restatement["corrected_inputs"]]
     return {"version": release.version, "old_id": release.restatement["supersedes"], "changes": changes,
             "corrected": corrected}
 
