@@ -128,10 +128,11 @@ def test_sign_off_refusals_then_approval(small: tuple[Engine, Path]) -> None:
 
     # a correction lands: the release still reproduces exactly; the restatement moves income per capita
     with engine.begin() as conn:
-        conn.execute(update(schema.submission).where(schema.submission.c.submission_id == "p2016a")
-                     .values(status="superseded", superseded_by="p2016b"))
+        ledger = schema.submission
+        conn.execute(update(ledger).where(ledger.c.submission_id == "p2016a").values(status="superseded"))
         _return(conn, "p2016b", "2016", {TOWNS[0]: 9000.0, TOWNS[1]: 9500.0, TOWNS[2]: 12000.0},
                 supersedes="p2016a", name="贫困人口年报2016（修订）.xlsx")
+        conn.execute(update(ledger).where(ledger.c.submission_id == "p2016a").values(superseded_by="p2016b"))
     values = (reports / "releases" / drafted.release_id / "values.json").read_bytes()
     assert verify_release(engine, drafted.release_id, values).ok
     found = find_restatements(engine, reports)

@@ -1,7 +1,7 @@
 """releases: signed-off, frozen bulletins and the department's 说明 on follow-ups (issue 20)
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-06
 
 Written by hand from warehouse/schema.py: ``release`` (one row per release version and its state
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | Sequence[str] | None = "0012"
+down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
