@@ -106,8 +106,8 @@ def cmd_release_list(args: argparse.Namespace) -> int:
 
 def cmd_release_show(args: argparse.Namespace) -> int:
     from expectations.signoff import load_signoff
+    from tasks.releases.release_site import release_dir
     from tasks.releases.signoff import next_step
-    from tasks.releases.site import release_dir
     from warehouse.release_values import ReleaseError
     from warehouse.releases import get_release, release_warnings, signoffs_of
 
@@ -143,7 +143,7 @@ def cmd_release_show(args: argparse.Namespace) -> int:
 
 
 def cmd_release_verify(args: argparse.Namespace) -> int:
-    from tasks.releases.site import release_dir
+    from tasks.releases.release_site import release_dir
     from warehouse.release_values import ReleaseError
     from warehouse.releases import verify_release
 

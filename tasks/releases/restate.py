@@ -90,7 +90,7 @@ def _candidates(conn: Any) -> list[ReleaseRow]:
 
 def find_restatements(engine: Engine, reports_dir: Path, now: datetime | None = None) -> list[RestatementNeeded]:
     """Draft the restatement of every published release a correction moved; what was drafted."""
-    from tasks.releases.site import write_release_site
+    from tasks.releases.release_site import write_release_site
 
     at = now or datetime.now(UTC)
     departments = list(load_declarations())

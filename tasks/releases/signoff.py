@@ -17,7 +17,7 @@ Rules (the chain is declared in ``expectations/releases.yaml``):
   :class:`~warehouse.releases.ReleaseConflict` naming who acted first (one conditional UPDATE).
 
 After each action the version's site is rendered again from its frozen rows
-(``tasks.releases.site``); approving publishes it (``reports/published/<kind>/``) and marks the
+(``tasks.releases.release_site``); approving publishes it (``reports/published/<kind>/``) and marks the
 version it restates 已更正.
 """
 
@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 from expectations.signoff import Signoff, Step, load_signoff
 from tasks.accounts import Account
 from tasks.releases.provenance import missing_returns_in, provenance_record
-from tasks.releases.site import publish, write_release_site
+from tasks.releases.release_site import publish, write_release_site
 from warehouse.bootstrap import begin_write
 from warehouse.release_values import ReleaseError, Scope, current_inputs, definitions_of, parse_scope
 from warehouse.releases import (

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, update
-from tasks.accounts import create_account, find_account
 
+from tasks.accounts import create_account, find_account
 from tasks.releases.restate import find_restatements
 from tasks.releases.signoff import (
     NotPermitted,
