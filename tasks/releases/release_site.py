@@ -232,6 +232,8 @@ def render_release(engine: Engine, release: ReleaseRow, target: Path) -> dict[st
         figures.append({"kpi": r["name"], "year": year, "label": d["label_zh"], "definition": d["definition_zh"],
                         "method": d["method"], "value": _number_text(d, str(r["unit"]), r["value"]),
                         "coverage": f"{r['coverage_used']}/{r['coverage_expected']} 乡镇·期", "inputs": feeding})
+    order = {d["kpi"]: i for i, d in enumerate(definitions)}
+    figures.sort(key=lambda f: (-f["year"], order.get(f["kpi"], len(order))))
     footnotes = [{**n, "township": names.get(n["township_code"], n["township_code"]),
                   "value": "—" if n["value"] is None else f"{n['value']:g}"}
                  for n in _footnotes(engine, release, target)]
