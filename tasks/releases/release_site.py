@@ -305,7 +305,10 @@ def write_release_site(engine: Engine, release_id: str, reports_dir: Path, *, va
     target.parent.mkdir(parents=True, exist_ok=True)
     built = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{release.release_id}.building-"))
     try:
-        _write_site(site, {}, site["data"], built)
+        exported = target / "data"
+        if exported.is_dir() and (target / "values.json").is_file() and (target / "values.json").read_bytes() == values:
+            shutil.copytree(exported, built / "data")  # the frozen figures' exports: unchanged since drafted
+        _write_site(site, {}, site["data"], built, export=not (built / "data").is_dir())
         (built / "values.json").write_bytes(values)
         info = {"release_id": release.release_id, "kind": release.kind, "period": release.period,
                 "version": release.version, "state": release.state, "values_sha256": release.values_sha256,

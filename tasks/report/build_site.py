@@ -244,7 +244,10 @@ def headline_rows(data: ReportData, year: int | None = None) -> list[tuple[str, 
 
 
 # ---------------------------------------------------------------- writing
-def _write_site(site: dict[str, Any], marts: dict[str, Any], data: ReportData, target: Path) -> None:
+def _write_site(site: dict[str, Any], marts: dict[str, Any], data: ReportData, target: Path, *,
+                export: bool = True) -> None:
+    """``export=False``: the tables' files are already in ``target/data`` (a release re-rendered for a new
+    banner keeps the exports of its frozen figures)."""
     for rel, text in {**site["texts"], **site["pages"]}.items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +255,8 @@ def _write_site(site: dict[str, Any], marts: dict[str, Any], data: ReportData, t
     for rel, source in site["copies"].items():
         shutil.copyfile(source, target / rel)
     tables = [t.table for t in site["tables"]]
-    export_tables(tables, target / "data")
+    if export:
+        export_tables(tables, target / "data")
     for name, frame in marts.items():
         write_parquet(frame, target / "data" / "marts" / f"{name}.parquet")
     listing = [(t.name, t.title_zh) for t in tables]

@@ -29,6 +29,8 @@ from tasks.releases.signoff import (
     return_release,
     review_release,
 )
+from tasks.report.build_site import render_site
+from tasks.report.data import load_report_data
 from warehouse import schema
 from warehouse.followups import explain, sync_followups
 from warehouse.release_values import ReleaseError
@@ -123,6 +125,10 @@ def test_sign_off_refusals_then_approval(small: tuple[Engine, Path]) -> None:
     assert "已发布" in (published / "index.html").read_text(encoding="utf-8")
     provenance = (published / "provenance.html").read_text(encoding="utf-8")
     assert "光伏电站分红" in provenance and "分管领导丁" in provenance and "p2016a" in provenance
+    data = load_report_data(engine)  # the nightly dashboard's 已发布 banner points at it
+    assert [(p.kind, p.release_id) for p in data.published] == [("annual", "annual-2016-v1")]
+    dashboard = render_site(data)["pages"]["index.html"]
+    assert 'id="published-banner"' in dashboard and "../published/annual/index.html" in dashboard
     with pytest.raises(ReleaseError, match="已审批发布"):
         return_release(engine, who(engine, "boss"), drafted.release_id, "再看看", reports_dir=reports)
 
