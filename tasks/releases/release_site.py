@@ -85,12 +85,12 @@ def _values_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _marks(release: ReleaseRow, chain_title: str, engine: Engine) -> ReleaseMarks:
+def _marks(release: ReleaseRow, chain_title: str, engine: Engine, departments: dict[str, str]) -> ReleaseMarks:
     corrected_version = None
     if release.superseded_by:
         with engine.connect() as conn:
             corrected_version = get_release(conn, release.superseded_by).version
-    missing = "、".join(f"{m['department']} {period_label_zh(m['period'])}"
+    missing = "、".join(f"{departments.get(m['department'], m['department'])}{period_label_zh(m['period'])}"
                         for m in release.provenance.get("missing_returns", []))
     return ReleaseMarks(
         release_id=release.release_id, title_zh=f"{chain_title} {release.scope.title_zh} 第{release.version}版",
@@ -207,7 +207,7 @@ def render_release(engine: Engine, release: ReleaseRow, target: Path) -> dict[st
          "department_name": current.departments.get(i["department"], i["department"]), "period": i["period"],
          "status": "loaded", "original_name": i["original_name"], "received_at": i["received_at"],
          "critical_issues": 0, "warning_issues": 0, "receipt_path": None} for i in inputs])
-    marks = _marks(release, chain.kind(release.kind).title_zh, engine)
+    marks = _marks(release, chain.kind(release.kind).title_zh, engine, current.departments)
     data = replace(current, kpis=_kpi_frame(rows, definitions), values=_values_frame(rows), submissions=submissions,
                    completeness=None, completeness_township=None, dq_scorecard=None, followups=None,
                    registry_county=None, registry_township=None, registry_category=None,

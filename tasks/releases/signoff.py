@@ -112,7 +112,8 @@ def draft_release(engine: Engine, account: Account | None, kind: str, period: st
         lock_release(conn, scope.kind, scope.period)
         approved = [v for v in versions_of(conn, scope.kind, scope.period) if v.state == "approved"]
         if approved:
-            raise ReleaseError(f"{scope.title_zh}{kind} 已发布 {approved[-1].release_id}；已发布的数字不再重编，"
+            raise ReleaseError(f"{chain.kind(kind).title_zh}（{scope.title_zh}）已发布 {approved[-1].release_id}；"
+                               f"已发布的数字不再重编，"
                                f"报表更正后由 duikou release restate（或夜间运行）生成更正版本 "
                                f"(already published: corrections make the next version)")
         missing = missing_returns_in(conn, scope)
