@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, select
 
+from duikou_settings import get_settings
 from expectations.declaration import DECLARATIONS_DIR, KPIS_FILE, load_declarations, load_kpis
 from expectations.signoff import RELEASES_FILE
 from warehouse import schema
@@ -67,7 +68,8 @@ def missing_returns_in(conn: Connection, scope: Scope) -> list[dict[str, str]]:
     judged = date(scope.year + 1, 12, 31)
     no_values = pd.DataFrame({"department": [], "period": [], "township_code": [], "value": []})
     no_towns = pd.DataFrame(columns=["township_code", "valid_from", "valid_to"])
-    rows, _ = compute_completeness(declarations, read_ledger(conn), no_values, no_towns, judged)
+    rows, _ = compute_completeness(declarations, read_ledger(conn), no_values, no_towns, judged,
+                                   get_settings().programme_start)
     out = []
     for r in rows.to_dict("records"):
         if scope.shows(str(r["period"])) and int(r["expected"]) == 1 and int(r["loaded"]) == 0:

@@ -26,16 +26,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 
+from expectations.declaration import load_declarations, load_kpis
 from expectations.signoff import Signoff, Step, load_signoff
 from tasks.accounts import Account
 from tasks.releases.provenance import missing_returns_in, provenance_record
 from tasks.releases.release_site import publish, write_release_site
 from warehouse.bootstrap import begin_write
-from warehouse.release_values import ReleaseError, Scope, current_inputs, definitions_of, parse_scope
+from warehouse.release_values import ReleaseError, current_inputs, definitions_of, parse_scope
 from warehouse.releases import (
     Actor,
     ReleaseRow,
@@ -121,10 +121,10 @@ def draft_release(engine: Engine, account: Account | None, kind: str, period: st
             listed = "、".join(f"{m['department']} {m['period']}" for m in missing)
             raise ReleaseError(f"{scope.title_zh}有 {len(missing)} 份报表未入库（{listed}），不能编制；确需发布请加 "
                                f"--allow-incomplete，每页将标明数据不完整 (returns missing; use --allow-incomplete)")
-        inputs = current_inputs(conn, scope, _departments())
+        inputs = current_inputs(conn, scope, list(load_declarations()))
         if not inputs:
             raise ReleaseError(f"{scope.title_zh}没有任何已入库的报表，无从编制 (no loaded returns for this period)")
-        definitions = definitions_of(_kpis())
+        definitions = definitions_of(load_kpis())
         frozen = freeze(conn, scope, inputs, definitions)
         provenance = provenance_record(conn, scope, frozen.rows, definitions, missing)
         release_id, action = store_draft(
@@ -133,18 +133,6 @@ def draft_release(engine: Engine, account: Account | None, kind: str, period: st
             supersedes=None, restatement=None)
     site = write_release_site(engine, release_id, reports_dir, values=frozen.values_bytes)
     return Outcome(release_id, action, "draft", 0, site, next_step=chain.kind(kind).steps[0])
-
-
-def _departments() -> list[str]:
-    from expectations.declaration import load_declarations
-
-    return list(load_declarations())
-
-
-def _kpis() -> Any:
-    from expectations.declaration import load_kpis
-
-    return load_kpis()
 
 
 def _act(engine: Engine, account: Account | None, release_id: str, action: str, note: str, *, reports_dir: Path,
@@ -222,7 +210,3 @@ def return_release(engine: Engine, account: Account | None, release_id: str, not
 def read_release(engine: Engine, release_id: str) -> ReleaseRow:
     with engine.connect() as conn:
         return get_release(conn, release_id)
-
-
-def scope_of(kind: str, period: str) -> Scope:
-    return parse_scope(kind, period)
