@@ -678,6 +678,7 @@ def normalise_form(
     """Turn a located form into canonical rows; collects issues instead of raising."""
     sheet = form.sheet
     issues = _check_title(form, declaration, period)
+    title_issues = list(issues)
     mapped, column_issues = _map_columns(form, declaration)
     issues.extend(column_issues)
     issues.extend(_check_unit_line(form, declaration, mapped))
@@ -685,7 +686,8 @@ def normalise_form(
     if not form.rows and form.marker_rows:
         marker_row, marker = form.marker_rows[0]
         if declaration.nil_return.allowed:
-            return nil_form(declaration, period, resolver, form=form, title_issues=issues, marker=marker,
+            # the columns do not matter when nothing is reported; the title's period and department do
+            return nil_form(declaration, period, resolver, form=form, title_issues=title_issues, marker=marker,
                             marker_row=marker_row)
         issues.append(issue("ROWS_EMPTY", f"第{marker_row}行写明“{marker}”，但{declaration.title_zh}不接受无数据申报"
                             "(申报定义未允许)；请填写各乡镇数据(没有的填0)后重报", sheet=sheet, row=marker_row))
