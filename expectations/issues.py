@@ -36,7 +36,8 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "PERIOD_MISMATCH": ("critical", "reject", "the title's period disagrees with the declared period"),
     "PERIOD_AMBIGUOUS": ("critical", "reject", "the title's period can be read two ways (2017.1 may be 2017.10)"),
     "PERIOD_INVALID": ("critical", "reject", "the declared period is malformed for this return"),
-    "TITLE_DEPARTMENT_MISMATCH": ("critical", "reject", "the title names another department's form"),
+    "TITLE_DEPARTMENT_MISMATCH": ("critical", "reject", "the title names another department's form (without"
+                                  " such a title: the header is another department's)"),
     "TOWNSHIP_UNKNOWN": ("critical", "reject", "a township name matches no name valid at the period"),
     "TOWNSHIP_DUPLICATE": ("critical", "reject", "a township appears on two rows"),
     "TOWNSHIP_MISSING": ("warning", "flag", "a township valid in the period is absent from the form"),

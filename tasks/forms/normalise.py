@@ -448,6 +448,23 @@ def _check_title(form: FormTable, declaration: Declaration, period: Period) -> l
     return issues
 
 
+def _header_of_another_department(
+    form: FormTable, declaration: Declaration, mapped: dict[str, FormColumn]
+) -> list[Issue]:
+    """A form without a telling title whose header is another department's: the one root cause of
+    every missing and unknown column that follows (TITLE_DEPARTMENT_MISMATCH, at the header row)."""
+    if len(mapped) * 2 >= len(declaration.indicators):
+        return []
+    scores = [(header_match_count(form, other), other) for other in load_declarations().values()
+              if other.department != declaration.department]
+    best, other = max(scores, key=lambda pair: pair[0], default=(0, declaration))
+    if best < 3 or best <= len(mapped):
+        return []
+    return [issue("TITLE_DEPARTMENT_MISMATCH",
+                  f"表中{best}列的表头是{other.title_zh}的表头，不是{declaration.title_zh}：可能报错了部门",
+                  sheet=form.sheet, row=form.header_rows[0])]
+
+
 def _settle_rate_scale(
     records: list[dict[str, object]], totals: dict[str, float | None], name: str, col: FormColumn,
     form: FormTable, issues: list[Issue],
@@ -680,6 +697,8 @@ def normalise_form(
     issues = _check_title(form, declaration, period)
     title_issues = list(issues)
     mapped, column_issues = _map_columns(form, declaration)
+    if not any(i.code == "TITLE_DEPARTMENT_MISMATCH" for i in issues):
+        issues.extend(_header_of_another_department(form, declaration, mapped))
     issues.extend(column_issues)
     issues.extend(_check_unit_line(form, declaration, mapped))
     native_text = form.encoding is not None  # CSV: every cell is text
