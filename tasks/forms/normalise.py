@@ -80,7 +80,7 @@ def choose_form(
     for grid in grids:
         form = locate_form(grid, declaration)
         if form is not None:
-            candidates.append((header_match_count(form, declaration), form))
+            candidates.append((match_count(form, declaration), form))
     if not candidates:
         expected = "、".join(declaration.key.header_texts)
         wanted = "、".join("/".join(i.header) for i in declaration.indicators[:4])
@@ -289,6 +289,15 @@ def _map_columns(
     return mapped, issues
 
 
+def match_count(form: FormTable, declaration: Declaration) -> int:
+    """How many of the declaration's indicators the form's columns carry, however their headers are
+    shaped (declared, unit-annotated, flattened, under a group title): used to choose a sheet."""
+    if not form.columns:
+        return 0
+    mapped, _ = _map_columns(form, declaration)
+    return len(mapped) if mapped else header_match_count(form, declaration)
+
+
 def _ignorable(col: FormColumn, form: FormTable) -> bool:
     """序号 / 备注 columns, a 项目 column of line labels (其中:…), and hidden empty columns, carry no indicator."""
     if col.path[-1] in IGNORED_COLUMNS or col.path[0] in IGNORED_COLUMNS:
@@ -455,7 +464,7 @@ def _header_of_another_department(
     every missing and unknown column that follows (TITLE_DEPARTMENT_MISMATCH, at the header row)."""
     if len(mapped) * 2 >= len(declaration.indicators):
         return []
-    scores = [(header_match_count(form, other), other) for other in load_declarations().values()
+    scores = [(match_count(form, other), other) for other in load_declarations().values()
               if other.department != declaration.department]
     best, other = max(scores, key=lambda pair: pair[0], default=(0, declaration))
     if best < 3 or best <= len(mapped):
