@@ -124,8 +124,8 @@ def _merged_lookup(grid: Grid) -> dict[tuple[int, int], tuple[int, int]]:
     return lookup
 
 
-def _header_extent(grid: Grid, key_row: int, key_col: int) -> int:
-    """Last header row (0-based, inclusive)."""
+def _header_extent(grid: Grid, key_row: int, key_col: int, markers: frozenset[str] = frozenset()) -> int:
+    """Last header row (0-based, inclusive); a nil return's marker line (本月无数据) is not a header row."""
     for r0, c0, r1, c1 in grid.merged:
         if r0 == key_row and c0 <= key_col <= c1 and r1 > r0:
             return min(r1, key_row + MAX_HEADER_LEVELS - 1)
@@ -136,6 +136,8 @@ def _header_extent(grid: Grid, key_row: int, key_col: int) -> int:
             break
         values = [v for v in row if cell_text(v)]
         if not values or any(_is_number_like(v) for v in values):
+            break
+        if {normalise_header(cell_text(v)).strip("。.!！()（）") for v in values} <= markers:
             break
         last = r
     return last
@@ -254,7 +256,7 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
             return None
         key_is_code = True
     key_row, key_col = found
-    header_last = _header_extent(grid, key_row, key_col)
+    header_last = _header_extent(grid, key_row, key_col, declaration.nil_return.marker_texts)
     known = frozenset(p for ind in declaration.indicators for p in ind.header_paths)
     header_first = _header_start(grid, key_row, key_col, header_last, known)
     paths = _header_paths(grid, header_first, header_last, known)
@@ -292,12 +294,12 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
             if text:
                 notes.append(text)
             continue
-        if all(c in serial_cols for c, v in enumerate(raw) if cell_text(v)):
-            continue  # blank, or only a pre-printed 序号
         texts = [normalise_header(cell_text(v)).strip("。.!！()（）") for v in raw if cell_text(v)]
         if len(set(texts)) == 1 and texts[0] in markers:
             marker_rows.append((r + 1, cell_text(next(v for v in raw if cell_text(v)))))
-            continue  # 本月无数据 / 无: a nil return's marker line, never a township
+            continue  # 本月无数据 / 无 (merged across 序号 too): a nil return's marker line, never a township
+        if all(c in serial_cols for c, v in enumerate(raw) if cell_text(v)):
+            continue  # blank, or only a pre-printed 序号
         key = _row_key(grid, merged, r, key_col)
         code = cell_text(grid.cell(r, code_col.index)) if code_col is not None else ""
         row = FormRow(row_number=r + 1, key=key, cells=raw, hidden=r in grid.hidden_rows, code=code)

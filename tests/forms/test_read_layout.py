@@ -1043,7 +1043,7 @@ def test_another_departments_form_is_rejected_saying_what_was_expected(
     )
 
 
-def test_another_departments_csv_without_title_is_rejected(
+def test_another_departments_csv_without_title_is_rejected_for_its_header(
     tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame]
 ) -> None:
     path = write_form(tmp_path / "t.csv", decl("tourism"), MAY, values[("tourism", MAY)], fmt="csv-gbk")
@@ -1052,7 +1052,11 @@ def test_another_departments_csv_without_title_is_rejected(
     result = submit(path, "health", MAY)
     assert result.outcome == "rejected"
     assert "表头与申报表一致" not in result.one("ENCODING_DETECTED").message
-    assert "COLUMN_MISSING" in result.codes and "TITLE_DEPARTMENT_MISMATCH" not in result.codes
+    # its header is tourism's: that is the one root cause, the missing columns are counted under it
+    root = result.issues[0]
+    assert root.code == "TITLE_DEPARTMENT_MISMATCH" and "旅游接待及旅游扶贫情况月报表的表头" in root.message
+    assert result.issues[0].row == 1
+    assert {i.caused_by for i in result.issues if i.code == "COLUMN_MISSING"} == {"TITLE_DEPARTMENT_MISMATCH"}
 
 
 # --------------------------------------------------------------------------------------------
