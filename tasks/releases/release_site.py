@@ -229,9 +229,9 @@ def render_release(engine: Engine, release: ReleaseRow, target: Path) -> dict[st
                         "coverage": f"{r['coverage_used']}/{r['coverage_expected']} 乡镇·期", "inputs": feeding})
     order = {d["kpi"]: i for i, d in enumerate(definitions)}
     figures.sort(key=lambda f: (-f["year"], order.get(f["kpi"], len(order))))
+    frozen_notes = _footnotes(engine, release, target)
     footnotes = [{**n, "township": names.get(n["township_code"], n["township_code"]),
-                  "value": "—" if n["value"] is None else f"{n['value']:g}"}
-                 for n in _footnotes(engine, release, target)]
+                  "value": "—" if n["value"] is None else f"{float(n['value']):g}"} for n in frozen_notes]
     step = None if release.state == "approved" else chain.kind(release.kind).steps[release.steps_done]
     trail_view = [{**s, "action_zh": ACTION_ZH.get(str(s["action"]), s["action"]), "at": f"{_bj(s['acted_at'])}"}
                   for s in trail]
@@ -251,7 +251,7 @@ def render_release(engine: Engine, release: ReleaseRow, target: Path) -> dict[st
                       conn.execute(select(ind.c.department, ind.c.indicator, ind.c.label_zh))}
         pages["corrections.html"] = _page(CORRECTIONS, **common, here="", page_title="更正说明",
                                           **corrections_view(release, spec, names, labels, current.departments))
-    site["footnotes"] = footnotes
+    site["footnotes"] = frozen_notes  # as stored: footnotes.json keeps the values, not their text
     site["trail"] = trail
     site["data"] = data
     return site
@@ -312,7 +312,7 @@ def write_release_site(engine: Engine, release_id: str, reports_dir: Path, *, va
                                             encoding="utf-8")
         if release.state == "approved":
             (built / "footnotes.json").write_text(json.dumps(
-                [{k: v for k, v in n.items() if k not in ("township",)} for n in site["footnotes"]],
+                site["footnotes"],
                 ensure_ascii=False, indent=1, default=str), encoding="utf-8")
         built.chmod(0o755)
         _swap(built, target)
