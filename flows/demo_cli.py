@@ -167,6 +167,9 @@ def _publish_demo_release(engine: Any, reports_dir: Path) -> None:
         approve_release(engine, wang, release_id, "演示：同意发布", reports_dir=reports_dir)
         print(f"发布 release {release_id}: 编制 {zhang.login} → 统计审核 {li.login} → 分管领导审批 {wang.login}"
               f"（{len(unexplained)} 个被标记数值已由部门说明）")
+        from tasks.report.build_site import build_report
+
+        build_report(engine, reports_dir.parent)  # the dashboard's 已发布 banner now points at it
     print(f"发布版 release id:  {release_id}")
     print(f"发布报告 published: {reports_dir / 'published' / kind / 'index.html'}")
     print(f"版本目录 release:   {reports_dir / 'releases' / release_id / 'index.html'}")

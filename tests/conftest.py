@@ -133,5 +133,6 @@ def prefect_harness() -> Iterator[None]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    # a loaded machine may need longer (DUIKOU_TEST_PREFECT_STARTUP_SECONDS)
+    with prefect_test_harness(server_startup_timeout=int(os.environ.get("DUIKOU_TEST_PREFECT_STARTUP_SECONDS", "120"))):
         yield

@@ -36,13 +36,14 @@ from sqlalchemy import Engine, select
 
 from expectations.signoff import load_signoff
 from tasks.files import write_text_atomically
-from tasks.report.build_site import _write_site, render_site
+from tasks.report.build_site import SUBTITLE, TITLE, TITLE_EN, _write_site, render_site
 from tasks.report.data import load_report_data
+from tasks.report.page import NAV, TEMPLATES
 from tasks.report.release_marks import ReleaseMarks
-from tasks.report.view import display_for, period_label_zh
+from tasks.report.view import NO_DATA, display_for, period_label_zh
 from warehouse import schema
-from warehouse.release_values import COUNTY_CODE, kpis_from, stored_values
-from warehouse.releases import ReleaseRow, get_release, inputs_of, release_warnings, signoffs_of
+from warehouse.release_values import COUNTY_CODE, canonical_values, kpis_from, stored_values
+from warehouse.releases import ReleaseRow, get_release, inputs_of, latest_approved, release_warnings, signoffs_of
 
 BEIJING = timezone(timedelta(hours=8), "北京时间")
 STATE_ZH = {"draft": "草稿", "in_review": "草稿（审核中）", "approved": "已发布"}
@@ -178,11 +179,7 @@ _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, tri
 
 def _page(source: str, **context: Any) -> str:
     """Render one of the release pages inside the site's base layout."""
-    from tasks.report.page import TEMPLATES
-
     env = _ENV.overlay(loader=jinja2.DictLoader({**TEMPLATES, "page.html": source}))
-    from tasks.report.page import NAV
-
     return env.get_template("page.html").render(nav=NAV, **context)
 
 
@@ -213,10 +210,8 @@ def render_release(engine: Engine, release: ReleaseRow, target: Path) -> dict[st
                    registry_county=None, registry_township=None, registry_category=None,
                    registry_reconciliation=None, generated_at=release.frozen_at, release=marks, published=())
     site = render_site(data, year=release.scope.year)
-    common = {"title": "丹巴县对口帮扶数据报告", "title_en": "Danba paired-assistance data report",
-              "subtitle": "成华区—丹巴县", "year": release.scope.year, "root": "",
-              "generated": f"{_bj(release.frozen_at)} 北京时间", "no_data": "暂无数据",
-              "release": marks, "published": ()}
+    common = {"title": TITLE, "title_en": TITLE_EN, "subtitle": SUBTITLE, "year": release.scope.year, "root": "",
+              "generated": f"{_bj(release.frozen_at)} 北京时间", "no_data": NO_DATA, "release": marks, "published": ()}
     spec = {d["kpi"]: d for d in definitions}
     by_department: dict[str, list[str]] = {}
     for i in inputs:
@@ -234,9 +229,9 @@ def render_release(engine: Engine, release: ReleaseRow, target: Path) -> dict[st
                         "coverage": f"{r['coverage_used']}/{r['coverage_expected']} 乡镇·期", "inputs": feeding})
     order = {d["kpi"]: i for i, d in enumerate(definitions)}
     figures.sort(key=lambda f: (-f["year"], order.get(f["kpi"], len(order))))
+    frozen_notes = _footnotes(engine, release, target)
     footnotes = [{**n, "township": names.get(n["township_code"], n["township_code"]),
-                  "value": "—" if n["value"] is None else f"{n['value']:g}"}
-                 for n in _footnotes(engine, release, target)]
+                  "value": "—" if n["value"] is None else f"{float(n['value']):g}"} for n in frozen_notes]
     step = None if release.state == "approved" else chain.kind(release.kind).steps[release.steps_done]
     trail_view = [{**s, "action_zh": ACTION_ZH.get(str(s["action"]), s["action"]), "at": f"{_bj(s['acted_at'])}"}
                   for s in trail]
@@ -256,7 +251,7 @@ def render_release(engine: Engine, release: ReleaseRow, target: Path) -> dict[st
                       conn.execute(select(ind.c.department, ind.c.indicator, ind.c.label_zh))}
         pages["corrections.html"] = _page(CORRECTIONS, **common, here="", page_title="更正说明",
                                           **corrections_view(release, spec, names, labels, current.departments))
-    site["footnotes"] = footnotes
+    site["footnotes"] = frozen_notes  # as stored: footnotes.json keeps the values, not their text
     site["trail"] = trail
     site["data"] = data
     return site
@@ -299,8 +294,6 @@ def write_release_site(engine: Engine, release_id: str, reports_dir: Path, *, va
     target = release_dir(reports_dir, release.release_id)
     site = render_release(engine, release, target)
     if values is None:
-        from warehouse.release_values import canonical_values
-
         values = canonical_values(rows)
     target.parent.mkdir(parents=True, exist_ok=True)
     built = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{release.release_id}.building-"))
@@ -319,7 +312,7 @@ def write_release_site(engine: Engine, release_id: str, reports_dir: Path, *, va
                                             encoding="utf-8")
         if release.state == "approved":
             (built / "footnotes.json").write_text(json.dumps(
-                [{k: v for k, v in n.items() if k not in ("township",)} for n in site["footnotes"]],
+                site["footnotes"],
                 ensure_ascii=False, indent=1, default=str), encoding="utf-8")
         built.chmod(0o755)
         _swap(built, target)
@@ -340,8 +333,6 @@ def _swap(built: Path, target: Path) -> None:
 def publish(engine: Engine, release_id: str, reports_dir: Path) -> Path:
     """Copy the approved ``release_id`` to ``<reports>/published/<kind>/`` (if it is the latest approved
     of its kind), re-render the version it restates (now 已更正), and write ``published/index.json``."""
-    from warehouse.releases import latest_approved
-
     with engine.connect() as conn:
         release = get_release(conn, release_id)
         latest = latest_approved(conn)

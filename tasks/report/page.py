@@ -327,6 +327,9 @@ _ENV = jinja2.Environment(
 )
 
 
+_ENV.globals.update(release=None, published=())  # no release banner unless a page's context brings one
+
+
 def render_page(template: str, **context: Any) -> str:
     """Render one of ``TEMPLATES`` with the site-wide ``nav``; context supplies the rest."""
     return _ENV.get_template(template).render(nav=NAV, **context)

@@ -149,6 +149,13 @@ def test_sign_off_refusals_then_approval(small: tuple[Engine, Path]) -> None:
     corrections = (reports / "releases" / "annual-2016-v2" / "corrections.html").read_text(encoding="utf-8")
     assert "更正说明" in corrections and "农牧民人均纯收入" in corrections and "（修订）" in corrections
     assert find_restatements(engine, reports)[0].action == "redraft"  # the same draft, refrozen
+    review_release(engine, who(engine, "rev"), "annual-2016-v2", reports_dir=reports)
+    approve_release(engine, who(engine, "boss"), "annual-2016-v2", reports_dir=reports)
+    v1 = (reports / "releases" / "annual-2016-v1" / "index.html").read_text(encoding="utf-8")
+    assert "已更正，见" in v1 and "releases/annual-2016-v2/index.html" in v1 and "光伏电站分红" in (
+        reports / "releases" / "annual-2016-v1" / "provenance.html").read_text(encoding="utf-8")
+    assert (reports / "releases" / "annual-2016-v1" / "values.json").read_bytes() == values
+    assert verify_release(engine, "annual-2016-v1", values).ok
 
 
 def test_return_and_missing_returns(small: tuple[Engine, Path]) -> None:
