@@ -47,6 +47,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "tasks.report": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.files"}),
     "tasks.demo": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.forms", "tasks.validation",
                              "tasks.landing", "tasks.submission", "tasks.registry", "tasks.report"}),
+    "tasks.portal": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.files", "tasks.forms",
+                               "tasks.landing"}),
     "flows": frozenset({"duikou_settings", "expectations", "warehouse", "tasks"}),
 }
 
