@@ -68,6 +68,20 @@ class Settings(BaseSettings):
     notify_block: str = Field(
         default="custom-webhook/duikou-ops", description="Prefect notification block (type-slug/name) alerts go to"
     )
+    # The department portal on the intake server (flows/portal.py) and its notices (flows/department_notices.py)
+    portal_url: str | None = Field(
+        default=None, description="the portal's address as departments reach it (links in notices); "
+        "default http://<intake_host>:<intake_port>/portal"
+    )
+    portal_session_minutes: int = Field(default=480, gt=0, description="a portal sign-in lasts this long")
+    portal_link_minutes: int = Field(default=1440, gt=0, description="a one-time sign-in link is valid this long")
+    remind_days_before: str = Field(
+        default="3,1", description="days before a return's due day its department is reminded, comma-separated"
+    )
+    department_notify_blocks: str = Field(
+        default="", description="each department's Prefect notification block (type-slug/name), as "
+        "department=custom-webhook/name pairs, comma-separated; a department without one gets no notices"
+    )
     serve_poll_seconds: float = Field(default=2.0, gt=0, description="how often duikou serve looks for new runs")
     serve_workers: int = Field(default=2, gt=0, description="flow runs duikou serve executes at once (threads)")
 
@@ -134,6 +148,23 @@ class Settings(BaseSettings):
 
         today = datetime.now(timezone(timedelta(hours=8))).date()
         return max(today, self.as_of) if self.as_of is not None else today
+
+    @property
+    def resolved_portal_url(self) -> str:
+        return (self.portal_url or f"http://{self.intake_host}:{self.intake_port}/portal").rstrip("/")
+
+    def department_blocks(self) -> dict[str, str]:
+        """``DUIKOU_DEPARTMENT_NOTIFY_BLOCKS`` as department → block slug; ValueError naming a bad item."""
+        out: dict[str, str] = {}
+        for item in (part.strip() for part in self.department_notify_blocks.split(",")):
+            if not item:
+                continue
+            department, sep, slug = (x.strip() for x in item.partition("="))
+            if not sep or not department or "/" not in slug:
+                raise ValueError(f"DUIKOU_DEPARTMENT_NOTIFY_BLOCKS item {item!r}: "
+                                 "expected department=<block type>/<name>")
+            out[department] = slug
+        return out
 
     @property
     def resolved_intake_tokens_file(self) -> Path:

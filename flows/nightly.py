@@ -27,6 +27,7 @@ from duikou_settings import Settings, get_settings
 from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from flows.department_ingest import FileOutcome, ingest_files
+from flows.department_notices import notify_departments_task
 from flows.missing_alerts import alert_missing_returns_task
 from flows.pipeline import recover_receipts
 from flows.warehouse_access import open_warehouse
@@ -198,6 +199,7 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
         summary.mart_rows += registries[0]
         summary.marts_skipped += registries[1]
     summary.missing = step("alert-missing-returns", lambda: alert_missing_returns_task(engine)) or []
+    step("notify-departments", lambda: notify_departments_task(engine, settings, summary.processed))
     if build_report:
         built = step("build-report", lambda: report_task(engine, settings.resolved_data_dir))
         summary.report_path = str(built) if built is not None else None
