@@ -65,16 +65,15 @@ class Settings(BaseSettings):
     )
     intake_host: str = Field(default="127.0.0.1", description="address duikou intake-server listens on")
     intake_port: int = Field(default=8765, gt=0, lt=65536, description="port duikou intake-server listens on")
+    public_url: str | None = Field(
+        default=None,
+        description="the address people open the intake server's portal at (links in notices, sign-in links, "
+        "artifacts); default http://<intake_host>:<intake_port>",
+    )
     notify_block: str = Field(
         default="custom-webhook/duikou-ops", description="Prefect notification block (type-slug/name) alerts go to"
     )
-    # The department portal on the intake server (flows/portal.py) and its notices (flows/department_notices.py)
-    portal_url: str | None = Field(
-        default=None, description="the portal's address as departments reach it (links in notices); "
-        "default http://<intake_host>:<intake_port>/portal"
-    )
-    portal_session_minutes: int = Field(default=480, gt=0, description="a portal sign-in lasts this long")
-    portal_link_minutes: int = Field(default=1440, gt=0, description="a one-time sign-in link is valid this long")
+    # Notices to departments (flows/department_notices.py), with links to the portal (<public_url>/portal)
     remind_days_before: str = Field(
         default="3,1", description="days before a return's due day its department is reminded, comma-separated"
     )
@@ -108,6 +107,11 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The portal's base address, without a trailing slash."""
+        return (self.public_url or f"http://{self.intake_host}:{self.intake_port}").rstrip("/")
 
     @property
     def resolved_warehouse_url(self) -> str:
@@ -151,7 +155,8 @@ class Settings(BaseSettings):
 
     @property
     def resolved_portal_url(self) -> str:
-        return (self.portal_url or f"http://{self.intake_host}:{self.intake_port}/portal").rstrip("/")
+        """The department portal (flows/portal.py) as people reach it: ``<public url>/portal``."""
+        return f"{self.resolved_public_url}/portal"
 
     def department_blocks(self) -> dict[str, str]:
         """``DUIKOU_DEPARTMENT_NOTIFY_BLOCKS`` as department → block slug; ValueError naming a bad item."""

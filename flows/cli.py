@@ -245,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.workpool_cli import add_workpool_commands  # workpool setup
 
     add_workpool_commands(sub)
+
+    from flows.accounts_cli import add_accounts_commands  # accounts add / list / link / password / disable
+
+    add_accounts_commands(sub)
     return parser
 
 

@@ -92,8 +92,8 @@ def notify_outcome(result: SubmissionResult, settings: Settings) -> list[dict[st
 
 
 def county_today(settings: Settings) -> date:
-    today = datetime.now(COUNTY_TIME).date()
-    return max(today, settings.as_of) if settings.as_of is not None else today
+    """The day the calendar is read at: ``DUIKOU_AS_OF`` (as completeness is judged), else today in county time."""
+    return settings.as_of if settings.as_of is not None else datetime.now(COUNTY_TIME).date()
 
 
 def due_notices(engine: Engine, settings: Settings, today: date) -> list[Notice]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prefect.settings import PREFECT_API_URL
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -49,6 +49,15 @@ from flows import events
 from tasks.forms.periods import parse_plausible_period
 from tasks.landing.intake_tokens import TokenRegistry
 from tasks.landing.landed import LandedFile, LandingWriter, UploadRefused, clean_original_name, find_landed, suffix_for
+from tasks.portal.views import (
+    XLSX_TYPE,
+    attachment,
+    correction_download_name,
+    correction_workbook_path,
+    department_submissions,
+    owned_submission,
+    read_receipt,
+)
 
 log = logging.getLogger("duikou.intake")
 
@@ -161,7 +170,13 @@ def create_app(settings: Settings | None = None, prefect_api_url: str | None = N
     registry = TokenRegistry(settings.resolved_intake_tokens_file, settings.intake_token_hashes)
     declarations = load_declarations()
     warehouse: dict[str, Engine] = {}  # opened on the first status request that finds a warehouse
-    app = FastAPI(title="duikou intake", description="Departments submit returns; the token names the department.")
+    # no /docs nor /redoc: FastAPI's pages load Swagger UI from a CDN, and the county intranet has no internet
+    app = FastAPI(title="duikou intake", description="Departments submit returns; the token names the department.",
+                  docs_url=None, redoc_url=None)
+
+    def engine_of() -> Engine | None:
+        """The warehouse once it exists (the intake never creates one)."""
+        return _warehouse_engine(warehouse, settings)
 
     def department_of(request: Request) -> str:
         token = _bearer(request)
@@ -177,41 +192,16 @@ def create_app(settings: Settings | None = None, prefect_api_url: str | None = N
     @app.post("/submissions", status_code=202)
     async def submit(request: Request) -> dict[str, Any]:
         department = department_of(request)
-        max_body = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body:
-            raise _refuse(413, f"文件超过上限 {settings.max_upload_bytes} 字节 (request body too large)")
-        content_type, options = parse_options_header(request.headers.get("content-type", ""))
-        if content_type != b"multipart/form-data" or b"boundary" not in options:
-            raise _refuse(415, "请以 multipart/form-data 提交 file 与 period (send multipart/form-data)")
-        upload = _Upload(LandingWriter(settings.landing_dir, settings.max_upload_bytes))
+        upload = await stream_upload(request, settings)
         try:
-            parser = MultipartParser(options[b"boundary"], upload.callbacks())  # type: ignore[arg-type]
-            received = 0
-            async for chunk in request.stream():  # counted here too: chunked bodies have no Content-Length
-                received += len(chunk)
-                if received > max_body:
-                    raise UploadRefused(413, f"请求体超过上限 {max_body} 字节 (request body larger than {max_body} "
-                                             "bytes: file, form fields and multipart overhead together)")
-                parser.write(chunk)
-            parser.finalize()
-            if not upload.finished:  # python-multipart's finalize() does not check this itself
-                raise UploadRefused(400, "请求体不完整: 缺少 multipart 结束边界，未保存 (incomplete body: "
-                                         "the closing multipart boundary never arrived; nothing stored)")
             landed = _accept(upload, department, declarations, settings, via="intake")
         except UploadRefused as exc:
             upload.writer.discard()
             raise _refuse(exc.status, str(exc)) from None
-        except FormParserError as exc:  # malformed multipart: the client's fault, never a 500
-            upload.writer.discard()
-            raise _refuse(400, f"multipart 格式错误，未保存 (malformed multipart body: {exc})") from None
-        except ClientDisconnect:
-            upload.writer.discard()
-            raise _refuse(400, "客户端中途断开，未保存 (client disconnected before the body was complete)") from None
         except Exception:
             upload.writer.discard()
             raise
-        event_note = await _announce(landed, api_url)
+        event_note = await announce(landed, api_url)
         return {"submission_id": landed.submission_id, "status": "received", "department": department,
                 "period": landed.period, "original_name": landed.original_name,
                 "received_at": landed.received_at.isoformat(), "receipt_url": f"/submissions/{landed.submission_id}",
@@ -235,7 +225,78 @@ def create_app(settings: Settings | None = None, prefect_api_url: str | None = N
                                  "period": landed.parent.name, "status": "received", "receipt": None})
         raise _refuse(404, NOT_FOUND)  # unknown, or another department's: the same answer either way
 
+    @app.get("/submissions")
+    def listing(request: Request) -> JSONResponse:
+        """The department's own submissions, newest first (the portal's 本部门报送 as JSON)."""
+        department = department_of(request)
+        lines = department_submissions(engine_of(), settings, department)
+        return JSONResponse({"department": department, "submissions": [
+            {"submission_id": line.submission_id, "period": line.period, "original_name": line.original_name,
+             "received_at": line.received_at.isoformat(), "status": line.status} for line in lines]})
+
+    @app.get("/submissions/{submission_id}/receipt.json")
+    def receipt_download(submission_id: str, request: Request) -> Response:
+        department = department_of(request)
+        row = owned_submission(engine_of(), department, submission_id)
+        receipt = read_receipt(settings, submission_id) if row is not None else None
+        if row is None or receipt is None:
+            raise _refuse(404, NOT_FOUND)
+        return Response(json.dumps(receipt, ensure_ascii=False, indent=2), media_type="application/json",
+                        headers=attachment(f"{submission_id}.json"))
+
+    @app.get("/submissions/{submission_id}/correction.xlsx")
+    def correction_download(submission_id: str, request: Request) -> Response:
+        department = department_of(request)
+        row = owned_submission(engine_of(), department, submission_id)
+        path = correction_workbook_path(settings, submission_id) if row is not None else None
+        if row is None or path is None:
+            raise _refuse(404, NOT_FOUND)
+        return Response(path.read_bytes(), media_type=XLSX_TYPE,
+                        headers=attachment(correction_download_name(str(row["original_name"]))))
+
+    from flows.portal import mount_portal  # the department portal: same app, same landing area
+
+    mount_portal(app, settings, declarations, api_url, engine_of)
     return app
+
+
+async def stream_upload(request: Request, settings: Settings) -> _Upload:
+    """The multipart body streamed into the landing area's ``.incoming/`` (not yet committed: the caller
+    commits or discards ``upload.writer``). Raises HTTPException (400/413/415) with nothing kept."""
+    max_body = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body:
+        raise _refuse(413, f"文件超过上限 {settings.max_upload_bytes} 字节 (request body too large)")
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in options:
+        raise _refuse(415, "请以 multipart/form-data 提交 file 与 period (send multipart/form-data)")
+    upload = _Upload(LandingWriter(settings.landing_dir, settings.max_upload_bytes))
+    try:
+        parser = MultipartParser(options[b"boundary"], upload.callbacks())  # type: ignore[arg-type]
+        received = 0
+        async for chunk in request.stream():  # counted here too: chunked bodies have no Content-Length
+            received += len(chunk)
+            if received > max_body:
+                raise UploadRefused(413, f"请求体超过上限 {max_body} 字节 (request body larger than {max_body} "
+                                         "bytes: file, form fields and multipart overhead together)")
+            parser.write(chunk)
+        parser.finalize()
+        if not upload.finished:  # python-multipart's finalize() does not check this itself
+            raise UploadRefused(400, "请求体不完整: 缺少 multipart 结束边界，未保存 (incomplete body: "
+                                     "the closing multipart boundary never arrived; nothing stored)")
+    except UploadRefused as exc:
+        upload.writer.discard()
+        raise _refuse(exc.status, str(exc)) from None
+    except FormParserError as exc:  # malformed multipart: the client's fault, never a 500
+        upload.writer.discard()
+        raise _refuse(400, f"multipart 格式错误，未保存 (malformed multipart body: {exc})") from None
+    except ClientDisconnect:
+        upload.writer.discard()
+        raise _refuse(400, "客户端中途断开，未保存 (client disconnected before the body was complete)") from None
+    except BaseException:
+        upload.writer.discard()
+        raise
+    return upload
 
 
 def _accept(upload: _Upload, department: str, declarations: dict[str, Any], settings: Settings,
@@ -257,7 +318,7 @@ def _accept(upload: _Upload, department: str, declarations: dict[str, Any], sett
     return upload.writer.commit(department, label, upload.original_name, via)
 
 
-async def _announce(landed: LandedFile, api_url: str) -> str:
+async def announce(landed: LandedFile, api_url: str) -> str:
     if not api_url:
         return "not sent (no PREFECT_API_URL); the nightly run will load the file"
     event = events.submission_received(submission_id=landed.submission_id, path=str(landed.path),
@@ -271,17 +332,23 @@ async def _announce(landed: LandedFile, api_url: str) -> str:
     return "sent"
 
 
-def _ledger_row(warehouse: dict[str, Engine], settings: Settings, submission_id: str) -> dict[str, Any] | None:
-    """The ledger row, or None — also while no warehouse exists yet (the intake never creates one)."""
+def _warehouse_engine(warehouse: dict[str, Engine], settings: Settings) -> Engine | None:
     from flows.warehouse_access import existing_warehouse
-    from warehouse.ledger import ledger_row
 
     if "engine" not in warehouse:
         found = existing_warehouse(settings)
         if found is None:
             return None
         warehouse["engine"] = found
-    return ledger_row(warehouse["engine"], submission_id)
+    return warehouse["engine"]
+
+
+def _ledger_row(warehouse: dict[str, Engine], settings: Settings, submission_id: str) -> dict[str, Any] | None:
+    """The ledger row, or None — also while no warehouse exists yet (the intake never creates one)."""
+    from warehouse.ledger import ledger_row
+
+    engine = _warehouse_engine(warehouse, settings)
+    return ledger_row(engine, submission_id) if engine is not None else None
 
 
 def run_server(host: str, port: int) -> None:

@@ -40,6 +40,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "tasks.forms": frozenset({"duikou_settings", "expectations"}),
     "tasks.validation": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.forms"}),
     "tasks.landing": frozenset({"duikou_settings", "tasks.files", "warehouse"}),  # the submission key, the ledger
+    "tasks.accounts": frozenset({"duikou_settings", "warehouse"}),  # who acts: accounts, roles, sign-in, sessions
     "tasks.submission": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.files",
                                    "tasks.forms", "tasks.validation", "tasks.landing"}),
     "tasks.registry": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.forms",

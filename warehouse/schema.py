@@ -573,6 +573,81 @@ mart_dq_scorecard = Table(
     "flagged, follow-ups open and closed, resolution time (warehouse/scorecard.py)",
 )
 
+# ---------------------------------------------------------------- accounts (tasks/accounts/)
+#: who may act, and what each role is called on the portal (tasks/accounts/model.py holds what each may do)
+ACCOUNT_ROLES = ("clerk", "ops", "preparer", "reviewer", "approver")
+
+account = Table(
+    "account",
+    metadata,
+    Column("account_id", Integer, primary_key=True, autoincrement=True),
+    Column("login", String(64), nullable=False, unique=True, comment="sign-in name: lower-case letters, digits, . _ -"),
+    Column("display_name", Text, nullable=False, comment="the person's name as shown on pages and in audits"),
+    Column(
+        "department",
+        String(32),
+        ForeignKey("ref_department.department"),
+        comment="the department a clerk acts for (the portal never reads it from a form); null for others",
+    ),
+    Column(
+        "password_hash",
+        Text,
+        comment="scrypt$n$r$p$salt$hash (hex); null: signs in only by a one-time link",
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True), comment="set when the account may no longer act"),
+    CheckConstraint("length(trim(display_name)) > 0", name="display_name_given"),
+    comment="one row per person (or system) that acts on duikou: department clerks, ops, officials",
+)
+
+account_role = Table(
+    "account_role",
+    metadata,
+    Column("account_id", Integer, ForeignKey("account.account_id"), primary_key=True),
+    Column("role", String(16), primary_key=True, comment="clerk, ops, preparer, reviewer or approver"),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("role IN ('clerk', 'ops', 'preparer', 'reviewer', 'approver')", name="role_known"),
+    comment="one row per account × role it holds",
+)
+
+sign_in_link = Table(
+    "sign_in_link",
+    metadata,
+    Column("link_sha256", String(64), primary_key=True, comment="SHA-256 of the link's secret (never the secret)"),
+    Column("account_id", Integer, ForeignKey("account.account_id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), comment="set on first use: a link signs in once"),
+    comment="one row per one-time sign-in link handed to a person",
+)
+
+web_session = Table(
+    "web_session",
+    metadata,
+    Column("session_sha256", String(64), primary_key=True, comment="SHA-256 of the cookie's secret"),
+    Column("account_id", Integer, ForeignKey("account.account_id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False, comment="the token every POST of the session must carry"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), comment="set at sign-out"),
+    comment="one row per signed-in browser session",
+)
+
+sign_in_attempt = Table(
+    "sign_in_attempt",
+    metadata,
+    Column("attempt_id", Integer, primary_key=True, autoincrement=True),
+    Column("login", Text, nullable=False, comment="the name given, as typed (capped at 64 characters)"),
+    Column("remote", Text, nullable=False, comment="the client address"),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("succeeded", Boolean, nullable=False),
+    Column("reason", Text, comment="why a failed attempt failed (unknown, password, disabled, throttled, link)"),
+    comment="one row per sign-in attempt: the log failed sign-ins are counted and rate-limited from",
+)
+Index("ix_sign_in_attempt_login", sign_in_attempt.c.login, sign_in_attempt.c.attempted_at)
+Index("ix_sign_in_attempt_remote", sign_in_attempt.c.remote, sign_in_attempt.c.attempted_at)
+
+
 # ---------------------------------------------------------------- views
 VIEWS: dict[str, str] = {
     "v_indicator_value": """

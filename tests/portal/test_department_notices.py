@@ -20,7 +20,8 @@ from tasks.portal.reminders import due_reminders, parse_days
 from tasks.submission.result import SubmissionResult
 from tests.helpers.ops_processes import WebhookReceiver, wait_for
 
-PORTAL = "http://intake.danba.test/portal"
+PUBLIC = "http://intake.danba.test"
+PORTAL = f"{PUBLIC}/portal"
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def _refused() -> SubmissionResult:
 def test_a_due_reminder_and_a_refusal_arrive_at_the_departments_webhook(
         receiver: tuple[WebhookReceiver, str], sqlite_engine: Engine, tmp_path: Path) -> None:
     hook, slug = receiver
-    settings = Settings(data_dir=tmp_path / "data", portal_url=PORTAL, department_notify_blocks=f"education={slug}")
+    settings = Settings(data_dir=tmp_path / "data", public_url=PUBLIC, department_notify_blocks=f"education={slug}")
     sent = notify_departments_task(sqlite_engine, settings, [_refused()], today=date(2017, 6, 9))
     assert [(s["department"], s["kind"], s["sent"]) for s in sent] == [
         ("education", "due", "yes"), ("education", "outcome", "yes")]  # labour, tourism: no block, no notice
@@ -75,9 +76,9 @@ def test_a_due_reminder_and_a_refusal_arrive_at_the_departments_webhook(
 def test_a_department_without_a_block_gets_nothing_and_a_dead_channel_fails_nothing(
         receiver: tuple[WebhookReceiver, str], tmp_path: Path) -> None:
     hook, _ = receiver
-    quiet = Settings(data_dir=tmp_path / "data", portal_url=PORTAL)
+    quiet = Settings(data_dir=tmp_path / "data", public_url=PUBLIC)
     assert notify_outcome(_refused(), quiet) == []
-    broken = Settings(data_dir=tmp_path / "data", portal_url=PORTAL,
+    broken = Settings(data_dir=tmp_path / "data", public_url=PUBLIC,
                       department_notify_blocks="education=custom-webhook/no-such-block")
     outcome = notify_outcome(_refused(), broken)
     assert [(o["sent"], o["kind"]) for o in outcome] == [("no", "outcome")] and "no-such-block" in outcome[0]["reason"]
