@@ -39,12 +39,12 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings
 from expectations.declaration import Declaration
+from flows.upload_stream import announce, stream_upload
 from tasks.accounts import (
     Account,
     SignInRefused,
     WebSession,
     authenticate,
-    csrf_matches,
     end_session,
     may,
     redeem_sign_in_link,
@@ -77,6 +77,7 @@ TEMPLATES = Path(__file__).with_name("portal_templates")
 SESSION_COOKIE = "duikou_session"
 PRE_COOKIE = "duikou_pre"  # the sign-in form's CSRF token, before there is a session
 PREFIX = "/portal"
+STATIC = {"portal.css": "text/css; charset=utf-8", "icon.svg": "image/svg+xml"}  # every asset the pages use
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
@@ -109,8 +110,6 @@ class Clerk:
 def mount_portal(app: FastAPI, settings: Settings, declarations: dict[str, Declaration], api_url: str,
                  engine_of: Callable[[], Engine | None]) -> None:
     """Add the portal's routes to the intake application ``app``."""
-    from flows.intake import announce, stream_upload
-
     session_seconds = SESSION_TTL_SECONDS
 
     @app.middleware("http")
@@ -150,7 +149,8 @@ def mount_portal(app: FastAPI, settings: Settings, declarations: dict[str, Decla
 
     def check_csrf(sent: str | None, expected: str) -> None:
         if not sent or not expected or not hmac.compare_digest(sent, expected):
-            raise HTTPException(status_code=403, detail="表单已失效或来源不明（缺少或错误的 CSRF 令牌），请刷新页面后重试")
+            raise HTTPException(status_code=403,
+                                detail="表单已失效或来源不明（缺少或错误的 CSRF 令牌），请刷新页面后重试")
 
     def secure(request: Request) -> bool:
         return request.url.scheme == "https"
@@ -194,9 +194,11 @@ def mount_portal(app: FastAPI, settings: Settings, declarations: dict[str, Decla
             return RedirectResponse(exc.headers["Location"], status_code=303)
         return refused_page(request, exc.status_code, str(exc.detail), clerk_of(request))
 
-    @app.get(f"{PREFIX}/static/portal.css", include_in_schema=False)
-    def stylesheet() -> Response:
-        return Response((TEMPLATES / "portal.css").read_text(encoding="utf-8"), media_type="text/css",
+    @app.get(f"{PREFIX}/static/{{name}}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in STATIC:  # a fixed list: a name is never a path
+            raise HTTPException(status_code=404, detail="没有这个文件")
+        return Response((TEMPLATES / name).read_bytes(), media_type=STATIC[name],
                         headers={"Cache-Control": "max-age=3600"})
 
     @app.get(PREFIX, include_in_schema=False)
@@ -218,7 +220,8 @@ def mount_portal(app: FastAPI, settings: Settings, declarations: dict[str, Decla
         login, password = _text(form.get("login")).strip(), _text(form.get("password"))
         engine = engine_of()
         if engine is None:
-            return with_pre_cookie(request, "sign_in.html", 503, error="系统尚未初始化（没有数据库），请联系运维", login=login)
+            return with_pre_cookie(request, "sign_in.html", 503, login=login,
+                                   error="系统尚未初始化（没有数据库），请联系运维")
         try:
             account = authenticate(engine, login, password, _remote(request))
         except SignInRefused as exc:

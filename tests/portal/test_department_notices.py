@@ -50,7 +50,8 @@ def test_reminders_fall_three_and_one_day_before_the_due_day_unless_the_return_i
 
 
 def _refused() -> SubmissionResult:
-    issues = [{"code": "TOWNSHIP_UNKNOWN", "severity": "critical", "message": "“聂嘎乡”不是本报告期有效的丹巴县乡镇名称",
+    issues = [{"code": "TOWNSHIP_UNKNOWN", "severity": "critical",
+               "message": "“聂嘎乡”不是本报告期有效的丹巴县乡镇名称",
                "row": 9, "column": "A列 乡(镇)"}]
     return SubmissionResult("0123456789abcdef", "education", "2017-05", "教育扶贫5月.xlsx", "rejected",
                             {"status": "rejected", "issues": issues}, None)
