@@ -120,4 +120,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _registry_section(data)
     print()
     print("\n".join(completeness_lines(engine)))
+    print()
+    _portal_section(engine, settings)
     return EXIT_OK
+
+
+DEMO_CLERK = "demo-education"
+
+
+def _portal_section(engine: Any, settings: Any) -> None:
+    """How to open the department portal as the demo's education clerk: a one-time sign-in link."""
+    from flows.accounts_cli import sign_in_url
+    from tasks.accounts import create_account, find_account, issue_sign_in_link
+
+    if find_account(engine, DEMO_CLERK) is None:
+        create_account(engine, DEMO_CLERK, "演示填报员", {"clerk"}, department="education")
+    secret = issue_sign_in_link(engine, DEMO_CLERK, 24 * 3600)
+    print("部门报送平台 department portal (县教育局演示填报员 demo-education):")
+    print(f"  1. 启动 start:  DUIKOU_DATA_DIR={settings.resolved_data_dir} DUIKOU_AS_OF={settings.as_of} "
+          "duikou intake-server")
+    print(f"  2. 打开 open (一次性登录链接，24小时内有效 one-time link, valid 24 h):  {sign_in_url(secret)}")
+    print(f"     another link: duikou accounts link {DEMO_CLERK}")
