@@ -267,3 +267,20 @@ def test_file_names_are_never_paths_and_periods_must_be_open_or_late(portal: Por
     too_big = client.post("/portal/send", data={"csrf": csrf, "period": "2017-05"},
                           files={"file": ("教育.xlsx", b"x" * (300 * 1024))}, follow_redirects=False)
     assert too_big.status_code == 413 and "上限" in too_big.text
+
+
+def test_failed_sign_ins_are_refused_alike_then_throttled(portal: Portal) -> None:
+    client = portal.client
+    create_account(portal.engine, "tourism-clerk", "赵导", {"clerk"}, department="tourism",
+                   password="旅游局-填报-2017!")
+    client.cookies.clear()
+    answers = []
+    for password in ["wrong-1", "wrong-2", "wrong-3", "wrong-4", "wrong-5", "旅游局-填报-2017!"]:
+        page = client.get("/portal/sign-in")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        answer = client.post("/portal/sign-in", data={"login": "tourism-clerk", "password": password,
+                                                      "csrf": csrf.group(1)}, follow_redirects=False)
+        answers.append((answer.status_code, SESSION_COOKIE in answer.cookies, "失败次数过多" in answer.text))
+    assert answers[:5] == [(401, False, False)] * 5
+    assert answers[5] == (401, False, True)  # the right password too, until the window has passed
