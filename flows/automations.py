@@ -25,10 +25,11 @@ from prefect.client.orchestration import get_client
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 
-from flows.events import RETURNS_MISSING
+from flows.events import RESTATEMENT_NEEDED, RETURNS_MISSING
 
 FAILED_RUNS = "duikou: flow run failed"
 MISSING_RETURNS = "duikou: returns missing"
+RESTATEMENT = "duikou: restatement needed"
 DUIKOU_FLOWS = ["ingest-submission", "nightly", "refresh-reports"]
 
 
@@ -96,7 +97,24 @@ def desired_automations(block_id: UUID) -> list[AutomationCore]:
                   "oldest due {{ event.payload.oldest_due_date }}. Periods: {{ event.payload.periods|join(', ') }}"),
         )],
     )
-    return [failed, missing]
+    restatement = AutomationCore(
+        name=RESTATEMENT,
+        description="A correction moved figures of a published release; its next version waits for sign-off.",
+        enabled=True,
+        trigger=EventTrigger(
+            expect={RESTATEMENT_NEEDED},
+            match={"prefect.resource.id": "duikou.release.*"},
+            posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=block_id,
+            subject="duikou: {{ event.payload.published_id }} 需要更正 restatement needed",
+            body=("A correction moved {{ event.payload.changed_figures }} published figure(s) of "
+                  "{{ event.payload.published_id }}; draft {{ event.payload.draft_id }} carries the 更正说明 and "
+                  "waits for sign-off (duikou release show {{ event.payload.draft_id }})."),
+        )],
+    )
+    return [failed, missing, restatement]
 
 
 def ensure_automations(block_id: UUID) -> list[str]:

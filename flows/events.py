@@ -1,10 +1,11 @@
-"""The three events duikou emits, built in one place so emitters and triggers agree on their shape.
+"""The events duikou emits, built in one place so emitters and triggers agree on their shape.
 
 | event | resource | emitted by | starts |
 |---|---|---|---|
 | ``duikou.submission.received`` | ``duikou.submission.<id>`` | intake, ``duikou submit`` | ``ingest-submission`` |
 | ``duikou.warehouse.updated`` | ``duikou.warehouse`` | ``ingest-submission`` after a load | ``refresh-reports`` |
 | ``duikou.returns.missing`` | ``duikou.returns.<department>`` | ``nightly`` | a notification |
+| ``duikou.release.restatement_needed`` | ``duikou.release.<id>`` | ``nightly``, ``release restate`` | a notification |
 
 ``submission_received`` carries everything the ingest flow needs as its parameters (path,
 department, period, original name), so the deployment trigger maps the payload onto parameters
@@ -21,6 +22,7 @@ from prefect.events import Event, RelatedResource, Resource
 SUBMISSION_RECEIVED = "duikou.submission.received"
 WAREHOUSE_UPDATED = "duikou.warehouse.updated"
 RETURNS_MISSING = "duikou.returns.missing"
+RESTATEMENT_NEEDED = "duikou.release.restatement_needed"
 WAREHOUSE_RESOURCE = "duikou.warehouse"
 
 
@@ -63,6 +65,23 @@ def returns_missing(*, department: str, title_zh: str, periods: list[str], oldes
         payload={"department": department, "title_zh": title_zh, "periods": periods, "count": len(periods),
                  "oldest_due_date": oldest_due.isoformat(), "latest_period": periods[-1],
                  "detected_at": datetime.now(UTC).isoformat()},
+    )
+
+
+def restatement_needed(*, published_id: str, draft_id: str, kind: str, period: str,
+                       kpi_changes: list[dict[str, object]],
+                       changed_figures: int, corrected_inputs: list[dict[str, object]]) -> Event:
+    """A correction moved figures of a published release; ``draft_id`` restates it (to be signed off)."""
+    return Event(
+        event=RESTATEMENT_NEEDED,
+        resource=Resource({"prefect.resource.id": f"duikou.release.{published_id}",
+                           "prefect.resource.name": published_id, "duikou.release.kind": kind,
+                           "duikou.release.period": period}),
+        related=[RelatedResource({"prefect.resource.id": f"duikou.release.{draft_id}",
+                                  "prefect.resource.role": "restatement-draft"})],
+        payload={"published_id": published_id, "draft_id": draft_id, "kind": kind, "period": period,
+                 "kpi_changes": kpi_changes, "changed_figures": changed_figures,
+                 "corrected_inputs": corrected_inputs, "detected_at": datetime.now(UTC).isoformat()},
     )
 
 

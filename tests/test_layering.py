@@ -46,6 +46,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "tasks.registry": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.forms",
                                  "tasks.validation", "tasks.submission", "tasks.landing"}),
     "tasks.report": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.files"}),
+    "tasks.releases": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.files", "tasks.accounts",
+                                 "tasks.report"}),
     "tasks.demo": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.forms", "tasks.validation",
                              "tasks.landing", "tasks.submission", "tasks.registry", "tasks.report"}),
     "tasks.portal": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.files", "tasks.forms",
