@@ -12,6 +12,7 @@ served by the app, no script: it works on a county intranet with no internet.
 | ``GET  /portal/submissions/{id}`` | 回执: outcome, issues with 怎样改正; refreshes itself until processed |
 | ``GET  /portal/submissions/{id}/correction.xlsx`` | 更正工作簿, named ``<原文件名>_更正.xlsx`` |
 | ``GET  /portal/send``, ``POST /portal/send`` | 报送: a file for an open or late period |
+| ``POST /portal/nil`` | 本期无数据: a nil return, where the declaration allows one |
 | ``GET  /portal/blank?period=…`` | 空白报表 of the department's return for that period |
 
 Who is speaking comes from the session only (``tasks/accounts``): the department is the account's,
@@ -34,6 +35,7 @@ from typing import Any
 
 import jinja2
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 
@@ -69,6 +71,8 @@ from tasks.portal.views import (
     receipt_page,
     waiting_submission,
 )
+from tasks.submission.journey import SubmissionError
+from tasks.submission.nil_return import nil_return_allowed, record_nil_return
 from warehouse.refdata import reference_frames
 
 log = logging.getLogger("duikou.portal")
@@ -310,7 +314,8 @@ def mount_portal(app: FastAPI, settings: Settings, declarations: dict[str, Decla
 
     def send_page(request: Request, clerk: Clerk, status: int = 200, error: str | None = None) -> HTMLResponse:
         return page(request, "send.html", status, clerk, choices=choices_for(clerk.department), error=error,
-                    title_zh=declarations[clerk.department].title_zh, max_mb=settings.max_upload_bytes / 2**20)
+                    title_zh=declarations[clerk.department].title_zh, max_mb=settings.max_upload_bytes / 2**20,
+                    nil_allowed=nil_return_allowed(clerk.department))
 
     @app.get(f"{PREFIX}/send", include_in_schema=False)
     def send_form(request: Request) -> Response:
@@ -343,6 +348,29 @@ def mount_portal(app: FastAPI, settings: Settings, declarations: dict[str, Decla
                  landed.period, landed.submission_id)
         await announce(landed, api_url)
         return RedirectResponse(f"{PREFIX}/submissions/{landed.submission_id}", status_code=303)
+
+    @app.post(f"{PREFIX}/nil", include_in_schema=False)
+    async def nil(request: Request) -> Response:
+        """本期无数据: a nil return recorded at once (tasks/submission/nil_return.py), then its receipt."""
+        clerk = require_clerk(request)
+        form = await request.form()
+        check_csrf(_text(form.get("csrf")), clerk.session.csrf_token)
+        if not nil_return_allowed(clerk.department):
+            raise HTTPException(status_code=403, detail=f"{declarations[clerk.department].title_zh}不接受无数据申报，"
+                                                        "请报送填好的报表")
+        engine = engine_of()
+        if engine is None:
+            raise HTTPException(status_code=503, detail="系统尚未初始化（没有数据库），请联系运维")
+        try:
+            period = chosen_period(_text(form.get("period")), declarations[clerk.department],
+                                   choices_for(clerk.department))
+            result = await run_in_threadpool(record_nil_return, engine, clerk.department, period.label,
+                                             filed_by=clerk.account.display_name, settings=settings)
+        except (PeriodError, SubmissionError) as exc:
+            return send_page(request, clerk, 422, str(exc))
+        log.info("portal: %s filed a nil return for %s %s as %s", clerk.account.login, clerk.department,
+                 period.label, result.submission_id)
+        return RedirectResponse(f"{PREFIX}/submissions/{result.submission_id}", status_code=303)
 
     @app.get(f"{PREFIX}/blank", include_in_schema=False)
     def blank(request: Request, period: str = "") -> Response:

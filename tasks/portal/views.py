@@ -4,8 +4,9 @@
   still waiting in its landing area, newest first, each with its status in Chinese and the time it
   was received in Beijing time;
 * :func:`receipt_page` — 回执: the outcome first, then each issue in Chinese with where it is and
-  what to do (``expectations/advice.py``, the same texts as docs/departments.md); after a root
-  cause (a form of another department, no header, two candidate sheets) the rest is folded as
+  what to do (``expectations/advice.py``, the same texts as docs/departments.md); the issues that
+  follow from a root cause (a form of another department or period, no header, two candidate
+  sheets: the receipt's ``caused_by``, ``expectations.issues.fold_under_root_cause``) are folded as
   “另有N项由此引起”.
 
 Another department's submission is never read here: every function takes the department and
@@ -38,11 +39,10 @@ STATUS_ZH = {
     "quarantined": "待核实",
     "duplicate": "重复",
     "received": "处理中",
+    "nil": "已入库（无数据申报）",
 }
 SEVERITY_ZH = {"critical": "严重", "warning": "警告", "info": "提示"}
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
-#: issues after which the others mostly follow: shown alone, the rest folded
-ROOT_CAUSES = ("TITLE_DEPARTMENT_MISMATCH", "HEADER_NOT_FOUND", "SHEET_AMBIGUOUS")
 OUTCOME_ZH = {
     "loaded": "数据已入库。",
     "superseded": "数据曾入库，已被本报告期后来报送的版本取代。",
@@ -50,6 +50,7 @@ OUTCOME_ZH = {
     "quarantined": "数据可疑，暂未入库，工作人员正在核实；确有错误的，请改正后重新报送整张报表。",
     "duplicate": "与此前收到的文件完全相同，未重复入库，无需处理。",
     "received": "文件已收到，正在处理，本页会自动刷新。",
+    "nil": "已记录本期无数据申报：按已报送计，没有数据入库。",
 }
 
 
@@ -126,6 +127,7 @@ class IssueLine:
     message: str
     advice: str
     meaning: str
+    caused_by: str | None = None
 
     @property
     def severity_zh(self) -> str:
@@ -180,7 +182,8 @@ def issue_lines(issues: list[dict[str, Any]]) -> list[IssueLine]:
     """Each issue of a receipt with its advice, most severe first (the receipt's order within a severity)."""
     lines = [IssueLine(str(i.get("code", "")), str(i.get("severity", "info")), _where(i), str(i.get("message", "")),
                        advice_for(str(i.get("code", ""))),
-                       GUIDANCE[str(i["code"])].meaning_zh if i.get("code") in GUIDANCE else "")
+                       GUIDANCE[str(i["code"])].meaning_zh if i.get("code") in GUIDANCE else "",
+                       str(i["caused_by"]) if i.get("caused_by") else None)
              for i in issues]
     return sorted(lines, key=lambda line: SEVERITY_RANK.get(line.severity, 3))
 
@@ -191,10 +194,12 @@ def receipt_page(receipt: dict[str, Any] | None, line: SubmissionLine, departmen
         return ReceiptPage(line.submission_id, department, line.period, line.original_name, line.status,
                            "", line.received_zh)
     lines = issue_lines(list(receipt.get("issues") or []))
-    roots = [x for x in lines if x.code in ROOT_CAUSES]
-    shown, folded = (roots, [x for x in lines if x.code not in ROOT_CAUSES]) if roots else (lines, [])
+    folded = [x for x in lines if x.caused_by is not None]  # the pipeline's own judgement of what follows
+    shown = [x for x in lines if x.caused_by is None]
+    roots = sorted({x.caused_by for x in folded if x.caused_by is not None})
     counts = {s: sum(1 for x in lines if x.severity == s) for s in SEVERITY_RANK}
-    status = str(receipt.get("status") or line.status)
+    status = "nil" if receipt.get("nil_return") and receipt.get("status") == "loaded" else \
+        str(receipt.get("status") or line.status)
     if line.status == "superseded":
         status = "superseded"
     return ReceiptPage(line.submission_id, department, line.period, line.original_name, status,

@@ -97,7 +97,8 @@ def _routes(edu_id: str) -> list[tuple[str, str]]:
     return [
         ("GET", "/portal/submissions"), ("GET", f"/portal/submissions/{edu_id}"),
         ("GET", f"/portal/submissions/{edu_id}/correction.xlsx"), ("GET", "/portal/send"),
-        ("POST", "/portal/send"), ("GET", "/portal/blank?period=2017-05"), ("POST", "/portal/sign-out"),
+        ("POST", "/portal/send"), ("POST", "/portal/nil"), ("GET", "/portal/blank?period=2017-05"),
+        ("POST", "/portal/sign-out"),
         ("GET", f"/submissions/{edu_id}"), ("GET", f"/submissions/{edu_id}/receipt.json"),
         ("GET", f"/submissions/{edu_id}/correction.xlsx"), ("GET", "/submissions"), ("POST", "/submissions"),
     ]
@@ -284,3 +285,23 @@ def test_failed_sign_ins_are_refused_alike_then_throttled(portal: Portal) -> Non
         answers.append((answer.status_code, SESSION_COOKIE in answer.cookies, "失败次数过多" in answer.text))
     assert answers[:5] == [(401, False, False)] * 5
     assert answers[5] == (401, False, True)  # the right password too, until the window has passed
+
+
+def test_a_nil_return_where_the_declaration_allows_one_and_nowhere_else(portal: Portal) -> None:
+    client = portal.client
+    csrf = sign_in(client, "edu-clerk")
+    assert 'action="/portal/nil"' not in client.get("/portal/send").text  # education: never nil
+    refused = client.post("/portal/nil", data={"csrf": csrf, "period": "2017-05"}, follow_redirects=False)
+    assert refused.status_code == 403 and "不接受无数据申报" in refused.text
+    create_account(portal.engine, "labour-clerk", "孙科长", {"clerk"}, department="labour",
+                   password="人社局-填报-2017!")
+    PASSWORD["labour-clerk"] = "人社局-填报-2017!"
+    csrf = sign_in(client, "labour-clerk")
+    assert 'action="/portal/nil"' in client.get("/portal/send").text
+    assert client.post("/portal/nil", data={"period": "2017-05"}, follow_redirects=False).status_code == 403
+    filed = client.post("/portal/nil", data={"csrf": csrf, "period": "2017年5月"}, follow_redirects=False)
+    assert filed.status_code == 303, filed.text
+    receipt = client.get(filed.headers["location"])
+    assert "已入库（无数据申报）" in receipt.text and '<meta http-equiv="refresh"' not in receipt.text
+    listing = client.get("/portal/submissions").text
+    assert "2017-05" in listing and "已入库" in listing
