@@ -152,7 +152,7 @@ def mount_portal(app: FastAPI, settings: Settings, declarations: dict[str, Decla
         return clerk
 
     def check_csrf(sent: str | None, expected: str) -> None:
-        if not sent or not expected or not hmac.compare_digest(sent, expected):
+        if not sent or not expected or not hmac.compare_digest(sent.encode("utf-8"), expected.encode("utf-8")):
             raise HTTPException(status_code=403,
                                 detail="表单已失效或来源不明（缺少或错误的 CSRF 令牌），请刷新页面后重试")
 

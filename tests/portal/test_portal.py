@@ -207,7 +207,7 @@ def test_a_post_without_its_csrf_token_is_refused_and_does_nothing(portal: Porta
     sign_in(client, "edu-clerk")
     token = client.cookies.get(SESSION_COOKIE, path="/portal")
     before = _landed(portal.settings)
-    for csrf in (None, "forged"):
+    for csrf in (None, "forged", "伪造的令牌"):
         data = {"period": "2017-05"} | ({"csrf": csrf} if csrf else {})
         sent = client.post("/portal/send", data=data, files={"file": ("教育.xlsx", b"PK bytes")},
                            follow_redirects=False)
