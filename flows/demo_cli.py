@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,9 @@ def _portal_section(engine: Any, settings: Any) -> None:
     _demo_account(engine, login, name, "clerk", "education")
     secret = issue_sign_in_link(engine, login, 24 * 3600)
     print(f"部门报送平台 department portal (县教育局演示填报员 {login}):")
-    print(f"  1. 启动 start:  DUIKOU_DATA_DIR={settings.resolved_data_dir} DUIKOU_AS_OF={settings.as_of} "
+    # the portal's clock: early in the demo's month, while last month's return is still open (sendable)
+    clock = (settings.as_of or date.today()).replace(day=5)
+    print(f"  1. 启动 start:  DUIKOU_DATA_DIR={settings.resolved_data_dir} DUIKOU_AS_OF={clock.isoformat()} "
           "duikou intake-server")
     print(f"  2. 打开 open (一次性登录链接，24小时内有效 one-time link, valid 24 h):  {sign_in_url(secret)}")
     print(f"     another link: duikou accounts link {login}")
