@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from expectations.advice import GUIDANCE
 from expectations.issues import ISSUE_CODES, Issue
 from tasks.submission.journey import parse, receive, validate
 from warehouse.refdata import ReferenceFrames, reference_frames
@@ -156,3 +157,20 @@ def test_departments_doc_gives_the_catalogues_severity_and_outcome() -> None:
         want_severity, want_action, _ = ISSUE_CODES[code]
         assert SEVERITY_ZH[want_severity] in severity, (code, severity)
         assert ACTION_ZH[want_action] in action, (code, action)
+
+
+_GUIDANCE_ROW = re.compile(r"^\|\s*`([A-Z_]+)`\s*\|[^|]*\|[^|]*\|([^|]*)\|([^|]*)\|\s*$")
+
+
+def test_departments_doc_gives_the_one_meaning_and_advice_of_each_code() -> None:
+    """含义 and 怎样改正 of every row are expectations/advice.py's texts (the portal's receipt page shows those)."""
+    assert set(GUIDANCE) == set(ISSUE_CODES)
+    text = (ROOT / "docs" / "departments.md").read_text(encoding="utf-8")
+    seen = set()
+    for line in text.splitlines():
+        match = _GUIDANCE_ROW.match(line)
+        if match:
+            code, meaning, advice = match.group(1), match.group(2).strip(), match.group(3).strip()
+            assert (meaning, advice) == (GUIDANCE[code].meaning_zh, GUIDANCE[code].advice_zh), code
+            seen.add(code)
+    assert seen == set(ISSUE_CODES)
