@@ -6,8 +6,12 @@ township.
 writer) and combines the perturbations real clerks make (its ``PERTURBATIONS``); every variant
 knows its truth. Each file goes through the pipeline's own path for one file without Prefect:
 ``validate(parse(receive(path, department, period), reference_frames()))``. With LibreOffice
-(``soffice``) installed, variants with formulas are recalculated and saved by it first, so their
-cached values are a real spreadsheet's; without it they must be refused (no cached value).
+(``soffice``) installed — looked up once per run (``form_variants.soffice`` is cached), so the variants
+built at collection and the files written at run time agree; ``.ci/run`` installs it — variants with
+formulas are recalculated and saved by it first, so their cached values are a real spreadsheet's;
+without it they must be refused (no cached value). A decisive fault (wrong department, wrong period)
+must come first with every other issue folded under it (``caused_by``); ``forbid`` lists issues a
+variant must not get (a misspelt township's own name reported missing).
 
 ``DUIKOU_FORM_VARIANTS`` (default 240) and ``DUIKOU_FORM_VARIANTS_SEED`` (default 2017) widen
 the search; a failing variant's id names its number, department and format, and the assertion
