@@ -51,6 +51,7 @@ KPI_COLUMNS = (
     "coverage",
     "publishable",
     "definition_zh",
+    "definition_version",
 )
 _PERIODS_PER_YEAR = {"month": 12, "year": 1}
 
@@ -62,6 +63,8 @@ class _Point:
     value: float | None
     used: int
     expected: int
+    version: str = "v1"  # the definition the value was computed with (see _version_tag)
+    definition_zh: str = ""
 
 
 def _finite(value: float) -> float | None:
@@ -93,6 +96,49 @@ def _inputs(kpi: Kpi) -> tuple[str, ...]:
     if kpi.method == "ratio":
         return (str(kpi.numerator), str(kpi.denominator))
     raise ValueError(f"{kpi.kpi}: {kpi.method} is not a base method")
+
+
+def _version_tag(kpi: Kpi, year: int, decl: Declaration) -> tuple[str, str] | None:
+    """(version tag, 口径 text) of a base KPI in ``year``: the KPI's own version and, for each input
+    indicator with more than one dated definition, that indicator's version. Two years with the
+    same tag are comparable; None when no version of the KPI covers the year."""
+    shaped = kpi.for_year(year)
+    version = kpi.version_for(year)
+    if shaped is None or version is None:
+        return None
+    tag, text = [version], [shaped.definition_zh]
+    for name in _inputs(shaped):
+        indicator = decl.indicator(name)
+        if len(indicator.definitions) > 1:
+            own = indicator.definition_for(year)
+            if own is None:
+                return None
+            tag.append(f"{name}@{own.version}")
+            text.append(f"{indicator.label_zh}口径({own.version}，{own.span_zh()}): {own.definition_zh}")
+    return " ".join(tag), "；".join(text)
+
+
+def _dated_base_points(
+    kpi: Kpi, values: pd.DataFrame, decl: Declaration, townships: pd.DataFrame
+) -> dict[int, _Point]:
+    """Base points, each year computed with the definition valid that year (its inputs included)."""
+    years = sorted({int(y) for y in values["year"].dropna()}) if len(values) else []
+    by_shape: dict[tuple[str, str], list[int]] = {}
+    tags: dict[int, tuple[str, str]] = {}
+    for year in years:
+        tagged = _version_tag(kpi, year, decl)
+        if tagged is None:
+            continue
+        tags[year] = tagged
+        by_shape.setdefault(tagged, []).append(year)
+    points: dict[int, _Point] = {}
+    for (tag, text), covered in by_shape.items():
+        shaped = kpi.for_year(covered[0])
+        assert shaped is not None  # _version_tag returned a tag for this year
+        computed = _base_points(shaped, values[values["year"].isin(covered)], decl, townships)
+        for year, point in computed.items():
+            points[year] = _Point(point.value, point.used, point.expected, tag, text)
+    return dict(sorted(points.items()))
 
 
 def _column_total(used: pd.DataFrame, column: pd.Series, cumulative: bool) -> float:
@@ -145,8 +191,13 @@ def _base_points(
 
 
 def _derived_points(kpi: Kpi, base: Mapping[int, _Point]) -> dict[int, _Point]:
+    """Derived points; across a change of the base KPI's definition the value is refused (NULL,
+    the 口径 says why): a growth rate between two definitions is a wrong figure."""
     points: dict[int, _Point] = {}
     for year, point in sorted(base.items()):
+        own = kpi.for_year(year)
+        if own is None:
+            continue
         if kpi.method == "yoy":
             other_year = year - 1
         else:
@@ -157,7 +208,15 @@ def _derived_points(kpi: Kpi, base: Mapping[int, _Point]) -> dict[int, _Point]:
         if other is None:
             continue
         value: float | None = None
-        if point.value is not None and other.value is not None:
+        tag = f"{kpi.version_for(year)} of {point.version}"
+        text = own.definition_zh
+        if point.version != other.version:
+            tag = f"{kpi.version_for(year)} of {other.version} → {point.version}"
+            text = (
+                f"{own.definition_zh}。口径不一致，不予计算: {other_year}年按{other.version}"
+                f"，{year}年按{point.version}(不跨口径比较)"
+            )
+        elif point.value is not None and other.value is not None:
             if kpi.method == "multiple_of_base":
                 value = _ratio(point.value, other.value)
             elif kpi.method == "yoy":
@@ -165,7 +224,7 @@ def _derived_points(kpi: Kpi, base: Mapping[int, _Point]) -> dict[int, _Point]:
                 value = None if quotient is None else (quotient - 1) * 100
             elif other.value > 0 and point.value >= 0:  # cagr
                 value = ((point.value / other.value) ** (1 / (year - other_year)) - 1) * 100
-        points[year] = _Point(value, point.used + other.used, point.expected + other.expected)
+        points[year] = _Point(value, point.used + other.used, point.expected + other.expected, tag, text)
     return points
 
 
@@ -204,7 +263,7 @@ def compute_county_kpis(
             points = _derived_points(kpi, computed[str(kpi.of)])
         else:
             try:
-                points = _base_points(kpi, values, declarations[kpi.department], townships)
+                points = _dated_base_points(kpi, values, declarations[kpi.department], townships)
             except (ValueError, OverflowError) as exc:  # one department's bad facts must not stop the others
                 failed.add(kpi.kpi)
                 note_skipped(skipped, f"KPI {kpi.kpi} ({kpi.department}) skipped: {type(exc).__name__}: {exc}")
@@ -223,7 +282,8 @@ def compute_county_kpis(
                     "coverage_expected": point.expected,
                     "coverage": point.used / point.expected if point.expected else 0.0,
                     "publishable": bool(point.expected) and point.used >= point.expected,
-                    "definition_zh": kpi.definition_zh,
+                    "definition_zh": point.definition_zh or kpi.definition_zh,
+                    "definition_version": point.version,
                 }
             )
     frame = pd.DataFrame(records, columns=list(KPI_COLUMNS))
@@ -249,6 +309,7 @@ def _mart_row(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, An
         "coverage": float(record["coverage"]),
         "publishable": bool(record["publishable"]),
         "definition_zh": str(record["definition_zh"]),
+        "definition_version": str(record["definition_version"]),
         "refreshed_at": refreshed_at,
     }
 

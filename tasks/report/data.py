@@ -7,7 +7,9 @@ Frames, by grain:
 - ``values``: one row per department × indicator × township × period, current versions
   (``v_indicator_value``, the columns ``warehouse.marts`` computes KPIs from);
 - ``townships``: one row per township with its dates and its paired Chenghua unit
-  (``ref_township`` + ``v_township_pairing``);
+  (``ref_township`` + ``v_township_pairing``), only the units that existed in the years the
+  facts cover (the 15 of 2016–2019 for a warehouse that ends in 2017; both sets across the 2019
+  reform, each unit on its own boundaries);
 - ``completeness`` (department × period), ``completeness_township`` (department × period ×
   township), ``dq_scorecard`` (department × month), ``followups`` (open ones): ``None`` when the
   table does not exist in this warehouse yet (contracts.md: other modules add them), so the
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
@@ -172,6 +174,17 @@ def _townships(conn: Connection) -> pd.DataFrame:
     return frame
 
 
+def townships_of_years(townships: pd.DataFrame, years: Sequence[int]) -> pd.DataFrame:
+    """The townships whose validity overlaps ``min(years)``–``max(years)`` (all when no years)."""
+    if not len(years):
+        return townships
+    first, last = date(min(years), 1, 1), date(max(years), 12, 31)
+    began = pd.to_datetime(townships["valid_from"]).dt.date
+    ended = pd.to_datetime(townships["valid_to"]).dt.date
+    keep = (began <= last) & (ended.isna() | (ended >= first))
+    return townships[keep.to_numpy(dtype=bool)].reset_index(drop=True)
+
+
 def load_report_data(engine: Engine) -> ReportData:
     """Read every frame the site shows, in one connection (one consistent state on PostgreSQL)."""
     with engine.connect() as conn:
@@ -179,7 +192,7 @@ def load_report_data(engine: Engine) -> ReportData:
         names = conn.execute(select(ref_department.c.department, ref_department.c.name_zh)).all()
         kpis = _kpis(conn)
         subs = _submissions(conn)
-        towns = _townships(conn)
+        towns = townships_of_years(_townships(conn), sorted({int(y) for y in values["year"].dropna()}))
         completeness = _optional(
             conn, "mart_completeness", COMPLETENESS_COLUMNS,
             ("expected", "received", "on_time", "late", "missing", "loaded", "quarantined", "rejected",
