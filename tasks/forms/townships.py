@@ -13,7 +13,7 @@ import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 
@@ -153,7 +153,7 @@ class TownshipResolver:
             names = "、".join(self._official.get(s, s) + ("(部分)" if self._partial(code, s) else "") for s in after)
             into = f"，其区域{ended.year + 1}年起属{names}" if names else ""
             return (
-                f"“{raw_name}”已于{_day(ended)}后因乡镇区划调整撤销{into}；"
+                f"“{raw_name}”自{_day(ended + timedelta(days=1))}起因乡镇区划调整撤销{into}；"
                 f"本报告期({self._period_label()})应按调整后的乡镇填报"
             )
         if began > self.end:
