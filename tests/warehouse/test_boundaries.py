@@ -157,13 +157,18 @@ def test_a_definition_change_breaks_the_series_and_is_never_mixed(tmp_path: Path
     out = compute_county_kpis(pd.DataFrame(rows, columns=list(VALUE_COLUMNS)), ref.townships, kpis, decls)
     shown = out.set_index(["kpi", "year"])
     income = shown.loc["net_income_per_capita_yuan"]
-    assert list(income["definition_version"]) == ["v1", "v2"]  # the break, carried in the mart
+    # the break, carried in the mart: the KPI's own version and its weight's (poverty.yaml dates a change too)
+    assert list(income["definition_version"]) == [
+        "v1 agricultural_population_persons@v1", "v2 agricultural_population_persons@v2"]
     assert income.loc[2019, "definition_zh"].startswith("农牧民人均纯收入")
     assert income.loc[2020, "definition_zh"].startswith("农村居民人均可支配收入")
     yoy = shown.loc[("net_income_yoy_pct", 2020)]
     assert pd.isna(yoy["value"])  # 9000 / 9000 − 1 = 0 % would be a wrong figure: refused
-    assert "口径不一致，不予计算: 2019年按v1，2020年按v2" in yoy["definition_zh"]
-    assert shown.loc[("poverty_incidence_pct", 2020), "definition_version"] == "v1"  # its inputs did not change
+    assert "口径不一致，不予计算: 2019年按v1 agricultural_population_persons@v1，2020年按v2" in yoy["definition_zh"]
+    incidence = shown.loc["poverty_incidence_pct"]  # its own definition is one, its denominator's changed
+    assert list(incidence["definition_version"]) == [
+        "v1 agricultural_population_persons@v1", "v1 agricultural_population_persons@v2"]
+    assert "农业户籍人口口径(v2，2020年1月1日起): 乡村户籍人口" in incidence.loc[2020, "definition_zh"]
 
 
 def test_definitions_must_follow_each_other_on_year_boundaries(tmp_path: Path) -> None:
