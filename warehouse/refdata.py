@@ -270,3 +270,13 @@ def crosswalk_problems(townships: pd.DataFrame, crosswalk: pd.DataFrame) -> list
         if abs(float(shares.sum()) - 1.0) > 1e-9:
             problems.append(f"township_crosswalk.csv: the weights of {code} add up to {shares.sum():g}, not 1")
     return problems
+
+
+def townships_on(townships: pd.DataFrame, day: date) -> pd.DataFrame:
+    """The rows of ``townships`` valid on ``day`` (a name is unique among them; across the 2019
+    reform it is not: the 巴旺乡 of 2020 is another unit than the 巴旺乡 of 2017)."""
+    valid = [
+        row.valid_from <= day and (row.valid_to is None or pd.isna(row.valid_to) or row.valid_to >= day)
+        for row in townships.itertuples(index=False)
+    ]
+    return townships[valid].reset_index(drop=True)

@@ -72,6 +72,8 @@ FOLLOWUP_COLUMNS = (
     "followup_id", "kind", "department", "period", "township_code", "indicator", "check_id", "submission_id",
     "severity", "value", "reason_zh", "status", "opened_at", "last_seen_at",
 )  # fmt: skip
+TOWNSHIP_KPI_COLUMNS = ("basis", "township_code", "year", "kpi", "value", "coverage_used", "coverage_expected",
+                        "definition_version", "assumed")  # fmt: skip
 REGISTRY_MEASURES = (
     "persons", "poor_persons", "persons_trained", "training_person_times", "certified_persons",
     "certified_mid_senior_persons", "employed_persons",
@@ -108,6 +110,8 @@ class ReportData:
     registry_township: pd.DataFrame | None = None
     registry_category: pd.DataFrame | None = None
     registry_reconciliation: pd.DataFrame | None = None
+    #: township KPIs on current boundaries (mart_township_kpi_yearly, basis current_boundaries)
+    township_current: pd.DataFrame | None = None
 
 
 def _frame(conn: Connection, query: Select[Any], columns: Sequence[str], numeric: Sequence[str] = ()) -> pd.DataFrame:
@@ -206,6 +210,10 @@ def load_report_data(engine: Engine) -> ReportData:
             conn, "followup", FOLLOWUP_COLUMNS, ("value",),
             where=(("status",), lambda t: t.c.status == "open"),
         )  # fmt: skip
+        township_current = _optional(
+            conn, "mart_township_kpi_yearly", TOWNSHIP_KPI_COLUMNS, ("value", "coverage_used", "coverage_expected"),
+            where=(("basis",), lambda t: t.c.basis == "current_boundaries"),
+        )  # fmt: skip
         registry_county = _optional(conn, "mart_registry_county", REGISTRY_COUNTY_COLUMNS, REGISTRY_COUNTY_COLUMNS[3:])
         registry_township = _optional(conn, "mart_registry_township", REGISTRY_TOWNSHIP_COLUMNS, REGISTRY_MEASURES)
         registry_category = _optional(conn, "mart_registry_category", REGISTRY_CATEGORY_COLUMNS, ("persons",))
@@ -232,6 +240,7 @@ def load_report_data(engine: Engine) -> ReportData:
         registry_township=registry_township,
         registry_category=registry_category,
         registry_reconciliation=registry_reconciliation,
+        township_current=township_current,
     )
 
 

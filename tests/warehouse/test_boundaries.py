@@ -48,7 +48,7 @@ def _tourism(codes: tuple[str, ...], base: float) -> dict[str, dict[str, float]]
             "visitors_person_times": {c: 100.0 + i for i, c in enumerate(codes)}}  # fmt: skip
 
 
-def _load_across_the_reform(engine: Engine) -> None:
+def load_across_the_reform(engine: Engine) -> None:
     record(engine, "poverty", "2019", _poverty(TOWNSHIPS, SPECIAL_2019), datetime(2020, 1, 20, 10, tzinfo=CST))
     record(engine, "poverty", "2020", _poverty(UNITS_2020, {}), datetime(2021, 1, 20, 10, tzinfo=CST))
     record(engine, "tourism", "2019-12", _tourism(TOWNSHIPS, 50_000.0), datetime(2020, 1, 5, 10, tzinfo=CST))
@@ -68,7 +68,7 @@ def test_the_crosswalk_is_whole_and_checked() -> None:
 
 def test_loading_across_the_reform_and_its_two_views(warehouse_engine: Engine) -> None:
     """One warehouse (SQLite, and PostgreSQL when configured) for both halves: it is the slow part."""
-    _load_across_the_reform(warehouse_engine)
+    load_across_the_reform(warehouse_engine)
     _counts_the_units_of_each_period(warehouse_engine)
     _two_views_equal_county_totals_and_different_township_series(warehouse_engine)
 
