@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from expectations.definitions import KPI_OVERRIDABLE, Definition, DefinitionError, definition_for, parse_definitions
 from expectations.rules import RuleExpression, parse_rule_expression
 
 Severity = Literal["critical", "warning", "info"]
@@ -86,6 +87,11 @@ class Indicator:
     #: a 其中 sub-line: on a township's sub-line labelled like this indicator's header, the value
     #: in the column of ``subline_of`` is this indicator (tasks/forms/normalise.py)
     subline_of: str | None = None
+    #: dated 口径 (expectations/definitions.py); one open v1 when the declaration gives none
+    definitions: tuple[Definition, ...] = ()
+
+    def definition_for(self, year: int) -> Definition | None:
+        return definition_for(self.definitions, year) if self.definitions else Definition("v1", self.description)
 
     @property
     def header_paths(self) -> tuple[tuple[str, ...], ...]:
@@ -187,6 +193,7 @@ INDICATOR_FIELDS = frozenset({
     "aggregation", "weight", "min", "description",
     "outlier_threshold", "outlier_reason", "band", "increment_of",  # history-aware checks
     "subline_of",
+    "definitions",  # dated 口径 (expectations/definitions.py)
 })
 
 
@@ -241,7 +248,17 @@ def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
         band=_band(raw.get("band"), unit.factor, where),
         increment_of=raw.get("increment_of"),
         subline_of=raw.get("subline_of"),
+        definitions=_definitions(raw.get("definitions"), where, str(raw.get("description") or raw["label_zh"])),
     )
+
+
+def _definitions(
+    raw: Any, where: str, default_text: str, allowed_changes: tuple[str, ...] = ()
+) -> tuple[Definition, ...]:
+    try:
+        return parse_definitions(raw, where, default_text=default_text, allowed_changes=allowed_changes)
+    except DefinitionError as exc:
+        raise DeclarationError(str(exc)) from exc
 
 
 def _outlier_threshold(raw: dict[str, Any], where: str) -> tuple[float | None, str]:
@@ -437,6 +454,19 @@ def load_declarations(directory: Path = DECLARATIONS_DIR) -> dict[str, Declarati
     return out
 
 
+def _kpi_definitions(item: dict[str, Any], where: str, decl: Declaration) -> tuple[Definition, ...]:
+    if "definitions" not in item:
+        return ()
+    definitions = _definitions(item["definitions"], where, str(item["definition_zh"]), KPI_OVERRIDABLE)
+    for version in definitions:
+        for key, value in version.changes:
+            if key != "scale" and value not in decl.indicator_names:
+                raise DeclarationError(
+                    f"{where} {version.version}: {key} {value!r} is not a {decl.department} indicator"
+                )
+    return definitions
+
+
 KpiMethod = Literal["sum", "weighted_mean", "ratio", "multiple_of_base", "cagr", "yoy"]
 
 
@@ -457,6 +487,24 @@ class Kpi:
     scale: float = 1.0
     of: str | None = None
     base_year: int | None = None
+    #: dated 口径 (expectations/definitions.py): one open v1 (``definition_zh``) when none declared
+    definitions: tuple[Definition, ...] = ()
+
+    def for_year(self, year: int) -> Kpi | None:
+        """This KPI as defined for ``year`` (inputs and 口径 of the version valid then); None when
+        no version covers the year."""
+        if not self.definitions:
+            return self
+        version = definition_for(self.definitions, year)
+        if version is None:
+            return None
+        return replace(self, definition_zh=version.definition_zh, **dict(version.changes))
+
+    def version_for(self, year: int) -> str | None:
+        if not self.definitions:
+            return "v1"
+        version = definition_for(self.definitions, year)
+        return None if version is None else version.version
 
 
 _KPI_NEEDS: dict[str, tuple[str, ...]] = {
@@ -508,6 +556,7 @@ def load_kpis(path: Path = KPIS_FILE) -> tuple[Kpi, ...]:
                 scale=float(item.get("scale", 1.0)),
                 of=item.get("of"),
                 base_year=item.get("base_year"),
+                definitions=_kpi_definitions(item, where, decl),
             )
         )
     return tuple(kpis)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from expectations.cross_checks import CrossCheck, load_cross_checks
 from expectations.declaration import DEFAULT_OUTLIER_THRESHOLD, Declaration, Kpi
+from expectations.definitions import Definition
 from expectations.issues import ISSUE_CODES
 from expectations.markdown import markdown_cell
 
@@ -115,6 +116,38 @@ def _cross_check_section(checks: Sequence[CrossCheck]) -> list[str]:
     return lines
 
 
+def _definition_history(declarations: Mapping[str, Declaration], kpis: Sequence[Kpi]) -> list[str]:
+    """Each definition's versions (expectations/definitions.py): KPIs, then indicators with more than one."""
+    lines = [
+        "",
+        "## Definition history (口径沿革)",
+        "",
+        "A figure is computed with the version valid for its year; a series crossing a change carries both "
+        "(`definition_version`) and a growth rate across it is refused, never computed. Versions change on "
+        "1 January only.",
+        "",
+        "| kpi / indicator | version | valid | 口径 | changes |",
+        "|---|---|---|---|---|",
+    ]
+    for kpi in kpis:
+        for version in kpi.definitions or (Definition("v1", kpi.definition_zh),):
+            changes = ", ".join(f"{key} = {value}" for key, value in version.changes)
+            lines.append(
+                f"| `{kpi.kpi}` | {version.version} | {version.span_zh()} | {markdown_cell(version.definition_zh)} "
+                f"| {changes} |"
+            )
+    for decl in declarations.values():
+        for ind in decl.indicators:
+            if len(ind.definitions) > 1:
+                for version in ind.definitions:
+                    lines.append(
+                        f"| `{decl.department}.{ind.name}` | {version.version} | {version.span_zh()} "
+                        f"| {markdown_cell(version.definition_zh)} | |"
+                    )
+    lines += ["", "Every other indicator has one definition, v1: its label and description above."]
+    return lines
+
+
 def render_datasets_markdown(
     declarations: Mapping[str, Declaration], kpis: Sequence[Kpi], cross_checks: Sequence[CrossCheck] | None = None,
     registry_sections: Sequence[str] = (),
@@ -143,6 +176,7 @@ def render_datasets_markdown(
         lines.append(
             f"| `{kpi.kpi}` | {kpi.label_zh} | {kpi.unit} | {kpi.method} | {markdown_cell(kpi.definition_zh)} |"
         )
+    lines += _definition_history(declarations, kpis)
     lines += _cross_check_section(load_cross_checks() if cross_checks is None else cross_checks)
     lines += ["", "## Receipt issue codes", "", "| code | default severity | action | meaning |", "|---|---|---|---|"]
     for code, (severity, action, meaning) in ISSUE_CODES.items():

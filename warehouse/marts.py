@@ -1,4 +1,5 @@
-"""County KPIs: ``mart_county_kpi_yearly`` (grain: one row per year × KPI).
+"""County KPIs: ``mart_county_kpi_yearly`` (grain: one row per year × KPI), and the same formulas
+per township on two bases: ``mart_township_kpi_yearly`` (basis × township × year × KPI).
 
 ``compute_county_kpis`` is pure: current facts in, KPI rows out, following the methods in
 ``expectations/kpis.yaml``. ``refresh_marts`` reads ``v_indicator_value`` (current versions
@@ -16,6 +17,12 @@ Caveats:
   after ``base_year``. Their coverage adds up the coverage of the two years.
 * A value that cannot be computed (zero denominator, non-positive CAGR base) is stored NULL.
 * Values are unrounded; ``Kpi.decimals`` and ``display_unit`` are for presentation.
+* Each year is computed with the definition (口径) valid that year (``expectations/definitions.py``);
+  ``definition_version`` names it. A derived KPI across a change of its base's definition is
+  NULL, its 口径 saying why: a growth rate between two definitions is never computed.
+* Township KPIs come on both bases: ``as_reported`` (each period on the units it was reported
+  for) and ``current_boundaries`` (re-aggregated through the crosswalk, ``warehouse.boundaries``).
+  County KPIs need no basis: a predecessor's shares add up to 1, so county totals are the same.
 * ``publishable`` is true only when the coverage is complete (used = expected township-periods;
   derived KPIs: in both years): a county figure from part of the townships is shown, not published.
 """
@@ -33,6 +40,7 @@ from sqlalchemy import Engine, delete, insert, select
 from expectations.declaration import Declaration, Kpi, load_declarations, load_kpis
 from warehouse import schema
 from warehouse.bootstrap import begin_write
+from warehouse.boundaries import BASES, shares_on_current_boundaries, to_current_boundaries
 from warehouse.completeness import refresh_completeness
 from warehouse.current_facts import VALUE_COLUMNS, read_current_values
 from warehouse.engine import advisory_lock
@@ -51,6 +59,7 @@ KPI_COLUMNS = (
     "coverage",
     "publishable",
     "definition_zh",
+    "definition_version",
 )
 _PERIODS_PER_YEAR = {"month": 12, "year": 1}
 
@@ -62,6 +71,8 @@ class _Point:
     value: float | None
     used: int
     expected: int
+    version: str = "v1"  # the definition the value was computed with (see _version_tag)
+    definition_zh: str = ""
 
 
 def _finite(value: float) -> float | None:
@@ -85,6 +96,17 @@ def _townships_valid(townships: pd.DataFrame, year: int) -> int:
     return count
 
 
+def _spans(townships: pd.DataFrame) -> dict[str, tuple[date, date | None]]:
+    """township code → (valid_from, valid_to or None), as dates."""
+    out: dict[str, tuple[date, date | None]] = {}
+    for code, valid_from, valid_to in townships.loc[:, ["township_code", "valid_from", "valid_to"]].itertuples(
+        index=False, name=None
+    ):
+        ends = None if valid_to is None or pd.isna(valid_to) else pd.Timestamp(valid_to).date()
+        out[str(code)] = (pd.Timestamp(valid_from).date(), ends)
+    return out
+
+
 def _inputs(kpi: Kpi) -> tuple[str, ...]:
     if kpi.method == "sum":
         return (str(kpi.indicator),)
@@ -93,6 +115,49 @@ def _inputs(kpi: Kpi) -> tuple[str, ...]:
     if kpi.method == "ratio":
         return (str(kpi.numerator), str(kpi.denominator))
     raise ValueError(f"{kpi.kpi}: {kpi.method} is not a base method")
+
+
+def _version_tag(kpi: Kpi, year: int, decl: Declaration) -> tuple[str, str] | None:
+    """(version tag, 口径 text) of a base KPI in ``year``: the KPI's own version and, for each input
+    indicator with more than one dated definition, that indicator's version. Two years with the
+    same tag are comparable; None when no version of the KPI covers the year."""
+    shaped = kpi.for_year(year)
+    version = kpi.version_for(year)
+    if shaped is None or version is None:
+        return None
+    tag, text = [version], [shaped.definition_zh]
+    for name in _inputs(shaped):
+        indicator = decl.indicator(name)
+        if len(indicator.definitions) > 1:
+            own = indicator.definition_for(year)
+            if own is None:
+                return None
+            tag.append(f"{name}@{own.version}")
+            text.append(f"{indicator.label_zh}口径({own.version}，{own.span_zh()}): {own.definition_zh}")
+    return " ".join(tag), "；".join(text)
+
+
+def _dated_base_points(
+    kpi: Kpi, values: pd.DataFrame, decl: Declaration, townships: pd.DataFrame, by_township: bool = False
+) -> dict[Any, _Point]:
+    """Base points, each year computed with the definition valid that year (its inputs included)."""
+    years = sorted({int(y) for y in values["year"].dropna()}) if len(values) else []
+    by_shape: dict[tuple[str, str], list[int]] = {}
+    tags: dict[int, tuple[str, str]] = {}
+    for year in years:
+        tagged = _version_tag(kpi, year, decl)
+        if tagged is None:
+            continue
+        tags[year] = tagged
+        by_shape.setdefault(tagged, []).append(year)
+    points: dict[Any, _Point] = {}
+    for (tag, text), covered in by_shape.items():
+        shaped = kpi.for_year(covered[0])
+        assert shaped is not None  # _version_tag returned a tag for this year
+        computed = _base_points(shaped, values[values["year"].isin(covered)], decl, townships, by_township)
+        for key, point in computed.items():
+            points[key] = _Point(point.value, point.used, point.expected, tag, text)
+    return dict(sorted(points.items()))
 
 
 def _column_total(used: pd.DataFrame, column: pd.Series, cumulative: bool) -> float:
@@ -104,8 +169,9 @@ def _column_total(used: pd.DataFrame, column: pd.Series, cumulative: bool) -> fl
 
 
 def _base_points(
-    kpi: Kpi, values: pd.DataFrame, decl: Declaration, townships: pd.DataFrame
-) -> dict[int, _Point]:
+    kpi: Kpi, values: pd.DataFrame, decl: Declaration, townships: pd.DataFrame, by_township: bool = False
+) -> dict[Any, _Point]:
+    """Points by year (the county), or by (township, year) when ``by_township``: one pivot for all."""
     inputs = _inputs(kpi)
     cumulative = {name: decl.indicator(name).cumulative for name in inputs}
     rows = values[(values["department"] == kpi.department) & values["indicator"].isin(inputs)]
@@ -118,10 +184,17 @@ def _base_points(
     if any(name not in wide.columns for name in inputs):
         return {}
     wide = wide.loc[:, list(inputs)].dropna().reset_index()
-    points: dict[int, _Point] = {}
-    for year, used in wide.groupby("year", sort=True):
-        year = int(year)
-        expected = _townships_valid(townships, year) * _PERIODS_PER_YEAR[decl.period_type]
+    points: dict[Any, _Point] = {}
+    spans = _spans(townships) if by_township else {}
+    for group, used in wide.groupby(["township_code", "year"] if by_township else "year", sort=True):
+        if by_township:
+            code, year = str(group[0]), int(group[1])  # type: ignore[index]
+            begins, ends = spans.get(code, (date.max, None))
+            valid = int(begins.year <= year and (ends is None or ends.year >= year))
+        else:
+            code, year = "", int(group)  # type: ignore[call-overload]
+            valid = _townships_valid(townships, year)
+        expected = valid * _PERIODS_PER_YEAR[decl.period_type]
         if kpi.method == "sum":
             name = inputs[0]
             value = _finite(_column_total(used, used[name], cumulative[name]))
@@ -140,13 +213,18 @@ def _base_points(
                 _column_total(used, used[denominator], cumulative[denominator]),
             )
             value = None if quotient is None else quotient * kpi.scale
-        points[year] = _Point(value, len(used), expected)
+        points[(code, year) if by_township else year] = _Point(value, len(used), expected)
     return points
 
 
 def _derived_points(kpi: Kpi, base: Mapping[int, _Point]) -> dict[int, _Point]:
+    """Derived points; across a change of the base KPI's definition the value is refused (NULL,
+    the 口径 says why): a growth rate between two definitions is a wrong figure."""
     points: dict[int, _Point] = {}
     for year, point in sorted(base.items()):
+        own = kpi.for_year(year)
+        if own is None:
+            continue
         if kpi.method == "yoy":
             other_year = year - 1
         else:
@@ -157,7 +235,15 @@ def _derived_points(kpi: Kpi, base: Mapping[int, _Point]) -> dict[int, _Point]:
         if other is None:
             continue
         value: float | None = None
-        if point.value is not None and other.value is not None:
+        tag = f"{kpi.version_for(year)} of {point.version}"
+        text = own.definition_zh
+        if point.version != other.version:
+            tag = f"{kpi.version_for(year)} of {other.version} → {point.version}"
+            text = (
+                f"{own.definition_zh}。口径不一致，不予计算: {other_year}年按{other.version}"
+                f"，{year}年按{point.version}(不跨口径比较)"
+            )
+        elif point.value is not None and other.value is not None:
             if kpi.method == "multiple_of_base":
                 value = _ratio(point.value, other.value)
             elif kpi.method == "yoy":
@@ -165,7 +251,7 @@ def _derived_points(kpi: Kpi, base: Mapping[int, _Point]) -> dict[int, _Point]:
                 value = None if quotient is None else (quotient - 1) * 100
             elif other.value > 0 and point.value >= 0:  # cagr
                 value = ((point.value / other.value) ** (1 / (year - other_year)) - 1) * 100
-        points[year] = _Point(value, point.used + other.used, point.expected + other.expected)
+        points[year] = _Point(value, point.used + other.used, point.expected + other.expected, tag, text)
     return points
 
 
@@ -204,7 +290,7 @@ def compute_county_kpis(
             points = _derived_points(kpi, computed[str(kpi.of)])
         else:
             try:
-                points = _base_points(kpi, values, declarations[kpi.department], townships)
+                points = _dated_base_points(kpi, values, declarations[kpi.department], townships)
             except (ValueError, OverflowError) as exc:  # one department's bad facts must not stop the others
                 failed.add(kpi.kpi)
                 note_skipped(skipped, f"KPI {kpi.kpi} ({kpi.department}) skipped: {type(exc).__name__}: {exc}")
@@ -223,7 +309,8 @@ def compute_county_kpis(
                     "coverage_expected": point.expected,
                     "coverage": point.used / point.expected if point.expected else 0.0,
                     "publishable": bool(point.expected) and point.used >= point.expected,
-                    "definition_zh": kpi.definition_zh,
+                    "definition_zh": point.definition_zh or kpi.definition_zh,
+                    "definition_version": point.version,
                 }
             )
     frame = pd.DataFrame(records, columns=list(KPI_COLUMNS))
@@ -232,6 +319,83 @@ def compute_county_kpis(
     )
 
 
+
+
+TOWNSHIP_KPI_COLUMNS = (
+    "basis", "township_code", "year", "kpi", "value", "unit", "coverage_used", "coverage_expected",
+    "definition_version", "assumed",
+)  # fmt: skip
+
+
+def _current_spans(townships: pd.DataFrame, shares: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """Each current unit as if it had existed since its earliest predecessor began (the coverage a
+    re-aggregated series is expected to have)."""
+    began: dict[str, Any] = {}
+    for row in townships.itertuples(index=False):
+        for unit in shares.get(str(row.township_code), {}):
+            if unit not in began or pd.Timestamp(row.valid_from) < pd.Timestamp(began[unit]):
+                began[unit] = row.valid_from
+    return pd.DataFrame(
+        [(code, start, None) for code, start in sorted(began.items())],
+        columns=["township_code", "valid_from", "valid_to"],
+    )
+
+
+def compute_township_kpis(
+    values: pd.DataFrame,
+    townships: pd.DataFrame,
+    crosswalk: pd.DataFrame,
+    kpis: Sequence[Kpi],
+    declarations: Mapping[str, Declaration],
+    skipped: list[str] | None = None,
+) -> pd.DataFrame:
+    """The county formulas on each township's facts, on both bases (``TOWNSHIP_KPI_COLUMNS``).
+
+    ``as_reported``: every unit with facts, each period on its own boundaries. ``current_boundaries``:
+    the facts re-aggregated onto today's units (``warehouse.boundaries``); ``assumed`` marks a
+    year of a unit that rests on an unverified crosswalk row (a year before the unit existed).
+    Derived KPIs (growth, multiples) are computed on each basis from that basis's own series.
+    """
+    shares = shares_on_current_boundaries(townships, crosswalk)
+    began = {str(r.township_code): pd.Timestamp(r.valid_from).year for r in townships.itertuples(index=False)}
+    unverified = {str(r.successor_code) for r in crosswalk.itertuples(index=False) if not bool(r.verified)}
+    records: list[dict[str, Any]] = []
+    for basis in BASES:
+        if basis == "as_reported":
+            facts, spans = values, townships
+        else:
+            facts = to_current_boundaries(values, townships, crosswalk, declarations)
+            spans = _current_spans(townships, shares)
+        computed: dict[str, dict[tuple[str, int], _Point]] = {}
+        for kpi in kpis:
+            if kpi.method in ("multiple_of_base", "cagr", "yoy"):
+                base = computed.get(str(kpi.of))
+                if base is None:
+                    continue
+                by_code: dict[str, dict[int, _Point]] = {}
+                for (code, year), point in base.items():
+                    by_code.setdefault(code, {})[year] = point
+                points = {
+                    (code, year): point
+                    for code, series in by_code.items()
+                    for year, point in _derived_points(kpi, series).items()
+                }
+            else:
+                try:
+                    points = _dated_base_points(kpi, facts, declarations[kpi.department], spans, by_township=True)
+                except (ValueError, OverflowError) as exc:
+                    note_skipped(skipped, f"township KPI {kpi.kpi} ({basis}) skipped: {type(exc).__name__}: {exc}")
+                    continue
+            computed[kpi.kpi] = points
+            for (code, year), point in points.items():
+                records.append({
+                    "basis": basis, "township_code": code, "year": year, "kpi": kpi.kpi, "value": point.value,
+                    "unit": kpi.unit, "coverage_used": point.used, "coverage_expected": point.expected,
+                    "definition_version": point.version,
+                    "assumed": basis == "current_boundaries" and code in unverified and year < began.get(code, 0),
+                })  # fmt: skip
+    frame = pd.DataFrame(records, columns=list(TOWNSHIP_KPI_COLUMNS))
+    return frame.sort_values(["basis", "township_code", "kpi", "year"], kind="stable").reset_index(drop=True)
 
 
 def _mart_row(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, Any]:
@@ -249,8 +413,23 @@ def _mart_row(record: Mapping[str, Any], refreshed_at: datetime) -> dict[str, An
         "coverage": float(record["coverage"]),
         "publishable": bool(record["publishable"]),
         "definition_zh": str(record["definition_zh"]),
+        "definition_version": str(record["definition_version"]),
         "refreshed_at": refreshed_at,
     }
+
+
+def _township_rows(frame: pd.DataFrame, refreshed_at: datetime) -> list[dict[str, Any]]:
+    """Plain Python scalars for the driver."""
+    return [
+        {
+            "basis": str(r.basis), "township_code": str(r.township_code), "year": int(r.year), "kpi": str(r.kpi),
+            "value": None if r.value is None or pd.isna(r.value) else float(r.value), "unit": str(r.unit),
+            "coverage_used": int(r.coverage_used), "coverage_expected": int(r.coverage_expected),
+            "definition_version": str(r.definition_version), "assumed": bool(r.assumed),
+            "refreshed_at": refreshed_at,
+        }
+        for r in frame.itertuples(index=False)
+    ]
 
 
 @dataclass(frozen=True)
@@ -295,6 +474,14 @@ def refresh_marts_checked(engine: Engine, *, today: date | None = None) -> MartR
         conn.execute(delete(mart))
         if rows:
             conn.execute(insert(mart), rows)
+        crosswalk = pd.DataFrame(
+            [tuple(r) for r in conn.execute(select(schema.ref_township_crosswalk)).all()],
+            columns=[c.name for c in schema.ref_township_crosswalk.columns],
+        )
+        by_township = compute_township_kpis(values, townships, crosswalk, load_kpis(), load_declarations(), skipped)
+        conn.execute(delete(schema.mart_township_kpi_yearly))
+        if len(by_township):
+            conn.execute(insert(schema.mart_township_kpi_yearly), _township_rows(by_township, refreshed_at))
         refresh_completeness(conn, today=today, values=values, skipped=skipped)
         refresh_dq_scorecard(conn, refreshed_at, skipped)  # mart_dq_scorecard, same transaction
     return MartRefresh(len(rows), tuple(skipped))

@@ -3,7 +3,8 @@
 Three entry points:
 
 * ``reference_frames()`` — pure reader of the CSVs into pandas frames, for code that needs
-  townships, aliases, helper units and pairings without a database (the normaliser, tests).
+  townships, aliases, helper units, pairings and the boundary crosswalk without a database
+  (the normaliser, tests).
 * ``read_reference(engine)`` — the same frames read back from the ``ref_*`` tables.
 * ``load_reference(conn)`` — brings the ``ref_*`` tables in line with the CSVs and the
   declarations inside the caller's transaction (``ensure_warehouse`` calls it).
@@ -12,7 +13,7 @@ Loading compares wanted rows with stored rows by primary key and writes only the
 new rows are inserted and changed rows updated in place, so a township referenced by
 ``fact_indicator_value`` is never deleted and re-inserted, and a second call writes nothing.
 Rows that disappeared from a source are deleted only from tables nothing else references
-(aliases, successors, pairings, helper units); departments, townships and indicators are kept,
+(aliases, crosswalk, pairings, helper units); departments, townships and indicators are kept,
 because the ledger and the facts may point at them.
 """
 
@@ -35,7 +36,7 @@ REFERENCE_DIR = Path(str(resources.files("warehouse") / "reference"))
 
 _DATE_COLUMNS = ("valid_from", "valid_to", "effective_date")
 _BOOL_COLUMNS = ("verified",)
-_FLOAT_COLUMNS = ("factor",)
+_FLOAT_COLUMNS = ("factor", "weight")
 
 #: table → CSV file, in foreign-key order (parents first)
 CSV_TABLES: tuple[tuple[Table, str], ...] = (
@@ -43,7 +44,7 @@ CSV_TABLES: tuple[tuple[Table, str], ...] = (
     (schema.ref_unit, "units.csv"),
     (schema.ref_township, "townships.csv"),
     (schema.ref_township_alias, "township_aliases.csv"),
-    (schema.ref_township_successor, "township_successors.csv"),
+    (schema.ref_township_crosswalk, "township_crosswalk.csv"),
     (schema.ref_helper_unit, "helper_units.csv"),
     (schema.ref_pairing, "pairings.csv"),
 )
@@ -51,7 +52,7 @@ CSV_TABLES: tuple[tuple[Table, str], ...] = (
 _PRUNED: tuple[Table, ...] = (
     schema.ref_pairing,
     schema.ref_township_alias,
-    schema.ref_township_successor,
+    schema.ref_township_crosswalk,
     schema.ref_helper_unit,
 )
 
@@ -66,7 +67,8 @@ class ReferenceFrames:
     townships: pd.DataFrame  # ref_township: one row per township
     aliases: pd.DataFrame  # ref_township_alias: one row per (alias, valid_from)
     helper_units: pd.DataFrame  # ref_helper_unit: one row per Chenghua helper unit
-    pairings: pd.DataFrame  # ref_pairing: one row per township
+    pairings: pd.DataFrame  # ref_pairing: one row per township, dated
+    crosswalk: pd.DataFrame  # ref_township_crosswalk: one row per predecessor → successor
 
 
 def _parse_bool(text: str) -> bool:
@@ -145,12 +147,17 @@ def reference_frames(directory: Path = REFERENCE_DIR) -> ReferenceFrames:
     def read(table: Table) -> pd.DataFrame:
         return _frame(table, _csv_rows(table, files[table.name], directory))
 
-    return ReferenceFrames(
+    frames = ReferenceFrames(
         townships=read(schema.ref_township),
         aliases=read(schema.ref_township_alias),
         helper_units=read(schema.ref_helper_unit),
         pairings=read(schema.ref_pairing),
+        crosswalk=read(schema.ref_township_crosswalk),
     )
+    problems = crosswalk_problems(frames.townships, frames.crosswalk)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return frames
 
 
 def read_reference(engine: Engine) -> ReferenceFrames:
@@ -166,6 +173,7 @@ def read_reference(engine: Engine) -> ReferenceFrames:
             aliases=read(schema.ref_township_alias),
             helper_units=read(schema.ref_helper_unit),
             pairings=read(schema.ref_pairing),
+            crosswalk=read(schema.ref_township_crosswalk),
         )
 
 
@@ -217,9 +225,58 @@ def load_reference(
     ]
     wanted.append((schema.ref_indicator, indicator_rows(decls)))
     by_table = {table.name: rows for table, rows in wanted}
+    problems = crosswalk_problems(
+        _frame(schema.ref_township, by_table["ref_township"]),
+        _frame(schema.ref_township_crosswalk, by_table["ref_township_crosswalk"]),
+    )
+    if problems:
+        raise ValueError("; ".join(problems))
+    by_table = {table.name: rows for table, rows in wanted}
     written = 0
     for table in _PRUNED:  # children before parents
         written += _prune_table(conn, table, by_table[table.name])
     for table, rows in wanted:  # parents before children
         written += _sync_table(conn, table, rows)
     return written
+
+
+def crosswalk_problems(townships: pd.DataFrame, crosswalk: pd.DataFrame) -> list[str]:
+    """What is wrong with the boundary crosswalk against the townships' validity intervals.
+
+    Each predecessor must end the day before the change takes effect, each successor begin on
+    it, and a predecessor's weights must add up to 1 (its whole area or population goes somewhere).
+    """
+    spans = {
+        str(row.township_code): (row.valid_from, row.valid_to)
+        for row in townships.itertuples(index=False)
+    }
+    problems: list[str] = []
+    for row in crosswalk.itertuples(index=False):
+        before, after = str(row.predecessor_code), str(row.successor_code)
+        if before not in spans or after not in spans:
+            problems.append(f"township_crosswalk.csv: {before} → {after} names a township not in townships.csv")
+            continue
+        effective = row.effective_date
+        ended = spans[before][1]
+        if ended is None or (effective - ended).days != 1:
+            problems.append(
+                f"township_crosswalk.csv: {before} should end the day before {effective} (valid_to {ended})"
+            )
+        if spans[after][0] != effective:
+            problems.append(
+                f"township_crosswalk.csv: {after} should begin on {effective} (valid_from {spans[after][0]})"
+            )
+    for code, shares in crosswalk.groupby("predecessor_code")["weight"]:
+        if abs(float(shares.sum()) - 1.0) > 1e-9:
+            problems.append(f"township_crosswalk.csv: the weights of {code} add up to {shares.sum():g}, not 1")
+    return problems
+
+
+def townships_on(townships: pd.DataFrame, day: date) -> pd.DataFrame:
+    """The rows of ``townships`` valid on ``day`` (a name is unique among them; across the 2019
+    reform it is not: the 巴旺乡 of 2020 is another unit than the 巴旺乡 of 2017)."""
+    valid = [
+        row.valid_from <= day and (row.valid_to is None or pd.isna(row.valid_to) or row.valid_to >= day)
+        for row in townships.itertuples(index=False)
+    ]
+    return townships[valid].reset_index(drop=True)

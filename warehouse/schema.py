@@ -64,14 +64,17 @@ ref_unit = Table(
 ref_township = Table(
     "ref_township",
     metadata,
-    Column("township_code", String(12), primary_key=True, comment="9-digit NBS code as of 2016–2017"),
-    Column("name_zh", Text, nullable=False, comment="official name 2016–2017"),
+    Column("township_code", String(12), primary_key=True,
+           comment="9-digit NBS code of a unit as of 2016–2017; 513323Rnn for a unit of the 2019 reform "
+           "(our key, not an NBS code)"),
+    Column("name_zh", Text, nullable=False, comment="official name during the validity interval"),
     Column("township_type", String(8), nullable=False, comment="镇 or 乡"),
     Column("valid_from", Date, nullable=False),
-    Column("valid_to", Date, comment="last day of validity (Dec 2019 reorganisation)"),
+    Column("valid_to", Date, comment="last day of validity; null while the unit exists"),
     Column("note", Text),
     Column("source", String(16), nullable=False, comment="NBS / ART / K / assumed"),
-    comment="one row per township of Danba (2016–2017 boundaries), the programme's stable key",
+    comment="one row per township with its own boundaries and validity interval: the 15 units of 2016–2019 "
+    "and the 12 from 2020 (a unit whose boundaries did not change is one row across the reform)",
 )
 
 ref_township_alias = Table(
@@ -87,16 +90,21 @@ ref_township_alias = Table(
     comment="one row per (name, validity interval): 巴底乡 is right for 2011, wrong for 2017",
 )
 
-ref_township_successor = Table(
-    "ref_township_successor",
+ref_township_crosswalk = Table(
+    "ref_township_crosswalk",
     metadata,
-    Column("successor_name_zh", Text, primary_key=True),
-    Column("effective_date", Date, nullable=False),
-    Column("predecessor_codes", Text, comment="space-separated township codes, when known"),
-    Column("source", String(16), nullable=False),
+    Column("predecessor_code", String(12), ForeignKey("ref_township.township_code"), primary_key=True),
+    Column("successor_code", String(12), ForeignKey("ref_township.township_code"), primary_key=True),
+    Column("effective_date", Date, nullable=False, comment="first day the successor's boundaries apply"),
+    Column("weight", Float, nullable=False,
+           comment="share of the predecessor that went to the successor (of its population, or another basis)"),
+    Column("basis", String(16), nullable=False, comment="what the weight measures: population / whole_unit / area"),
+    Column("source", String(16), nullable=False, comment="NBS / K / assumed"),
     Column("verified", Boolean, nullable=False),
     Column("note", Text),
-    comment="one row per unit created by the December 2019 reorganisation",
+    CheckConstraint("weight > 0 AND weight <= 1", name="weight_share"),
+    comment="one row per predecessor → successor of a boundary change (the 2019 reform): re-aggregates "
+    "earlier periods onto current boundaries; data a county can correct, never a rewrite of history",
 )
 
 ref_helper_unit = Table(
@@ -115,10 +123,13 @@ ref_pairing = Table(
     metadata,
     Column("township_code", String(12), ForeignKey("ref_township.township_code"), primary_key=True),
     Column("helper_unit_id", String(16), ForeignKey("ref_helper_unit.helper_unit_id"), nullable=False),
+    Column("valid_from", Date, nullable=False, comment="first day of the pairing"),
+    Column("valid_to", Date, comment="last day of the pairing; null while it lasts"),
     Column("source", String(16), nullable=False, comment="ART = stated in the article; assumed otherwise"),
     Column("verified", Boolean, nullable=False),
     Column("note", Text),
-    comment="one row per township: its paired Chenghua unit; only ART rows are verified",
+    comment="one row per township: its paired Chenghua unit, dated; only ART rows are verified "
+    "(a pairing carried to a unit of the 2019 reform is assumed)",
 )
 
 ref_indicator = Table(
@@ -394,6 +405,9 @@ mart_county_kpi_yearly = Table(
     ),
     Column("definition_zh", Text, nullable=False, comment="口径"),
     Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("definition_version", String(200), nullable=False, server_default="v1",
+           comment="the dated definition the value was computed with (the KPI's version and each input "
+           "indicator's with more than one); years with different tags do not compare"),
     comment="one row per year × KPI, computed from current loaded facts (expectations/kpis.yaml)",
 )
 
@@ -497,6 +511,30 @@ release_signoff = Table(
     CheckConstraint("action IN ('draft', 'redraft', 'review', 'approve', 'return')", name="action_known"),
     CheckConstraint("length(trim(acted_by)) > 0", name="acted_by_given"),
     comment="one row per sign-off action on a release; append-only audit trail (who, when, note)",
+)
+
+BASES = ("as_reported", "current_boundaries")
+mart_township_kpi_yearly = Table(
+    "mart_township_kpi_yearly",
+    metadata,
+    Column("basis", String(24), primary_key=True,
+           comment="as_reported: each period on the units it was reported for; current_boundaries: earlier "
+           "periods re-aggregated onto today's units through ref_township_crosswalk (warehouse/boundaries.py)"),
+    Column("township_code", String(12), primary_key=True,
+           comment="→ ref_township (a current unit for current_boundaries)"),
+    Column("year", Integer, primary_key=True),
+    Column("kpi", String(64), primary_key=True),
+    Column("value", Float, comment="in the KPI's unit; null when it cannot be computed"),
+    Column("unit", String(16), nullable=False),
+    Column("coverage_used", Integer, nullable=False, comment="township-periods with data"),
+    Column("coverage_expected", Integer, nullable=False, comment="township-periods expected"),
+    Column("definition_version", String(200), nullable=False, comment="as in mart_county_kpi_yearly"),
+    Column("assumed", Boolean, nullable=False,
+           comment="current_boundaries: the value rests on a crosswalk row that is not verified"),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("basis IN ('as_reported', 'current_boundaries')", name="basis_known"),
+    comment="one row per basis × township × year × KPI: the county formulas (kpis.yaml) on one township's "
+    "facts, as reported and on current boundaries",
 )
 
 COMPLETENESS_STATUSES = ("on_time", "late", "missing", "quarantined", "rejected", "pending")

@@ -77,11 +77,21 @@ class TownshipAlias:
     alias_kind: str
 
 
-@lru_cache(maxsize=1)
-def township_codes() -> tuple[str, ...]:
-    """The 15 township codes in the order of ``townships.csv`` (code order, as forms list them)."""
+#: the day whose boundaries the demo's 2011–2017 story uses: the 15 townships before the 2019 reform
+STORY_BOUNDARIES = date(2017, 12, 31)
+
+
+@lru_cache(maxsize=4)
+def township_codes(on: date = STORY_BOUNDARIES) -> tuple[str, ...]:
+    """The codes of the townships valid ``on`` that day, in the order of ``townships.csv`` (code
+    order, as forms list them): the 15 of 2016–2019 by default, the 12 units from 2020 on."""
     with (REFERENCE_DIR / "townships.csv").open(encoding="utf-8") as fh:
-        return tuple(row["township_code"] for row in csv.DictReader(fh))
+        return tuple(
+            row["township_code"]
+            for row in csv.DictReader(fh)
+            if date.fromisoformat(row["valid_from"]) <= on
+            and (not row["valid_to"] or date.fromisoformat(row["valid_to"]) >= on)
+        )
 
 
 @lru_cache(maxsize=1)

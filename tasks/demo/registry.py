@@ -29,10 +29,13 @@ TRADES = ["挖掘机驾驶", "电工", "焊工", "中式烹调", "家政服务",
 
 
 def township_names() -> list[str]:
-    """Official names of the townships valid in 2016–2017 (ref_township)."""
+    """Official names of the townships valid in 2016–2017 (ref_township, before the 2019 reform)."""
+    from tasks.demo.form_writer import township_codes
     from warehouse.refdata import reference_frames
 
-    return [str(name) for name in reference_frames().townships["name_zh"]]
+    story = set(township_codes())
+    townships = reference_frames().townships
+    return [str(row.name_zh) for row in townships.itertuples(index=False) if row.township_code in story]
 
 
 def registry_ids(n: int, snapshot: date, rng: np.random.Generator) -> tuple[pa.Array, np.ndarray]:

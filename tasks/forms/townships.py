@@ -2,7 +2,9 @@
 
 Exact matches only, after folding width and whitespace: 章谷 / 章谷镇 / 巴底乡 (only up to 2012).
 Anything else is an error that names the value and what it probably meant — a former name valid
-at another date, the paired township of a Chenghua helper unit, or the closest valid names.
+at another date, a unit abolished or not yet created by a boundary change (with its successors or
+predecessors from the crosswalk), the paired township of a Chenghua helper unit, or the closest
+valid names.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 
@@ -54,10 +56,26 @@ class TownshipResolver:
         pairings: pd.DataFrame,
         start: date,
         end: date,
+        crosswalk: pd.DataFrame | None = None,
     ) -> None:
         self.start, self.end = start, end
         names = dict(zip(townships["township_code"].astype(str), townships["name_zh"], strict=True))
         self._official = names
+        self._spans = {
+            str(row.township_code): (
+                date.min if _none(row.valid_from) else _as_date(row.valid_from),
+                date.max if _none(row.valid_to) else _as_date(row.valid_to),
+            )
+            for row in townships.itertuples(index=False)
+        }
+        self._crosswalk: list[tuple[str, str, float]] = (
+            []
+            if crosswalk is None
+            else [
+                (str(r.predecessor_code), str(r.successor_code), float(r.weight))
+                for r in crosswalk.itertuples(index=False)
+            ]
+        )
         self._valid: dict[str, tuple[str, str]] = {}
         self._other_dates: dict[str, list[tuple[str, date, date]]] = {}
         for row in aliases.itertuples(index=False):
@@ -82,7 +100,7 @@ class TownshipResolver:
         self._helper_to_township: dict[str, tuple[str, str, bool]] = {}
         for row in pairings.itertuples(index=False):
             helper = helper_names.get(str(row.helper_unit_id))
-            if helper:
+            if helper and str(row.township_code) in self.expected_codes:
                 verified = bool(row.verified) and str(row.verified).lower() != "false"
                 for variant in {helper, helper.removesuffix("街道")}:
                     self._helper_to_township[fold_name(variant)] = (
@@ -98,6 +116,9 @@ class TownshipResolver:
             return Resolution(None, problem="乡镇名称为空")
         if name in self._other_dates:
             code, vf, vt = self._other_dates[name][0]
+            changed = self._boundary_reason(raw_name, code)
+            if changed:
+                return Resolution(None, problem=changed)
             current = self._official.get(code, code)
             if vf == date.min:
                 when = f"{vt.year}年及以前"
@@ -166,6 +187,30 @@ class TownshipResolver:
         return (f"{name}的区划代码应为{name_code}，表中写的{raw_code}是{by_code.name_zh}"
                 f"({by_code.township_code})的代码；请核对乡镇名称和代码")
 
+    def _boundary_reason(self, raw_name: str, code: str) -> str | None:
+        """Why a unit's name is wrong for the period when the unit itself did not exist then."""
+        began, ended = self._spans.get(code, (date.min, date.max))
+        if ended < self.start:
+            after = [s for p, s, _ in self._crosswalk if p == code]
+            names = "、".join(self._official.get(s, s) + ("(部分)" if self._partial(code, s) else "") for s in after)
+            into = f"，其区域{ended.year + 1}年起属{names}" if names else ""
+            return (
+                f"“{raw_name}”自{_day(ended + timedelta(days=1))}起因乡镇区划调整撤销{into}；"
+                f"本报告期({self._period_label()})应按调整后的乡镇填报"
+            )
+        if began > self.end:
+            before = [p for p, s, _ in self._crosswalk if s == code]
+            names = "、".join(self._official.get(p, p) + ("(部分)" if self._partial(p, code) else "") for p in before)
+            came = f"，由{names}调整而来" if names else ""
+            return (
+                f"“{raw_name}”是{_day(began)}起乡镇区划调整后的单位{came}；"
+                f"本报告期({self._period_label()})尚未设立，应按调整前的乡镇填报"
+            )
+        return None
+
+    def _partial(self, predecessor: str, successor: str) -> bool:
+        return any(p == predecessor and s == successor and w < 1 for p, s, w in self._crosswalk)
+
     def _period_label(self) -> str:
         """2017年5月 for a month, 2017年 for a whole year."""
         if (self.start.month, self.start.day, self.end.month, self.end.day) == (1, 1, 12, 31):
@@ -174,6 +219,10 @@ class TownshipResolver:
 
     def name_of(self, code: str) -> str:
         return self._official.get(code, code)
+
+
+def _day(day: date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
 
 
 def _none(value: object) -> bool:

@@ -261,7 +261,7 @@ def stream_registry(
         return RegistryStream(StreamResult(outcome_of(header_issues), 0, 0, tuple(header_issues), ()),
                               source.sheet, source.encoding, times)
     resolver = TownshipResolver(reference.townships, reference.aliases, reference.helper_units,
-                                reference.pairings, snapshot_start, snapshot_end)
+                                reference.pairings, snapshot_start, snapshot_end, crosswalk=reference.crosswalk)
     townships = TownshipCodes(resolver)
     findings = Findings()
     critical_ids = {c.check_id for c in declaration.checks if c.severity == "critical"}

@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ from markupsafe import Markup
 from sqlalchemy import Engine
 
 from expectations.declaration import load_declarations
-from tasks.report.charts import Point, bar_chart, grouped_bar_chart, line_chart
+from tasks.report.breaks import COUNTY_BASIS_NOTE, boundary_breaks, definition_breaks
+from tasks.report.charts import Break, Point, bar_chart, grouped_bar_chart, line_chart
 from tasks.report.data import (
     SUBMISSION_COLUMNS,
     TOWNSHIP_COLUMNS,
@@ -97,9 +99,10 @@ def _ratio_parts(idx: KpiIndex, kpi: str) -> list[str]:
             and idx.specs[k].indicator in (spec.numerator, spec.denominator)]  # fmt: skip
 
 
-def trend_charts(idx: KpiIndex) -> list[tuple[str, Markup]]:
+def trend_charts(idx: KpiIndex, breaks: Callable[[str], list[Break]] = lambda kpi: []) -> list[tuple[str, Markup]]:
     """One chart per base KPI (money sums as bars, the rest as lines); the two parts of a ratio KPI
-    share one grouped bar chart (e.g. job-fair posts vs hires) placed before the ratio's own line."""
+    share one grouped bar chart (e.g. job-fair posts vs hires) placed before the ratio's own line.
+    ``breaks(kpi)``: where the KPI's series breaks (a boundary reform, a change of definition)."""
     grouped = {kpi: parts for kpi in idx.base_kpis() if len(parts := _ratio_parts(idx, kpi)) == 2}
     in_groups = {k for parts in grouped.values() for k in parts}
     charts: list[tuple[str, Markup]] = []
@@ -116,7 +119,7 @@ def trend_charts(idx: KpiIndex) -> list[tuple[str, Markup]]:
         unit = idx.display(kpi).unit
         title = f"{idx.label(kpi)}({unit})"
         draw = bar_chart if spec is not None and spec.method == "sum" and spec.unit == "元" else line_chart
-        charts.append((title, Markup(draw(_series(idx, kpi), title=title, y_label=unit))))
+        charts.append((title, Markup(draw(_series(idx, kpi), title=title, y_label=unit, breaks=breaks(kpi)))))
     return charts
 
 
@@ -160,7 +163,7 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
         county = link_figures(county, idx.kpi_order(), idx.years())
     tables.append(county)
 
-    views = TownshipViews(data.values, data.townships, departments)
+    views = TownshipViews(data.values, data.townships, departments, current=data.township_current)
     league, pairing = views.league(chosen), views.pairing_table()
     tables += [league, pairing]
     pages["townships.html"] = render_page(
@@ -224,10 +227,12 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
     pages["registry.html"] = render_page(
         "registry.html", **_common(data, chosen, "registry.html", "", "劳动力实名登记"), views=registry
     )
+    reform = boundary_breaks(data.townships)
     pages["index.html"] = render_page(
         "index.html", **_common(data, chosen, "index.html", "", "县级总览"),
         narrative=narrative(data.kpis, chosen, COUNTY), cards=headline_cards(data.kpis, chosen, departments),
-        charts=trend_charts(idx), kpi_table=county,
+        charts=trend_charts(idx, lambda kpi: reform + definition_breaks(data.kpis, kpi)), kpi_table=county,
+        basis_note=COUNTY_BASIS_NOTE,
         registry=[registry_summary(v) for v in registry if v.period is not None],
     )  # fmt: skip
     return {"pages": pages, "tables": tables, "copies": copies, "texts": texts, "year": chosen}

@@ -30,6 +30,47 @@ class Point:
     incomplete: bool = False
 
 
+@dataclass(frozen=True)
+class Break:
+    """A break in a series between ``after_year`` and the next: a boundary reform or a change of
+    definition (口径). Drawn as a dashed line with ``label``; the line is not joined across it."""
+
+    after_year: int
+    label: str
+
+
+def _breaks_within(points: Sequence[Point], breaks: Sequence[Break]) -> list[Break]:
+    if not points:
+        return []
+    first, last = points[0].year, points[-1].year
+    labels: dict[int, list[str]] = {}
+    for brk in breaks:  # two breaks in one place (a reform and a new definition) are one line, two labels
+        if first <= brk.after_year < last and brk.label not in labels.get(brk.after_year, []):
+            labels.setdefault(brk.after_year, []).append(brk.label)
+    return [Break(year, "；".join(texts)) for year, texts in sorted(labels.items())]
+
+
+def _segments(points: Sequence[Point], breaks: Sequence[Break]) -> list[list[int]]:
+    """Indices of ``points`` in runs that no break separates."""
+    cuts = sorted(b.after_year for b in breaks)
+    runs: list[list[int]] = [[]]
+    for i, point in enumerate(points):
+        if runs[-1] and any(points[runs[-1][-1]].year <= cut < point.year for cut in cuts):
+            runs.append([])
+        runs[-1].append(i)
+    return runs
+
+
+def _break_marks(x: float, label: str, top: float, bottom: float, *, small: bool = False) -> list[str]:
+    mark = (
+        f'<line class="break-marker" x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}" '
+        f'stroke="#b5482a" stroke-width="1.5" stroke-dasharray="4 3"><title>{escape(label)}</title></line>'
+    )
+    if small:
+        return [mark]
+    return [mark, _text(x + 3, top + 26, label, anchor="start", cls="break-label")]
+
+
 def nice_ticks(maximum: float, count: int = 4) -> list[float]:
     """Ticks from 0 to at least ``maximum`` in steps of 1, 2, 2.5 or 5 × 10^k."""
     if not maximum > 0:
@@ -90,8 +131,9 @@ def _line_xs(points: Sequence[Point]) -> list[float]:
     return [inner_left + span * (p.year - first) / (last - first) for p in points]
 
 
-def line_chart(points: Sequence[Point], *, title: str, y_label: str) -> str:
-    """A line chart of ``points`` (sorted by year), labelled with each point's formatted value."""
+def line_chart(points: Sequence[Point], *, title: str, y_label: str, breaks: Sequence[Break] = ()) -> str:
+    """A line chart of ``points`` (sorted by year), labelled with each point's formatted value;
+    each of ``breaks`` within the years drawn as a dashed line, the series not joined across it."""
     if not points:
         return EMPTY_HTML
     points = sorted(points, key=lambda p: p.year)
@@ -99,8 +141,14 @@ def line_chart(points: Sequence[Point], *, title: str, y_label: str) -> str:
     xs = _line_xs(points)
     ys = [_y(p.value, ticks[-1]) for p in points]
     body = _axes(ticks, y_label)
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
-    body.append(f'<polyline points="{path}" fill="none" stroke="{COLOUR}" stroke-width="2"/>')
+    shown = _breaks_within(points, breaks)
+    for run in _segments(points, shown):
+        path = " ".join(f"{xs[i]:.1f},{ys[i]:.1f}" for i in run)
+        body.append(f'<polyline points="{path}" fill="none" stroke="{COLOUR}" stroke-width="2"/>')
+    first, last = points[0].year, points[-1].year
+    for brk in shown:
+        x = xs[0] + (xs[-1] - xs[0]) * (brk.after_year + 0.5 - first) / (last - first)
+        body += _break_marks(x, brk.label, TOP - 8, HEIGHT - BOTTOM)
     for point, x, y in zip(points, xs, ys, strict=True):
         fill = "#fff" if point.incomplete else COLOUR
         body.append(
@@ -111,8 +159,8 @@ def line_chart(points: Sequence[Point], *, title: str, y_label: str) -> str:
     return _svg(title, body, points)
 
 
-def bar_chart(points: Sequence[Point], *, title: str, y_label: str) -> str:
-    """A bar chart of ``points``, one evenly spaced bar per year."""
+def bar_chart(points: Sequence[Point], *, title: str, y_label: str, breaks: Sequence[Break] = ()) -> str:
+    """A bar chart of ``points``, one evenly spaced bar per year; ``breaks`` as dashed lines between bars."""
     if not points:
         return EMPTY_HTML
     points = sorted(points, key=lambda p: p.year)
@@ -131,6 +179,9 @@ def bar_chart(points: Sequence[Point], *, title: str, y_label: str) -> str:
         )
         body.append(_text(centre, top - 6, point.label, cls="value"))
         body.append(_text(centre, base + 18, str(point.year)))
+    for brk in _breaks_within(points, breaks):
+        after = max(i for i, p in enumerate(points) if p.year <= brk.after_year)
+        body += _break_marks(LEFT + slot * (after + 1), brk.label, TOP - 8, base)
     return _svg(title, body, points)
 
 
@@ -198,8 +249,9 @@ def category_bar_chart(
 SPARK_WIDTH, SPARK_HEIGHT, SPARK_PAD = 180, 64, 6
 
 
-def sparkline(points: Sequence[Point], *, title: str, top: float) -> str:
-    """A small-multiple: the series on a shared y scale 0 … ``top``, the last value written."""
+def sparkline(points: Sequence[Point], *, title: str, top: float, breaks: Sequence[Break] = ()) -> str:
+    """A small-multiple: the series on a shared y scale 0 … ``top``, the last value written;
+    ``breaks`` as dashed lines, the line not joined across them."""
     if not points:
         return '<p class="empty small">暂无数据</p>'
     points = sorted(points, key=lambda p: p.year)
@@ -214,8 +266,14 @@ def sparkline(points: Sequence[Point], *, title: str, top: float) -> str:
         return x, y
 
     coords = [xy(p) for p in points]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-    body = [f'<polyline points="{path}" fill="none" stroke="{COLOUR}" stroke-width="1.5"/>']
+    shown = _breaks_within(points, breaks)
+    body = []
+    for run in _segments(points, shown):
+        path = " ".join(f"{coords[i][0]:.1f},{coords[i][1]:.1f}" for i in run)
+        body.append(f'<polyline points="{path}" fill="none" stroke="{COLOUR}" stroke-width="1.5"/>')
+    for brk in shown:
+        x = SPARK_PAD + inner * (brk.after_year + 0.5 - first) / span
+        body += _break_marks(x, brk.label, SPARK_PAD, SPARK_HEIGHT - 14, small=True)
     for p, (x, y) in zip(points, coords, strict=True):
         fill = "#fff" if p.incomplete else COLOUR
         body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{fill}" stroke="{COLOUR}"/>')

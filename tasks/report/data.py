@@ -7,7 +7,9 @@ Frames, by grain:
 - ``values``: one row per department × indicator × township × period, current versions
   (``v_indicator_value``, the columns ``warehouse.marts`` computes KPIs from);
 - ``townships``: one row per township with its dates and its paired Chenghua unit
-  (``ref_township`` + ``v_township_pairing``);
+  (``ref_township`` + ``v_township_pairing``), only the units that existed in the years the
+  facts cover (the 15 of 2016–2019 for a warehouse that ends in 2017; both sets across the 2019
+  reform, each unit on its own boundaries);
 - ``completeness`` (department × period), ``completeness_township`` (department × period ×
   township), ``dq_scorecard`` (department × month), ``followups`` (open ones): ``None`` when the
   table does not exist in this warehouse yet (contracts.md: other modules add them), so the
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
@@ -72,6 +74,8 @@ FOLLOWUP_COLUMNS = (
     "followup_id", "kind", "department", "period", "township_code", "indicator", "check_id", "submission_id",
     "severity", "value", "reason_zh", "status", "opened_at", "last_seen_at",
 )  # fmt: skip
+TOWNSHIP_KPI_COLUMNS = ("basis", "township_code", "year", "kpi", "value", "coverage_used", "coverage_expected",
+                        "definition_version", "assumed")  # fmt: skip
 REGISTRY_MEASURES = (
     "persons", "poor_persons", "persons_trained", "training_person_times", "certified_persons",
     "certified_mid_senior_persons", "employed_persons",
@@ -110,6 +114,8 @@ class ReportData:
     registry_reconciliation: pd.DataFrame | None = None
     release: ReleaseMarks | None = None  # a release's own site: its banner and provenance links
     published: tuple[PublishedLink, ...] = ()  # the latest approved release per kind (the 已发布 banner)
+    #: township KPIs on current boundaries (mart_township_kpi_yearly, basis current_boundaries)
+    township_current: pd.DataFrame | None = None
 
 
 def _frame(conn: Connection, query: Select[Any], columns: Sequence[str], numeric: Sequence[str] = ()) -> pd.DataFrame:
@@ -194,6 +200,15 @@ def _published(conn: Connection) -> tuple[PublishedLink, ...]:
         links.append(PublishedLink(str(r["kind"]), f"{title} {label}", str(r["release_id"]), int(r["version"]),
                                    f"{approved.tz_convert('Asia/Shanghai'):%Y-%m-%d %H:%M} 北京时间"))
     return tuple(links)
+def townships_of_years(townships: pd.DataFrame, years: Sequence[int]) -> pd.DataFrame:
+    """The townships whose validity overlaps ``min(years)``–``max(years)`` (all when no years)."""
+    if not len(years):
+        return townships
+    first, last = date(min(years), 1, 1), date(max(years), 12, 31)
+    began = pd.to_datetime(townships["valid_from"]).dt.date
+    ended = pd.to_datetime(townships["valid_to"]).dt.date
+    keep = (began <= last) & (ended.isna() | (ended >= first))
+    return townships[keep.to_numpy(dtype=bool)].reset_index(drop=True)
 
 
 def load_report_data(engine: Engine) -> ReportData:
@@ -203,7 +218,7 @@ def load_report_data(engine: Engine) -> ReportData:
         names = conn.execute(select(ref_department.c.department, ref_department.c.name_zh)).all()
         kpis = _kpis(conn)
         subs = _submissions(conn)
-        towns = _townships(conn)
+        towns = townships_of_years(_townships(conn), sorted({int(y) for y in values["year"].dropna()}))
         completeness = _optional(
             conn, "mart_completeness", COMPLETENESS_COLUMNS,
             ("expected", "received", "on_time", "late", "missing", "loaded", "quarantined", "rejected",
@@ -216,6 +231,10 @@ def load_report_data(engine: Engine) -> ReportData:
         followups = _optional(
             conn, "followup", FOLLOWUP_COLUMNS, ("value",),
             where=(("status",), lambda t: t.c.status == "open"),
+        )  # fmt: skip
+        township_current = _optional(
+            conn, "mart_township_kpi_yearly", TOWNSHIP_KPI_COLUMNS, ("value", "coverage_used", "coverage_expected"),
+            where=(("basis",), lambda t: t.c.basis == "current_boundaries"),
         )  # fmt: skip
         registry_county = _optional(conn, "mart_registry_county", REGISTRY_COUNTY_COLUMNS, REGISTRY_COUNTY_COLUMNS[3:])
         registry_township = _optional(conn, "mart_registry_township", REGISTRY_TOWNSHIP_COLUMNS, REGISTRY_MEASURES)
@@ -245,6 +264,7 @@ def load_report_data(engine: Engine) -> ReportData:
         registry_category=registry_category,
         registry_reconciliation=registry_reconciliation,
         published=published,
+        township_current=township_current,
     )
 
 

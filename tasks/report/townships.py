@@ -16,7 +16,8 @@ import pandas as pd
 from markupsafe import Markup
 
 from expectations.declaration import load_declarations, load_kpis
-from tasks.report.charts import Point, line_chart, sparkline
+from tasks.report.breaks import CURRENT_BASIS_NOTE, TOWNSHIP_BASIS_NOTE, definition_breaks
+from tasks.report.charts import Break, Point, line_chart, sparkline
 from tasks.report.export import Column, SiteTable
 from tasks.report.tables import Cell, ShownTable, kpi_table, num_cell
 from tasks.report.view import DASH, Display, KpiIndex, number
@@ -81,12 +82,19 @@ class TownshipPage:
     verified: bool
     table: ShownTable
     charts: tuple[tuple[str, Markup], ...]
+    basis_notes: tuple[str, ...] = ()
 
 
 class TownshipViews:
-    """Everything the township pages show, built once from the report's frames."""
+    """Everything the township pages show, built once from the report's frames. ``current``: the
+    township KPIs on current boundaries (mart_township_kpi_yearly); a unit the reform created gets a
+    second set of charts on that basis, the reform drawn as a break."""
 
-    def __init__(self, values: pd.DataFrame, townships: pd.DataFrame, departments: dict[str, str]) -> None:
+    def __init__(
+        self, values: pd.DataFrame, townships: pd.DataFrame, departments: dict[str, str],
+        current: pd.DataFrame | None = None,
+    ) -> None:  # fmt: skip
+        self.current = current
         self.townships = townships.sort_values("township_code").reset_index(drop=True)
         self.departments = departments
         self.kpis = township_kpis(values, townships)
@@ -174,12 +182,41 @@ class TownshipViews:
                 points = _points(idx, kpi)  # type: ignore[arg-type]
                 if points:
                     title = f"{self.base.label(kpi)}({self.base.display(kpi).unit})"
-                    svg = line_chart(points, title=title, y_label=self.base.display(kpi).unit)
+                    svg = line_chart(points, title=title, y_label=self.base.display(kpi).unit,
+                                     breaks=definition_breaks(frame, kpi))  # fmt: skip
                     charts.append((title, Markup(svg)))
+            notes = [TOWNSHIP_BASIS_NOTE]
+            recut = self._current_charts(code, row)
+            if recut:
+                charts += recut
+                notes.append(CURRENT_BASIS_NOTE.format(year=pd.Timestamp(row["valid_from"]).year))
             unit, how = pairing_text(row)
             pages.append(TownshipPage(code, str(row["township_name"]), str(row["township_type"]), unit, how,
-                                      bool(row.get("pairing_verified")), table, tuple(charts)))  # fmt: skip
+                                      bool(row.get("pairing_verified")), table, tuple(charts),
+                                      tuple(notes)))  # fmt: skip
         return pages
+
+    def _current_charts(self, code: str, row: dict[str, Any]) -> list[tuple[str, Markup]]:
+        """Charts on current boundaries for a unit with re-aggregated years before it began."""
+        if self.current is None or self.current.empty:
+            return []
+        began = pd.Timestamp(row["valid_from"]).year
+        own = self.current[self.current["township_code"] == code]
+        if own.empty or own["year"].min() >= began:
+            return []
+        frame = own.drop(columns=[c for c in ("basis", "township_code", "assumed") if c in own.columns])
+        frame = frame.assign(label_zh="", unit="", department="", coverage=0.0, definition_zh="", publishable=pd.NA)
+        idx = TownshipKpiIndex(frame, self.departments)
+        reform = Break(began - 1, f"{began - 1}年末乡镇区划调整(此前为折算值)")
+        charts = []
+        for kpi in self.kpis_shown():
+            points = _points(idx, kpi)
+            if points:
+                title = f"{self.base.label(kpi)}({self.base.display(kpi).unit}，按现行区划)"
+                svg = line_chart(points, title=title, y_label=self.base.display(kpi).unit,
+                                 breaks=[reform, *definition_breaks(own, kpi)])  # fmt: skip
+                charts.append((title, Markup(svg)))
+        return charts
 
     def pairing_table(self) -> ShownTable:
         records = []

@@ -214,9 +214,13 @@ def _details(idx: KpiIndex, kpi: str, year: int) -> list[str]:
     base, first = idx.base_year(), idx.kpi_years(kpi)
     if first and first[0] < year and idx.display(kpi).unit == "%" and idx.value(kpi, year) is not None:
         then = base if base in first else first[0]  # the base year, else the earliest with data
-        change = idx.value(kpi, year) - (idx.value(kpi, then) or 0.0)  # type: ignore[operator]
-        shown = idx.display(kpi).number_text(change, signed=True)
-        details.append(f"{then}年 {idx.text(kpi, then)}，变化 {shown} 个百分点")
+        versions = {str((idx.row(kpi, y) or {}).get("definition_version") or "v1") for y in (then, year)}
+        if len(versions) > 1:  # two definitions (口径): the change between them is not a figure
+            details.append(f"{then}年 {idx.text(kpi, then)}，口径不同，不计算变化")
+        else:
+            change = idx.value(kpi, year) - (idx.value(kpi, then) or 0.0)  # type: ignore[operator]
+            shown = idx.display(kpi).number_text(change, signed=True)
+            details.append(f"{then}年 {idx.text(kpi, then)}，变化 {shown} 个百分点")
     return details
 
 

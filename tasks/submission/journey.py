@@ -170,7 +170,7 @@ def parse(received: Received, reference: ReferenceFrames) -> Parsed:
     choice_issues = [*truncated, *choice_issues]
     resolver = TownshipResolver(
         reference.townships, reference.aliases, reference.helper_units, reference.pairings,
-        received.period.start, received.period.end,
+        received.period.start, received.period.end, crosswalk=reference.crosswalk,
     )
     form = normalise_form(form_table, declaration, received.period, resolver)
     return Parsed(form=_with_issues(form, choice_issues), fatal=())

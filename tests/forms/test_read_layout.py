@@ -760,7 +760,7 @@ def test_a_missing_township_warns_but_loads(
 def test_open_ended_alias_dates_do_not_break_the_resolver(reference: ReferenceFrames) -> None:
     extra = pd.DataFrame(
         [
-            {"alias": "甲居镇", "valid_from": date(2020, 1, 1), "valid_to": None, "township_code": "513323202",
+            {"alias": "聂呷新镇", "valid_from": date(2020, 1, 1), "valid_to": None, "township_code": "513323202",
              "alias_kind": "official", "source": "assumed", "note": None},
             {"alias": "老章谷", "valid_from": None, "valid_to": date(1999, 12, 31), "township_code": "513323100",
              "alias_kind": "former", "source": "assumed", "note": None},
@@ -772,9 +772,9 @@ def test_open_ended_alias_dates_do_not_break_the_resolver(reference: ReferenceFr
         return TownshipResolver(reference.townships, aliases, reference.helper_units, reference.pairings, start, end)
 
     in_2021 = resolver(date(2021, 3, 1), date(2021, 3, 31))
-    assert in_2021.resolve("甲居镇").township_code == "513323202"
+    assert in_2021.resolve("聂呷新镇").township_code == "513323202"
     in_2017 = resolver(date(2017, 5, 1), date(2017, 5, 31))
-    future = in_2017.resolve("甲居镇")
+    future = in_2017.resolve("聂呷新镇")
     assert future.township_code is None and "2020年起" in (future.problem or "") and "聂呷乡" in (future.problem or "")
     past = in_2017.resolve("老章谷")
     assert past.township_code is None and "1999年及以前" in (past.problem or "") and "2017年5月" in (past.problem or "")

@@ -26,7 +26,7 @@ from tests.warehouse.test_roles import roles  # noqa: F401  (the PostgreSQL role
 from warehouse import schema
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
-from warehouse.refdata import reference_frames
+from warehouse.refdata import reference_frames, townships_on
 
 KEY = "k" * 40
 PERIOD = "2017-05"
@@ -156,7 +156,8 @@ def _load_labour_form(engine: Engine, counts: pd.DataFrame) -> None:
 
 def test_people_load_under_keys_and_kpis_count_people_not_rows(warehouse_engine: Engine, tmp_path: Path) -> None:
     frame = people(600)
-    codes = dict(zip(reference_frames().townships["name_zh"], reference_frames().townships["township_code"],
+    codes = dict(zip(townships_on(reference_frames().townships, date(2017, 5, 31))["name_zh"],
+                     townships_on(reference_frames().townships, date(2017, 5, 31))["township_code"],
                      strict=True))
     frame["code"] = frame[TOWN].map(codes)
     counts = frame.groupby("code").agg(persons=(ID, "size"), poor=("是否建档立卡贫困户", lambda s: (s == "是").sum()))
@@ -259,7 +260,8 @@ def test_reconciliation_is_rebuilt_when_the_labour_return_arrives_later(sqlite_e
     with sqlite_engine.connect() as conn:
         before = conn.execute(text("SELECT COUNT(*), COUNT(form_value) FROM mart_registry_reconciliation")).one()
     assert tuple(before) == (2 * frame[TOWN].nunique(), 0)  # no labour figures yet: rows, nothing to compare
-    codes = dict(zip(reference_frames().townships["name_zh"], reference_frames().townships["township_code"],
+    codes = dict(zip(townships_on(reference_frames().townships, date(2017, 5, 31))["name_zh"],
+                     townships_on(reference_frames().townships, date(2017, 5, 31))["township_code"],
                      strict=True))
     frame["code"] = frame[TOWN].map(codes)
     counts = frame.groupby("code").agg(persons=(ID, "size"), poor=("是否建档立卡贫困户", lambda s: (s == "是").sum()))

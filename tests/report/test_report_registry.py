@@ -22,7 +22,7 @@ from tasks.report.registry import registry_lines, registry_views
 from warehouse import schema
 from warehouse.keys import submission_key
 from warehouse.load import SubmissionRecord, record_submission
-from warehouse.refdata import reference_frames
+from warehouse.refdata import reference_frames, townships_on
 
 DEPARTMENTS = {"labour_registry": "县人力资源和社会保障局(劳动力实名登记)", "labour": "县人力资源和社会保障局"}
 CODES = ("513323201", "513323208")
@@ -76,7 +76,8 @@ def load_registry_snapshot(engine: Engine, tmp_path: Path, *, names: list[str] |
     if names is not None:
         table = table.set_column(table.column_names.index("姓名"), "姓名", pa.array(names))
     frame = table.to_pandas()
-    codes = dict(zip(reference_frames().townships["name_zh"], reference_frames().townships["township_code"],
+    codes = dict(zip(townships_on(reference_frames().townships, date(2017, 5, 31))["name_zh"],
+                     townships_on(reference_frames().townships, date(2017, 5, 31))["township_code"],
                      strict=True))
     frame["code"] = frame["乡(镇)"].map(codes)
     counts = frame.groupby("code").agg(persons=("公民身份号码", "size"),

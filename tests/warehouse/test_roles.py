@@ -119,7 +119,7 @@ def test_sqlite_read_only_while_the_pipeline_writes(sqlite_engine: Engine) -> No
         reader.dispose()
     raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # the sqlite3 CLI's way, in Python
     try:
-        assert raw.execute("SELECT COUNT(*) FROM v_township_pairing").fetchone() == (15,)
+        assert raw.execute("SELECT COUNT(*) FROM v_township_pairing").fetchone() == (21,)
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             raw.execute("DELETE FROM ref_pairing")
     finally:
@@ -322,7 +322,7 @@ def test_roles_without_login_cannot_connect(roles: RoleSet) -> None:
         pass
     with roles.admin.connect() as conn:  # a member of the role (here: the superuser) may SET ROLE
         conn.exec_driver_sql(f'SET ROLE "{roles.analyst}"')
-        assert conn.exec_driver_sql("SELECT COUNT(*) FROM v_township_pairing").scalar_one() == 15
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM v_township_pairing").scalar_one() == 21
         with pytest.raises(ProgrammingError, match="permission denied"):
             conn.exec_driver_sql("SELECT * FROM submission")
         conn.rollback()

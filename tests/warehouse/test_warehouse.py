@@ -165,7 +165,9 @@ def test_ensure_warehouse_is_idempotent(warehouse_engine: Engine) -> None:
 
 def test_reference_rows_present(warehouse_engine: Engine) -> None:
     ref = read_reference(warehouse_engine)
-    assert len(ref.townships) == 15
+    assert len(ref.townships) == 21  # 15 of 2016–2019, 6 created by the 2019 reform
+    assert len(ref.townships[ref.townships["valid_to"].isna()]) == 12  # the units of today
+    assert len(ref.crosswalk) == 10
     assert ref.townships["township_code"].is_unique
     verified = ref.pairings[ref.pairings["verified"].astype(bool)]
     assert sorted(verified["township_code"]) == ["513323201", "513323204", "513323207", "513323213"]
