@@ -9,8 +9,13 @@ Caveats:
 * Base KPIs (sum, weighted_mean, ratio) use the township-periods where *all* their input
   indicators have a value; a township-month missing one input is left out of numerator and
   denominator alike, and shows in the coverage.
-* A cumulative (本年累计) input counts once per township: its latest period with a value in the
-  year. Undercounted when that latest period is early; the coverage shows it.
+* Each input adds up as its declared kind says (expectations/declarations, ``kind``): a flow
+  (人次, 元 per month) is summed over townships and periods; a stock (head counts) and a
+  cumulative (本年累计) count once per township — its latest period with a value in the year —
+  summed over townships; a rate is never summed (weighted_mean takes each township's latest
+  period). A stock or cumulative is undercounted when that latest period is early; the coverage
+  shows it. ``load_kpis`` refuses a method that goes against a kind; ``aggregate`` refuses it
+  again here (ValueError).
 * Derived KPIs (multiple_of_base, cagr, yoy) exist for a year only when the KPI they derive from
   exists both in that year and in the comparison year; multiple_of_base and cagr only for years
   after ``base_year``. Their coverage adds up the coverage of the two years.
@@ -86,7 +91,7 @@ def _townships_valid(townships: pd.DataFrame, year: int) -> int:
 
 
 def _inputs(kpi: Kpi) -> tuple[str, ...]:
-    if kpi.method == "sum":
+    if kpi.method in ("sum", "period_end"):
         return (str(kpi.indicator),)
     if kpi.method == "weighted_mean":
         return (str(kpi.indicator), str(kpi.weight))
@@ -95,19 +100,23 @@ def _inputs(kpi: Kpi) -> tuple[str, ...]:
     raise ValueError(f"{kpi.kpi}: {kpi.method} is not a base method")
 
 
-def _column_total(used: pd.DataFrame, column: pd.Series, cumulative: bool) -> float:
-    """Σ over township-periods; a cumulative indicator once per township (its latest period)."""
-    if not cumulative:
+def aggregate(used: pd.DataFrame, column: pd.Series, kind: str) -> float:
+    """A year's county total of ``column`` over the township-periods ``used``, as ``kind`` allows:
+    a flow sums every township-period; a stock or cumulative sums each township's latest period.
+    A rate is never summed: ValueError (recompute it from its parts, or weight it)."""
+    if kind == "flow":
         return float(column.sum())
-    latest = used.groupby("township_code")["period"].transform("max") == used["period"]
-    return float(column[latest].sum())
+    if kind in ("stock", "cumulative"):
+        latest = used.groupby("township_code")["period"].transform("max") == used["period"]
+        return float(column[latest].sum())
+    raise ValueError(f"a {kind} is never summed; recompute it from its numerator and denominator, or weight it")
 
 
 def _base_points(
     kpi: Kpi, values: pd.DataFrame, decl: Declaration, townships: pd.DataFrame
 ) -> dict[int, _Point]:
     inputs = _inputs(kpi)
-    cumulative = {name: decl.indicator(name).cumulative for name in inputs}
+    kinds = {name: decl.indicator(name).kind for name in inputs}
     rows = values[(values["department"] == kpi.department) & values["indicator"].isin(inputs)]
     rows = rows[rows["value"].notna()]
     if rows.empty:
@@ -123,21 +132,23 @@ def _base_points(
         year = int(year)
         expected = _townships_valid(townships, year) * _PERIODS_PER_YEAR[decl.period_type]
         if kpi.method == "sum":
-            name = inputs[0]
-            value = _finite(_column_total(used, used[name], cumulative[name]))
+            if kinds[inputs[0]] != "flow":
+                raise ValueError(f"method sum adds {inputs[0]} over months, but it is a {kinds[inputs[0]]}")
+            value = _finite(aggregate(used, used[inputs[0]], "flow"))
+        elif kpi.method == "period_end":
+            if kinds[inputs[0]] not in ("stock", "cumulative"):
+                raise ValueError(f"method period_end takes a stock or cumulative, {inputs[0]} is a {kinds[inputs[0]]}")
+            value = _finite(aggregate(used, used[inputs[0]], kinds[inputs[0]]))
         elif kpi.method == "weighted_mean":
             name, weight = inputs
-            # both cumulative or neither in practice; the product follows the indicator
+            # a rate and its weight are states: each township's latest period in the year
             product = used[name] * used[weight]
-            value = _ratio(
-                _column_total(used, product, cumulative[name]),
-                _column_total(used, used[weight], cumulative[weight]),
-            )
+            value = _ratio(aggregate(used, product, "stock"), aggregate(used, used[weight], "stock"))
         else:  # ratio
             numerator, denominator = inputs
             quotient = _ratio(
-                _column_total(used, used[numerator], cumulative[numerator]),
-                _column_total(used, used[denominator], cumulative[denominator]),
+                aggregate(used, used[numerator], kinds[numerator]),
+                aggregate(used, used[denominator], kinds[denominator]),
             )
             value = None if quotient is None else quotient * kpi.scale
         points[year] = _Point(value, len(used), expected)

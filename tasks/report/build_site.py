@@ -63,7 +63,7 @@ from tasks.report.quality import (
 from tasks.report.registry import registry_summary, registry_views
 from tasks.report.tables import ShownTable, kpi_table
 from tasks.report.townships import TownshipViews
-from tasks.report.view import NO_DATA, KpiIndex, default_year, headline_cards
+from tasks.report.view import NO_DATA, TOTAL_METHODS, KpiIndex, default_year, headline_cards
 
 __all__ = [
     "SUBMISSION_COLUMNS", "TOWNSHIP_COLUMNS", "VALUE_COLUMNS", "ReportData", "build_report", "headline_rows",
@@ -92,7 +92,7 @@ def _ratio_parts(idx: KpiIndex, kpi: str) -> list[str]:
     spec = idx.specs.get(kpi)
     if spec is None or spec.method != "ratio":
         return []
-    return [k for k in idx.base_kpis() if k in idx.specs and idx.specs[k].method == "sum"
+    return [k for k in idx.base_kpis() if k in idx.specs and idx.specs[k].method in TOTAL_METHODS
             and idx.specs[k].indicator in (spec.numerator, spec.denominator)]  # fmt: skip
 
 

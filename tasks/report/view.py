@@ -22,7 +22,9 @@ NO_DATA = "暂无数据"
 DASH = "—"
 SCALED_DECIMALS = 2
 HEADLINE_KPI = "net_income_per_capita_yuan"
-BASE_METHODS = ("sum", "weighted_mean", "ratio")
+BASE_METHODS = ("sum", "period_end", "weighted_mean", "ratio")
+#: methods whose KPI is a total of one indicator (a ratio's parts may be such KPIs)
+TOTAL_METHODS = ("sum", "period_end")
 DERIVED_PREFIX = {"multiple_of_base": "为{base}年的", "cagr": "年均增长", "yoy": "同比"}
 GRAIN_LABELS = {"month": "乡镇·月", "year": "乡镇·年"}
 QUARTERS_ZH = "一二三四"
@@ -209,7 +211,7 @@ def _details(idx: KpiIndex, kpi: str, year: int) -> list[str]:
     ratio = idx.specs.get(kpi)
     if ratio is not None and ratio.method == "ratio":  # the parts, when they are KPIs themselves
         parts = [k for k in idx.kpi_order() if k in idx.specs and idx.specs[k].indicator in
-                 (ratio.numerator, ratio.denominator) and idx.specs[k].method == "sum"]  # fmt: skip
+                 (ratio.numerator, ratio.denominator) and idx.specs[k].method in TOTAL_METHODS]  # fmt: skip
         details += [f"{idx.label(k)} {idx.text(k, year)}" for k in parts if idx.value(k, year) is not None]
     base, first = idx.base_year(), idx.kpi_years(kpi)
     if first and first[0] < year and idx.display(kpi).unit == "%" and idx.value(kpi, year) is not None:
