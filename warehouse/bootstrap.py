@@ -60,7 +60,8 @@ def ensure_warehouse(engine: Engine) -> MigrationOutcome:
         create_views(conn)
         if conn.dialect.name == "postgresql":  # SQLite keeps no comments
             for statement in view_comment_statements():
-                conn.exec_driver_sql(statement)  # our own text, quoted by _sql_text
+                # our own text, quoted; psycopg reads % as a placeholder even with no parameters
+                conn.exec_driver_sql(statement.replace("%", "%%"))
         regrant(conn)  # PostgreSQL roles (if set up) lose their grants when views are re-created
         load_reference(conn)
     mark_verified(engine)
