@@ -47,7 +47,7 @@ from tasks.report.data import (
 )
 from tasks.report.export import export_tables, write_parquet
 from tasks.report.narrative import narrative
-from tasks.report.page import CSS, render_page
+from tasks.report.page import CSS, render_page, zh_punct
 from tasks.report.quality import (
     Matrix,
     completeness_matrices,
@@ -63,7 +63,15 @@ from tasks.report.quality import (
 from tasks.report.registry import registry_summary, registry_views
 from tasks.report.tables import ShownTable, kpi_table
 from tasks.report.townships import TownshipViews
-from tasks.report.view import NO_DATA, TOTAL_METHODS, KpiIndex, default_year, headline_cards
+from tasks.report.view import (
+    NO_DATA,
+    TOTAL_METHODS,
+    KpiIndex,
+    card_groups,
+    default_year,
+    headline_cards,
+    period_label_zh,
+)
 
 __all__ = [
     "SUBMISSION_COLUMNS", "TOWNSHIP_COLUMNS", "VALUE_COLUMNS", "ReportData", "build_report", "headline_rows",
@@ -108,22 +116,36 @@ def trend_charts(idx: KpiIndex) -> list[tuple[str, Markup]]:
             continue
         if kpi in grouped:
             parts = grouped[kpi]
-            title = " 与 ".join(f"{idx.label(k)}({idx.display(k).unit})" for k in parts)
+            title = zh_punct(" 与 ".join(f"{idx.label(k)}({idx.display(k).unit})" for k in parts))
             svg = grouped_bar_chart([(idx.label(k), _series(idx, k)) for k in parts], title=title, y_label="")
             charts.append((title, Markup(svg)))
         spec = idx.specs.get(kpi)
         unit = idx.display(kpi).unit
-        title = f"{idx.label(kpi)}({unit})"
+        title = zh_punct(f"{idx.label(kpi)}({unit})")
         draw = bar_chart if spec is not None and spec.method == "sum" and spec.unit == "元" else line_chart
         charts.append((title, Markup(draw(_series(idx, kpi), title=title, y_label=unit))))
     return charts
 
 
-def _common(data: ReportData, year: int | None, here: str, root: str, page_title: str) -> dict[str, Any]:
+def span_text(periods: Any) -> str:
+    """``2011年—2017年5月``: the first and last of ``periods`` (YYYY, YYYY-MM) in Chinese; "" when none."""
+    shown = sorted({str(p) for p in periods if isinstance(p, str | int) and str(p)})
+    if not shown:
+        return ""
+    first, last = period_label_zh(shown[0]), period_label_zh(shown[-1])
+    return first if first == last else f"{first}—{last}"
+
+
+def _common(
+    data: ReportData, year: int | None, here: str, root: str, page_title: str, period: str = "",
+    *, report_date: date | None = None,
+) -> dict[str, Any]:
     stamp = data.generated_at.astimezone(BEIJING)
+    day = report_date or stamp.date()
     return {
         "title": TITLE, "title_en": TITLE_EN, "subtitle": SUBTITLE, "year": year, "here": here, "root": root,
         "generated": f"{stamp:%Y-%m-%d %H:%M} 北京时间", "page_title": page_title, "no_data": NO_DATA,
+        "report_date": f"{day.year}年{day.month}月{day.day}日", "period": period,
     }  # fmt: skip
 
 
@@ -140,14 +162,21 @@ def _receipt(data_dir: Path | None, path: Any) -> dict[str, Any] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | None = None) -> dict[str, Any]:
+def render_site(
+    data: ReportData, *, year: int | None = None, data_dir: Path | None = None, today: date | None = None
+) -> dict[str, Any]:
     """Every file of the site: {relative path: str (text) | bytes-producing Path (copy) | ShownTable list}.
+    ``today``: the report's date, in every page's header (default: the day it was generated, Beijing).
 
     Returns {"pages": {path: html}, "tables": [ShownTable], "copies": {path: source}, "texts": {path: text}}.
     """
     chosen = year if year is not None else default_year(data.kpis)
     departments = data.departments
     idx = KpiIndex(data.kpis, departments)
+
+    def common(*args: Any) -> dict[str, Any]:
+        return _common(data, *args, report_date=today)
+
     pages: dict[str, str] = {}
     tables: list[ShownTable] = []
     copies: dict[str, Path] = {}
@@ -156,17 +185,19 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
     county = kpi_table(data.kpis, departments)
     tables.append(county)
 
+    years = span_text(str(y) for y in idx.years())
+    trend = f"{chosen}年(走势 {years})" if chosen is not None and years else years
     views = TownshipViews(data.values, data.townships, departments)
     league, pairing = views.league(chosen), views.pairing_table()
     tables += [league, pairing]
     pages["townships.html"] = render_page(
-        "townships.html", **_common(data, chosen, "townships.html", "", "乡镇"),
+        "townships.html", **common(chosen, "townships.html", "", "乡镇", trend),
         league=league, multiples=views.multiples(), pairing=pairing,
     )  # fmt: skip
     for page in views.pages():
         tables.append(page.table)
         pages[f"townships/{page.code}.html"] = render_page(
-            "township.html", **_common(data, chosen, "townships.html", "../", page.name), t=page
+            "township.html", **common(chosen, "townships.html", "../", page.name, years), t=page
         )
 
     matrices: list[Matrix] = []
@@ -175,8 +206,10 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
         matrices, later = completeness_matrices(data.completeness, departments)
     detail = completeness_section(data.completeness, departments)
     tables += [detail.table] if detail.table else []
+    received = None if data.completeness is None else data.completeness[data.completeness["received"] > 0]
+    covered = span_text([] if received is None else received["period"])
     pages["completeness.html"] = render_page(
-        "completeness.html", **_common(data, chosen, "completeness.html", "", "报送完整性"),
+        "completeness.html", **common(chosen, "completeness.html", "", "报送完整性", covered),
         matrices=matrices, later=later, detail=detail,
     )  # fmt: skip
     for department in sorted(set(load_declarations()) | set(departments)):
@@ -184,7 +217,7 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
         tables += [drill.section.table] if drill.section.table else []
         name = departments.get(department, department)
         pages[f"completeness/{department}.html"] = render_page(
-            "department.html", **_common(data, chosen, "completeness.html", "../", name),
+            "department.html", **common(chosen, "completeness.html", "../", name, covered),
             department_name=name, detail=drill,
         )  # fmt: skip
 
@@ -202,7 +235,7 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
             workbook = f"{sid}.correction.xlsx"
             copies[f"receipts/{workbook}"] = source
         pages[f"receipts/{sid}.html"] = render_page(
-            "receipt.html", **_common(data, chosen, "quality.html", "../", f"回执 {sid}"),
+            "receipt.html", **common(chosen, "quality.html", "../", f"回执 {sid}"),
             r=receipt_view(receipt, departments, workbook),
         )  # fmt: skip
     sections = {
@@ -211,22 +244,28 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
         "submissions": submissions_section(data.submissions, receipts),
     }
     tables += [s.table for s in sections.values() if s.table]
-    pages["quality.html"] = render_page("quality.html", **_common(data, chosen, "quality.html", "", "数据质量"),
-                                        **sections)  # fmt: skip
+    received_periods = span_text(data.submissions["period"]) if not data.submissions.empty else ""
+    pages["quality.html"] = render_page(
+        "quality.html", **common(chosen, "quality.html", "", "数据质量", received_periods), **sections
+    )
 
     registry = registry_views(data, receipts)
     for view in registry:
         tables += [t for t in (view.certification, view.townships, view.reconciliation, view.history) if t]
     pages["registry.html"] = render_page(
-        "registry.html", **_common(data, chosen, "registry.html", "", "劳动力实名登记"), views=registry
+        "registry.html",
+        **common(chosen, "registry.html", "", "劳动力实名登记",
+                  "、".join(period_label_zh(v.period) for v in registry if v.period)),
+        views=registry,
     )
     pages["index.html"] = render_page(
-        "index.html", **_common(data, chosen, "index.html", "", "县级总览"),
-        narrative=narrative(data.kpis, chosen, COUNTY), cards=headline_cards(data.kpis, chosen, departments),
+        "index.html", **common(chosen, "index.html", "", "县级总览", trend),
+        narrative=narrative(data.kpis, chosen, COUNTY),
+        cards=card_groups(headline_cards(data.kpis, chosen, departments), departments),
         charts=trend_charts(idx), kpi_table=county,
         registry=[registry_summary(v) for v in registry if v.period is not None],
     )  # fmt: skip
-    return {"pages": pages, "tables": tables, "copies": copies, "texts": texts, "year": chosen}
+    return {"pages": pages, "tables": tables, "copies": copies, "texts": texts, "year": chosen, "today": today}
 
 
 def headline_rows(data: ReportData, year: int | None = None) -> list[tuple[str, str, str]]:
@@ -252,7 +291,8 @@ def _write_site(site: dict[str, Any], marts: dict[str, Any], data: ReportData, t
     for name, frame in marts.items():
         write_parquet(frame, target / "data" / "marts" / f"{name}.parquet")
     listing = [(t.name, t.title_zh) for t in tables]
-    page = render_page("downloads.html", **_common(data, site["year"], "downloads.html", "", "数据下载"),
+    page = render_page("downloads.html", **_common(data, site["year"], "downloads.html", "", "数据下载",
+                                                   report_date=site["today"]),
                        tables=listing, marts=sorted(marts))  # fmt: skip
     (target / "downloads.html").write_text(page, encoding="utf-8")
 
@@ -309,10 +349,11 @@ def build_report(
         raise ValueError("build_report needs data_dir or out")
     reports_dir = Path(out) if out is not None else Path(data_dir) / "reports"  # type: ignore[arg-type]
     data = load_report_data(engine)
-    site = render_site(data, year=year, data_dir=Path(data_dir) if data_dir is not None else None)
+    day = today or date.today()
+    site = render_site(data, year=year, data_dir=Path(data_dir) if data_dir is not None else None, today=day)
     marts = load_marts(engine)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    day_dir = reports_dir / (today or date.today()).isoformat()
+    day_dir = reports_dir / day.isoformat()
     built = Path(tempfile.mkdtemp(dir=reports_dir, prefix=f".{day_dir.name}.building-"))
     try:
         _write_site(site, marts, data, built)

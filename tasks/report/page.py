@@ -8,6 +8,7 @@ the network: the pages open from disk on a county office PC. Each page gets ``ro
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jinja2
@@ -52,7 +53,66 @@ table.matrix th:first-child{width:14em}table.matrix td,table.matrix th{padding:3
 td.verified,span.verified{border-left:3px solid #2b7a2b}td.assumed,span.assumed{border-left:3px dashed #c77700}
 .registry-card .vs{color:#888;font-size:15px;font-weight:normal}
 dl.facts{display:grid;grid-template-columns:8em 1fr;gap:2px 12px}dl.facts dt{color:#555}dl.facts dd{margin:0}
+.period{font-weight:bold;color:#1f4f63}.group{margin:10px 0 4px;font-size:15px;color:#1f4f63}
+.article{color:#8a5a00;font-size:12px}
+details.folded>summary{cursor:pointer;font-weight:bold;margin:6px 0}
+.attention{border-left:4px solid #b35c00}.attention ul{margin:4px 0;padding-left:1.4em}
+table.heat td.heat{text-align:center;min-width:2.6em}
+.h0{background:#f4f8f4;color:#999}.h1{background:#fcefd2}.h2{background:#f8c9a0}.h3{background:#e98b6d;color:#fff}
+.h4{background:#b3202f;color:#fff}
+/* phone: tables scroll inside their box, never squeeze a cell below two characters; a table over
+   time opens at its latest column (the box scrolls right-to-left), its first column stays put */
+th,td{min-width:2.2em}
+@media (max-width:640px){
+header,main,footer{padding:0 8px}section{padding:4px 8px 10px}h1{font-size:20px}
+th,td{white-space:nowrap}
+.table-wrap.latest-first{direction:rtl}.table-wrap.latest-first table{direction:ltr}
+.table-wrap table th:first-child,.table-wrap table td:first-child{position:sticky;left:0;background:#fff;z-index:1}
+.table-wrap table th:first-child{background:#eef3f5}
+.cards{grid-template-columns:1fr}.charts{grid-template-columns:1fr}
+}
+/* print: A4, navigation hidden, nothing split across pages, compact enough for the dashboard's
+   three pages; the running header (report date, period) and page numbers are in each page's @page */
+@media print{
+body{background:#fff;font-size:11px;line-height:1.35}
+nav,.downloads,.en,footer,.noprint{display:none}
+header,main{max-width:none;padding:0}h1{font-size:16px}.subtitle,.meta{font-size:11px;margin:0}
+section{border:0;margin:4px 0;padding:0;break-inside:auto}
+h2{font-size:13px;margin:6px 0 4px;padding-bottom:2px;break-after:avoid}h3,.group{break-after:avoid}
+.narrative{font-size:11px;line-height:1.5;padding:4px 8px;margin:4px 0}
+.cards{grid-template-columns:repeat(4,1fr);gap:4px}
+.card{padding:3px 6px;break-inside:avoid}.card h3{font-size:11px}.card .value{font-size:14px;margin:0}
+.card p{margin:0}.detail,.definition,.coverage,.article{font-size:9px;line-height:1.25}
+.charts{grid-template-columns:repeat(4,1fr);gap:4px}
+figure{break-inside:avoid}figcaption{font-size:9px;break-after:avoid}
+table{font-size:9px}th,td{padding:1px 3px}tr{break-inside:avoid}thead{display:table-header-group}
+.table-wrap{overflow:visible}.note{font-size:9px}
+a{color:inherit;text-decoration:none}
+}
 """
+
+#: Chinese text uses full-width punctuation: （）：；， beside Chinese characters
+_CJK = "\u3400-\u9fff\u3000-\u303f\uff01-\uff5e"
+_PAREN = re.compile(r"\(([^()]{0,200})\)")
+
+
+def zh_punct(text: str) -> str:
+    """Half-width ( ) : ; , written beside Chinese characters become （ ）：；，; English and
+    numbers (``Excel (.xlsx)``, ``09:30``, ``1,000``) are left alone. For our own text only —
+    never for data such as a file's name."""
+
+    def paren(match: re.Match[str]) -> str:
+        before = match.string[match.start() - 1] if match.start() else ""
+        inner = match.group(1)
+        if re.match(f"[{_CJK}]", before) or re.search(f"[{_CJK}]", inner):
+            return f"（{inner}）"
+        return match.group(0)
+
+    text = _PAREN.sub(paren, text)
+    text = re.sub(f"(?<=[{_CJK}]):|:(?=[{_CJK}])", "：", text)
+    text = re.sub(f"(?<=[{_CJK}]);|;(?=[{_CJK}])", "；", text)
+    return re.sub(f"(?<=[{_CJK}]),(?!\\d)|,(?=[{_CJK}])", "，", text)
+
 
 BASE = """<!DOCTYPE html>
 <html lang="zh-CN">
@@ -61,6 +121,11 @@ BASE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ page_title }} · {{ title }}</title>
 <link rel="stylesheet" href="{{ root }}assets/site.css">
+<style>@page{size:A4;margin:16mm 12mm 14mm;\
+@top-left{content:"{{ title }} · {{ page_title }}";font-size:9px;color:#555}\
+@top-right{content:"报告日期 {{ report_date }}{% if period %} · 数据期 {{ period|zh }}{% endif %}";\
+font-size:9px;color:#555}\
+@bottom-center{content:"第 " counter(page) " 页，共 " counter(pages) " 页";font-size:9px;color:#555}}</style>
 </head>
 <body>
 <header>
@@ -70,7 +135,8 @@ BASE = """<!DOCTYPE html>
 {% for href, label, en in nav %}<a href="{{ root }}{{ href }}"{% if href == here %} class="here"{% endif %}>\
 {{ label }}<span class="en">{{ en }}</span></a>{% endfor %}
 </nav>
-<p class="meta">生成时间:{{ generated }}</p>
+<p class="meta">{% if period %}本页数据期：<span class="period">{{ period|zh }}</span>；{% endif %}报告日期：\
+{{ report_date }}；生成时间：{{ generated }}</p>
 </header>
 <main>
 {% block main %}{% endblock %}
@@ -85,8 +151,8 @@ MACROS = """
 {% macro shown_table(t, root) %}
 <p class="downloads">下载 Download: <a href="{{ root }}data/{{ t.name }}.xlsx" download>Excel (.xlsx)</a>\
 <a href="{{ root }}data/{{ t.name }}.csv" download>CSV (UTF-8)</a></p>
-<div class="table-wrap"><table id="table-{{ t.name }}">
-<thead><tr>{% for h in t.head %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<div class="table-wrap{% if t.latest_first %} latest-first{% endif %}"><table id="table-{{ t.name }}">
+<thead><tr>{% for h in t.head %}<th>{{ h|zh }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for row in t.rows %}<tr>{% for c in row %}\
 <td{% if c.cls %} class="{{ c.cls }}"{% endif %}{% if c.title %} title="{{ c.title }}"{% endif %}\
@@ -95,14 +161,15 @@ MACROS = """
 {% endfor %}</tr>
 {% endfor %}
 </tbody></table></div>
-{% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}
+{% if t.note %}<p class="note">{{ t.note|zh }}</p>{% endif %}
 {% endmacro %}
 {% macro section_body(s, root) %}
 {% if s.table %}{{ shown_table(s.table, root) }}{% else %}<p class="empty">{{ s.message }}</p>{% endif %}
 {% endmacro %}
 {% macro matrix(m, root) %}
 <h3 id="y{{ m.year }}">{{ m.year }}年</h3>
-<div class="table-wrap"><table class="matrix"><thead><tr>{% for h in m.head %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<div class="table-wrap latest-first"><table class="matrix">\
+<thead><tr>{% for h in m.head %}<th>{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>{% for row in m.rows %}<tr>{% for c in row %}<td{% if c.cls %} class="{{ c.cls }}"{% endif %}\
 {% if c.title %} title="{{ c.title }}"{% endif %}>{% if c.href %}<a href="{{ root }}{{ c.href }}">{{ c.text }}</a>\
 {% else %}{{ c.text }}{% endif %}</td>{% endfor %}</tr>
@@ -122,18 +189,22 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import shown_table %}{
 <b data-kpi="{{ s.kpi }}" data-year="{{ s.year }}">{{ s.text }}</b>{% else %}{{ s.text }}{% endif %}{% endfor %}</p>\
 {% endif %}
 {% if cards %}
+{% for group, cards in cards %}
+<h3 class="group">{{ group }}</h3>
 <div class="cards">
 {% for c in cards %}
 <article class="card{% if c.incomplete %} incomplete{% endif %}" data-kpi="{{ c.kpi }}" data-year="{{ c.year }}">
-<h3>{{ c.label }}</h3>
+<h3>{{ c.label|zh }}</h3>
 <p class="value">{{ c.value }}</p>
-{% for d in c.details %}<p class="detail">{{ d }}</p>{% endfor %}
+{% for d in c.details %}<p class="detail">{{ d|zh }}</p>{% endfor %}
 <p class="coverage">{{ c.coverage }}{% if c.incomplete %} <span class="flag">数据不完整\
 {% if c.publishable is false %}(未达发布条件){% endif %}</span>{% endif %}</p>
-<p class="definition">口径:{{ c.definition }};单位:{{ c.unit }};来源:{{ c.source }}</p>
+<p class="definition">口径:{{ c.definition|zh }};单位:{{ c.unit }};来源:{{ c.source }}</p>
+{% if not c.article_figure %}<p class="article">报道中无此项数字，无可对照的公开数。</p>{% endif %}
 </article>
 {% endfor %}
 </div>
+{% endfor %}
 {% else %}<p class="empty">{{ no_data }}</p>{% endif %}
 </section>
 {% if registry %}<section id="registry-summary">
@@ -143,7 +214,7 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import shown_table %}{
 <section id="trends">
 <h2>历年趋势<span class="en">Trends since the earliest data</span></h2>
 {% if charts %}<div class="charts">
-{% for title, svg in charts %}<figure><figcaption>{{ title }}</figcaption>{{ svg }}</figure>{% endfor %}
+{% for title, svg in charts %}<figure><figcaption>{{ title|zh }}</figcaption>{{ svg }}</figure>{% endfor %}
 </div>{% else %}<p class="empty">{{ no_data }}</p>{% endif %}
 </section>
 <section id="kpi-table">
@@ -215,7 +286,7 @@ TOWNSHIP = """{% extends "base.html" %}{% from "macros.html" import shown_table 
 <h2>{{ t.name }}<span class="en">{{ t.code }}</span></h2>
 <dl class="facts"><dt>类型</dt><dd>{{ t.township_type }}</dd>
 <dt>成华区结对单位</dt><dd><span class="{{ 'verified' if t.verified else 'assumed' }}" id="pairing">\
-{{ t.helper_unit }}({{ t.pairing }})</span></dd></dl>
+{{ t.helper_unit }}（{{ t.pairing }}）</span></dd></dl>
 </section>
 <section id="township-trends">
 <h2>历年指标<span class="en">Indicators over time</span></h2>
@@ -314,7 +385,8 @@ NAV = (
 )
 
 _ENV = jinja2.Environment(
-    loader=jinja2.DictLoader(TEMPLATES),
+    # the templates' own Chinese text, typeset once; {{ … }} is left as it is (|zh where it is ours)
+    loader=jinja2.DictLoader({name: zh_punct(source) for name, source in TEMPLATES.items()}),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
@@ -322,6 +394,10 @@ _ENV = jinja2.Environment(
 )
 
 
+_ENV.filters["zh"] = zh_punct
+
+
 def render_page(template: str, **context: Any) -> str:
-    """Render one of ``TEMPLATES`` with the site-wide ``nav``; context supplies the rest."""
-    return _ENV.get_template(template).render(nav=NAV, **context)
+    """Render one of ``TEMPLATES`` with the site-wide ``nav``; context supplies the rest (``period``:
+    what the page covers, ``report_date``: the report's date, both in the header and the print header)."""
+    return _ENV.get_template(template).render(nav=NAV, **{"period": "", "report_date": "", **context})

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tasks.report.export import Column, SiteTable
+from tasks.report.page import zh_punct
 from tasks.report.view import DASH, KpiIndex, number, period_label_zh
 
 
@@ -31,6 +32,8 @@ class ShownTable:
     head: tuple[str, ...]
     rows: tuple[tuple[Cell, ...], ...]
     note: str = ""
+    #: columns run over time (oldest → latest): on a phone the box opens at the latest column
+    latest_first: bool = False
 
     @property
     def name(self) -> str:
@@ -73,7 +76,8 @@ def kpi_table(
     years = idx.years()
     rows = []
     for kpi in idx.kpi_order():
-        head = Cell(f"{idx.label(kpi)}({idx.display(kpi).unit})", title=f"口径:{idx.definition(kpi)}")
+        head = Cell(zh_punct(f"{idx.label(kpi)}({idx.display(kpi).unit})"),
+                    title=zh_punct(f"口径:{idx.definition(kpi)}"))
         cells = [
             num_cell(idx.text(kpi, y, with_unit=False), incomplete=idx.incomplete(kpi, y),
                      title=idx.coverage_text(kpi, y))
@@ -82,7 +86,7 @@ def kpi_table(
         rows.append((head, Cell(idx.source(kpi)), *cells))
     head_row = ("指标(单位)", "来源部门", *(f"{y}年" for y in years))
     note = "* 数据不完整(覆盖不足或未达发布条件);鼠标悬停可见覆盖情况。下载文件为长表,数值为基本单位。"
-    return ShownTable(export, head_row, tuple(rows), note)
+    return ShownTable(export, head_row, tuple(rows), note, latest_first=True)
 
 
 def frame_table(

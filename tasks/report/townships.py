@@ -204,7 +204,7 @@ class TownshipViews:
 def _pairing_cell(text: str, pairing: str) -> Cell:
     """Verified and assumed pairings differ by border *and* by a word (colour is not enough)."""
     verified = pairing.startswith("已核实")
-    mark = "" if text in (pairing, DASH) else ("(已核实)" if verified else "(推定)")
+    mark = "" if text in (pairing, DASH) else ("（已核实）" if verified else "（推定）")
     return Cell(text + mark, "verified" if verified else "assumed", title=pairing)
 
 

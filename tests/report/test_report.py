@@ -127,10 +127,10 @@ def test_narrative_in_the_programme_style(data: ReportData) -> None:
     text = narrative_text(narrative(data.kpis, 2016, "丹巴县"))
     assert text.startswith(
         "2016年丹巴县农牧民人均纯收入10827元，是2011年的2.61倍，年均增长21.1%；"
-        "贫困发生率从2011年的26.2%下降到2016年的12.78%；旅游总收入8.69亿元，同比增长17%，接待游客123.45万人次；"
+        "贫困发生率从2011年的26.20%下降到2016年的12.78%；旅游总收入8.69亿元，同比增长17.0%，接待游客123.45万人次；"
     )
     assert "技能培训3540人次" in text
-    assert "招聘会提供岗位10000个，达成就业775人次，达成率7.8%（数据不完整：招聘会提供岗位覆盖165/180乡镇·月" in text
+    assert "招聘会提供岗位10000个，达成就业775人次，达成率7.76%（数据不完整：招聘会提供岗位覆盖165/180乡镇·月" in text
     assert text.endswith("。")
     assert narrative(data.kpis, 2013, "丹巴县") == [] and narrative(data.kpis, None, "x") == []
 
@@ -139,7 +139,7 @@ def test_headline_cards_show_definition_unit_source_and_coverage(data: ReportDat
     page = render_site(data)["pages"]["index.html"]
     income = next(c for c in cards(page) if 'data-kpi="net_income_per_capita_yuan"' in c)
     assert "10827 元" in income and "为2011年的 2.61 倍" in income and "年均增长 21.1%" in income
-    assert "口径:农牧民人均纯收入的口径;单位:元;来源:县扶贫开发办公室" in income
+    assert "口径：农牧民人均纯收入的口径；单位：元；来源：县扶贫开发办公室" in income
     assert "覆盖 15/15 乡镇·年" in income
     poverty = next(c for c in cards(page) if 'data-kpi="poverty_incidence_pct"' in c)
     assert "12.78%" in poverty and "2011年 26.20%，变化 -13.42 个百分点" in poverty
@@ -150,7 +150,7 @@ def test_incomplete_and_unpublishable_kpis_are_marked(data: ReportData) -> None:
     marked = [c for c in cards(render_site(data)["pages"]["index.html"]) if 'class="card incomplete"' in c]
     assert {re.search(r'data-kpi="(\w+)"', c).group(1) for c in marked} == {  # type: ignore[union-attr]
         "job_fair_posts", "job_fair_hires_person_times", "job_fair_hire_rate_pct"}  # fmt: skip
-    assert all("数据不完整" in c and "(未达发布条件)" in c and "覆盖 165/180 乡镇·月" in c for c in marked)
+    assert all("数据不完整" in c and "（未达发布条件）" in c and "覆盖 165/180 乡镇·月" in c for c in marked)
 
     # publishable false alone (full coverage) also marks; publishable absent: coverage decides
     frame = pd.DataFrame(kpi_rows(job_fair_used=180))
@@ -174,7 +174,7 @@ def test_headline_rows_for_the_cli(data: ReportData) -> None:
 def test_trend_charts_and_kpi_table(data: ReportData) -> None:
     page = render_site(data)["pages"]["index.html"]
     assert ">7.43<" in page and ">8.69<" in page  # tourism bars in 亿元
-    assert "招聘会提供岗位(个) 与 招聘会达成就业(人次)" in page
+    assert "招聘会提供岗位（个） 与 招聘会达成就业（人次）" in page
     assert "<th>2011年</th><th>2015年</th><th>2016年</th>" in page
     assert re.search(r'title="覆盖 165/180 乡镇·月">10000\*</td>', page)
 
@@ -199,9 +199,9 @@ def test_township_league_pages_and_pairing(data: ReportData) -> None:
     # 格宗乡 has the higher 2016 income: rank 1; revenue 78 000 000 元 = 7800.00 万元? no: shown in 亿元 (0.78)
     assert re.search(r'<td class="num">1</td><td><a href="townships/513323208.html">格宗乡</a>', league)
     assert 'class="assumed"' in league and 'class="verified"' in league
-    assert "(推定)" in league and "(已核实)" in league and "推定·未核实" in league
+    assert "（推定）" in league and "（已核实）" in league and "推定·未核实" in league
     page = site["pages"][f"townships/{TOWNSHIP}.html"]
-    assert "猛追湾街道(已核实·报道明确)" in page and "9876" in page and "6.90" in page  # 69 / 1000 × 100
+    assert "猛追湾街道（已核实·报道明确）" in page and "9876" in page and "6.90" in page  # 69 / 1000 × 100
     assert page.count("<svg") >= 3 and 'href="../assets/site.css"' in page
     assert league.count('class="spark"') == 2 * len({"net_income_per_capita_yuan", "poverty_incidence_pct",
                                                       "tourism_revenue_yuan"})  # fmt: skip
@@ -293,8 +293,9 @@ def test_display_text(display: Display, value: Any, expected: str) -> None:
     assert display.text(value) == expected
 
 
-def test_prose_drops_trailing_zeros() -> None:
-    assert Display("%", 1, 2).prose(26.2) == "26.2%" and Display("亿元", 1e8, 2).prose(8e8) == "8亿元"
+def test_prose_keeps_the_figures_precision() -> None:
+    """One precision per figure kind: the narrative shows what the card shows (26.20%, 8.00亿元)."""
+    assert Display("%", 1, 2).prose(26.2) == "26.20%" and Display("亿元", 1e8, 2).prose(8e8) == "8.00亿元"
 
 
 def test_charts_escape_and_handle_empty() -> None:
@@ -365,6 +366,7 @@ def test_contract_tables_are_read_when_present(warehouse_engine: Engine) -> None
     when = datetime(2017, 7, 1, tzinfo=UTC)
     summary, towns = completeness_frames()
     summary = summary.assign(due_date=date(2017, 6, 10), deadline=date(2017, 6, 13),
+                             status_zh=summary["status"].map(schema.COMPLETENESS_STATUS_ZH),
                              files_received=summary["received"], current_submission_id=None,
                              refreshed_at=when)  # fmt: skip
     mart_columns = {c.name for c in schema.mart_completeness.columns}
