@@ -66,13 +66,15 @@ KPI_EXPORT_COLUMNS = (
 
 
 def kpi_table(
-    kpis: pd.DataFrame, departments: dict[str, str], *, name: str = "county_kpis", index: type[KpiIndex] = KpiIndex
+    kpis: pd.DataFrame, departments: dict[str, str], *, name: str = "county_kpis", index: type[KpiIndex] = KpiIndex,
+    title: str = "县级指标（各年）", caption: str | None = None,
 ) -> ShownTable:
-    """KPI × year for display (display units, incomplete marked); exported long, in base units."""
+    """KPI × year for display (display units, incomplete marked); exported long, in base units.
+    ``name`` is the download's file stem, ``title`` its sheet's, ``caption`` a line above its header."""
     idx = index(kpis, departments)
     frame = kpis.assign(source=kpis["department"].map(lambda d: departments.get(str(d), str(d))))
     frame = frame.assign(publishable=frame["publishable"].map(lambda v: None if v is None or v is pd.NA else v))
-    export = SiteTable(name, "县级指标(各年)", KPI_EXPORT_COLUMNS, frame.reset_index(drop=True))
+    export = SiteTable(name, title, KPI_EXPORT_COLUMNS, frame.reset_index(drop=True), caption)
     years = idx.years()
     rows = []
     for kpi in idx.kpi_order():

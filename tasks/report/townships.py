@@ -167,7 +167,10 @@ class TownshipViews:
             code = str(row["township_code"])
             frame = self.kpis[self.kpis["township_code"] == code].drop(columns="township_code")
             frame = frame.assign(publishable=pd.NA)
-            table = kpi_table(frame, self.departments, name=f"township_{code}", index=TownshipKpiIndex)
+            name = str(row["township_name"])
+            table = kpi_table(frame, self.departments, name=f"{name}_各年指标", index=TownshipKpiIndex,
+                              title=f"{name}各年指标",
+                              caption=f"丹巴县{name}（{code}）各年指标：按县级口径计算，数值为基本单位")  # fmt: skip
             idx = self.index.get(code)
             charts = []
             for kpi in self.kpis_shown() if idx else []:

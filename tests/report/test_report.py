@@ -428,6 +428,14 @@ def test_build_report_writes_the_site_and_exports(sqlite_engine: Engine, tmp_pat
     assert sorted(parquet["value"].tolist()) == sorted(mart["value"].tolist())
     submissions = pd.read_csv(site / "data" / "submissions.csv", encoding="utf-8-sig")
     assert "&lt;" not in submissions.to_csv() and MALICIOUS in submissions["文件名"].tolist()
+    # a township's download is named and titled with the township, with a caption line above its header
+    township_page = (site / "townships" / f"{TOWNSHIP}.html").read_text(encoding="utf-8")
+    assert 'href="../data/巴旺乡_各年指标.xlsx"' in township_page
+    book = load_workbook(site / "data" / "巴旺乡_各年指标.xlsx")
+    assert book.sheetnames == ["巴旺乡各年指标"]
+    caption, header = list(book.active.iter_rows(values_only=True))[:2]
+    assert caption[0].startswith(f"丹巴县巴旺乡（{TOWNSHIP}）各年指标") and header[:2] == ("年份", "指标代码")
+    assert (site / "data" / "巴旺乡_各年指标.csv").is_file()
 
 
 def test_latest_link_and_rebuild(sqlite_engine: Engine, tmp_path: Path) -> None:
