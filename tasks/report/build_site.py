@@ -50,9 +50,12 @@ from tasks.report.narrative import narrative
 from tasks.report.page import CSS, render_page, zh_punct
 from tasks.report.quality import (
     Matrix,
+    Section,
+    attention,
     completeness_matrices,
     completeness_section,
     followup_section,
+    heat_matrices,
     receipt_json_text,
     receipt_name,
     receipt_view,
@@ -238,12 +241,15 @@ def render_site(
             "receipt.html", **common(chosen, "quality.html", "../", f"回执 {sid}"),
             r=receipt_view(receipt, departments, workbook),
         )  # fmt: skip
-    sections = {
+    sections: dict[str, Any] = {
+        "attention": attention(data.followups, data.submissions, data.dq_scorecard, departments, data.townships,
+                               receipts),
+        "heat": heat_matrices(data.dq_scorecard, departments),
         "scorecard": scorecard_section(data.dq_scorecard, departments),
         "followups": followup_section(data.followups, departments, data.townships),
         "submissions": submissions_section(data.submissions, receipts),
     }
-    tables += [s.table for s in sections.values() if s.table]
+    tables += [s.table for s in sections.values() if isinstance(s, Section) and s.table]
     received_periods = span_text(data.submissions["period"]) if not data.submissions.empty else ""
     pages["quality.html"] = render_page(
         "quality.html", **common(chosen, "quality.html", "", "数据质量", received_periods), **sections

@@ -57,9 +57,8 @@ dl.facts{display:grid;grid-template-columns:8em 1fr;gap:2px 12px}dl.facts dt{col
 .article{color:#8a5a00;font-size:12px}
 details.folded>summary{cursor:pointer;font-weight:bold;margin:6px 0}
 .attention{border-left:4px solid #b35c00}.attention ul{margin:4px 0;padding-left:1.4em}
-table.heat td.heat{text-align:center;min-width:2.6em}
-.h0{background:#f4f8f4;color:#999}.h1{background:#fcefd2}.h2{background:#f8c9a0}.h3{background:#e98b6d;color:#fff}
-.h4{background:#b3202f;color:#fff}
+td.heat{text-align:center;min-width:2.6em}.legend span.heat{padding:1px 8px}
+.h0{background:#f4f8f4;color:#999}.h1{background:#fcefd2}.h2{background:#f3a77a}.h3{background:#b3202f;color:#fff}
 /* phone: tables scroll inside their box, never squeeze a cell below two characters; a table over
    time opens at its latest column (the box scrolls right-to-left), its first column stays put */
 th,td{min-width:2.2em}
@@ -322,13 +321,31 @@ DEPARTMENT = """{% extends "base.html" %}{% from "macros.html" import matrix, se
 </section>
 {% endblock %}"""
 
-QUALITY = """{% extends "base.html" %}{% from "macros.html" import section_body %}{% block main %}
-<section id="scorecard"><h2>数据质量记分卡<span class="en">DQ scorecard</span></h2>{{ section_body(scorecard, root) }}
+QUALITY = """{% extends "base.html" %}{% from "macros.html" import section_body, matrix %}{% block main %}
+<section id="attention" class="attention"><h2>需要处理的事项<span class="en">What needs attention</span></h2>
+{% if attention.empty %}<p class="empty">目前没有待跟进事项、隔离或拒收的文件。</p>{% else %}
+<p id="attention-summary">待跟进 <strong>{{ attention.open_count }}</strong> 项；隔离或拒收的文件 \
+<strong>{{ attention.files|length }}</strong> 个；标记待查的数值 <strong>{{ attention.flagged }}</strong> 个。</p>
+{% if attention.followups %}<h3>待跟进</h3><ul id="attention-followups">{% for line in attention.followups %}\
+<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
+{% if attention.files %}<h3>隔离待查与拒收的文件</h3><ul id="attention-files">{% for line, href in attention.files %}\
+<li>{{ line }}{% if href %} <a href="{{ root }}{{ href }}">查看回执</a>{% endif %}</li>{% endfor %}</ul>{% endif %}
+{% endif %}
 </section>
-<section id="followups"><h2>待跟进事项<span class="en">Open follow-ups</span></h2>{{ section_body(followups, root) }}
+<section id="heat"><h2>各部门各月未通过的检查<span class="en">Checks failed by department × month</span></h2>
+{% if heat %}<p class="legend">颜色越深，未通过的检查（严重＋警告）越多；鼠标悬停可见明细。\
+<span class="heat h0">0</span><span class="heat h1">1–2</span><span class="heat h2">3–9</span>\
+<span class="heat h3">10+</span></p>
+{% for m in heat %}{{ matrix(m, root) }}{% endfor %}{% else %}<p class="empty">{{ scorecard.message }}</p>{% endif %}
 </section>
-<section id="submissions"><h2>报送记录与回执<span class="en">Submissions and receipts</span></h2>\
-{{ section_body(submissions, root) }}</section>
+<section id="followups"><h2>待跟进事项明细<span class="en">Open follow-ups</span></h2>
+{{ section_body(followups, root) }}</section>
+<section id="details"><h2>完整记录<span class="en">Full tables</span></h2>
+<details class="folded" id="scorecard"><summary>数据质量记分卡（各部门各月）</summary>
+{{ section_body(scorecard, root) }}</details>
+<details class="folded" id="submissions"><summary>报送记录与回执</summary>
+{{ section_body(submissions, root) }}</details>
+</section>
 {% endblock %}"""
 
 RECEIPT = """{% extends "base.html" %}{% block main %}

@@ -17,28 +17,15 @@ from typing import Any
 
 import pandas as pd
 
+from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from tasks.report.export import Column
 from tasks.report.tables import Cell, ShownTable, count_text, frame_table
 from tasks.report.view import DASH, number, period_label_zh
+from warehouse.schema import COMPLETENESS_STATUS_ZH, SEVERITY_ZH, SUBMISSION_STATUS_ZH
 
-STATUS_ZH = {
-    "on_time": "按时",
-    "late": "逾期",
-    "missing": "缺报",
-    "quarantined": "隔离待查",
-    "rejected": "拒收",
-    "pending": "未到期",
-}
-SUBMISSION_STATUS_ZH = {
-    "loaded": "已入库",
-    "superseded": "已被更正替代",
-    "rejected": "已拒收",
-    "quarantined": "已隔离待查",
-    "duplicate": "重复报送",
-}
+STATUS_ZH = COMPLETENESS_STATUS_ZH
 BEIJING = timezone(timedelta(hours=8), "北京时间")
-SEVERITY_ZH = {"critical": "严重", "warning": "警告", "info": "提示"}
 ABSENT = {
     "mart_completeness": "完整性与及时性统计表(mart_completeness)尚未建立:"
     "数据质量模块上线后,夜间流程会按报送日历自动生成。",
@@ -243,10 +230,101 @@ SCORECARD_EXPORT = (
 )  # fmt: skip
 FOLLOWUP_EXPORT = (
     Column("followup_id", "编号"), Column("department_name", "部门"), Column("period", "报告期"),
-    Column("township_name", "乡镇"), Column("indicator", "指标代码"), Column("severity_zh", "级别"),
+    Column("township_name", "乡镇"), Column("indicator_zh", "指标"), Column("severity_zh", "级别"),
     Column("value", "数值(基本单位)", kind="number"), Column("reason_zh", "原因"),
-    Column("opened", "发现时间(北京时间)"),
+    Column("opened", "发现时间(北京时间)"), Column("indicator", "指标代码"),
 )  # fmt: skip
+
+
+def indicator_label(department: Any, indicator: Any) -> str:
+    """An indicator's Chinese label from its department's declaration (its code if undeclared; — if none)."""
+    if not isinstance(indicator, str) or not indicator:
+        return DASH
+    decl = load_declarations().get(str(department))
+    if decl is not None and indicator in decl.indicator_names:
+        return decl.indicator(indicator).label_zh
+    return indicator
+
+
+@dataclass(frozen=True)
+class Attention:
+    """What needs someone's attention, first on the quality page: counts and short lists."""
+
+    followups: tuple[str, ...]  # one line per open follow-up: 部门 报告期 乡镇 指标：原因
+    files: tuple[tuple[str, str | None], ...]  # (line, receipt href) per quarantined / rejected file
+    flagged: int  # values flagged and not yet accepted (mart_dq_scorecard)
+    open_count: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.followups and not self.files and not self.flagged
+
+
+def attention(
+    followups: pd.DataFrame | None, subs: pd.DataFrame, scorecard: pd.DataFrame | None,
+    departments: dict[str, str], townships: pd.DataFrame, receipts: set[str],
+) -> Attention:
+    """Open follow-ups (Chinese indicator labels), files waiting in quarantine or refused, and the count
+    of flagged values — newest period first."""
+    names = dict(zip(townships["township_code"], townships["township_name"], strict=True))
+    lines = []
+    if followups is not None and not followups.empty:
+        for r in followups.sort_values(["period", "department"], ascending=[False, True]).to_dict("records"):
+            where = " ".join(t for t in (departments.get(str(r["department"]), str(r["department"])),
+                                         period_label_zh(str(r["period"])),
+                                         names.get(r["township_code"], "") if isinstance(r["township_code"], str)
+                                         else "") if t)  # fmt: skip
+            label = indicator_label(r["department"], r["indicator"])
+            what = f"{label}：" if label != DASH else ""
+            lines.append(f"{where} {what}{r['reason_zh']}")
+    files = []
+    waiting = subs[subs["status"].isin(["quarantined", "rejected"])] if not subs.empty else subs
+    if not waiting.empty:
+        for r in waiting.sort_values(["period", "department"], ascending=[False, True]).to_dict("records"):
+            sid = str(r["submission_id"])
+            status = SUBMISSION_STATUS_ZH.get(str(r["status"]), str(r["status"]))
+            line = (f"{departments.get(str(r['department']), str(r['department']))} "
+                    f"{period_label_zh(str(r['period']))} {status}：{r['original_name']}"
+                    f"（严重问题 {count_text(r.get('critical_issues'))} 项）")  # fmt: skip
+            files.append((line, f"receipts/{receipt_name(sid)}.html" if sid in receipts else None))
+    flagged = 0 if scorecard is None or scorecard.empty else int(pd.to_numeric(scorecard["values_flagged"]).sum())
+    return Attention(tuple(lines), tuple(files), flagged, len(lines))
+
+
+HEAT_BUCKETS = (1, 3, 10)  # checks failed: 0, 1–2, 3–9, 10+ → classes h0..h3
+
+
+def _heat_class(failed: float) -> str:
+    return f"h{sum(failed >= b for b in HEAT_BUCKETS)}"
+
+
+def heat_matrices(frame: pd.DataFrame | None, departments: dict[str, str]) -> list[Matrix]:
+    """Checks failed (critical + warning) by department × month, one matrix per year, newest first."""
+    if frame is None or frame.empty:
+        return []
+    data = frame.assign(period=frame["month"].astype(str), year=frame["month"].astype(str).str[:4].astype(int))
+    out = []
+    for year in sorted(set(data["year"]), reverse=True):
+        rows = data[data["year"] == year]
+        months = sorted({str(m) for m in rows["month"]})
+        lookup = {(str(r["department"]), str(r["month"])): r for r in rows.to_dict("records")}
+        body = []
+        for department in sorted({str(d) for d in rows["department"]}):
+            cells = [Cell(departments.get(department, department))]
+            for month in months:
+                r = lookup.get((department, month))
+                if r is None:
+                    cells.append(Cell("", "heat st-none"))
+                    continue
+                critical, warning = number(r["checks_failed_critical"]) or 0, number(r["checks_failed_warning"]) or 0
+                failed = critical + warning
+                cells.append(Cell(count_text(failed), f"heat {_heat_class(failed)}",
+                                  title=f"{period_label_zh(month)}：检查 {count_text(r['checks_run'])} 项次，"
+                                        f"严重未通过 {count_text(critical)}，警告未通过 {count_text(warning)}，"
+                                        f"标记数值 {count_text(r['values_flagged'])}"))  # fmt: skip
+            body.append(tuple(cells))
+        out.append(Matrix(year, ("部门", *(f"{int(m[5:])}月" for m in months)), tuple(body)))
+    return out
 
 
 def scorecard_section(frame: pd.DataFrame | None, departments: dict[str, str]) -> Section:
@@ -266,6 +344,7 @@ def followup_section(frame: pd.DataFrame | None, departments: dict[str, str], to
         township_name=frame["township_code"].map(lambda c: names.get(c, DASH) if isinstance(c, str) else DASH),
         severity_zh=frame["severity"].map(lambda s: SEVERITY_ZH.get(str(s), str(s))),
         opened=frame["opened_at"].map(beijing_time),
+        indicator_zh=[indicator_label(d, i) for d, i in zip(frame["department"], frame["indicator"], strict=True)],
     ).sort_values(["department", "period", "followup_id"])
     return Section(frame_table("followups_open", "待跟进事项", data, FOLLOWUP_EXPORT))
 

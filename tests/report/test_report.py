@@ -395,6 +395,15 @@ def test_contract_tables_are_read_when_present(warehouse_engine: Engine) -> None
     assert "已报 10" in site["pages"]["completeness/tourism.html"]
     quality = site["pages"]["quality.html"]
     assert "5.50" in quality and "巴旺乡" in quality and "=HYPERLINK" in quality
+    # what needs attention comes first, in Chinese (旅游总收入, not tourism_revenue_yuan); then the heat view;
+    # the full tables folded at the end
+    order = [quality.index(f'id="{s}"') for s in ("attention", "heat", "followups", "scorecard", "submissions")]
+    assert order == sorted(order)
+    attention = quality[order[0]:order[1]]
+    assert "巴旺乡 旅游总收入：=HYPERLINK" in attention and "tourism_revenue_yuan" not in attention
+    assert "待跟进 <strong>1</strong> 项" in attention and "标记待查的数值 <strong>2</strong> 个" in attention
+    assert re.search(r'<td class="heat h2" title="2017年5月：检查 \d+ 项次，严重未通过 1，警告未通过 3', quality)
+    assert '<details class="folded" id="scorecard">' in quality
     followups = next(t for t in site["tables"] if t.name == "followups_open")
     assert "'=HYPERLINK" in csv_text(followups.table)
 
