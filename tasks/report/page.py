@@ -208,7 +208,7 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import shown_table %}{
 </section>
 {% if registry %}<section id="registry-summary">
 <h2>劳动力实名登记<span class="en">Labour registry: people, not rows</span></h2>
-{% for line in registry %}<p>{{ line }} <a href="{{ root }}registry.html">查看实名登记统计</a></p>{% endfor %}
+{% for line in registry %}<p>{{ line|zh }} <a href="{{ root }}registry.html">查看实名登记统计</a></p>{% endfor %}
 </section>{% endif %}
 <section id="trends">
 <h2>历年趋势<span class="en">Trends since the earliest data</span></h2>
