@@ -110,7 +110,7 @@ def zh_punct(text: str) -> str:
     text = _PAREN.sub(paren, text)
     text = re.sub(f"(?<=[{_CJK}]):|:(?=[{_CJK}])", "：", text)
     text = re.sub(f"(?<=[{_CJK}]);|;(?=[{_CJK}])", "；", text)
-    return re.sub(f"(?<=[{_CJK}]),(?!\\d)|,(?=[{_CJK}])", "，", text)
+    return re.sub(f"(?<=[{_CJK}]),|,(?=[{_CJK}])", "，", text)
 
 
 BASE = """<!DOCTYPE html>
@@ -156,14 +156,15 @@ MACROS = """
 {% for row in t.rows %}<tr>{% for c in row %}\
 <td{% if c.cls %} class="{{ c.cls }}"{% endif %}{% if c.title %} title="{{ c.title }}"{% endif %}\
 {% if c.data_kpi %} data-kpi="{{ c.data_kpi }}"{% endif %}>\
-{% if c.href %}<a href="{{ root }}{{ c.href }}">{{ c.text }}</a>{% else %}{{ c.text }}{% endif %}</td>\
+{% set text = c.text if c.verbatim else c.text|zh %}\
+{% if c.href %}<a href="{{ root }}{{ c.href }}">{{ text }}</a>{% else %}{{ text }}{% endif %}</td>\
 {% endfor %}</tr>
 {% endfor %}
 </tbody></table></div>
 {% if t.note %}<p class="note">{{ t.note|zh }}</p>{% endif %}
 {% endmacro %}
 {% macro section_body(s, root) %}
-{% if s.table %}{{ shown_table(s.table, root) }}{% else %}<p class="empty">{{ s.message }}</p>{% endif %}
+{% if s.table %}{{ shown_table(s.table, root) }}{% else %}<p class="empty">{{ s.message|zh }}</p>{% endif %}
 {% endmacro %}
 {% macro matrix(m, root) %}
 <h3 id="y{{ m.year }}">{{ m.year }}年</h3>
@@ -226,36 +227,37 @@ REGISTRY = """{% extends "base.html" %}{% from "macros.html" import shown_table 
 {% for v in views %}
 <section id="registry-{{ v.department }}" class="registry" data-department="{{ v.department }}"\
 {% if v.period %} data-period="{{ v.period }}"{% endif %}>
-<h2>{{ v.title }}<span class="en">Labour registry: KPIs from people, not rows</span></h2>
-<p class="meta">报送部门:{{ v.source }};一人一行的名册快照,{{ v.obligation }};公民身份号码入库前即替换为密钥哈希。</p>
+<h2>{{ v.title|zh }}<span class="en">Labour registry: KPIs from people, not rows</span></h2>
+<p class="meta">报送部门:{{ v.source|zh }};一人一行的名册快照,{{ v.obligation|zh }};\
+公民身份号码入库前即替换为密钥哈希。</p>
 {% if v.period %}
 <p class="meta">最新快照:<strong>{{ v.period_label }}</strong>(提交 {% if v.receipt_href %}\
 <a href="{{ root }}{{ v.receipt_href }}">{{ v.submission_id }}</a>{% else %}{{ v.submission_id }}{% endif %}),\
 {{ v.townships_covered }} 个乡镇;共 {{ v.snapshots }} 期快照。</p>
 <div class="cards">
 {% for c in v.cards %}<article class="card registry-card">
-<h3>{{ c.label }}</h3>
+<h3>{{ c.label|zh }}</h3>
 <p class="value">{% for p in c.parts %}<span data-measure="{{ p.measure }}">{{ p.text }}</span>\
 {% if not loop.last %} <span class="vs">vs</span> {% endif %}{% endfor %}</p>
-{% for d in c.details %}<p class="detail">{{ d }}</p>{% endfor %}
-<p class="definition">口径:{{ c.definition }}</p>
+{% for d in c.details %}<p class="detail">{{ d|zh }}</p>{% endfor %}
+<p class="definition">口径:{{ c.definition|zh }}</p>
 </article>
 {% endfor %}
 </div>
 <p class="note">人与人次:一人可参加多个工种的培训,所以参训人数(按身份证去重)少于培训人次;\
 月报表的“技能培训人次”对应这里的培训人次。</p>
-<div class="charts">{% for title, svg in v.charts %}<figure><figcaption>{{ title }}</figcaption>{{ svg }}</figure>\
+<div class="charts">{% for title, svg in v.charts %}<figure><figcaption>{{ title|zh }}</figcaption>{{ svg }}</figure>\
 {% endfor %}</div>
 <h3 id="certification">证书等级<span class="en">Certification by level</span></h3>
 {{ shown_table(v.certification, root) }}
 <h3 id="employment">分乡镇就业状态(贫困劳动力与全部)<span class="en">Employment status by township</span></h3>
 {{ shown_table(v.townships, root) }}
 <h3 id="reconciliation">与就业扶贫月报核对<span class="en">Reconciliation with the monthly labour return</span></h3>
-<p id="reconciliation-result"{% if v.outside %} class="flag"{% endif %}>{{ v.reconciliation_text }}</p>
+<p id="reconciliation-result"{% if v.outside %} class="flag"{% endif %}>{{ v.reconciliation_text|zh }}</p>
 {% if v.reconciliation %}{{ shown_table(v.reconciliation, root) }}{% endif %}
 <h3 id="history">快照历史<span class="en">Snapshot history</span></h3>
 {{ shown_table(v.history, root) }}
-{% else %}<p class="empty">{{ v.empty }}</p>{% endif %}
+{% else %}<p class="empty">{{ v.empty|zh }}</p>{% endif %}
 </section>
 {% endfor %}
 <p class="note">隐私:本页及其下载文件只含人数汇总(数据集市 mart_registry_*),不含姓名、公民身份号码或个人密钥;\
@@ -269,7 +271,7 @@ TOWNSHIPS = """{% extends "base.html" %}{% from "macros.html" import shown_table
 </section>
 <section id="multiples">
 <h2>分指标乡镇走势<span class="en">Small multiples (shared scale per indicator)</span></h2>
-{% for m in multiples %}<h3>{{ m.title }}</h3>
+{% for m in multiples %}<h3>{{ m.title|zh }}</h3>
 <div class="multiples">{% for name, href, svg in m.panels %}<a href="{{ root }}{{ href }}">{{ name }}{{ svg }}</a>\
 {% endfor %}</div>
 {% else %}<p class="empty">{{ no_data }}</p>{% endfor %}
@@ -290,7 +292,7 @@ TOWNSHIP = """{% extends "base.html" %}{% from "macros.html" import shown_table 
 <section id="township-trends">
 <h2>历年指标<span class="en">Indicators over time</span></h2>
 {% if t.table.rows %}{{ shown_table(t.table, root) }}{% else %}<p class="empty">{{ no_data }}</p>{% endif %}
-{% if t.charts %}<div class="charts">{% for title, svg in t.charts %}<figure><figcaption>{{ title }}</figcaption>\
+{% if t.charts %}<div class="charts">{% for title, svg in t.charts %}<figure><figcaption>{{ title|zh }}</figcaption>\
 {{ svg }}</figure>{% endfor %}</div>{% endif %}
 </section>
 {% endblock %}"""
@@ -352,7 +354,7 @@ RECEIPT = """{% extends "base.html" %}{% block main %}
 <section id="receipt">
 <h2>回执 {{ r.submission_id }}<span class="en">Receipt</span></h2>
 <p><strong>{{ r.summary }}</strong></p>
-<dl class="facts">{% for k, v in r.facts %}<dt>{{ k }}</dt><dd>{{ v }}</dd>{% endfor %}</dl>
+<dl class="facts">{% for k, v in r.facts %}<dt>{{ k|zh }}</dt><dd>{{ v }}</dd>{% endfor %}</dl>
 <p class="downloads"><a href="{{ r.json_name }}">回执原文 (JSON)</a>{% if r.workbook %}\
 <a href="{{ r.workbook }}">更正工作簿 (.xlsx)</a>{% endif %}</p>
 <h3>问题与处理</h3>
@@ -369,7 +371,7 @@ DOWNLOADS = """{% extends "base.html" %}{% block main %}
 <p class="note">表格提供 Excel (.xlsx) 与 CSV (UTF-8 带 BOM,Excel 可直接打开)。表头为中文并注明单位;数值保持为数值。\
 以 = + - @ 或制表符、回车开头的文字单元格前加单引号 ' 以防公式注入。</p>
 <table><thead><tr><th>表格</th><th>Excel</th><th>CSV</th></tr></thead><tbody>
-{% for name, title in tables %}<tr><td>{{ title }}</td>\
+{% for name, title in tables %}<tr><td>{{ title|zh }}</td>\
 <td><a href="data/{{ name }}.xlsx" download>{{ name }}.xlsx</a></td>\
 <td><a href="data/{{ name }}.csv" download>{{ name }}.csv</a></td></tr>{% endfor %}</tbody></table>
 <h3>数据集市 (Parquet)</h3>

@@ -24,6 +24,7 @@ class Cell:
     href: str | None = None
     title: str = ""
     data_kpi: str = ""  # lets a reader (and the browser test) find a KPI's figure
+    verbatim: bool = False  # data shown exactly as received (a file's name): no typesetting
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ def kpi_table(
     return ShownTable(export, head_row, tuple(rows), note, latest_first=True)
 
 
+#: text columns holding data exactly as received (file names, ids): shown verbatim, never typeset
+VERBATIM_KEYS = frozenset({"original_name", "submission_id", "followup_id", "receipt"})
+
+
 def frame_table(
     name: str, title: str, frame: pd.DataFrame, columns: Sequence[Column], *, note: str = ""
 ) -> ShownTable:
@@ -108,6 +113,7 @@ def frame_table(
             elif c.key in ("period", "month"):
                 cells.append(Cell(period_label_zh(value) if isinstance(value, str) else DASH, "nowrap"))
             else:
-                cells.append(Cell(DASH if value is None or value is pd.NA or value != value else str(value)))
+                text = DASH if value is None or value is pd.NA or value != value else str(value)
+                cells.append(Cell(text, verbatim=c.key in VERBATIM_KEYS))
         rows.append(tuple(cells))
     return ShownTable(export, tuple(c.header for c in columns), tuple(rows), note)

@@ -18,6 +18,7 @@ from markupsafe import Markup
 from expectations.declaration import load_declarations, load_kpis
 from tasks.report.charts import Point, line_chart, sparkline
 from tasks.report.export import Column, SiteTable
+from tasks.report.page import zh_punct
 from tasks.report.tables import Cell, ShownTable, kpi_table, num_cell
 from tasks.report.view import DASH, Display, KpiIndex, number
 from warehouse.marts import KPI_COLUMNS, compute_county_kpis
@@ -158,7 +159,7 @@ class TownshipViews:
                                   top=top)))
                 for code in self.townships["township_code"]
             )  # fmt: skip
-            out.append(Multiple(kpi, f"{self.base.label(kpi)}({shown.unit})", panels))
+            out.append(Multiple(kpi, zh_punct(f"{self.base.label(kpi)}({shown.unit})"), panels))
         return out
 
     def pages(self) -> list[TownshipPage]:
@@ -176,7 +177,7 @@ class TownshipViews:
             for kpi in self.kpis_shown() if idx else []:
                 points = _points(idx, kpi)  # type: ignore[arg-type]
                 if points:
-                    title = f"{self.base.label(kpi)}({self.base.display(kpi).unit})"
+                    title = zh_punct(f"{self.base.label(kpi)}({self.base.display(kpi).unit})")
                     svg = line_chart(points, title=title, y_label=self.base.display(kpi).unit)
                     charts.append((title, Markup(svg)))
             unit, how = pairing_text(row)

@@ -3,6 +3,7 @@ and building the site (pages, exports, receipts, latest) from a real warehouse."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from tasks.report.charts import Point, bar_chart, line_chart, nice_ticks, sparkl
 from tasks.report.data import COMPLETENESS_COLUMNS, COMPLETENESS_TOWNSHIP_COLUMNS, load_report_data
 from tasks.report.export import csv_text
 from tasks.report.narrative import narrative, narrative_text
+from tasks.report.page import zh_punct
 from tasks.report.registry import NO_SNAPSHOT, registry_lines, registry_views
 from tasks.report.view import Display, period_label_zh
 from warehouse import schema
@@ -481,3 +483,15 @@ def test_two_builders_of_the_same_day_both_succeed(sqlite_engine: Engine, tmp_pa
     reports = tmp_path / "reports"
     assert sorted(p.name for p in reports.iterdir()) == ["2017-06-01", "latest"]  # nothing left aside
     assert (reports / "latest" / "data" / "county_kpis.xlsx").is_file()
+
+
+def test_chinese_text_is_typeset_full_width_but_file_names_stay_as_received(data: ReportData) -> None:
+    subs = data.submissions.copy()
+    subs.loc[0, "original_name"] = "旅游(5月),修订.xlsx"
+    site = render_site(dataclasses.replace(data, submissions=subs))
+    quality = site["pages"]["quality.html"]
+    assert "旅游(5月),修订.xlsx" in quality and "旅游（5月）" not in quality
+    index = site["pages"]["index.html"]
+    assert "主要指标（2016年）" in index and "口径：" in index and "本页数据期：" in index
+    mixed = "时间 09:30, 1,000; Excel (.xlsx) 口径(人次):a"
+    assert zh_punct(mixed) == "时间 09:30, 1,000; Excel (.xlsx) 口径（人次）：a"
