@@ -36,6 +36,7 @@ from markupsafe import Markup
 from sqlalchemy import Engine
 
 from expectations.declaration import load_declarations
+from tasks.report.attention import attention, heat_matrices
 from tasks.report.charts import Point, bar_chart, grouped_bar_chart, line_chart
 from tasks.report.data import (
     SUBMISSION_COLUMNS,
@@ -47,15 +48,13 @@ from tasks.report.data import (
 )
 from tasks.report.export import export_tables, write_parquet
 from tasks.report.narrative import narrative
-from tasks.report.page import CSS, render_page, zh_punct
+from tasks.report.page import render_page
 from tasks.report.quality import (
     Matrix,
     Section,
-    attention,
     completeness_matrices,
     completeness_section,
     followup_section,
-    heat_matrices,
     receipt_json_text,
     receipt_name,
     receipt_view,
@@ -64,6 +63,7 @@ from tasks.report.quality import (
     township_drilldown,
 )
 from tasks.report.registry import registry_summary, registry_views
+from tasks.report.style import CSS, zh_punct
 from tasks.report.tables import ShownTable, kpi_table
 from tasks.report.townships import TownshipViews
 from tasks.report.view import (

@@ -30,7 +30,7 @@ from tasks.report.export import Column
 from tasks.report.tables import Cell, ShownTable, count_text, frame_table
 from tasks.report.view import DASH, number, period_label_zh
 
-NO_SNAPSHOT = "尚无已入库的实名登记快照:登记表入库后,这里按人(身份证去重)统计,而不是按行或人次。"
+NO_SNAPSHOT = "尚无已入库的实名登记快照：登记表入库后，这里按人（身份证去重）统计，而不是按行或人次。"
 COUNT_SHORT = {"persons": "全部", "poor_persons": "贫困"}  # the reconciled head count, as a column prefix
 
 

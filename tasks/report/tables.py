@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tasks.report.export import Column, SiteTable
-from tasks.report.page import zh_punct
+from tasks.report.style import zh_punct
 from tasks.report.view import DASH, KpiIndex, number, period_label_zh
 
 

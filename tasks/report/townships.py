@@ -18,7 +18,7 @@ from markupsafe import Markup
 from expectations.declaration import load_declarations, load_kpis
 from tasks.report.charts import Point, line_chart, sparkline
 from tasks.report.export import Column, SiteTable
-from tasks.report.page import zh_punct
+from tasks.report.style import zh_punct
 from tasks.report.tables import Cell, ShownTable, kpi_table, num_cell
 from tasks.report.view import DASH, Display, KpiIndex, number
 from warehouse.marts import KPI_COLUMNS, compute_county_kpis

@@ -22,8 +22,8 @@ from tasks.report.charts import Point, bar_chart, line_chart, nice_ticks, sparkl
 from tasks.report.data import COMPLETENESS_COLUMNS, COMPLETENESS_TOWNSHIP_COLUMNS, load_report_data
 from tasks.report.export import csv_text
 from tasks.report.narrative import narrative, narrative_text
-from tasks.report.page import zh_punct
 from tasks.report.registry import NO_SNAPSHOT, registry_lines, registry_views
+from tasks.report.style import zh_punct
 from tasks.report.view import Display, period_label_zh
 from warehouse import schema
 from warehouse.marts import KPI_COLUMNS
