@@ -121,9 +121,10 @@ def _base_points(
     rows = rows[rows["value"].notna()]
     if rows.empty:
         return {}
-    wide = rows.pivot_table(
-        index=["year", "township_code", "period"], columns="indicator", values="value", aggfunc="first"
-    )
+    keys = ["year", "township_code", "period"]
+    # one value per township-period and indicator (the first, should a frame repeat one): pivot, not
+    # pivot_table, which is ~10× slower and runs once per KPI and township for the report
+    wide = rows.drop_duplicates([*keys, "indicator"]).pivot(index=keys, columns="indicator", values="value")
     if any(name not in wide.columns for name in inputs):
         return {}
     wide = wide.loc[:, list(inputs)].dropna().reset_index()
