@@ -24,6 +24,16 @@ from expectations.rules import RuleExpression, parse_rule_expression
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
 PeriodType = Literal["month", "year"]
+#: how an indicator adds up (see INDICATOR_KINDS and docs/warehouse.md "How indicators add up")
+IndicatorKind = Literal["flow", "stock", "cumulative", "rate"]
+#: kind → (over townships, over the periods of a year): what may be done to the values
+INDICATOR_KINDS: dict[str, tuple[str, str]] = {
+    "flow": ("sum", "sum"),  # 人次, 元 per month: add over months and townships
+    "stock": ("sum", "last"),  # head counts at the period's end: the last value over time
+    "cumulative": ("sum", "last"),  # 本年累计: the year's figure is its last period's value
+    "rate": ("weighted_mean", "none"),  # never summed: recomputed from its parts, or weighted
+}
+KIND_ZH = {"flow": "流量", "stock": "存量", "cumulative": "本年累计", "rate": "比率"}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 #: modified z-score above which a value is an outlier against its own history (Iglewicz & Hoaglin's 3.5)
 DEFAULT_OUTLIER_THRESHOLD = 3.5
@@ -74,7 +84,7 @@ class Indicator:
     factor: float
     value_type: Literal["integer", "decimal", "rate"]
     required: bool
-    cumulative: bool
+    kind: IndicatorKind
     aggregation: Literal["sum", "weighted_mean", "none"]
     weight: str | None
     min_value: float | None
@@ -92,6 +102,21 @@ class Indicator:
 
     def definition_for(self, year: int) -> Definition | None:
         return definition_for(self.definitions, year) if self.definitions else Definition("v1", self.description)
+
+    @property
+    def cumulative(self) -> bool:
+        """本年累计: a running total within the year (``kind: cumulative``)."""
+        return self.kind == "cumulative"
+
+    @property
+    def over_townships(self) -> str:
+        """How values add up across townships: ``sum``, ``weighted_mean`` (by ``weight``) or ``none``."""
+        return self.aggregation
+
+    @property
+    def over_periods(self) -> str:
+        """How a year's value follows from its periods: ``sum`` (flow), ``last`` (stock, 本年累计) or ``none``."""
+        return INDICATOR_KINDS[self.kind][1]
 
     @property
     def header_paths(self) -> tuple[tuple[str, ...], ...]:
@@ -189,7 +214,7 @@ def _as_path(value: Any, where: str) -> tuple[str, ...]:
 
 
 INDICATOR_FIELDS = frozenset({
-    "name", "label_zh", "header", "aliases", "unit", "base_unit", "type", "required", "cumulative",
+    "name", "label_zh", "header", "aliases", "unit", "base_unit", "type", "required", "kind",
     "aggregation", "weight", "min", "description",
     "outlier_threshold", "outlier_reason", "band", "increment_of",  # history-aware checks
     "subline_of",
@@ -200,6 +225,8 @@ INDICATOR_FIELDS = frozenset({
 def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
     name = _require(raw, "name", where)
     where = f"{where} indicator {name!r}"
+    if "cumulative" in raw:
+        raise DeclarationError(f"{where}: 'cumulative: true' is now 'kind: cumulative'")
     unknown_fields = sorted(set(raw) - INDICATOR_FIELDS)
     if unknown_fields:
         raise DeclarationError(f"{where}: unknown fields {unknown_fields}; known: {sorted(INDICATOR_FIELDS)}")
@@ -226,6 +253,7 @@ def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
     weight = raw.get("weight")
     if aggregation == "weighted_mean" and not weight:
         raise DeclarationError(f"{where}: weighted_mean needs a weight indicator")
+    kind = _kind(raw, unit_name, value_type, aggregation, where)
     aliases = tuple(_as_path(a, f"{where} alias") for a in raw.get("aliases", []) or [])
     threshold, reason = _outlier_threshold(raw, where)
     return Indicator(
@@ -238,7 +266,7 @@ def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
         factor=unit.factor,
         value_type=value_type,
         required=bool(raw.get("required", True)),
-        cumulative=bool(raw.get("cumulative", False)),
+        kind=kind,
         aggregation=aggregation,
         weight=weight,
         min_value=raw.get("min", 0),
@@ -259,6 +287,32 @@ def _definitions(
         return parse_definitions(raw, where, default_text=default_text, allowed_changes=allowed_changes)
     except DefinitionError as exc:
         raise DeclarationError(str(exc)) from exc
+
+
+def _kind(raw: dict[str, Any], unit: str, value_type: str, aggregation: str, where: str) -> IndicatorKind:
+    """``kind``: required, one of INDICATOR_KINDS, and consistent with the unit, type and aggregation."""
+    kind = raw.get("kind")
+    if kind not in INDICATOR_KINDS:
+        raise DeclarationError(
+            f"{where}: kind must be one of {sorted(INDICATOR_KINDS)} (flow: 人次/元 per period, summed over "
+            f"months; stock: head counts, last value over time; cumulative: 本年累计; rate: never summed), "
+            f"got {kind!r}"
+        )
+    if value_type == "rate" and kind != "rate":
+        raise DeclarationError(f"{where}: a value of type rate is kind rate, not {kind}")
+    if kind == "rate" and aggregation == "sum":
+        raise DeclarationError(
+            f"{where}: a rate is never summed over townships; declare aggregation: weighted_mean (with a weight) "
+            "or none"
+        )
+    if kind != "rate" and aggregation != "sum":
+        raise DeclarationError(f"{where}: a {kind} adds up over townships; aggregation {aggregation} is for rates")
+    if kind == "stock" and unit == "人次":
+        raise DeclarationError(
+            f"{where}: 人次 counts events, which add up over months (kind flow, or cumulative for 本年累计); "
+            "a stock is a head count (人, 户)"
+        )
+    return kind  # type: ignore[no-any-return]
 
 
 def _outlier_threshold(raw: dict[str, Any], where: str) -> tuple[float | None, str]:
@@ -467,7 +521,33 @@ def _kpi_definitions(item: dict[str, Any], where: str, decl: Declaration) -> tup
     return definitions
 
 
-KpiMethod = Literal["sum", "weighted_mean", "ratio", "multiple_of_base", "cagr", "yoy"]
+KpiMethod = Literal["sum", "period_end", "weighted_mean", "ratio", "multiple_of_base", "cagr", "yoy"]
+#: the indicator kinds each base method may read (a stock summed over months is refused at load)
+KPI_METHOD_KINDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "sum": {"indicator": ("flow",)},
+    "period_end": {"indicator": ("stock", "cumulative")},
+    "weighted_mean": {"indicator": ("rate",), "weight": ("stock", "flow", "cumulative")},
+    "ratio": {"numerator": ("flow", "stock", "cumulative"), "denominator": ("flow", "stock", "cumulative")},
+}
+_METHOD_HINT = {
+    "flow": "method: sum (over months and townships)",
+    "stock": "method: period_end (each township's last value in the year, summed over townships)",
+    "cumulative": "method: period_end (本年累计: the year's last value of each township)",
+    "rate": "method: ratio of its numerator and denominator, or weighted_mean",
+}
+#: one precision per figure kind: every KPI of a kind shows the same number of decimals
+FIGURE_DECIMALS = {"growth": 1, "share": 2, "multiple": 2, "amount": 0, "count": 0}
+
+
+def figure_kind(method: str, unit: str) -> str:
+    """growth (yoy, cagr), share (other %), multiple (倍), amount (元) or count (人, 人次, 个, 户 ...)."""
+    if method in ("yoy", "cagr"):
+        return "growth"
+    if unit == "%":
+        return "share"
+    if unit == "倍":
+        return "multiple"
+    return "amount" if unit.endswith("元") else "count"
 
 
 @dataclass(frozen=True)
@@ -505,10 +585,13 @@ class Kpi:
             return "v1"
         version = definition_for(self.definitions, year)
         return None if version is None else version.version
+    #: false: the article gives no figure to compare with (education, health), and the card says so
+    article_figure: bool = True
 
 
 _KPI_NEEDS: dict[str, tuple[str, ...]] = {
     "sum": ("indicator",),
+    "period_end": ("indicator",),
     "weighted_mean": ("indicator", "weight"),
     "ratio": ("numerator", "denominator"),
     "multiple_of_base": ("of", "base_year"),
@@ -518,10 +601,12 @@ _KPI_NEEDS: dict[str, tuple[str, ...]] = {
 
 
 @lru_cache(maxsize=2)
-def load_kpis(path: Path = KPIS_FILE) -> tuple[Kpi, ...]:
+def load_kpis(path: Path = KPIS_FILE, declarations_dir: Path = DECLARATIONS_DIR) -> tuple[Kpi, ...]:
+    """The KPIs of ``path``, checked against the declarations of ``declarations_dir``: each input
+    indicator exists and the method adds it up as its kind allows (``KPI_METHOD_KINDS``)."""
     with path.open(encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
-    declarations = load_declarations()
+    declarations = load_declarations(declarations_dir)
     kpis: list[Kpi] = []
     for item in raw["kpis"]:
         where = f"{path.name} kpi {item.get('kpi')!r}"
@@ -537,16 +622,25 @@ def load_kpis(path: Path = KPIS_FILE) -> tuple[Kpi, ...]:
         for ref in ("indicator", "weight", "numerator", "denominator"):
             if item.get(ref) and item[ref] not in decl.indicator_names:
                 raise DeclarationError(f"{where}: {ref} {item[ref]!r} is not a {department} indicator")
+        _check_kinds(item, method, decl, where)
+        unit = _require(item, "unit", where)
+        decimals = int(item.get("decimals", FIGURE_DECIMALS[figure_kind(method, unit)]))
+        if decimals != FIGURE_DECIMALS[figure_kind(method, unit)]:
+            kind = figure_kind(method, unit)
+            raise DeclarationError(
+                f"{where}: decimals {decimals}, but every {kind} figure shows {FIGURE_DECIMALS[kind]} "
+                "(one precision per figure kind)"
+            )
         if item.get("of") and item["of"] not in {k.kpi for k in kpis}:
             raise DeclarationError(f"{where}: of {item['of']!r} must name a KPI declared above it")
         kpis.append(
             Kpi(
                 kpi=_require(item, "kpi", where),
                 label_zh=_require(item, "label_zh", where),
-                unit=_require(item, "unit", where),
+                unit=unit,
                 department=department,
                 method=method,
-                decimals=int(item.get("decimals", 2)),
+                decimals=decimals,
                 definition_zh=_require(item, "definition_zh", where),
                 display_unit=item.get("display_unit"),
                 indicator=item.get("indicator"),
@@ -557,6 +651,21 @@ def load_kpis(path: Path = KPIS_FILE) -> tuple[Kpi, ...]:
                 of=item.get("of"),
                 base_year=item.get("base_year"),
                 definitions=_kpi_definitions(item, where, decl),
+                article_figure=bool(item.get("article_figure", True)),
             )
         )
     return tuple(kpis)
+
+
+def _check_kinds(item: dict[str, Any], method: str, decl: Declaration, where: str) -> None:
+    """Refuse a method that adds an indicator up against its kind (e.g. a stock summed over months)."""
+    for role, allowed in KPI_METHOD_KINDS.get(method, {}).items():
+        name = item.get(role)
+        if not name:
+            continue
+        kind = decl.indicator(name).kind
+        if kind not in allowed:
+            raise DeclarationError(
+                f"{where}: method {method} cannot take {role} {name!r}, a {kind} ({KIND_ZH[kind]}); "
+                f"use {_METHOD_HINT[kind]}"
+            )

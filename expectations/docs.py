@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from expectations.cross_checks import CrossCheck, load_cross_checks
-from expectations.declaration import DEFAULT_OUTLIER_THRESHOLD, Declaration, Kpi
+from expectations.declaration import DEFAULT_OUTLIER_THRESHOLD, KIND_ZH, Declaration, Kpi
 from expectations.definitions import Definition
 from expectations.issues import ISSUE_CODES
 from expectations.markdown import markdown_cell
@@ -54,7 +54,7 @@ def _declaration_section(decl: Declaration) -> list[str]:
            else "refused (ROWS_EMPTY): every township reports every period"),
         f"- declaration: `expectations/declarations/{decl.source_file}`",
         "",
-        "| indicator | 中文 | header on the form | form unit → base unit | type | required | 本年累计 |",
+        "| indicator | 中文 | header on the form | form unit → base unit | type | required | kind (adds up) |",
         "|---|---|---|---|---|---|---|",
     ]
     for ind in decl.indicators:
@@ -67,7 +67,7 @@ def _declaration_section(decl: Declaration) -> list[str]:
         lines.append(
             f"| `{ind.name}` | {markdown_cell(ind.label_zh)} | {markdown_cell(header)} | {ind.unit} → {ind.base_unit} "
             f"(×{ind.factor:g}) | {ind.value_type} | {'yes' if ind.required else 'no'} | "
-            f"{'yes' if ind.cumulative else ''} |"
+            f"{ind.kind} ({KIND_ZH[ind.kind]}; townships: {ind.over_townships}, months: {ind.over_periods}) |"
         )
     lines += ["", "| rule | check | severity | on failure | why |", "|---|---|---|---|---|"]
     for rule in decl.rules:

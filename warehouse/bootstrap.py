@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
+from warehouse.dictionary import view_comment_statements
 from warehouse.engine import advisory_lock, create_views, drop_views, write_transaction
 from warehouse.migrate import MigrationOutcome, check_schema, mark_verified, migrate_to_head
 from warehouse.refdata import load_reference
@@ -47,7 +48,8 @@ def ensure_warehouse(engine: Engine) -> MigrationOutcome:
       changed. A success is remembered for ``engine``, so its writers skip the check.
 
     The views are dropped before migrating (PostgreSQL refuses to alter a column a view reads)
-    and re-created afterwards from ``schema.VIEWS``; then the reference data is brought in line; the
+    and re-created afterwards from ``schema.VIEWS`` (with their comments on PostgreSQL); then the
+    reference data is brought in line; the
     second call writes no reference rows unless a CSV or declaration changed (see
     ``refdata.load_reference``). Returns what the migration step did.
     """
@@ -56,6 +58,10 @@ def ensure_warehouse(engine: Engine) -> MigrationOutcome:
         drop_views(conn)
         outcome = migrate_to_head(conn)
         create_views(conn)
+        if conn.dialect.name == "postgresql":  # SQLite keeps no comments
+            for statement in view_comment_statements():
+                # our own text, quoted; psycopg reads % as a placeholder even with no parameters
+                conn.exec_driver_sql(statement.replace("%", "%%"))
         regrant(conn)  # PostgreSQL roles (if set up) lose their grants when views are re-created
         load_reference(conn)
     mark_verified(engine)

@@ -58,7 +58,7 @@ from warehouse.skipped import note_skipped
 #: county time (Asia/Shanghai has had no daylight saving since 1991)
 COUNTY_TZ = timezone(timedelta(hours=8))
 COMPLETENESS_COLUMNS = (
-    "department", "period", "due_date", "deadline", "status", "expected", "received", "on_time", "late",
+    "department", "period", "due_date", "deadline", "status", "status_zh", "expected", "received", "on_time", "late",
     "missing", "loaded", "quarantined", "rejected", "files_received", "first_received_at",
     "current_submission_id", "townships_expected", "townships_reported",
 )
@@ -158,6 +158,7 @@ def _status(entries: Sequence[LedgerEntry], duty: Obligation, today: date) -> di
         status = "missing" if duty.is_overdue(today) else "pending"
     return {
         "status": status,
+        "status_zh": schema.COMPLETENESS_STATUS_ZH[status],
         "received": int(received),
         "on_time": int(received and on_time),
         "late": int(received and not on_time),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import pandas as pd
 from sqlalchemy import (
@@ -102,10 +103,9 @@ _STATIC_EXAMPLES: tuple[ExampleQuery, ...] = (
     ExampleQuery(
         "One township's indicators over time (章谷镇, the county seat), current versions only",
         """\
-SELECT v.department, v.indicator, v.label_zh, v.period, v.value, v.unit, v.flagged
+SELECT v.department, v.indicator, v.label_zh, v.period, v.value, v.unit, v.kind, v.flagged
 FROM v_indicator_value v
-JOIN ref_township t ON t.township_code = v.township_code
-WHERE t.name_zh = '章谷镇'
+WHERE v.township_name = '章谷镇'
 ORDER BY v.department, v.indicator, v.year, v.month;""",
         "Names as written on old forms (巴底乡, 章谷) are in `ref_township_alias`, with their validity.",
     ),
@@ -123,12 +123,13 @@ ORDER BY v.indicator;""",
         "assumed for the demo.",
     ),
     ExampleQuery(
-        "2016 tourism revenue by township, in 万元",
+        "2016 tourism revenue by township, in 万元, in the official order of townships",
         """\
-SELECT township_name, SUM(value) / 10000 AS revenue_wan_yuan
+SELECT township_order, township_name, SUM(value) / 10000 AS revenue_wan_yuan
 FROM v_indicator_value
 WHERE indicator = 'tourism_revenue_yuan' AND year = 2016
-GROUP BY township_name ORDER BY revenue_wan_yuan DESC;""",
+GROUP BY township_order, township_name ORDER BY township_order;""",
+        "Tourism revenue is a flow (`kind = 'flow'`): its months add up.",
     ),
     ExampleQuery(
         "County KPIs with coverage; only publish what is complete",
@@ -137,24 +138,83 @@ SELECT year, kpi, label_zh, value, unit, coverage_used, coverage_expected
 FROM mart_county_kpi_yearly WHERE coverage >= 1 ORDER BY kpi, year;""",
     ),
     ExampleQuery(
-        "Submissions that did not load, with their critical issues",
+        "Submissions that did not load, and why (the critical issues on their receipts)",
         """\
-SELECT s.department, s.period, s.original_name, s.status, i.code, i.row_number, i.column_label, i.message_zh
-FROM v_submission s JOIN submission_issue i ON i.submission_id = s.submission_id
-WHERE s.status IN ('rejected', 'quarantined') AND i.severity = 'critical';""",
+SELECT department_name, period, original_name, status_zh, code, row_number, column_label, message_zh
+FROM v_submission_issue
+WHERE status IN ('rejected', 'quarantined') AND severity = 'critical'
+ORDER BY department, period, submission_id, seq;""",
+        "`message_zh` is null for a person-level registry: its messages may quote a person's value.",
     ),
     ExampleQuery(
         "What a restatement changed (old vs new values of one partition)",
         """\
-SELECT n.township_code, n.indicator, o.value AS old_value, n.value AS new_value
-FROM submission s
-JOIN fact_indicator_value n ON n.submission_id = s.submission_id
-JOIN fact_indicator_value o ON o.submission_id = s.supersedes
-  AND o.indicator = n.indicator AND o.township_code = n.township_code
-WHERE s.supersedes IS NOT NULL AND o.value IS DISTINCT FROM n.value;""",
-        "`IS DISTINCT FROM` works on PostgreSQL and SQLite ≥ 3.39; on older SQLite use `IS NOT`.",
+SELECT department, period, township_name, indicator, label_zh, old_value, new_value, difference, unit
+FROM v_restatement
+ORDER BY department, period, township_order, indicator;""",
     ),
 )
+
+#: the wrong and the right way to add up a stock (head counts): docs/warehouse.md shows both
+STOCK_WRONG = ExampleQuery(
+    "Wrong: a head count summed over months",
+    """\
+SELECT year, SUM(value) AS enrolled_persons
+FROM v_indicator_value
+WHERE indicator = 'enrolled_total_persons'
+GROUP BY year ORDER BY year;""",
+    "This adds twelve month-end head counts of the same pupils: about twelve times too many. "
+    "`enrolled_total_persons` is a stock (`over_periods = 'last'`).",
+)
+STOCK_RIGHT = ExampleQuery(
+    "Right: each township's latest month in the year, summed over townships",
+    """\
+SELECT v.year, SUM(v.value) AS enrolled_persons
+FROM v_indicator_value v
+WHERE v.indicator = 'enrolled_total_persons' AND v.value IS NOT NULL
+  AND v.period = (SELECT MAX(l.period) FROM v_indicator_value l
+                  WHERE l.indicator = v.indicator AND l.township_code = v.township_code
+                    AND l.year = v.year AND l.value IS NOT NULL)
+GROUP BY v.year ORDER BY v.year;""",
+    "This is how `mart_county_kpi_yearly` computes 在校学生数 (`enrolled_students_persons`, method "
+    "`period_end`); the same holds for 本年累计 indicators (`kind = 'cumulative'`). A rate "
+    "(`kind = 'rate'`, e.g. `insurance_rate_pct`) is never summed nor averaged plainly: divide the "
+    "sums of its numerator and denominator (`insured_persons` / `poor_population_persons`).",
+)
+
+KINDS_TEXT = """\
+Every indicator declares its **kind** (`ref_indicator.kind`, also on `v_indicator_value`), and with it
+how its values may be added up (`over_townships`, `over_periods`):
+
+| kind | examples | over townships | over the months of a year |
+|---|---|---|---|
+| `flow` | 人次, 元 per month: visitors, revenue, hospitalisations | sum | sum |
+| `stock` | head counts at the period's end: pupils, insured people, population | sum | the last value, never a sum |
+| `cumulative` | 本年累计 running totals: transferred workers, returned pupils | sum | the year's last period |
+| `rate` | %, per capita: 参保率, net income per capita | weighted mean, or recompute | never summed |
+
+The county KPIs obey the kinds: `expectations/kpis.yaml` refuses a method that goes against one
+(`sum` on a stock: use `period_end`), so the marts never sum a head count over months."""
+
+BI_TOOLS = """\
+Connect as the read-only **analyst** role (`duikou_analyst`, or a login role granted it: `GRANT
+duikou_analyst TO alice`). It reads the views (`v_*`), the marts (`mart_*`) and the reference
+tables (`ref_*`) — nothing else — and its sessions run in Beijing time (`timezone =
+'Asia/Shanghai'`), so timestamps (timestamptz) show as 北京时间. Every view, mart and column
+carries a `COMMENT`, which BI tools show as descriptions.
+
+- **Superset** (Data → Databases → PostgreSQL), SQLAlchemy URI:
+  `postgresql+psycopg2://alice@warehouse-host:5432/duikou`
+- **Metabase** (Admin → Databases → PostgreSQL): host `warehouse-host`, port 5432, database
+  `duikou`, user `alice`, schemas: `public`. Metabase reads the comments into its data model.
+- **Excel Power Query** (数据 → 获取数据 → 自数据库 → 从 PostgreSQL 数据库): server
+  `warehouse-host:5432`, database `duikou`; choose the `v_*` or `mart_*` tables.
+- **psql / DBeaver**: `postgresql://alice@warehouse-host:5432/duikou`.
+- **SQLite** (the embedded warehouse): open the file read-only,
+  `sqlite:///file:/srv/duikou/data/warehouse.sqlite?mode=ro&uri=true` (SQLAlchemy) or
+  `file:/srv/duikou/data/warehouse.sqlite?mode=ro` (DB Browser, DBeaver, Python's `sqlite3` with
+  `uri=True`). SQLite has no roles: query the views and marts only, as the analyst role does;
+  timestamps are UTC text there."""
 
 
 # ---------------------------------------------------------------- KPIs and their inputs
@@ -186,21 +246,13 @@ def correction_kpi_query(kpis: Sequence[Kpi]) -> ExampleQuery:
     sql = f"""\
 WITH kpi_input(department, kpi, indicator) AS (VALUES
 {pairs}
-),
-changed AS (
-  SELECT DISTINCT s.submission_id, s.supersedes, s.department, s.period, n.year, n.indicator
-  FROM submission s
-  JOIN fact_indicator_value n ON n.submission_id = s.submission_id
-  JOIN fact_indicator_value o ON o.submission_id = s.supersedes
-    AND o.indicator = n.indicator AND o.township_code = n.township_code
-  WHERE s.supersedes IS NOT NULL AND o.value IS DISTINCT FROM n.value
 )
-SELECT DISTINCT c.department, c.period, c.submission_id AS correction, c.supersedes AS replaced,
-       k.kpi, m.label_zh, m.year, m.value AS value_now, m.unit
-FROM changed c
-JOIN kpi_input k ON k.department = c.department AND k.indicator = c.indicator
-LEFT JOIN mart_county_kpi_yearly m ON m.kpi = k.kpi AND m.year = c.year
-ORDER BY c.department, c.period, k.kpi;"""
+SELECT DISTINCT r.department, r.period, r.new_submission_id AS correction,
+       r.old_submission_id AS replaced, k.kpi, m.label_zh, m.year, m.value AS value_now, m.unit
+FROM v_restatement r
+JOIN kpi_input k ON k.department = r.department AND k.indicator = r.indicator
+LEFT JOIN mart_county_kpi_yearly m ON m.kpi = k.kpi AND m.year = r.year
+ORDER BY r.department, r.period, k.kpi;"""
     return ExampleQuery(
         "Which county KPIs changed after a correction",
         sql,
@@ -213,7 +265,7 @@ ORDER BY c.department, c.period, k.kpi;"""
 def example_queries(kpis: Sequence[Kpi] | None = None) -> tuple[ExampleQuery, ...]:
     """The documented examples, in order; the tests run each of them."""
     chosen = load_kpis() if kpis is None else kpis
-    return (*_STATIC_EXAMPLES[:2], correction_kpi_query(chosen), *_STATIC_EXAMPLES[2:])
+    return (*_STATIC_EXAMPLES[:2], correction_kpi_query(chosen), *_STATIC_EXAMPLES[2:], STOCK_WRONG, STOCK_RIGHT)
 
 
 # ---------------------------------------------------------------- columns
@@ -392,8 +444,10 @@ def _reflected_view_types() -> dict[str, list[tuple[str, TypeEngine[object]]]]:
         engine.dispose()
 
 
+@lru_cache(maxsize=1)
 def view_columns() -> dict[str, list[ViewColumn]]:
-    """Every view's columns, in order, traced back to a table column where the SQL allows."""
+    """Every view's columns, in order, traced back to a table column where the SQL allows; a
+    column it cannot trace takes its comment from ``schema.VIEW_COLUMN_COMMENTS``."""
     out: dict[str, list[ViewColumn]] = {}
     for view, reflected in _reflected_view_types().items():
         items, aliases = select_items(schema.VIEWS[view])
@@ -406,8 +460,16 @@ def view_columns() -> dict[str, list[ViewColumn]]:
             if plain and aliases.get(plain.group(1)) in schema.metadata.tables:
                 table = schema.metadata.tables[aliases[plain.group(1)]]
                 source_column = table.c.get(plain.group(2))
+            explicit = schema.VIEW_COLUMN_COMMENTS.get(view, {}).get(name)
+            earlier = {c.name: c for c in out.get(aliases.get(plain.group(1), ""), [])} if plain else {}
+            through = earlier.get(plain.group(2)) if plain else None
+            if source_column is None and through is not None:  # read through an earlier view
+                comment = explicit or through.comment
+                columns.append(ViewColumn(name, through.type, through.source, expression, comment,
+                                          column_unit(name, comment, sqltype, siblings)))
+                continue
             if source_column is not None:
-                comment = source_column.comment or ""
+                comment = explicit or source_column.comment or ""
                 columns.append(
                     ViewColumn(
                         name=name,
@@ -419,10 +481,22 @@ def view_columns() -> dict[str, list[ViewColumn]]:
                     )
                 )
             else:
-                unit = column_unit(name, None, sqltype, siblings)
-                columns.append(ViewColumn(name, type_name(sqltype), None, expression, "", unit))
+                unit = column_unit(name, explicit, sqltype, siblings)
+                columns.append(ViewColumn(name, type_name(sqltype), None, expression, explicit or "", unit))
         out[view] = columns
     return out
+
+
+def view_comment_statements() -> list[str]:
+    """``COMMENT ON VIEW`` and ``COMMENT ON COLUMN`` for every view (PostgreSQL), from the same
+    text as this page, so a BI tool shows each view's grain and each column's meaning."""
+    statements = []
+    for view, columns in view_columns().items():
+        statements.append(f"COMMENT ON VIEW {view} IS {_sql_text(schema.VIEW_COMMENTS[view])}")
+        for col in columns:
+            text = col.comment or col.source or col.expression
+            statements.append(f"COMMENT ON COLUMN {view}.{col.name} IS {_sql_text(text)}")
+    return statements
 
 
 def _view_section(name: str, columns: Sequence[ViewColumn]) -> list[str]:
@@ -461,7 +535,7 @@ def _indicator_section(declarations: Mapping[str, Declaration]) -> list[str]:
     lines = [
         "The rows of `ref_indicator`, from `expectations/declarations/*.yaml` (see "
         "[datasets.md](datasets.md) for the forms and their rules). `unit` is the base unit of "
-        "stored values; 本年累计 marks running totals within the year.",
+        "stored values; `kind` says how values add up (see \"How indicators add up\").",
         "",
     ]
     for department, decl in declarations.items():
@@ -472,13 +546,13 @@ def _indicator_section(declarations: Mapping[str, Declaration]) -> list[str]:
             "",
             f"{decl.title_zh}; one return per {decl.period_type}.",
             "",
-            "| indicator | label_zh | unit | form_unit | value_type | 本年累计 | required |",
+            "| indicator | label_zh | unit | form_unit | value_type | kind | required |",
             "|---|---|---|---|---|---|---|",
         ]
         for row in (r for r in rows if r["department"] == department):
             lines.append(
                 f"| `{row['indicator']}` | {markdown_cell(row['label_zh'])} | {row['unit']} | {row['form_unit']} | "
-                f"{row['value_type']} | {'yes' if row['cumulative'] else ''} | {'yes' if row['required'] else 'no'} |"
+                f"{row['value_type']} | {row['kind']} | {'yes' if row['required'] else 'no'} |"
             )
         lines.append("")
     return lines
@@ -539,11 +613,14 @@ def render_warehouse_markdown(
     lines += ["## Units", "", *_units_section()]
     lines += ["## Indicators", "", *_indicator_section(decls)]
     lines += ["## County KPIs", "", *_kpi_section(chosen_kpis)]
-    lines += ["## Example queries", ""]
+    lines += ["## How indicators add up", "", KINDS_TEXT, ""]
+    lines += ["## Example queries", "", "Each runs as the read-only analyst role (tests/warehouse/test_analyst.py).",
+              ""]
     for example in example_queries(chosen_kpis):
         lines += [f"### {example.question}", "", "```sql", example.sql, "```"]
         if example.note:
             lines += ["", example.note]
         lines.append("")
+    lines += ["## Connect a BI tool", "", BI_TOOLS, ""]
     lines += ["## Loading guarantees", "", LOADING_GUARANTEES, "", "## Changing the schema", "", SCHEMA_CHANGES]
     return "\n".join(lines) + "\n"

@@ -10,8 +10,13 @@ Caveats:
 * Base KPIs (sum, weighted_mean, ratio) use the township-periods where *all* their input
   indicators have a value; a township-month missing one input is left out of numerator and
   denominator alike, and shows in the coverage.
-* A cumulative (本年累计) input counts once per township: its latest period with a value in the
-  year. Undercounted when that latest period is early; the coverage shows it.
+* Each input adds up as its declared kind says (expectations/declarations, ``kind``): a flow
+  (人次, 元 per month) is summed over townships and periods; a stock (head counts) and a
+  cumulative (本年累计) count once per township — its latest period with a value in the year —
+  summed over townships; a rate is never summed (weighted_mean takes each township's latest
+  period). A stock or cumulative is undercounted when that latest period is early; the coverage
+  shows it. ``load_kpis`` refuses a method that goes against a kind; ``aggregate`` refuses it
+  again here (ValueError).
 * Derived KPIs (multiple_of_base, cagr, yoy) exist for a year only when the KPI they derive from
   exists both in that year and in the comparison year; multiple_of_base and cagr only for years
   after ``base_year``. Their coverage adds up the coverage of the two years.
@@ -108,7 +113,7 @@ def _spans(townships: pd.DataFrame) -> dict[str, tuple[date, date | None]]:
 
 
 def _inputs(kpi: Kpi) -> tuple[str, ...]:
-    if kpi.method == "sum":
+    if kpi.method in ("sum", "period_end"):
         return (str(kpi.indicator),)
     if kpi.method == "weighted_mean":
         return (str(kpi.indicator), str(kpi.weight))
@@ -160,12 +165,16 @@ def _dated_base_points(
     return dict(sorted(points.items()))
 
 
-def _column_total(used: pd.DataFrame, column: pd.Series, cumulative: bool) -> float:
-    """Σ over township-periods; a cumulative indicator once per township (its latest period)."""
-    if not cumulative:
+def aggregate(used: pd.DataFrame, column: pd.Series, kind: str) -> float:
+    """A year's county total of ``column`` over the township-periods ``used``, as ``kind`` allows:
+    a flow sums every township-period; a stock or cumulative sums each township's latest period.
+    A rate is never summed: ValueError (recompute it from its parts, or weight it)."""
+    if kind == "flow":
         return float(column.sum())
-    latest = used.groupby("township_code")["period"].transform("max") == used["period"]
-    return float(column[latest].sum())
+    if kind in ("stock", "cumulative"):
+        latest = used.groupby("township_code")["period"].transform("max") == used["period"]
+        return float(column[latest].sum())
+    raise ValueError(f"a {kind} is never summed; recompute it from its numerator and denominator, or weight it")
 
 
 def _base_points(
@@ -173,14 +182,15 @@ def _base_points(
 ) -> dict[Any, _Point]:
     """Points by year (the county), or by (township, year) when ``by_township``: one pivot for all."""
     inputs = _inputs(kpi)
-    cumulative = {name: decl.indicator(name).cumulative for name in inputs}
+    kinds = {name: decl.indicator(name).kind for name in inputs}
     rows = values[(values["department"] == kpi.department) & values["indicator"].isin(inputs)]
     rows = rows[rows["value"].notna()]
     if rows.empty:
         return {}
-    wide = rows.pivot_table(
-        index=["year", "township_code", "period"], columns="indicator", values="value", aggfunc="first"
-    )
+    keys = ["year", "township_code", "period"]
+    # one value per township-period and indicator (the first, should a frame repeat one): pivot, not
+    # pivot_table, which is ~10× slower and runs once per KPI and township for the report
+    wide = rows.drop_duplicates([*keys, "indicator"]).pivot(index=keys, columns="indicator", values="value")
     if any(name not in wide.columns for name in inputs):
         return {}
     wide = wide.loc[:, list(inputs)].dropna().reset_index()
@@ -196,21 +206,23 @@ def _base_points(
             valid = _townships_valid(townships, year)
         expected = valid * _PERIODS_PER_YEAR[decl.period_type]
         if kpi.method == "sum":
-            name = inputs[0]
-            value = _finite(_column_total(used, used[name], cumulative[name]))
+            if kinds[inputs[0]] != "flow":
+                raise ValueError(f"method sum adds {inputs[0]} over months, but it is a {kinds[inputs[0]]}")
+            value = _finite(aggregate(used, used[inputs[0]], "flow"))
+        elif kpi.method == "period_end":
+            if kinds[inputs[0]] not in ("stock", "cumulative"):
+                raise ValueError(f"method period_end takes a stock or cumulative, {inputs[0]} is a {kinds[inputs[0]]}")
+            value = _finite(aggregate(used, used[inputs[0]], kinds[inputs[0]]))
         elif kpi.method == "weighted_mean":
             name, weight = inputs
-            # both cumulative or neither in practice; the product follows the indicator
+            # a rate and its weight are states: each township's latest period in the year
             product = used[name] * used[weight]
-            value = _ratio(
-                _column_total(used, product, cumulative[name]),
-                _column_total(used, used[weight], cumulative[weight]),
-            )
+            value = _ratio(aggregate(used, product, "stock"), aggregate(used, used[weight], "stock"))
         else:  # ratio
             numerator, denominator = inputs
             quotient = _ratio(
-                _column_total(used, used[numerator], cumulative[numerator]),
-                _column_total(used, used[denominator], cumulative[denominator]),
+                aggregate(used, used[numerator], kinds[numerator]),
+                aggregate(used, used[denominator], kinds[denominator]),
             )
             value = None if quotient is None else quotient * kpi.scale
         points[(code, year) if by_township else year] = _Point(value, len(used), expected)

@@ -119,6 +119,9 @@ def indicator_rows(declarations: Mapping[str, Declaration]) -> list[dict[str, An
             "cumulative": ind.cumulative,
             "required": ind.required,
             "header_path": "/".join(ind.header),
+            "kind": ind.kind,
+            "over_townships": ind.over_townships,
+            "over_periods": ind.over_periods,
         }
         for decl in declarations.values()
         for ind in decl.indicators

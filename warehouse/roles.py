@@ -10,7 +10,10 @@
   marts (``mart_*``) and the reference tables (``ref_*``) — not the ledger and fact tables
   (``submission``, ``submission_issue``, ``submission_decision``, ``dq_result``, ``fact_*``).
   A PostgreSQL view runs with its owner's privileges, so ``v_indicator_value`` works for an
-  analyst who cannot read ``fact_indicator_value`` itself.
+  analyst who cannot read ``fact_indicator_value`` itself. Its sessions run in Beijing time
+  (``ALTER ROLE … SET timezone``), so the views' timestamptz columns read as 北京时间; a person's
+  login role granted ``duikou_analyst`` sets its own (``ALTER ROLE alice SET timezone TO
+  'Asia/Shanghai'``).
 
 The roles are created without LOGIN: grant them to people's login roles
 (``GRANT duikou_analyst TO alice``). ``login=True`` gives them LOGIN without a password, for
@@ -50,6 +53,8 @@ _MARKERS: dict[RoleKind, str] = {
     "loader": "duikou:loader pipeline: reads and writes rows, no DDL (warehouse.roles)",
     "analyst": "duikou:analyst read-only: v_*, mart_*, ref_* (warehouse.roles)",
 }
+#: the analyst role's session time zone: the views' timestamptz columns read in Beijing time
+ANALYST_TIME_ZONE = "Asia/Shanghai"
 #: relations an analyst may read, by name prefix
 ANALYST_PREFIXES = ("v_", "mart_", "ref_")
 #: the loader's rights on a table, where they differ from SELECT, INSERT, UPDATE, DELETE
@@ -207,6 +212,8 @@ def create_roles(
         conn.exec_driver_sql(
             f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {ld}"
         )
+        # timestamps are timestamptz: an analyst's session (a BI tool's too) shows them in Beijing time
+        conn.exec_driver_sql(f"ALTER ROLE {an} SET timezone TO '{ANALYST_TIME_ZONE}'")
         roles = Roles(schema, owner, (loader,), (analyst,))
         _grant_objects(conn, roles)  # other roles' grants are left as they are
         return roles

@@ -37,7 +37,25 @@ NAMING_CONVENTION = {
 }
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+REFRESHED_AT = "when the mart was last recomputed (timestamptz)"
 SUBMISSION_STATUSES = ("loaded", "superseded", "rejected", "quarantined", "duplicate")
+#: Chinese labels beside the codes: the views and marts carry both (one source for the report too)
+SUBMISSION_STATUS_ZH = {
+    "loaded": "已入库",
+    "superseded": "已被更正替代",
+    "rejected": "已拒收",
+    "quarantined": "已隔离待查",
+    "duplicate": "重复报送",
+}
+COMPLETENESS_STATUS_ZH = {
+    "on_time": "按时",
+    "late": "逾期",
+    "missing": "缺报",
+    "quarantined": "隔离待查",
+    "rejected": "拒收",
+    "pending": "未到期",
+}
+SEVERITY_ZH = {"critical": "严重", "warning": "警告", "info": "提示"}
 
 # ---------------------------------------------------------------- reference data
 ref_department = Table(
@@ -144,6 +162,17 @@ ref_indicator = Table(
     Column("cumulative", Boolean, nullable=False, comment="本年累计: running total within the year"),
     Column("required", Boolean, nullable=False),
     Column("header_path", Text, nullable=False, comment="header path on the form, levels joined by /"),
+    Column(
+        "kind",
+        String(12),
+        nullable=False,
+        comment="how values add up: flow (sum over periods and townships), stock (last value over time, sum "
+        "over townships), cumulative (本年累计: the year's last period), rate (never summed)",
+    ),
+    Column("over_townships", String(16), nullable=False, comment="sum, weighted_mean (by the declared weight) or none"),
+    Column("over_periods", String(8), nullable=False,
+           comment="sum (a flow) or last (a stock, 本年累计: each township's latest period) or none (a rate)"),
+    CheckConstraint("kind IN ('flow', 'stock', 'cumulative', 'rate')", name="kind_known"),
     comment="one row per declared indicator; derived from expectations/declarations",
 )
 
@@ -387,12 +416,12 @@ fact_form_total = Table(
 mart_county_kpi_yearly = Table(
     "mart_county_kpi_yearly",
     metadata,
-    Column("year", Integer, primary_key=True),
-    Column("kpi", String(64), primary_key=True),
-    Column("label_zh", Text, nullable=False),
-    Column("value", Float),
-    Column("unit", String(16), nullable=False),
-    Column("department", String(32), nullable=False),
+    Column("year", Integer, primary_key=True, comment="calendar year"),
+    Column("kpi", String(64), primary_key=True, comment="KPI id in expectations/kpis.yaml"),
+    Column("label_zh", Text, nullable=False, comment="the KPI's name in Chinese"),
+    Column("value", Float, comment="unrounded, in unit; null when it cannot be computed (zero denominator)"),
+    Column("unit", String(16), nullable=False, comment="unit of value (base unit: 元, 人, 人次, %, 倍)"),
+    Column("department", String(32), nullable=False, comment="source department"),
     Column("coverage_used", Integer, nullable=False, comment="township-periods with data"),
     Column("coverage_expected", Integer, nullable=False, comment="township-periods expected"),
     Column("coverage", Float, nullable=False, comment="used / expected"),
@@ -404,7 +433,7 @@ mart_county_kpi_yearly = Table(
         comment="true when coverage is complete (every expected township-period used)",
     ),
     Column("definition_zh", Text, nullable=False, comment="口径"),
-    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, comment=REFRESHED_AT),
     Column("definition_version", String(200), nullable=False, server_default="v1",
            comment="the dated definition the value was computed with (the KPI's version and each input "
            "indicator's with more than one); years with different tags do not compare"),
@@ -541,7 +570,7 @@ COMPLETENESS_STATUSES = ("on_time", "late", "missing", "quarantined", "rejected"
 mart_completeness = Table(
     "mart_completeness",
     metadata,
-    Column("department", String(32), primary_key=True),
+    Column("department", String(32), primary_key=True, comment="department id (ref_department)"),
     Column("period", String(7), primary_key=True, comment="YYYY-MM or YYYY"),
     Column("due_date", Date, nullable=False, comment="from the declaration's due_day (county time)"),
     Column("deadline", Date, nullable=False, comment="due_date + grace_days: the last on-time day"),
@@ -552,6 +581,8 @@ mart_completeness = Table(
         comment="on_time / late (a version is loaded), quarantined / rejected (received, none loaded), "
         "missing (past its deadline, nothing received), pending (not yet past its deadline)",
     ),
+    Column("status_zh", Text, nullable=False,
+           comment="the status in Chinese: 按时 / 逾期 / 隔离待查 / 拒收 / 缺报 / 未到期"),
     Column("expected", Integer, nullable=False, comment="1: the obligations calendar expects this return"),
     Column("received", Integer, nullable=False, comment="1: at least one file received"),
     Column("on_time", Integer, nullable=False, comment="1: first file received by the deadline"),
@@ -566,7 +597,7 @@ mart_completeness = Table(
     Column("townships_expected", Integer, nullable=False, comment="townships valid in the period"),
     Column("townships_reported", Integer, nullable=False,
            comment="of those, with a value in the loaded version (a registry: with at least one person)"),
-    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, comment=REFRESHED_AT),
     CheckConstraint(
         "status IN ('on_time', 'late', 'missing', 'quarantined', 'rejected', 'pending')", name="status_known"
     ),
@@ -577,14 +608,14 @@ mart_completeness = Table(
 mart_completeness_township = Table(
     "mart_completeness_township",
     metadata,
-    Column("department", String(32), primary_key=True),
-    Column("period", String(7), primary_key=True),
-    Column("township_code", String(12), primary_key=True),
+    Column("department", String(32), primary_key=True, comment="department id (ref_department)"),
+    Column("period", String(7), primary_key=True, comment="YYYY-MM or YYYY"),
+    Column("township_code", String(12), primary_key=True, comment="township (ref_township)"),
     Column("reported", Boolean, nullable=False,
            comment="the loaded version has a value for this township (a registry: at least one person)"),
     Column("values_reported", Integer, nullable=False,
            comment="non-blank values in the loaded version (a registry: people listed)"),
-    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, comment=REFRESHED_AT),
     comment="one row per department × period (as in mart_completeness) × township valid in the period",
 )
 
@@ -625,7 +656,7 @@ mart_registry_township = Table(
     metadata,
     Column("department", String(32), primary_key=True, comment="registry department, e.g. labour_registry"),
     Column("period", String(7), primary_key=True, comment="snapshot month"),
-    Column("township_code", String(12), primary_key=True),
+    Column("township_code", String(12), primary_key=True, comment="township (ref_township)"),
     Column("submission_id", String(16), nullable=False, comment="the loaded snapshot counted"),
     Column("persons", Integer, nullable=False, comment="distinct people (人)"),
     Column("poor_persons", Integer, nullable=False, comment="people of 建档立卡 households (人)"),
@@ -634,25 +665,25 @@ mart_registry_township = Table(
     Column("certified_persons", Integer, nullable=False, comment="people holding any certificate (人)"),
     Column("certified_mid_senior_persons", Integer, nullable=False, comment="中级工 and above (人)"),
     Column("employed_persons", Integer, nullable=False, comment="就业状态 other than 未就业 (人)"),
-    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, comment=REFRESHED_AT),
     comment="one row per registry × snapshot month × township: head counts from the current loaded snapshot",
 )
 
 mart_registry_county = Table(
     "mart_registry_county",
     metadata,
-    Column("department", String(32), primary_key=True),
+    Column("department", String(32), primary_key=True, comment="registry department, e.g. labour_registry"),
     Column("period", String(7), primary_key=True, comment="snapshot month"),
     Column("submission_id", String(16), nullable=False, comment="the loaded snapshot counted"),
     Column("townships", Integer, nullable=False, comment="townships with at least one person"),
     Column("persons", Integer, nullable=False, comment="distinct people (人)"),
-    Column("poor_persons", Integer, nullable=False),
+    Column("poor_persons", Integer, nullable=False, comment="people of 建档立卡 households (人)"),
     Column("persons_trained", Integer, nullable=False, comment="distinct people trained (人)"),
     Column("training_person_times", Integer, nullable=False, comment="trainings (人次)"),
-    Column("certified_persons", Integer, nullable=False),
-    Column("certified_mid_senior_persons", Integer, nullable=False),
-    Column("employed_persons", Integer, nullable=False),
-    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("certified_persons", Integer, nullable=False, comment="people holding any certificate (人)"),
+    Column("certified_mid_senior_persons", Integer, nullable=False, comment="中级工 and above (人)"),
+    Column("employed_persons", Integer, nullable=False, comment="就业状态 other than 未就业 (人)"),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, comment=REFRESHED_AT),
     comment="one row per registry × snapshot month: county head counts — distinct people trained beside "
     "training person-times (人 vs 人次); people add across townships within a snapshot, never across months",
 )
@@ -660,32 +691,32 @@ mart_registry_county = Table(
 mart_registry_category = Table(
     "mart_registry_category",
     metadata,
-    Column("department", String(32), primary_key=True),
-    Column("period", String(7), primary_key=True),
-    Column("township_code", String(12), primary_key=True),
+    Column("department", String(32), primary_key=True, comment="registry department"),
+    Column("period", String(7), primary_key=True, comment="snapshot month"),
+    Column("township_code", String(12), primary_key=True, comment="township (ref_township)"),
     Column("dimension", String(24), primary_key=True,
            comment="employment_status / certificate_level / education_level / sex_age_band"),
     Column("category", String(24), primary_key=True, comment="the value, e.g. 省外就业, 中级工, 女35-44"),
-    Column("persons", Integer, nullable=False),
-    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("persons", Integer, nullable=False, comment="distinct people in the category (人)"),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, comment=REFRESHED_AT),
     comment="one row per registry × snapshot month × township × dimension × category: people counted",
 )
 
 mart_registry_reconciliation = Table(
     "mart_registry_reconciliation",
     metadata,
-    Column("department", String(32), primary_key=True),
-    Column("period", String(7), primary_key=True),
-    Column("township_code", String(12), primary_key=True),
+    Column("department", String(32), primary_key=True, comment="registry department"),
+    Column("period", String(7), primary_key=True, comment="snapshot month"),
+    Column("township_code", String(12), primary_key=True, comment="township (ref_township)"),
     Column("check_id", String(64), primary_key=True, comment="reconciliation id in the registry declaration"),
     Column("registry_value", Integer, nullable=False, comment="head count from the registry"),
-    Column("form_department", String(32), nullable=False),
-    Column("form_indicator", String(64), nullable=False),
+    Column("form_department", String(32), nullable=False, comment="department of the aggregate return compared"),
+    Column("form_indicator", String(64), nullable=False, comment="indicator of that return compared"),
     Column("form_value", Float, comment="the aggregate return's current value; null when not reported"),
     Column("difference", Float, comment="registry_value − form_value"),
     Column("tolerance_relative", Float, nullable=False, comment="declared tolerance, fraction of the form value"),
     Column("within_tolerance", Boolean, comment="null when the form has no value to compare"),
-    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, comment=REFRESHED_AT),
     comment="one row per registry × snapshot month × township × reconciliation: registry counts vs the "
     "monthly aggregate return",
 )
@@ -693,7 +724,7 @@ mart_registry_reconciliation = Table(
 mart_dq_scorecard = Table(
     "mart_dq_scorecard",
     metadata,
-    Column("department", String(32), primary_key=True),
+    Column("department", String(32), primary_key=True, comment="department id (ref_department)"),
     Column(
         "month",
         String(7),
@@ -702,13 +733,13 @@ mart_dq_scorecard = Table(
     ),
     Column("submissions", Integer, nullable=False, comment="files recorded for the month (every status)"),
     Column("checks_run", Integer, nullable=False, comment="dq_result rows of those files"),
-    Column("checks_failed_critical", Integer, nullable=False),
-    Column("checks_failed_warning", Integer, nullable=False),
+    Column("checks_failed_critical", Integer, nullable=False, comment="checks of severity critical that failed"),
+    Column("checks_failed_warning", Integer, nullable=False, comment="checks of severity warning that failed"),
     Column("values_flagged", Integer, nullable=False, comment="dq_flag rows not covered by an acceptance"),
-    Column("followups_open", Integer, nullable=False),
+    Column("followups_open", Integer, nullable=False, comment="follow-ups still open"),
     Column("followups_closed", Integer, nullable=False, comment="accepted, dismissed or resolved"),
     Column("median_resolution_hours", Float, comment="median opened → closed of the closed follow-ups"),
-    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False, comment=REFRESHED_AT),
     comment="one row per department × reporting month: checks run and failed by severity, values "
     "flagged, follow-ups open and closed, resolution time (warehouse/scorecard.py)",
 )
@@ -789,17 +820,34 @@ Index("ix_sign_in_attempt_remote", sign_in_attempt.c.remote, sign_in_attempt.c.a
 
 
 # ---------------------------------------------------------------- views
+def _labels(column: str, labels: dict[str, str]) -> str:
+    """``CASE column WHEN 'code' THEN '中文' ... END``: our own constants, never user text."""
+    whens = " ".join(f"WHEN '{code}' THEN '{label}'" for code, label in labels.items())
+    return f"CASE {column} {whens} END"
+
+
+#: Analysts read these (the analyst role reads v_*, mart_*, ref_* only). Timestamps are timestamptz
+#: (UTC text on SQLite); the analyst role's session time zone is Asia/Shanghai (warehouse.roles), so a
+#: BI tool shows them in Beijing time. Township views carry township_order (official order).
 VIEWS: dict[str, str] = {
+    "v_township": """
+        SELECT t.township_code, t.name_zh AS township_name, t.township_type,
+               ROW_NUMBER() OVER (ORDER BY t.township_code) AS township_order,
+               t.valid_from, t.valid_to
+        FROM ref_township t
+    """,
     "v_indicator_value": """
-        SELECT f.department, f.indicator, i.label_zh, f.township_code, t.name_zh AS township_name,
-               f.period, f.year, f.month, f.value, i.unit, f.flagged, f.submission_id
+        SELECT f.department, f.indicator, i.label_zh, f.township_code, t.township_name,
+               t.township_order, f.period, f.year, f.month, f.value, i.unit, i.kind, i.over_townships,
+               i.over_periods, f.flagged, f.submission_id
         FROM fact_indicator_value f
         JOIN submission s ON s.submission_id = f.submission_id AND s.status = 'loaded'
         JOIN ref_indicator i ON i.department = f.department AND i.indicator = f.indicator
-        JOIN ref_township t ON t.township_code = f.township_code
+        JOIN v_township t ON t.township_code = f.township_code
     """,
-    "v_submission": """
+    "v_submission": f"""
         SELECT s.submission_id, s.department, d.name_zh AS department_name, s.period, s.status,
+               {_labels("s.status", SUBMISSION_STATUS_ZH)} AS status_zh,
                s.original_name, s.received_at, s.loaded_at, s.rows_read, s.rows_loaded,
                s.rows_rejected, s.supersedes, s.superseded_by, s.receipt_path, s.source_url,
                (SELECT COUNT(*) FROM submission_issue i
@@ -808,10 +856,23 @@ VIEWS: dict[str, str] = {
                  WHERE i.submission_id = s.submission_id AND i.severity = 'warning') AS warning_issues
         FROM submission s JOIN ref_department d ON d.department = s.department
     """,
+    # A person-level registry's messages may quote a person's value (“初中”): withheld here.
+    "v_submission_issue": f"""
+        SELECT s.submission_id, s.department, d.name_zh AS department_name, s.period,
+               s.original_name, s.received_at, s.status,
+               {_labels("s.status", SUBMISSION_STATUS_ZH)} AS status_zh,
+               i.seq, i.code, i.severity, {_labels("i.severity", SEVERITY_ZH)} AS severity_zh, i.action,
+               i.rule_id, i.sheet, i.row_number, i.column_label,
+               CASE WHEN EXISTS (SELECT 1 FROM ref_indicator r WHERE r.department = s.department)
+                    THEN i.message_zh END AS message_zh
+        FROM submission_issue i
+        JOIN submission s ON s.submission_id = i.submission_id
+        JOIN ref_department d ON d.department = s.department
+    """,
     "v_township_pairing": """
-        SELECT t.township_code, t.name_zh AS township_name, t.township_type,
+        SELECT t.township_code, t.township_name, t.township_type, t.township_order,
                h.helper_unit_id, h.name_zh AS helper_unit_name, p.source, p.verified
-        FROM ref_township t
+        FROM v_township t
         LEFT JOIN ref_pairing p ON p.township_code = t.township_code
         LEFT JOIN ref_helper_unit h ON h.helper_unit_id = p.helper_unit_id
     """,
@@ -827,14 +888,14 @@ VIEWS: dict[str, str] = {
             WHERE s.supersedes IS NOT NULL
         ),
         paired AS (
-            SELECT p.department, p.period, n.indicator, n.township_code, p.old_id, p.new_id,
+            SELECT p.department, p.period, n.year, n.indicator, n.township_code, p.old_id, p.new_id,
                    o.value AS old_value, n.value AS new_value, p.loaded_at
             FROM pair p
             JOIN fact_indicator_value n ON n.submission_id = p.new_id
             LEFT JOIN fact_indicator_value o ON o.submission_id = p.old_id
                  AND o.indicator = n.indicator AND o.township_code = n.township_code
             UNION ALL
-            SELECT p.department, p.period, o.indicator, o.township_code, p.old_id, p.new_id,
+            SELECT p.department, p.period, o.year, o.indicator, o.township_code, p.old_id, p.new_id,
                    o.value AS old_value, NULL AS new_value, p.loaded_at
             FROM pair p
             JOIN fact_indicator_value o ON o.submission_id = p.old_id
@@ -842,30 +903,69 @@ VIEWS: dict[str, str] = {
                  AND n.indicator = o.indicator AND n.township_code = o.township_code
             WHERE n.submission_id IS NULL
         )
-        SELECT c.department, c.period, c.indicator, i.label_zh, c.township_code,
-               t.name_zh AS township_name, c.old_id AS old_submission_id,
+        SELECT c.department, c.period, c.year, c.indicator, i.label_zh, c.township_code,
+               t.township_name, t.township_order, c.old_id AS old_submission_id,
                c.new_id AS new_submission_id, c.old_value, c.new_value,
                c.new_value - c.old_value AS difference, i.unit, c.loaded_at AS superseded_at
         FROM paired c
         JOIN ref_indicator i ON i.department = c.department AND i.indicator = c.indicator
-        JOIN ref_township t ON t.township_code = c.township_code
+        JOIN v_township t ON t.township_code = c.township_code
         WHERE (c.old_value IS NULL AND c.new_value IS NOT NULL)
            OR (c.old_value IS NOT NULL AND c.new_value IS NULL)
            OR c.old_value <> c.new_value
     """,
 }
 
-#: one line per view for the data dictionary (docs/warehouse.md); tests/warehouse/test_dictionary.py fails
-#: when a view of VIEWS has none
+#: one line per view for the data dictionary (docs/warehouse.md) and COMMENT ON VIEW (PostgreSQL);
+#: tests/warehouse/test_dictionary.py fails when a view of VIEWS has none
 VIEW_COMMENTS: dict[str, str] = {
+    "v_township": "one row per township (2016–2017 boundaries) with its official order (township_order: "
+    "NBS code order, 镇 before 乡) for sorting",
     "v_indicator_value": "one row per department × indicator × township × period, current loaded version "
-    "only: the values analysts query, with Chinese labels, township names and the base unit",
-    "v_submission": "one row per distinct file received (every status), with the department's name and "
-    "the counts of critical and warning issues on its receipt",
+    "only: the values analysts query, with Chinese labels, township names, the base unit and how the "
+    "indicator adds up (kind, over_townships, over_periods)",
+    "v_submission": "one row per distinct file received (every status), with the department's name, the "
+    "status in Chinese and the counts of critical and warning issues on its receipt",
+    "v_submission_issue": "one row per issue on a submission's receipt: why a file was refused, quarantined "
+    "or flagged (department, period, file, status, code, severity, row, column, message); never a "
+    "person-level value (a registry's messages are withheld)",
     "v_township_pairing": "one row per township with its paired Chenghua helper unit (null when none); "
     "only source 'ART' pairings are verified",
     "v_restatement": "one row per superseding version × indicator × township whose value changed against "
     "the version it superseded (a value that appeared or disappeared shows NULL on that side)",
+}
+
+#: comments of view columns the data dictionary cannot trace to a table column (computed, or read
+#: through another view); with the traced ones they become COMMENT ON COLUMN on PostgreSQL
+_TOWNSHIP_NAME = "official name 2016–2017 (ref_township.name_zh)"
+_TOWNSHIP_ORDER = "official order of the township (1 = 章谷镇; NBS code order, 镇 before 乡): sort by it"
+VIEW_COLUMN_COMMENTS: dict[str, dict[str, str]] = {
+    "v_township": {"township_order": _TOWNSHIP_ORDER},
+    "v_indicator_value": {"township_name": _TOWNSHIP_NAME, "township_order": _TOWNSHIP_ORDER},
+    "v_submission": {
+        "status_zh": "the status in Chinese: 已入库 / 已被更正替代 / 已拒收 / 已隔离待查 / 重复报送",
+        "critical_issues": "issues of severity critical on the receipt (the file was refused or quarantined)",
+        "warning_issues": "issues of severity warning on the receipt (loaded, flagged)",
+    },
+    "v_submission_issue": {
+        "status_zh": "the submission's status in Chinese",
+        "severity_zh": "严重 (critical) / 警告 (warning) / 提示 (info)",
+        "message_zh": "what is wrong, in Chinese, as on the receipt; null for a person-level registry "
+        "(its messages may quote a person's value)",
+    },
+    "v_township_pairing": {"township_name": _TOWNSHIP_NAME, "township_type": "镇 or 乡",
+                           "township_order": _TOWNSHIP_ORDER},
+    "v_restatement": {
+        "year": "calendar year of the period",
+        "township_name": _TOWNSHIP_NAME,
+        "township_order": _TOWNSHIP_ORDER,
+        "old_submission_id": "the version superseded",
+        "new_submission_id": "the version that superseded it",
+        "old_value": "value in the superseded version (base unit; null: none)",
+        "new_value": "value in the new version (base unit; null: none)",
+        "difference": "new_value − old_value (null when either is null)",
+        "superseded_at": "when the new version was loaded (timestamptz)",
+    },
 }
 
 

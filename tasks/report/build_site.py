@@ -37,6 +37,8 @@ from markupsafe import Markup
 from sqlalchemy import Engine
 
 from expectations.declaration import load_declarations
+from tasks.report import release_marks
+from tasks.report.attention import attention, heat_matrices
 from tasks.report.breaks import COUNTY_BASIS_NOTE, boundary_breaks, definition_breaks
 from tasks.report.charts import Break, Point, bar_chart, grouped_bar_chart, line_chart
 from tasks.report.data import (
@@ -49,9 +51,10 @@ from tasks.report.data import (
 )
 from tasks.report.export import export_tables, write_parquet
 from tasks.report.narrative import narrative
-from tasks.report.page import CSS, render_page
+from tasks.report.page import render_page
 from tasks.report.quality import (
     Matrix,
+    Section,
     completeness_matrices,
     completeness_section,
     followup_section,
@@ -64,9 +67,18 @@ from tasks.report.quality import (
 )
 from tasks.report.registry import registry_summary, registry_views
 from tasks.report.release_marks import link_figures
+from tasks.report.style import CSS, zh_punct
 from tasks.report.tables import ShownTable, kpi_table
 from tasks.report.townships import TownshipViews
-from tasks.report.view import NO_DATA, KpiIndex, default_year, headline_cards
+from tasks.report.view import (
+    NO_DATA,
+    TOTAL_METHODS,
+    KpiIndex,
+    card_groups,
+    default_year,
+    headline_cards,
+    period_label_zh,
+)
 
 __all__ = [
     "SUBMISSION_COLUMNS", "TOWNSHIP_COLUMNS", "VALUE_COLUMNS", "ReportData", "build_report", "headline_rows",
@@ -95,7 +107,7 @@ def _ratio_parts(idx: KpiIndex, kpi: str) -> list[str]:
     spec = idx.specs.get(kpi)
     if spec is None or spec.method != "ratio":
         return []
-    return [k for k in idx.base_kpis() if k in idx.specs and idx.specs[k].method == "sum"
+    return [k for k in idx.base_kpis() if k in idx.specs and idx.specs[k].method in TOTAL_METHODS
             and idx.specs[k].indicator in (spec.numerator, spec.denominator)]  # fmt: skip
 
 
@@ -112,23 +124,37 @@ def trend_charts(idx: KpiIndex, breaks: Callable[[str], list[Break]] = lambda kp
             continue
         if kpi in grouped:
             parts = grouped[kpi]
-            title = " 与 ".join(f"{idx.label(k)}({idx.display(k).unit})" for k in parts)
+            title = zh_punct(" 与 ".join(f"{idx.label(k)}({idx.display(k).unit})" for k in parts))
             svg = grouped_bar_chart([(idx.label(k), _series(idx, k)) for k in parts], title=title, y_label="")
             charts.append((title, Markup(svg)))
         spec = idx.specs.get(kpi)
         unit = idx.display(kpi).unit
-        title = f"{idx.label(kpi)}({unit})"
+        title = zh_punct(f"{idx.label(kpi)}({unit})")
         draw = bar_chart if spec is not None and spec.method == "sum" and spec.unit == "元" else line_chart
         charts.append((title, Markup(draw(_series(idx, kpi), title=title, y_label=unit, breaks=breaks(kpi)))))
     return charts
 
 
-def _common(data: ReportData, year: int | None, here: str, root: str, page_title: str) -> dict[str, Any]:
+def span_text(periods: Any) -> str:
+    """``2011年—2017年5月``: the first and last of ``periods`` (YYYY, YYYY-MM) in Chinese; "" when none."""
+    shown = sorted({str(p) for p in periods if isinstance(p, str | int) and str(p)})
+    if not shown:
+        return ""
+    first, last = period_label_zh(shown[0]), period_label_zh(shown[-1])
+    return first if first == last else f"{first}—{last}"
+
+
+def _common(
+    data: ReportData, year: int | None, here: str, root: str, page_title: str, period: str = "",
+    *, report_date: date | None = None,
+) -> dict[str, Any]:
     stamp = data.generated_at.astimezone(BEIJING)
+    day = report_date or stamp.date()
     return {
         "title": TITLE, "title_en": TITLE_EN, "subtitle": SUBTITLE, "year": year, "here": here, "root": root,
         "generated": f"{stamp:%Y-%m-%d %H:%M} 北京时间", "page_title": page_title, "no_data": NO_DATA,
         "release": data.release, "published": data.published,
+        "report_date": f"{day.year}年{day.month}月{day.day}日", "period": period,
     }  # fmt: skip
 
 
@@ -145,35 +171,44 @@ def _receipt(data_dir: Path | None, path: Any) -> dict[str, Any] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | None = None) -> dict[str, Any]:
+def render_site(
+    data: ReportData, *, year: int | None = None, data_dir: Path | None = None, today: date | None = None
+) -> dict[str, Any]:
     """Every file of the site: {relative path: str (text) | bytes-producing Path (copy) | ShownTable list}.
+    ``today``: the report's date, in every page's header (default: the day it was generated, Beijing).
 
     Returns {"pages": {path: html}, "tables": [ShownTable], "copies": {path: source}, "texts": {path: text}}.
     """
     chosen = year if year is not None else default_year(data.kpis)
     departments = data.departments
     idx = KpiIndex(data.kpis, departments)
+
+    def common(*args: Any) -> dict[str, Any]:
+        return _common(data, *args, report_date=today)
+
     pages: dict[str, str] = {}
     tables: list[ShownTable] = []
     copies: dict[str, Path] = {}
-    texts: dict[str, str] = {"assets/site.css": CSS}
+    texts: dict[str, str] = {"assets/site.css": CSS + release_marks.CSS}
 
     county = kpi_table(data.kpis, departments)
     if data.release is not None:  # a release's figures link to their provenance
         county = link_figures(county, idx.kpi_order(), idx.years())
     tables.append(county)
 
+    years = span_text(str(y) for y in idx.years())
+    trend = f"{chosen}年(走势 {years})" if chosen is not None and years else years
     views = TownshipViews(data.values, data.townships, departments, current=data.township_current)
     league, pairing = views.league(chosen), views.pairing_table()
     tables += [league, pairing]
     pages["townships.html"] = render_page(
-        "townships.html", **_common(data, chosen, "townships.html", "", "乡镇"),
+        "townships.html", **common(chosen, "townships.html", "", "乡镇", trend),
         league=league, multiples=views.multiples(), pairing=pairing,
     )  # fmt: skip
     for page in views.pages():
         tables.append(page.table)
         pages[f"townships/{page.code}.html"] = render_page(
-            "township.html", **_common(data, chosen, "townships.html", "../", page.name), t=page
+            "township.html", **common(chosen, "townships.html", "../", page.name, years), t=page
         )
 
     matrices: list[Matrix] = []
@@ -182,8 +217,10 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
         matrices, later = completeness_matrices(data.completeness, departments)
     detail = completeness_section(data.completeness, departments)
     tables += [detail.table] if detail.table else []
+    received = None if data.completeness is None else data.completeness[data.completeness["received"] > 0]
+    covered = span_text([] if received is None else received["period"])
     pages["completeness.html"] = render_page(
-        "completeness.html", **_common(data, chosen, "completeness.html", "", "报送完整性"),
+        "completeness.html", **common(chosen, "completeness.html", "", "报送完整性", covered),
         matrices=matrices, later=later, detail=detail,
     )  # fmt: skip
     for department in sorted(set(load_declarations()) | set(departments)):
@@ -191,7 +228,7 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
         tables += [drill.section.table] if drill.section.table else []
         name = departments.get(department, department)
         pages[f"completeness/{department}.html"] = render_page(
-            "department.html", **_common(data, chosen, "completeness.html", "../", name),
+            "department.html", **common(chosen, "completeness.html", "../", name, covered),
             department_name=name, detail=drill,
         )  # fmt: skip
 
@@ -209,33 +246,42 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
             workbook = f"{sid}.correction.xlsx"
             copies[f"receipts/{workbook}"] = source
         pages[f"receipts/{sid}.html"] = render_page(
-            "receipt.html", **_common(data, chosen, "quality.html", "../", f"回执 {sid}"),
+            "receipt.html", **common(chosen, "quality.html", "../", f"回执 {sid}"),
             r=receipt_view(receipt, departments, workbook),
         )  # fmt: skip
-    sections = {
+    sections: dict[str, Any] = {
+        "attention": attention(data.followups, data.submissions, data.dq_scorecard, departments, data.townships,
+                               receipts),
+        "heat": heat_matrices(data.dq_scorecard, departments),
         "scorecard": scorecard_section(data.dq_scorecard, departments),
         "followups": followup_section(data.followups, departments, data.townships),
         "submissions": submissions_section(data.submissions, receipts),
     }
-    tables += [s.table for s in sections.values() if s.table]
-    pages["quality.html"] = render_page("quality.html", **_common(data, chosen, "quality.html", "", "数据质量"),
-                                        **sections)  # fmt: skip
+    tables += [s.table for s in sections.values() if isinstance(s, Section) and s.table]
+    received_periods = span_text(data.submissions["period"]) if not data.submissions.empty else ""
+    pages["quality.html"] = render_page(
+        "quality.html", **common(chosen, "quality.html", "", "数据质量", received_periods), **sections
+    )
 
     registry = registry_views(data, receipts)
     for view in registry:
         tables += [t for t in (view.certification, view.townships, view.reconciliation, view.history) if t]
     pages["registry.html"] = render_page(
-        "registry.html", **_common(data, chosen, "registry.html", "", "劳动力实名登记"), views=registry
+        "registry.html",
+        **common(chosen, "registry.html", "", "劳动力实名登记",
+                  "、".join(period_label_zh(v.period) for v in registry if v.period)),
+        views=registry,
     )
     reform = boundary_breaks(data.townships)
     pages["index.html"] = render_page(
-        "index.html", **_common(data, chosen, "index.html", "", "县级总览"),
-        narrative=narrative(data.kpis, chosen, COUNTY), cards=headline_cards(data.kpis, chosen, departments),
+        "index.html", **common(chosen, "index.html", "", "县级总览", trend),
+        narrative=narrative(data.kpis, chosen, COUNTY),
+        cards=card_groups(headline_cards(data.kpis, chosen, departments), departments),
         charts=trend_charts(idx, lambda kpi: reform + definition_breaks(data.kpis, kpi)), kpi_table=county,
         basis_note=COUNTY_BASIS_NOTE,
         registry=[registry_summary(v) for v in registry if v.period is not None],
     )  # fmt: skip
-    return {"pages": pages, "tables": tables, "copies": copies, "texts": texts, "year": chosen}
+    return {"pages": pages, "tables": tables, "copies": copies, "texts": texts, "year": chosen, "today": today}
 
 
 def headline_rows(data: ReportData, year: int | None = None) -> list[tuple[str, str, str]]:
@@ -265,7 +311,8 @@ def _write_site(site: dict[str, Any], marts: dict[str, Any], data: ReportData, t
     for name, frame in marts.items():
         write_parquet(frame, target / "data" / "marts" / f"{name}.parquet")
     listing = [(t.name, t.title_zh) for t in tables]
-    page = render_page("downloads.html", **_common(data, site["year"], "downloads.html", "", "数据下载"),
+    page = render_page("downloads.html", **_common(data, site["year"], "downloads.html", "", "数据下载",
+                                                   report_date=site["today"]),
                        tables=listing, marts=sorted(marts))  # fmt: skip
     (target / "downloads.html").write_text(page, encoding="utf-8")
 
@@ -322,10 +369,11 @@ def build_report(
         raise ValueError("build_report needs data_dir or out")
     reports_dir = Path(out) if out is not None else Path(data_dir) / "reports"  # type: ignore[arg-type]
     data = load_report_data(engine)
-    site = render_site(data, year=year, data_dir=Path(data_dir) if data_dir is not None else None)
+    day = today or date.today()
+    site = render_site(data, year=year, data_dir=Path(data_dir) if data_dir is not None else None, today=day)
     marts = load_marts(engine)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    day_dir = reports_dir / (today or date.today()).isoformat()
+    day_dir = reports_dir / day.isoformat()
     built = Path(tempfile.mkdtemp(dir=reports_dir, prefix=f".{day_dir.name}.building-"))
     try:
         _write_site(site, marts, data, built)

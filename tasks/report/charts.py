@@ -113,7 +113,7 @@ def _axes(ticks: Sequence[float], y_label: str, x_label: str = "年份") -> list
 
 def _svg(title: str, body: list[str], points: Sequence[Point]) -> str:
     if any(p.incomplete for p in points):
-        body.append(_text(WIDTH - RIGHT, 16, "空心点/浅色柱:数据不完整", anchor="end", cls="note"))
+        body.append(_text(WIDTH - RIGHT, 16, "空心点/浅色柱：数据不完整", anchor="end", cls="note"))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'role="img" aria-label="{escape(title)}" class="chart">'

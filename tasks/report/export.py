@@ -1,6 +1,7 @@
 """Downloadable copies of the report's tables: .xlsx, .csv (UTF-8 with BOM) and Parquet.
 
-A ``SiteTable`` is one table as the site shows it: a file stem, a Chinese title, typed columns
+A ``SiteTable`` is one table as the site shows it: a file stem (a township's is ``章谷镇_各年指标``),
+a Chinese title (the sheet's name), an optional caption line above the header in the .xlsx, typed columns
 (Chinese header, unit, English header) and the raw rows (base units, unrounded: an export read
 back equals the warehouse). The HTML page formats the same rows for display.
 
@@ -67,16 +68,19 @@ class Column:
 
 @dataclass(frozen=True)
 class SiteTable:
-    """A table of the site. ``name`` is the file stem (ASCII); ``rows`` holds raw values."""
+    """A table of the site. ``name`` is the file stem (letters — Chinese too —, digits, ``_``, ``-``);
+    ``rows`` holds raw values."""
 
     name: str
     title_zh: str
     columns: tuple[Column, ...]
     rows: pd.DataFrame
+    #: a line above the header row in the .xlsx (e.g. whose figures these are)
+    caption: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or not all(c.isascii() and (c.isalnum() or c in "_-") for c in self.name):
-            raise ValueError(f"table name {self.name!r}: use ASCII letters, digits, _ and - only")
+        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
+            raise ValueError(f"table name {self.name!r}: use letters (Chinese too), digits, _ and - only")
         missing = [c.key for c in self.columns if c.key not in self.rows.columns]
         if missing:
             raise ValueError(f"table {self.name}: rows lack columns {missing}")
@@ -178,12 +182,17 @@ def sheet_title(title: str) -> str:
 
 
 def write_xlsx(table: SiteTable, path: Path) -> Path:
-    """One sheet named after the table's title; bold header row; numbers as numeric cells."""
+    """One sheet named after the table's title; the caption (if any) and the header row in bold;
+    numbers as numeric cells."""
 
     def write(tmp: Path) -> None:
         book = Workbook(write_only=True)
         sheet = book.create_sheet(sheet_title(table.title_zh))
         bold = Font(bold=True)
+        if table.caption:
+            caption = WriteOnlyCell(sheet, value=neutralise(table.caption))
+            caption.font = bold
+            sheet.append([caption])
         header = []
         for text in table.headers:
             cell = WriteOnlyCell(sheet, value=neutralise(text))

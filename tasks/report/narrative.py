@@ -1,10 +1,10 @@
 """The dashboard's narrative paragraph, in the programme's own reporting style:
 
-    2016年丹巴县农牧民人均纯收入10827元，是2011年的2.61倍，年均增长21.1%；贫困发生率从2011年的26.2%
-    下降到2016年的12.78%；……
+    2016年丹巴县农牧民人均纯收入10827元，是2011年的2.61倍，年均增长21.1%；贫困发生率从2011年的26.20%
+    下降到2016年的12.78%；……；在校学生7097人，……；贫困人口参保率100.00%，……
 
 Every figure is a value of ``mart_county_kpi_yearly`` formatted by its kpis.yaml display rule
-(prose style: no blank before the unit, trailing zeros dropped). A clause whose KPI has no value
+(prose style: no blank before the unit; the card's precision). A clause whose KPI has no value
 for the year is left out, never filled in; a figure computed from incomplete coverage is followed
 by its coverage and 数据不完整. Pure: KPI frame in, segments out.
 """
@@ -47,6 +47,13 @@ class _Clause:
         if self.incomplete:
             self.parts.append(Segment(f"（数据不完整：{'，'.join(self.incomplete)}）"))
         return self.parts
+
+
+#: (words before the figure, KPI) of the education and health clauses, in reading order
+EDUCATION_CLAUSE = (("在校学生", "enrolled_students_persons"), ("期末辍学学生", "dropouts_persons"),
+                    ("营养改善计划覆盖率", "nutrition_coverage_pct"))
+HEALTH_CLAUSE = (("贫困人口参保率", "insurance_coverage_pct"), ("家庭医生签约率", "family_doctor_coverage_pct"),
+                 ("住院", "inpatient_person_times"), ("住院费用个人自付比例", "out_of_pocket_share_pct"))
 
 
 def _change_word(value: float | None, up: str, down: str) -> str:
@@ -102,6 +109,13 @@ def narrative(kpis: pd.DataFrame, year: int | None, county: str) -> list[Segment
         if has("job_fair_hire_rate_pct"):
             c.text("，达成率").figure("job_fair_hire_rate_pct", year)
         clauses.append(c.close())
+    for parts in (EDUCATION_CLAUSE, HEALTH_CLAUSE):
+        present = [(text, kpi) for text, kpi in parts if has(kpi)]
+        if present:
+            c = _Clause(idx)
+            for i, (text, kpi) in enumerate(present):
+                c.text(("，" if i else "") + text).figure(kpi, year)
+            clauses.append(c.close())
 
     if not clauses:
         return []

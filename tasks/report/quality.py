@@ -17,28 +17,15 @@ from typing import Any
 
 import pandas as pd
 
+from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from tasks.report.export import Column
 from tasks.report.tables import Cell, ShownTable, count_text, frame_table
 from tasks.report.view import DASH, number, period_label_zh
+from warehouse.schema import COMPLETENESS_STATUS_ZH, SEVERITY_ZH, SUBMISSION_STATUS_ZH
 
-STATUS_ZH = {
-    "on_time": "按时",
-    "late": "逾期",
-    "missing": "缺报",
-    "quarantined": "隔离待查",
-    "rejected": "拒收",
-    "pending": "未到期",
-}
-SUBMISSION_STATUS_ZH = {
-    "loaded": "已入库",
-    "superseded": "已被更正替代",
-    "rejected": "已拒收",
-    "quarantined": "已隔离待查",
-    "duplicate": "重复报送",
-}
+STATUS_ZH = COMPLETENESS_STATUS_ZH
 BEIJING = timezone(timedelta(hours=8), "北京时间")
-SEVERITY_ZH = {"critical": "严重", "warning": "警告", "info": "提示"}
 ABSENT = {
     "mart_completeness": "完整性与及时性统计表(mart_completeness)尚未建立:"
     "数据质量模块上线后,夜间流程会按报送日历自动生成。",
@@ -243,10 +230,20 @@ SCORECARD_EXPORT = (
 )  # fmt: skip
 FOLLOWUP_EXPORT = (
     Column("followup_id", "编号"), Column("department_name", "部门"), Column("period", "报告期"),
-    Column("township_name", "乡镇"), Column("indicator", "指标代码"), Column("severity_zh", "级别"),
+    Column("township_name", "乡镇"), Column("indicator_zh", "指标"), Column("severity_zh", "级别"),
     Column("value", "数值(基本单位)", kind="number"), Column("reason_zh", "原因"),
-    Column("opened", "发现时间(北京时间)"),
+    Column("opened", "发现时间(北京时间)"), Column("indicator", "指标代码"),
 )  # fmt: skip
+
+
+def indicator_label(department: Any, indicator: Any) -> str:
+    """An indicator's Chinese label from its department's declaration (its code if undeclared; — if none)."""
+    if not isinstance(indicator, str) or not indicator:
+        return DASH
+    decl = load_declarations().get(str(department))
+    if decl is not None and indicator in decl.indicator_names:
+        return decl.indicator(indicator).label_zh
+    return indicator
 
 
 def scorecard_section(frame: pd.DataFrame | None, departments: dict[str, str]) -> Section:
@@ -266,6 +263,7 @@ def followup_section(frame: pd.DataFrame | None, departments: dict[str, str], to
         township_name=frame["township_code"].map(lambda c: names.get(c, DASH) if isinstance(c, str) else DASH),
         severity_zh=frame["severity"].map(lambda s: SEVERITY_ZH.get(str(s), str(s))),
         opened=frame["opened_at"].map(beijing_time),
+        indicator_zh=[indicator_label(d, i) for d, i in zip(frame["department"], frame["indicator"], strict=True)],
     ).sort_values(["department", "period", "followup_id"])
     return Section(frame_table("followups_open", "待跟进事项", data, FOLLOWUP_EXPORT))
 

@@ -30,7 +30,7 @@ from tasks.report.export import Column
 from tasks.report.tables import Cell, ShownTable, count_text, frame_table
 from tasks.report.view import DASH, number, period_label_zh
 
-NO_SNAPSHOT = "尚无已入库的实名登记快照:登记表入库后,这里按人(身份证去重)统计,而不是按行或人次。"
+NO_SNAPSHOT = "尚无已入库的实名登记快照：登记表入库后，这里按人（身份证去重）统计，而不是按行或人次。"
 COUNT_SHORT = {"persons": "全部", "poor_persons": "贫困"}  # the reconciled head count, as a column prefix
 
 
@@ -321,8 +321,8 @@ def _history_chart(county: pd.DataFrame) -> Markup:
     categories = [period_label_zh(p) for p in ordered["period"]]
     trained = [(float(v), count_text(v)) for v in ordered["persons_trained"]]
     times = [(float(v), count_text(v)) for v in ordered["training_person_times"]]
-    svg = category_bar_chart(categories, [("参训人数(人)", trained), ("培训人次(人次)", times)],
-                             title="参训人数与培训人次(各期快照)", y_label="人 / 人次", x_label="快照月份")
+    svg = category_bar_chart(categories, [("参训人数（人）", trained), ("培训人次（人次）", times)],
+                             title="参训人数与培训人次（各期快照）", y_label="人 / 人次", x_label="快照月份")
     return Markup(svg)  # the chart escapes every text it draws
 
 
@@ -349,8 +349,8 @@ def registry_view(data: Any, department: str, receipts: set[str] | frozenset[str
     recon, outside, checked, text = _reconciliation(rec, declaration, names, department, period) if not rec.empty \
         else (None, (), 0, "同月的就业扶贫月报尚未入库,暂无可核对的数。")
     level_chart = category_bar_chart(
-        [level for level, _ in by_level], [("持证人数(人)", [(float(n), str(n)) for _, n in by_level])],
-        title=f"持证人数按证书等级({period_label_zh(period)})", y_label="人", x_label="证书等级",
+        [level for level, _ in by_level], [("持证人数（人）", [(float(n), str(n)) for _, n in by_level])],
+        title=f"持证人数按证书等级（{period_label_zh(period)}）", y_label="人", x_label="证书等级",
     )
     submission = str(latest["submission_id"])
     return RegistryView(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tasks.report.export import Column, SiteTable
+from tasks.report.style import zh_punct
 from tasks.report.view import DASH, KpiIndex, number, period_label_zh
 
 
@@ -23,6 +24,7 @@ class Cell:
     href: str | None = None
     title: str = ""
     data_kpi: str = ""  # lets a reader (and the browser test) find a KPI's figure
+    verbatim: bool = False  # data shown exactly as received (a file's name): no typesetting
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class ShownTable:
     head: tuple[str, ...]
     rows: tuple[tuple[Cell, ...], ...]
     note: str = ""
+    #: columns run over time (oldest → latest): on a phone the box opens at the latest column
+    latest_first: bool = False
 
     @property
     def name(self) -> str:
@@ -63,17 +67,20 @@ KPI_EXPORT_COLUMNS = (
 
 
 def kpi_table(
-    kpis: pd.DataFrame, departments: dict[str, str], *, name: str = "county_kpis", index: type[KpiIndex] = KpiIndex
+    kpis: pd.DataFrame, departments: dict[str, str], *, name: str = "county_kpis", index: type[KpiIndex] = KpiIndex,
+    title: str = "县级指标（各年）", caption: str | None = None,
 ) -> ShownTable:
-    """KPI × year for display (display units, incomplete marked); exported long, in base units."""
+    """KPI × year for display (display units, incomplete marked); exported long, in base units.
+    ``name`` is the download's file stem, ``title`` its sheet's, ``caption`` a line above its header."""
     idx = index(kpis, departments)
     frame = kpis.assign(source=kpis["department"].map(lambda d: departments.get(str(d), str(d))))
     frame = frame.assign(publishable=frame["publishable"].map(lambda v: None if v is None or v is pd.NA else v))
-    export = SiteTable(name, "县级指标(各年)", KPI_EXPORT_COLUMNS, frame.reset_index(drop=True))
+    export = SiteTable(name, title, KPI_EXPORT_COLUMNS, frame.reset_index(drop=True), caption)
     years = idx.years()
     rows = []
     for kpi in idx.kpi_order():
-        head = Cell(f"{idx.label(kpi)}({idx.display(kpi).unit})", title=f"口径:{idx.definition(kpi)}")
+        head = Cell(zh_punct(f"{idx.label(kpi)}({idx.display(kpi).unit})"),
+                    title=zh_punct(f"口径:{idx.definition(kpi)}"))
         cells = [
             num_cell(idx.text(kpi, y, with_unit=False), incomplete=idx.incomplete(kpi, y),
                      title=idx.coverage_text(kpi, y))
@@ -82,7 +89,11 @@ def kpi_table(
         rows.append((head, Cell(idx.source(kpi)), *cells))
     head_row = ("指标(单位)", "来源部门", *(f"{y}年" for y in years))
     note = "* 数据不完整(覆盖不足或未达发布条件);鼠标悬停可见覆盖情况。下载文件为长表,数值为基本单位。"
-    return ShownTable(export, head_row, tuple(rows), note)
+    return ShownTable(export, head_row, tuple(rows), note, latest_first=True)
+
+
+#: text columns holding data exactly as received (file names, ids): shown verbatim, never typeset
+VERBATIM_KEYS = frozenset({"original_name", "submission_id", "followup_id", "receipt"})
 
 
 def frame_table(
@@ -102,6 +113,7 @@ def frame_table(
             elif c.key in ("period", "month"):
                 cells.append(Cell(period_label_zh(value) if isinstance(value, str) else DASH, "nowrap"))
             else:
-                cells.append(Cell(DASH if value is None or value is pd.NA or value != value else str(value)))
+                text = DASH if value is None or value is pd.NA or value != value else str(value)
+                cells.append(Cell(text, verbatim=c.key in VERBATIM_KEYS))
         rows.append(tuple(cells))
     return ShownTable(export, tuple(c.header for c in columns), tuple(rows), note)

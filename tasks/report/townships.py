@@ -19,6 +19,7 @@ from expectations.declaration import load_declarations, load_kpis
 from tasks.report.breaks import CURRENT_BASIS_NOTE, TOWNSHIP_BASIS_NOTE, definition_breaks
 from tasks.report.charts import Break, Point, line_chart, sparkline
 from tasks.report.export import Column, SiteTable
+from tasks.report.style import zh_punct
 from tasks.report.tables import Cell, ShownTable, kpi_table, num_cell
 from tasks.report.view import DASH, Display, KpiIndex, number
 from warehouse.marts import KPI_COLUMNS, compute_county_kpis
@@ -166,7 +167,7 @@ class TownshipViews:
                                   top=top)))
                 for code in self.townships["township_code"]
             )  # fmt: skip
-            out.append(Multiple(kpi, f"{self.base.label(kpi)}({shown.unit})", panels))
+            out.append(Multiple(kpi, zh_punct(f"{self.base.label(kpi)}({shown.unit})"), panels))
         return out
 
     def pages(self) -> list[TownshipPage]:
@@ -175,13 +176,16 @@ class TownshipViews:
             code = str(row["township_code"])
             frame = self.kpis[self.kpis["township_code"] == code].drop(columns="township_code")
             frame = frame.assign(publishable=pd.NA)
-            table = kpi_table(frame, self.departments, name=f"township_{code}", index=TownshipKpiIndex)
+            name = str(row["township_name"])
+            table = kpi_table(frame, self.departments, name=f"{name}_各年指标", index=TownshipKpiIndex,
+                              title=f"{name}各年指标",
+                              caption=f"丹巴县{name}（{code}）各年指标：按县级口径计算，数值为基本单位")  # fmt: skip
             idx = self.index.get(code)
             charts = []
             for kpi in self.kpis_shown() if idx else []:
                 points = _points(idx, kpi)  # type: ignore[arg-type]
                 if points:
-                    title = f"{self.base.label(kpi)}({self.base.display(kpi).unit})"
+                    title = zh_punct(f"{self.base.label(kpi)}({self.base.display(kpi).unit})")
                     svg = line_chart(points, title=title, y_label=self.base.display(kpi).unit,
                                      breaks=definition_breaks(frame, kpi))  # fmt: skip
                     charts.append((title, Markup(svg)))
@@ -241,7 +245,7 @@ class TownshipViews:
 def _pairing_cell(text: str, pairing: str) -> Cell:
     """Verified and assumed pairings differ by border *and* by a word (colour is not enough)."""
     verified = pairing.startswith("已核实")
-    mark = "" if text in (pairing, DASH) else ("(已核实)" if verified else "(推定)")
+    mark = "" if text in (pairing, DASH) else ("（已核实）" if verified else "（推定）")
     return Cell(text + mark, "verified" if verified else "assumed", title=pairing)
 
 

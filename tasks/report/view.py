@@ -1,7 +1,9 @@
 """The county KPIs as the site shows them: pure functions from the KPI mart to formatted text.
 
-Formatting follows each KPI's declaration in kpis.yaml: ``decimals`` apply to the base unit; when
-a ``display_unit`` scales the value (元 → 亿元, 人次 → 万人次) it is shown with 2 decimals, the
+Formatting follows each KPI's declaration in kpis.yaml: ``decimals`` apply to the base unit and are
+one per figure kind (``expectations.declaration.FIGURE_DECIMALS``: shares 2, growth 1, amounts and
+counts 0), the same on cards, tables and in the narrative (no trailing zeros dropped); when a
+``display_unit`` scales the value (元 → 亿元, 人次 → 万人次) it is shown with 2 decimals, the
 factor coming from reference/units.csv. A KPI is *incomplete* when its coverage is below 1 or the
 mart says it is not ``publishable`` (that column arrives with the completeness work; absent = NA,
 and coverage decides alone). Nothing here touches the database.
@@ -22,7 +24,9 @@ NO_DATA = "暂无数据"
 DASH = "—"
 SCALED_DECIMALS = 2
 HEADLINE_KPI = "net_income_per_capita_yuan"
-BASE_METHODS = ("sum", "weighted_mean", "ratio")
+BASE_METHODS = ("sum", "period_end", "weighted_mean", "ratio")
+#: methods whose KPI is a total of one indicator (a ratio's parts may be such KPIs)
+TOTAL_METHODS = ("sum", "period_end")
 DERIVED_PREFIX = {"multiple_of_base": "为{base}年的", "cagr": "年均增长", "yoy": "同比"}
 GRAIN_LABELS = {"month": "乡镇·月", "year": "乡镇·年"}
 QUARTERS_ZH = "一二三四"
@@ -52,11 +56,6 @@ def period_label_zh(period: Any) -> str:
     return f"{year}年"
 
 
-def trim_zeros(text: str) -> str:
-    """``26.20`` → ``26.2``, ``8.00`` → ``8``: the programme's written style."""
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 @dataclass(frozen=True)
 class Display:
     """How a KPI is shown: in ``unit``, base value divided by ``factor``, ``decimals`` places."""
@@ -79,9 +78,9 @@ class Display:
         return f"{body}%" if self.unit == "%" else f"{body} {self.unit}"
 
     def prose(self, value: Any) -> str:
-        """Narrative style: no blank before the unit, trailing zeros dropped (10827元, 26.2%)."""
+        """Narrative style: no blank before the unit, the card's precision (10827元, 26.20%)."""
         body = self.number_text(value)
-        return body if body == DASH else f"{trim_zeros(body)}{self.unit}"
+        return body if body == DASH else f"{body}{self.unit}"
 
 
 def display_for(spec: Kpi | None, unit: str) -> Display:
@@ -198,6 +197,8 @@ class Card:
     coverage: str
     incomplete: bool
     publishable: bool | None
+    department: str = ""
+    article_figure: bool = True  # false: the article gives no figure to compare with
 
 
 def _details(idx: KpiIndex, kpi: str, year: int) -> list[str]:
@@ -209,7 +210,7 @@ def _details(idx: KpiIndex, kpi: str, year: int) -> list[str]:
     ratio = idx.specs.get(kpi)
     if ratio is not None and ratio.method == "ratio":  # the parts, when they are KPIs themselves
         parts = [k for k in idx.kpi_order() if k in idx.specs and idx.specs[k].indicator in
-                 (ratio.numerator, ratio.denominator) and idx.specs[k].method == "sum"]  # fmt: skip
+                 (ratio.numerator, ratio.denominator) and idx.specs[k].method in TOTAL_METHODS]  # fmt: skip
         details += [f"{idx.label(k)} {idx.text(k, year)}" for k in parts if idx.value(k, year) is not None]
     base, first = idx.base_year(), idx.kpi_years(kpi)
     if first and first[0] < year and idx.display(kpi).unit == "%" and idx.value(kpi, year) is not None:
@@ -239,9 +240,19 @@ def headline_cards(kpis: pd.DataFrame, year: int | None, departments: dict[str, 
                 details=tuple(_details(idx, kpi, year)), definition=idx.definition(kpi),
                 unit=idx.display(kpi).unit, source=idx.source(kpi), coverage=idx.coverage_text(kpi, year),
                 incomplete=idx.incomplete(kpi, year), publishable=idx.publishable(kpi, year),
+                department=idx._text_of(kpi, "department"),
+                article_figure=idx.specs[kpi].article_figure if kpi in idx.specs else True,
             )
         )  # fmt: skip
     return cards
+
+
+def card_groups(cards: list[Card], departments: dict[str, str]) -> list[tuple[str, list[Card]]]:
+    """Cards by source department (in the order the KPIs are declared), each group titled by its name."""
+    groups: dict[str, list[Card]] = {}
+    for card in cards:
+        groups.setdefault(card.department, []).append(card)
+    return [(departments.get(d, d), group) for d, group in groups.items()]
 
 
 def default_year(kpis: pd.DataFrame) -> int | None:

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import xlrd
 
-from expectations.declaration import Declaration, load_declarations, normalise_header
+from expectations.declaration import Declaration, load_declarations, load_kpis, normalise_header
 from expectations.rules import evaluate_term, parse_rule_expression
 from tasks.demo.data import (
     DEMO_AS_OF,
@@ -54,6 +54,8 @@ from tasks.demo.form_writer import (
 )
 from tasks.demo.values import REGISTRY_SNAPSHOTS, demo_values, restated_township, story_figures
 from warehouse.load import parse_period
+from warehouse.marts import compute_county_kpis
+from warehouse.refdata import reference_frames
 
 DECLS = load_declarations()
 CODES = township_codes()
@@ -617,3 +619,31 @@ def test_write_form_fixture_options(tmp_path: Path, fmt: Any) -> None:
     local = decl.indicator_names.index("local_employment_person_times")  # no posts column before it
     expected = 1234 + int(demo_values()[("labour", "2017-05")].loc[2, "local_employment_person_times"])
     assert _number(total_row[local + 1]) == expected
+
+
+def test_education_and_health_kpis_are_plausible_for_danba() -> None:
+    """No article figure exists for education and health: the demo's values must at least be plausible
+    for a county of ~60 000 people — computed by the mart's own methods, each input added up by its kind."""
+    rows = []
+    for (department, period), frame in demo_values().items():
+        if department not in ("education", "health"):
+            continue
+        for ind in DECLS[department].indicators:
+            for code, value in zip(frame["township_code"], frame[ind.name], strict=True):
+                rows.append((department, ind.name, code, period, int(period[:4]),
+                             None if pd.isna(value) else float(value) * ind.factor))  # fmt: skip
+    values = pd.DataFrame(rows, columns=["department", "indicator", "township_code", "period", "year", "value"])
+    chosen = [k for k in load_kpis() if k.department in ("education", "health")]
+    kpis = compute_county_kpis(values, reference_frames().townships, chosen, DECLS)
+    got = {k: kpis[(kpis["kpi"] == k) & (kpis["year"] == 2016)]["value"].item() for k in {k.kpi for k in chosen}}
+    plausible = {
+        "enrolled_students_persons": (4000, 10000),  # primary + junior pupils, a month-end head count
+        "dropouts_persons": (0, 30), "returned_to_school_persons": (0, 50),
+        "nutrition_coverage_pct": (90, 100), "teacher_training_person_times": (50, 2000),
+        "insurance_coverage_pct": (95, 100), "family_doctor_coverage_pct": (60, 100),
+        "inpatient_person_times": (200, 5000), "out_of_pocket_share_pct": (0, 10),
+        "serious_illness_treated_persons": (10, 1000),
+    }  # fmt: skip
+    assert set(got) == set(plausible)
+    for kpi, (low, high) in plausible.items():
+        assert low <= got[kpi] <= high, (kpi, got[kpi])

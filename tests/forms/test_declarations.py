@@ -28,10 +28,12 @@ SIXTH_RETURN = {
     "grain": "one row per township per year",
     "key": {"header": "乡(镇)"},
     "indicators": [
-        {"name": "herb_area_mu", "label_zh": "种植面积", "header": ["种植面积(亩)"], "unit": "亩", "type": "decimal"},
-        {"name": "herb_households", "label_zh": "种植户数", "header": ["种植户数"], "unit": "户", "type": "integer"},
+        {"name": "herb_area_mu", "label_zh": "种植面积", "header": ["种植面积(亩)"], "unit": "亩", "type": "decimal",
+         "kind": "stock"},
+        {"name": "herb_households", "label_zh": "种植户数", "header": ["种植户数"], "unit": "户", "type": "integer",
+         "kind": "stock"},
         {"name": "herb_poor_households", "label_zh": "其中贫困户", "header": ["其中:贫困户"], "unit": "户",
-         "type": "integer"},
+         "type": "integer", "kind": "stock"},
     ],
     "rules": [
         {"id": "herbs_poor_le_all", "check": "herb_poor_households <= herb_households", "severity": "critical",
@@ -62,6 +64,13 @@ def test_committed_dataset_docs_are_current() -> None:
         ({"period_type": "week"}, "period_type"),
         ({"indicators": [{"name": "BadName", "label_zh": "x", "header": ["x"], "unit": "人"}]}, "snake_case"),
         ({"indicators": [{"name": "a", "label_zh": "x", "header": ["x"], "unit": "公斤"}]}, "units.csv"),
+        ({"indicators": [{"name": "a", "label_zh": "x", "header": ["x"], "unit": "人"}]}, "kind must be one of"),
+        ({"indicators": [{"name": "a", "label_zh": "x", "header": ["x"], "unit": "人", "cumulative": True}]},
+         "now 'kind: cumulative'"),
+        ({"indicators": [{"name": "a", "label_zh": "x", "header": ["x"], "unit": "人次", "kind": "stock"}]},
+         "人次 counts events"),
+        ({"indicators": [{"name": "a", "label_zh": "x", "header": ["x"], "unit": "%", "type": "rate",
+                          "kind": "rate"}]}, "a rate is never summed"),
         ({"rules": [{"id": "r", "check": "__import__('os') <= 1", "severity": "critical", "action": "reject",
                      "reason": "x", "message_zh": "x"}]}, "unsupported"),
         ({"rules": [{"id": "r", "check": "nosuch <= herb_households", "severity": "critical", "action": "reject",
@@ -106,3 +115,43 @@ def test_a_sixth_return_needs_no_python(tmp_path: Path) -> None:
     failed = {r.check_id for r in validation.results if not r.success}
     assert failed == {"herbs_poor_le_all"}
     assert pd.Index(sorted(validation.rejected_rows)).tolist() == [6]
+
+
+KPI_HEAD = "kpis:\n"
+
+
+@pytest.mark.parametrize(
+    ("kpi", "message"),
+    [
+        # a stock summed over months: twelve month-end head counts of the same households
+        ("method: sum\n    indicator: herb_households", "cannot take indicator 'herb_households', a stock"),
+        ("method: period_end\n    indicator: herb_area_mu", None),
+        ("method: period_end\n    indicator: herb_new_households", "a flow"),
+        ("method: ratio\n    numerator: herb_share_pct\n    denominator: herb_households", "a rate"),
+    ],
+)
+def test_a_kpi_that_adds_an_indicator_up_against_its_kind_is_refused(
+    tmp_path: Path, kpi: str, message: str | None
+) -> None:
+    """Each indicator declares its kind; a KPI method that sums a stock over months (or sums a flow's
+    last month, or a rate) is refused when kpis.yaml is loaded, naming the KPI and the fix."""
+    declarations = tmp_path / "declarations"
+    declarations.mkdir()
+    herbs = {**SIXTH_RETURN, "period_type": "month", "indicators": [
+        *SIXTH_RETURN["indicators"],  # type: ignore[list-item]
+        {"name": "herb_new_households", "label_zh": "新增", "header": ["新增"], "unit": "户", "kind": "flow"},
+        {"name": "herb_share_pct", "label_zh": "占比", "header": ["占比"], "unit": "%", "type": "rate", "kind": "rate",
+         "aggregation": "none"},
+    ]}  # fmt: skip
+    import yaml
+
+    (declarations / "herbs.yaml").write_text(yaml.safe_dump(herbs, allow_unicode=True), encoding="utf-8")
+    kpis = tmp_path / "kpis.yaml"
+    kpis.write_text(f"{KPI_HEAD}  - kpi: k\n    label_zh: 指标\n    unit: 户\n    department: poverty\n"
+                    f"    definition_zh: 口径\n    {kpi}\n", encoding="utf-8")  # fmt: skip
+    if message is None:
+        assert load_kpis(kpis, declarations)[0].method == "period_end"
+        return
+    with pytest.raises(DeclarationError, match=message) as refused:
+        load_kpis(kpis, declarations)
+    assert "kpis.yaml kpi 'k'" in str(refused.value) and "use method:" in str(refused.value)

@@ -100,8 +100,10 @@ def test_bad_number_names_table_row_and_column() -> None:
 
 
 def test_table_names_are_checked() -> None:
-    with pytest.raises(ValueError, match="ASCII"):
-        SiteTable("乡镇", "t", COLUMNS, pd.DataFrame(columns=[c.key for c in COLUMNS]))
+    for bad in ("../乡镇", "a b", "x.csv", ""):  # a file stem: no path, no blank, no extension
+        with pytest.raises(ValueError, match="letters"):
+            SiteTable(bad, "t", COLUMNS, pd.DataFrame(columns=[c.key for c in COLUMNS]))
+    assert SiteTable("章谷镇_各年指标", "t", COLUMNS, pd.DataFrame(columns=[c.key for c in COLUMNS])).name
     with pytest.raises(ValueError, match="lack columns"):
         SiteTable("t", "t", COLUMNS, pd.DataFrame(columns=["name"]))
     with pytest.raises(ValueError, match="used twice"):

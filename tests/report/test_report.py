@@ -3,6 +3,7 @@ and building the site (pages, exports, receipts, latest) from a real warehouse."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from tasks.report.data import COMPLETENESS_COLUMNS, COMPLETENESS_TOWNSHIP_COLUMN
 from tasks.report.export import csv_text
 from tasks.report.narrative import narrative, narrative_text
 from tasks.report.registry import NO_SNAPSHOT, registry_lines, registry_views
+from tasks.report.style import zh_punct
 from tasks.report.view import Display, period_label_zh
 from warehouse import schema
 from warehouse.marts import KPI_COLUMNS
@@ -127,10 +129,10 @@ def test_narrative_in_the_programme_style(data: ReportData) -> None:
     text = narrative_text(narrative(data.kpis, 2016, "丹巴县"))
     assert text.startswith(
         "2016年丹巴县农牧民人均纯收入10827元，是2011年的2.61倍，年均增长21.1%；"
-        "贫困发生率从2011年的26.2%下降到2016年的12.78%；旅游总收入8.69亿元，同比增长17%，接待游客123.45万人次；"
+        "贫困发生率从2011年的26.20%下降到2016年的12.78%；旅游总收入8.69亿元，同比增长17.0%，接待游客123.45万人次；"
     )
     assert "技能培训3540人次" in text
-    assert "招聘会提供岗位10000个，达成就业775人次，达成率7.8%（数据不完整：招聘会提供岗位覆盖165/180乡镇·月" in text
+    assert "招聘会提供岗位10000个，达成就业775人次，达成率7.76%（数据不完整：招聘会提供岗位覆盖165/180乡镇·月" in text
     assert text.endswith("。")
     assert narrative(data.kpis, 2013, "丹巴县") == [] and narrative(data.kpis, None, "x") == []
 
@@ -139,7 +141,7 @@ def test_headline_cards_show_definition_unit_source_and_coverage(data: ReportDat
     page = render_site(data)["pages"]["index.html"]
     income = next(c for c in cards(page) if 'data-kpi="net_income_per_capita_yuan"' in c)
     assert "10827 元" in income and "为2011年的 2.61 倍" in income and "年均增长 21.1%" in income
-    assert "口径:农牧民人均纯收入的口径;单位:元;来源:县扶贫开发办公室" in income
+    assert "口径：农牧民人均纯收入的口径；单位：元；来源：县扶贫开发办公室" in income
     assert "覆盖 15/15 乡镇·年" in income
     poverty = next(c for c in cards(page) if 'data-kpi="poverty_incidence_pct"' in c)
     assert "12.78%" in poverty and "2011年 26.20%，变化 -13.42 个百分点" in poverty
@@ -150,7 +152,7 @@ def test_incomplete_and_unpublishable_kpis_are_marked(data: ReportData) -> None:
     marked = [c for c in cards(render_site(data)["pages"]["index.html"]) if 'class="card incomplete"' in c]
     assert {re.search(r'data-kpi="(\w+)"', c).group(1) for c in marked} == {  # type: ignore[union-attr]
         "job_fair_posts", "job_fair_hires_person_times", "job_fair_hire_rate_pct"}  # fmt: skip
-    assert all("数据不完整" in c and "(未达发布条件)" in c and "覆盖 165/180 乡镇·月" in c for c in marked)
+    assert all("数据不完整" in c and "（未达发布条件）" in c and "覆盖 165/180 乡镇·月" in c for c in marked)
 
     # publishable false alone (full coverage) also marks; publishable absent: coverage decides
     frame = pd.DataFrame(kpi_rows(job_fair_used=180))
@@ -174,7 +176,7 @@ def test_headline_rows_for_the_cli(data: ReportData) -> None:
 def test_trend_charts_and_kpi_table(data: ReportData) -> None:
     page = render_site(data)["pages"]["index.html"]
     assert ">7.43<" in page and ">8.69<" in page  # tourism bars in 亿元
-    assert "招聘会提供岗位(个) 与 招聘会达成就业(人次)" in page
+    assert "招聘会提供岗位（个） 与 招聘会达成就业（人次）" in page
     assert "<th>2011年</th><th>2015年</th><th>2016年</th>" in page
     assert re.search(r'title="覆盖 165/180 乡镇·月">10000\*</td>', page)
 
@@ -199,9 +201,9 @@ def test_township_league_pages_and_pairing(data: ReportData) -> None:
     # 格宗乡 has the higher 2016 income: rank 1; revenue 78 000 000 元 = 7800.00 万元? no: shown in 亿元 (0.78)
     assert re.search(r'<td class="num">1</td><td><a href="townships/513323208.html">格宗乡</a>', league)
     assert 'class="assumed"' in league and 'class="verified"' in league
-    assert "(推定)" in league and "(已核实)" in league and "推定·未核实" in league
+    assert "（推定）" in league and "（已核实）" in league and "推定·未核实" in league
     page = site["pages"][f"townships/{TOWNSHIP}.html"]
-    assert "猛追湾街道(已核实·报道明确)" in page and "9876" in page and "6.90" in page  # 69 / 1000 × 100
+    assert "猛追湾街道（已核实·报道明确）" in page and "9876" in page and "6.90" in page  # 69 / 1000 × 100
     assert page.count("<svg") >= 3 and 'href="../assets/site.css"' in page
     assert league.count('class="spark"') == 2 * len({"net_income_per_capita_yuan", "poverty_incidence_pct",
                                                       "tourism_revenue_yuan"})  # fmt: skip
@@ -293,8 +295,9 @@ def test_display_text(display: Display, value: Any, expected: str) -> None:
     assert display.text(value) == expected
 
 
-def test_prose_drops_trailing_zeros() -> None:
-    assert Display("%", 1, 2).prose(26.2) == "26.2%" and Display("亿元", 1e8, 2).prose(8e8) == "8亿元"
+def test_prose_keeps_the_figures_precision() -> None:
+    """One precision per figure kind: the narrative shows what the card shows (26.20%, 8.00亿元)."""
+    assert Display("%", 1, 2).prose(26.2) == "26.20%" and Display("亿元", 1e8, 2).prose(8e8) == "8.00亿元"
 
 
 def test_charts_escape_and_handle_empty() -> None:
@@ -365,6 +368,7 @@ def test_contract_tables_are_read_when_present(warehouse_engine: Engine) -> None
     when = datetime(2017, 7, 1, tzinfo=UTC)
     summary, towns = completeness_frames()
     summary = summary.assign(due_date=date(2017, 6, 10), deadline=date(2017, 6, 13),
+                             status_zh=summary["status"].map(schema.COMPLETENESS_STATUS_ZH),
                              files_received=summary["received"], current_submission_id=None,
                              refreshed_at=when)  # fmt: skip
     mart_columns = {c.name for c in schema.mart_completeness.columns}
@@ -393,6 +397,15 @@ def test_contract_tables_are_read_when_present(warehouse_engine: Engine) -> None
     assert "已报 10" in site["pages"]["completeness/tourism.html"]
     quality = site["pages"]["quality.html"]
     assert "5.50" in quality and "巴旺乡" in quality and "=HYPERLINK" in quality
+    # what needs attention comes first, in Chinese (旅游总收入, not tourism_revenue_yuan); then the heat view;
+    # the full tables folded at the end
+    order = [quality.index(f'id="{s}"') for s in ("attention", "heat", "followups", "scorecard", "submissions")]
+    assert order == sorted(order)
+    attention = quality[order[0]:order[1]]
+    assert "巴旺乡 旅游总收入：=HYPERLINK" in attention and "tourism_revenue_yuan" not in attention
+    assert "待跟进 <strong>1</strong> 项" in attention and "标记待查的数值 <strong>2</strong> 个" in attention
+    assert re.search(r'<td class="heat h2" title="2017年5月：检查 \d+ 项次，严重未通过 1，警告未通过 3', quality)
+    assert '<details class="folded" id="scorecard">' in quality
     followups = next(t for t in site["tables"] if t.name == "followups_open")
     assert "'=HYPERLINK" in csv_text(followups.table)
 
@@ -426,6 +439,14 @@ def test_build_report_writes_the_site_and_exports(sqlite_engine: Engine, tmp_pat
     assert sorted(parquet["value"].tolist()) == sorted(mart["value"].tolist())
     submissions = pd.read_csv(site / "data" / "submissions.csv", encoding="utf-8-sig")
     assert "&lt;" not in submissions.to_csv() and MALICIOUS in submissions["文件名"].tolist()
+    # a township's download is named and titled with the township, with a caption line above its header
+    township_page = (site / "townships" / f"{TOWNSHIP}.html").read_text(encoding="utf-8")
+    assert 'href="../data/巴旺乡_各年指标.xlsx"' in township_page
+    book = load_workbook(site / "data" / "巴旺乡_各年指标.xlsx")
+    assert book.sheetnames == ["巴旺乡各年指标"]
+    caption, header = list(book.active.iter_rows(values_only=True))[:2]
+    assert caption[0].startswith(f"丹巴县巴旺乡（{TOWNSHIP}）各年指标") and header[:2] == ("年份", "指标代码")
+    assert (site / "data" / "巴旺乡_各年指标.csv").is_file()
 
 
 def test_latest_link_and_rebuild(sqlite_engine: Engine, tmp_path: Path) -> None:
@@ -462,3 +483,15 @@ def test_two_builders_of_the_same_day_both_succeed(sqlite_engine: Engine, tmp_pa
     reports = tmp_path / "reports"
     assert sorted(p.name for p in reports.iterdir()) == ["2017-06-01", "latest"]  # nothing left aside
     assert (reports / "latest" / "data" / "county_kpis.xlsx").is_file()
+
+
+def test_chinese_text_is_typeset_full_width_but_file_names_stay_as_received(data: ReportData) -> None:
+    subs = data.submissions.copy()
+    subs.loc[0, "original_name"] = "旅游(5月),修订.xlsx"
+    site = render_site(dataclasses.replace(data, submissions=subs))
+    quality = site["pages"]["quality.html"]
+    assert "旅游(5月),修订.xlsx" in quality and "旅游（5月）" not in quality
+    index = site["pages"]["index.html"]
+    assert "主要指标（2016年）" in index and "口径：" in index and "本页数据期：" in index
+    mixed = "时间 09:30, 1,000; Excel (.xlsx) 口径(人次):a"
+    assert zh_punct(mixed) == "时间 09:30, 1,000; Excel (.xlsx) 口径（人次）：a"

@@ -240,8 +240,9 @@ def test_a_value_outside_the_declared_band_is_flagged(tmp_path: Path) -> None:
 
 
 def _declaration(**indicator: Any) -> dict[str, Any]:
-    base = {"name": "count_persons", "label_zh": "人数", "header": "人数", "unit": "人", "type": "integer"}
-    total = {"name": "total_ytd_persons", "label_zh": "累计", "header": "累计", "unit": "人", "cumulative": True}
+    base = {"name": "count_persons", "label_zh": "人数", "header": "人数", "unit": "人", "type": "integer",
+            "kind": "flow"}
+    total = {"name": "total_ytd_persons", "label_zh": "累计", "header": "累计", "unit": "人", "kind": "cumulative"}
     return {"dataset": "x", "department": "x", "title_zh": "x", "period_type": "month", "grain": "g",
             "key": {"header": "乡(镇)"}, "indicators": [{**base, **indicator}, total]}
 

@@ -175,7 +175,8 @@ def _old_create_all(engine: Engine) -> None:
     """What ensure_warehouse did before the migrations: the baseline schema + views, no alembic_version.
 
     (``create_all`` made exactly revision 0001's tables; later revisions add to them. Views that read
-    a column added later — ``v_submission.source_url``, 0010 — did not exist in that form then:
+    a column added later — ``v_submission.source_url``, 0010; ``v_indicator_value.kind``, 0016 — did not
+    exist in that form then:
     PostgreSQL refuses them on the baseline tables, so they are left out.)
     """
     with engine.begin() as conn:
@@ -213,7 +214,8 @@ def test_drifted_create_all_warehouse_is_refused_and_left_alone(empty_db: tuple[
     assert UPGRADE_COMMAND in message
     assert "alembic_version" not in tables_of(engine)  # rolled back: nothing stamped
     with engine.connect() as conn:
-        conn.exec_driver_sql("SELECT COUNT(*) FROM v_indicator_value").scalar_one()  # views still there
+        # views still there (v_indicator_value reads ref_indicator.kind of 0016, absent in the baseline)
+        conn.exec_driver_sql("SELECT COUNT(*) FROM v_township_pairing").scalar_one()
 
 
 def test_unknown_revision_is_refused(empty_db: tuple[Engine, Opener]) -> None:

@@ -174,9 +174,11 @@ DEMO = parse_declaration(
                 "header": ["培训人次(本年累计)"],
                 "unit": "人次",
                 "type": "integer",
-                "cumulative": True,
+                "kind": "cumulative",
             },
-            {"name": "posts", "label_zh": "岗位", "header": ["岗位"], "unit": "个", "type": "integer"},
+            {"name": "posts", "label_zh": "岗位", "header": ["岗位"], "unit": "个", "type": "integer", "kind": "flow"},
+            {"name": "pupils_persons", "label_zh": "在校学生", "header": ["在校学生"], "unit": "人", "type": "integer",
+             "kind": "stock"},
         ],
     },
     "demo.yaml",
@@ -186,7 +188,7 @@ TRAINED = Kpi(
     label_zh="培训",
     unit="人次",
     department="demo",
-    method="sum",
+    method="period_end",
     decimals=0,
     definition_zh="本年累计取各乡镇最后一期之和",
     indicator="trained_ytd_person_times",
@@ -235,6 +237,22 @@ def test_cumulative_indicator_uses_each_townships_latest_month() -> None:
     assert (trained["coverage_used"], trained["coverage_expected"]) == (5, 24)
     assert kpi[("posts", 2017)]["value"] == 12  # not cumulative: months add up
     assert ("posts_yoy", 2017) not in kpi  # no 2016 to compare with
+
+
+def test_a_stock_counts_its_latest_month_and_is_never_summed_over_months() -> None:
+    """A stock (head count) read by period_end: each township's latest month, summed over townships;
+    the same stock handed to method sum (which would add twelve month-ends) is refused and skipped."""
+    rows = [("pupils_persons", A, f"2017-{m:02d}", 100 + m) for m in (1, 2, 3)]
+    values = value_rows("demo", [*rows, ("pupils_persons", B, "2017-02", 50)])
+    end = Kpi(kpi="pupils", label_zh="在校学生", unit="人", department="demo", method="period_end", decimals=0,
+              definition_zh="期末", indicator="pupils_persons")  # fmt: skip
+    summed = Kpi(kpi="pupils_summed", label_zh="在校学生", unit="人", department="demo", method="sum",
+                 decimals=0, definition_zh="各月之和", indicator="pupils_persons")  # fmt: skip
+    skipped: list[str] = []
+    kpi = kpi_table(compute_county_kpis(values, townships(A, B), [end, summed], {"demo": DEMO}, skipped))
+    assert kpi[("pupils", 2017)]["value"] == 103 + 50  # not 101 + 102 + 103 + 50
+    assert ("pupils_summed", 2017) not in kpi
+    assert any("pupils_summed" in s and "stock" in s for s in skipped), skipped
 
 
 def test_no_values_gives_an_empty_frame() -> None:
