@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     notify_block: str = Field(
         default="custom-webhook/duikou-ops", description="Prefect notification block (type-slug/name) alerts go to"
     )
+    # Notices to departments (flows/department_notices.py), with links to the portal (<public_url>/portal)
+    remind_days_before: str = Field(
+        default="3,1", description="days before a return's due day its department is reminded, comma-separated"
+    )
+    department_notify_blocks: str = Field(
+        default="", description="each department's Prefect notification block (type-slug/name), as "
+        "department=custom-webhook/name pairs, comma-separated; a department without one gets no notices"
+    )
     serve_poll_seconds: float = Field(default=2.0, gt=0, description="how often duikou serve looks for new runs")
     serve_workers: int = Field(default=2, gt=0, description="flow runs duikou serve executes at once (threads)")
 
@@ -144,6 +152,24 @@ class Settings(BaseSettings):
 
         today = datetime.now(timezone(timedelta(hours=8))).date()
         return max(today, self.as_of) if self.as_of is not None else today
+
+    @property
+    def resolved_portal_url(self) -> str:
+        """The department portal (flows/portal.py) as people reach it: ``<public url>/portal``."""
+        return f"{self.resolved_public_url}/portal"
+
+    def department_blocks(self) -> dict[str, str]:
+        """``DUIKOU_DEPARTMENT_NOTIFY_BLOCKS`` as department → block slug; ValueError naming a bad item."""
+        out: dict[str, str] = {}
+        for item in (part.strip() for part in self.department_notify_blocks.split(",")):
+            if not item:
+                continue
+            department, sep, slug = (x.strip() for x in item.partition("="))
+            if not sep or not department or "/" not in slug:
+                raise ValueError(f"DUIKOU_DEPARTMENT_NOTIFY_BLOCKS item {item!r}: "
+                                 "expected department=<block type>/<name>")
+            out[department] = slug
+        return out
 
     @property
     def resolved_intake_tokens_file(self) -> Path:

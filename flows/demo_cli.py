@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\n".join(completeness_lines(engine)))
     print()
     _publish_demo_release(engine, settings.resolved_data_dir / "reports")
+    print()
+    _portal_section(engine, settings)
     return EXIT_OK
 
 
@@ -173,3 +176,23 @@ def _publish_demo_release(engine: Any, reports_dir: Path) -> None:
     print(f"发布版 release id:  {release_id}")
     print(f"发布报告 published: {reports_dir / 'published' / kind / 'index.html'}")
     print(f"版本目录 release:   {reports_dir / 'releases' / release_id / 'index.html'}")
+
+
+DEMO_CLERK = ("demo.education", "education填报员（演示）")  # the same clerk the release's explanations come from
+
+
+def _portal_section(engine: Any, settings: Any) -> None:
+    """How to open the department portal as the demo's education clerk: a one-time sign-in link."""
+    from flows.accounts_cli import sign_in_url
+    from tasks.accounts import issue_sign_in_link
+
+    login, name = DEMO_CLERK
+    _demo_account(engine, login, name, "clerk", "education")
+    secret = issue_sign_in_link(engine, login, 24 * 3600)
+    print(f"部门报送平台 department portal (县教育局演示填报员 {login}):")
+    # the portal's clock: early in the demo's month, while last month's return is still open (sendable)
+    clock = (settings.as_of or date.today()).replace(day=5)
+    print(f"  1. 启动 start:  DUIKOU_DATA_DIR={settings.resolved_data_dir} DUIKOU_AS_OF={clock.isoformat()} "
+          "duikou intake-server")
+    print(f"  2. 打开 open (一次性登录链接，24小时内有效 one-time link, valid 24 h):  {sign_in_url(secret)}")
+    print(f"     another link: duikou accounts link {login}")

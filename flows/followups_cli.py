@@ -76,9 +76,8 @@ def cmd_followups_decide(args: argparse.Namespace) -> int:
 
 def cmd_followups_explain(args: argparse.Namespace) -> int:
     """A department's 说明 on its flagged value, by a clerk of that department (``--by LOGIN``)."""
-    from tasks.accounts import find_account, may
-
     from flows.warehouse_access import open_warehouse
+    from tasks.accounts import find_account, may
     from warehouse.followups import FollowupError, explain, list_followups
 
     engine = open_warehouse(get_settings())

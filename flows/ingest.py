@@ -8,6 +8,7 @@ from prefect import flow, tags
 
 from duikou_settings import get_settings
 from flows import events
+from flows.department_notices import notify_outcome
 from flows.pipeline import process_submission
 from flows.run_ui import ingest_run_name, publish_run_summary, tag_current_run
 from flows.warehouse_access import existing_warehouse, open_warehouse
@@ -20,7 +21,8 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
     """Read, normalise, validate and load one submission; write its receipt.
 
     The ``duikou.submission.received`` trigger and ``duikou ingest`` start it alike; after a load
-    it emits ``duikou.warehouse.updated`` (which starts ``refresh-reports``).
+    it emits ``duikou.warehouse.updated`` (which starts ``refresh-reports``); after a refusal or a
+    quarantine the department is told through its notification block (``flows/department_notices.py``).
     """
     settings = get_settings()
     engine = existing_warehouse(settings) if dry_run else open_warehouse(settings)
@@ -33,6 +35,7 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
     if not dry_run:
         tag_current_run(f"status:{result.status}")
         publish_run_summary(result, settings)
+        notify_outcome(result, settings)  # refused / quarantined: to the department's own channel, if it has one
         if result.status == "loaded":
             events.emit_from_run(events.warehouse_updated(
                 submission_id=result.submission_id, department=result.department, period=result.period,

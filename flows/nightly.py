@@ -27,6 +27,7 @@ from duikou_settings import Settings, get_settings
 from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from flows.department_ingest import FileOutcome, ingest_files
+from flows.department_notices import notify_departments_task
 from flows.missing_alerts import alert_missing_returns_task
 from flows.pipeline import recover_receipts
 from flows.release_alerts import restatements_task
@@ -201,6 +202,7 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
         summary.mart_rows += registries[0]
         summary.marts_skipped += registries[1]
     summary.missing = step("alert-missing-returns", lambda: alert_missing_returns_task(engine)) or []
+    step("notify-departments", lambda: notify_departments_task(engine, settings, summary.processed))
     reports_dir = settings.resolved_data_dir / "reports"
     summary.restatements = step("release-restatements", lambda: restatements_task(engine, reports_dir)) or []
     if build_report:

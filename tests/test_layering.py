@@ -50,6 +50,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
                                  "tasks.report"}),
     "tasks.demo": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.forms", "tasks.validation",
                              "tasks.landing", "tasks.submission", "tasks.registry", "tasks.report"}),
+    "tasks.portal": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.files", "tasks.forms",
+                               "tasks.landing"}),
     "flows": frozenset({"duikou_settings", "expectations", "warehouse", "tasks"}),
 }
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 
 _PERIOD = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+_PERIOD_WORDS = re.compile(r"^(\d{4})\s*年(?:\s*(\d{1,2})\s*月)?$")  # 2017年10月 / 2017年5月 / 2016年
 _TITLE_MONTH = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月")
 _TITLE_YEAR = re.compile(r"(\d{4})\s*年")
 
@@ -40,12 +41,16 @@ class PeriodError(ValueError):
 
 
 def parse_declared_period(text: str, period_type: str) -> Period:
-    """Parse a declared period (``"2017-05"``, ``"2016"``) into a :class:`Period`; its form must match the
-    return's period type (:class:`PeriodError` in Chinese otherwise). Not
-    :func:`warehouse.load.parse_period`, which splits any stored period into (year, month or None)."""
+    """Parse a declared period (``"2017-05"``, ``"2016"``, or as a clerk writes it: ``"2017年5月"``,
+    ``"2016年"``) into a :class:`Period`; its form must match the return's period type
+    (:class:`PeriodError` in Chinese otherwise). Not :func:`warehouse.load.parse_period`, which
+    splits any stored period into (year, month or None)."""
+    words = _PERIOD_WORDS.match(text.strip())
+    if words:
+        text = words.group(1) + (f"-{int(words.group(2)):02d}" if words.group(2) else "")
     match = _PERIOD.match(text.strip())
     if not match:
-        raise PeriodError(f"报告期“{text}”格式不对: 月报用 YYYY-MM，年报用 YYYY")
+        raise PeriodError(f"报告期“{text}”格式不对: 月报用 YYYY-MM 或“2017年5月”，年报用 YYYY 或“2016年”")
     year, month = int(match.group(1)), match.group(2)
     if period_type == "month":
         if month is None:

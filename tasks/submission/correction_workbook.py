@@ -29,6 +29,7 @@ from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
+from expectations.advice import advice_for
 from expectations.declaration import normalise_header
 from expectations.issues import Issue
 from tasks.files import write_atomically
@@ -50,6 +51,8 @@ INSTRUCTIONS_ZH = {
     "quarantined": "数据暂未入库，正在人工核实。如确有错误，请在原报表中改正标记的单元格后重新报送整张报表。",
     "loaded": "数据已入库。请核实标黄(警告)的单元格；如需更正，请在原报表中修改后重新报送整张报表。",
 }
+#: the columns of the summary sheet's issue table (怎样改正 from expectations/advice.py, as on the receipt page)
+SUMMARY_HEADERS = ("序号", "严重程度", "代码", "工作表", "行", "列", "说明", "怎样改正")
 INSTRUCTION_TAIL = "鼠标停在标记的单元格上可查看说明；标蓝的“提示”项只说明系统如何读取数据，无需处理。"
 #: what makes Excel (or a CSV importer) start a formula, half- and full-width, plus tab / CR
 FORMULA_PREFIXES = ("=", "+", "-", "@", "＝", "＋", "－", "＠", "\t", "\r")
@@ -351,14 +354,13 @@ def _add_summary(
     ]
     for r, text in enumerate(lines, start=1):
         _put(ws.cell(row=r, column=1), text)
-        ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=7)
+        ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=len(SUMMARY_HEADERS))
         ws.cell(row=r, column=1).alignment = wrap
     ws.cell(row=1, column=1).font = Font(bold=True, size=14)
     ws.row_dimensions[1].height = 24
     ws.row_dimensions[len(lines)].height = 48
     header_row = len(lines) + 2
-    headers = ("序号", "严重程度", "代码", "工作表", "行", "列", "说明")
-    for c, text in enumerate(headers, start=1):
+    for c, text in enumerate(SUMMARY_HEADERS, start=1):
         cell = ws.cell(row=header_row, column=c, value=text)
         cell.font = Font(bold=True)
         cell.fill = PatternFill(fill_type="solid", start_color="D9D9D9", end_color="D9D9D9")
@@ -368,7 +370,7 @@ def _add_summary(
         found, r = issues[n], header_row + k
         shown_sheet = marked.title if n in located else (found.sheet or "")
         values = (k, SEVERITY_ZH.get(found.severity, found.severity), found.code, shown_sheet,
-                  found.row, found.column or "", found.message)
+                  found.row, found.column or "", found.message, advice_for(found.code))
         for c, value in enumerate(values, start=1):
             cell = ws.cell(row=r, column=c)
             _put(cell, value)
@@ -381,11 +383,29 @@ def _add_summary(
             quoted = marked.title.replace("'", "''")
             link.hyperlink = Hyperlink(ref=link.coordinate, location=f"'{quoted}'!{get_column_letter(col)}{row}")
             link.font = Font(color="0563C1", underline="single")
-    for letter, width in zip("ABCDEFG", (6, 10, 26, 14, 6, 34, 90), strict=True):
+    for letter, width in zip("ABCDEFGH", (6, 10, 26, 14, 6, 34, 70, 40), strict=True):
         ws.column_dimensions[letter].width = width
     ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
     if issues:
-        ws.auto_filter.ref = f"A{header_row}:G{header_row + len(issues)}"
+        ws.auto_filter.ref = f"A{header_row}:H{header_row + len(issues)}"
+    _print_setup(ws, repeat_rows=f"{header_row}:{header_row}")
+    _print_setup(marked, repeat_rows=None)
+
+
+def _print_setup(ws: Worksheet, repeat_rows: str | None) -> None:
+    """A4 landscape, one page wide; the header row on every page; comments printed at the end.
+
+    Comments do not print by themselves, which is why the summary sheet writes each issue's
+    message and 怎样改正 in cells; the marked sheet's comments are printed after the sheet too.
+    """
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.orientation = ws.ORIENTATION_LANDSCAPE
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0  # as many pages down as it takes
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.page_setup.cellComments = "atEnd"
+    if repeat_rows is not None:
+        ws.print_title_rows = repeat_rows
 
 
 def _save_atomically(workbook: Workbook, out_path: Path) -> None:

@@ -24,13 +24,14 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings, get_settings
 from expectations.declaration import Declaration, load_declarations
-from expectations.issues import Issue
+from expectations.issues import ROOT_CAUSES, Issue, issue
 from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
 from tasks.files import write_text_atomically
 from tasks.forms.file_safety import ReadError, truncation_issues
 from tasks.forms.normalise import TOWNSHIP_CODE, NormalisedForm, choose_form, normalise_form
 from tasks.forms.periods import Period, parse_plausible_period
 from tasks.forms.read import read_path
+from tasks.forms.template_mark import MARK_SHEET, TemplateMark, find_mark
 from tasks.forms.townships import TownshipResolver
 from tasks.landing.landed import OVERSIZE_KEPT_BYTES, clean_original_name, oversize_key, read_sidecar
 from tasks.validation.validate import Validation, decide_outcome
@@ -160,8 +161,10 @@ def parse(received: Received, reference: ReferenceFrames) -> Parsed:
     except ReadError as exc:
         return Parsed(form=None, fatal=(exc.issue,))
     truncated = truncation_issues(grids, received.original_name)  # cells cut at read time: say so
+    mark, grids = find_mark(grids)  # a blank form from the portal: its mark is never the form
+    truncated += mark_issues(mark, received)
     try:
-        form_table, choice_issues = choose_form(grids, declaration)
+        form_table, choice_issues = choose_form(grids, declaration, received.period)
     except ReadError as exc:
         return Parsed(form=None, fatal=(exc.issue, *truncated))
     choice_issues = [*truncated, *choice_issues]
@@ -171,6 +174,21 @@ def parse(received: Received, reference: ReferenceFrames) -> Parsed:
     )
     form = normalise_form(form_table, declaration, received.period, resolver)
     return Parsed(form=_with_issues(form, choice_issues), fatal=())
+
+
+def mark_issues(mark: TemplateMark | None, received: Received) -> list[Issue]:
+    """A returned blank form made for another department or period is refused, naming the mark's cell."""
+    if mark is None:
+        return []
+    where = {"sheet": MARK_SHEET, "column": "B列 value"}
+    found = []
+    if mark.department != received.department:
+        found.append(issue("TITLE_DEPARTMENT_MISMATCH", f"本表是系统为“{mark.department}”生成的空白报表，"
+                           f"不能作为“{received.department}”的报表报送", row=1, **where))
+    if mark.period != received.period.label:
+        found.append(issue("PERIOD_MISMATCH", f"本表是系统为报告期{mark.period}生成的空白报表，报送时选择的报告期是"
+                           f"{received.period.label}；请下载本期的空白报表或选择正确的报告期", row=2, **where))
+    return found
 
 
 def _with_issues(form: NormalisedForm, extra: list[Issue]) -> NormalisedForm:
@@ -395,6 +413,17 @@ def build_receipt(
         "issues": [i.to_dict() for i in issues],
         "summary_zh": _summary_zh(status, counts_by_severity, duplicate_of),
     }
+    root = next((i for i in issues if i.code in ROOT_CAUSES and i.caused_by is None), None)
+    if root is not None:  # one root cause, not a cascade: what follows from it is counted under it
+        dependent = [i for i in issues if i.caused_by == root.code]
+        receipt["root_cause"] = {"code": root.code, "message": root.message, "dependent_issues": len(dependent)}
+        if dependent:
+            receipt["summary_zh"] += f"；根本原因: {root.message}(另有{len(dependent)}项由此引起)"
+    if form is not None and form.nil_return:
+        receipt["nil_return"] = True
+        if status == "loaded":
+            receipt["summary_zh"] = (f"已收到无数据申报: {received.period.label_zh}{receipt['title_zh']}本期无数据，"
+                                     "按已报送记录，无数据入库")
     if duplicate_of:
         receipt["duplicate_of"] = duplicate_of
     if load_outcome and load_outcome.supersedes:

@@ -463,10 +463,10 @@ def test_release_2016_signed_published_and_restated(
 
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter
-    from tasks.accounts import create_account
 
     from flows.events import RESTATEMENT_NEEDED
     from flows.nightly import nightly
+    from tasks.accounts import create_account
     from tasks.releases.signoff import NotPermitted, approve_release, draft_release, review_release
     from warehouse.releases import verify_release
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from expectations.advice import GUIDANCE
 from expectations.issues import ISSUE_CODES, Issue
 from tasks.submission.journey import parse, receive, validate
 from warehouse.refdata import ReferenceFrames, reference_frames
@@ -31,7 +32,7 @@ STATUSES = {"loaded", "rejected", "quarantined"}
 #: domain.md §7 and the corpus brief: every class has at least one file
 CLASSES = {
     "encoding", "format", "layout", "header", "unit", "rate", "township", "number", "total", "period",
-    "department", "empty", "truncated", "unsafe",
+    "department", "empty", "truncated", "unsafe", "nil",
 }
 
 
@@ -90,6 +91,12 @@ def test_corpus_file(entry: dict[str, Any], reference: ReferenceFrames) -> None:
     assert validation.outcome == entry["status"], summary
     assert reported == _expected_counts(entry), summary
     _check_positions(entry, validation.issues)
+    for item in entry["issues"]:  # one root cause, not a cascade: what follows from it says so
+        if "caused_by" in item:
+            causes = {i.caused_by for i in validation.issues if i.code == item["code"]}
+            assert causes == {item["caused_by"]}, (item["code"], causes)
+    roots = [i for i in validation.issues if i.caused_by is None]
+    assert all(i.caused_by is None for i in validation.issues[: len(roots)]), "a root cause is listed first"
 
 
 def test_the_manifest_lists_every_corpus_file_once() -> None:
@@ -106,7 +113,7 @@ def test_the_manifest_is_well_formed() -> None:
         assert re.fullmatch(r"\d{4}(-\d{2})?", str(entry["period"])), entry["file"]
         for item in entry["issues"]:
             assert item["code"] in ISSUE_CODES, (entry["file"], item["code"])
-            assert set(item) <= {"code", "row", "column", "count"}, entry["file"]
+            assert set(item) <= {"code", "row", "column", "count", "caused_by"}, entry["file"]
             keys = _positions(entry, item["code"])
             assert all(k in item for k in keys), f"{entry['file']}: give {keys} for every {item['code']}"
     assert {e["class"] for e in MANIFEST} == CLASSES
@@ -150,3 +157,20 @@ def test_departments_doc_gives_the_catalogues_severity_and_outcome() -> None:
         want_severity, want_action, _ = ISSUE_CODES[code]
         assert SEVERITY_ZH[want_severity] in severity, (code, severity)
         assert ACTION_ZH[want_action] in action, (code, action)
+
+
+_GUIDANCE_ROW = re.compile(r"^\|\s*`([A-Z_]+)`\s*\|[^|]*\|[^|]*\|([^|]*)\|([^|]*)\|\s*$")
+
+
+def test_departments_doc_gives_the_one_meaning_and_advice_of_each_code() -> None:
+    """含义 and 怎样改正 of every row are expectations/advice.py's texts (the portal's receipt page shows those)."""
+    assert set(GUIDANCE) == set(ISSUE_CODES)
+    text = (ROOT / "docs" / "departments.md").read_text(encoding="utf-8")
+    seen = set()
+    for line in text.splitlines():
+        match = _GUIDANCE_ROW.match(line)
+        if match:
+            code, meaning, advice = match.group(1), match.group(2).strip(), match.group(3).strip()
+            assert (meaning, advice) == (GUIDANCE[code].meaning_zh, GUIDANCE[code].advice_zh), code
+            seen.add(code)
+    assert seen == set(ISSUE_CODES)

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from openpyxl.worksheet.worksheet import Worksheet
 
+from expectations.advice import advice_for
 from expectations.declaration import Declaration, load_declarations
 from expectations.issues import Issue, issue
 from tasks.demo.form_writer import FormFormat, write_form
@@ -154,9 +155,16 @@ def test_summary_sheet_lists_every_issue_critical_first(tmp_path: Path, rows: pd
                              "合计行“在校学生数(小学)”与各乡镇之和不一致")
     assert table[2][2:6] == ("TOWNSHIP_MISSING", "Sheet1", None, None)
     header_row = next(r for r in range(1, 20) if ws.cell(row=r, column=1).value == "序号")
-    assert [ws.cell(row=header_row, column=c).value for c in range(1, 8)] == [
-        "序号", "严重程度", "代码", "工作表", "行", "列", "说明"]
-    assert all(ws.cell(row=header_row, column=c).font.bold for c in range(1, 8))
+    assert [ws.cell(row=header_row, column=c).value for c in range(1, 9)] == [
+        "序号", "严重程度", "代码", "工作表", "行", "列", "说明", "怎样改正"]
+    assert all(ws.cell(row=header_row, column=c).font.bold for c in range(1, 9))
+    # the advice is in cells (comments do not print), from expectations/advice.py like the receipt page
+    assert ws.cell(row=header_row + 1, column=8).value == advice_for("TOTAL_MISMATCH") != ""
+    for sheet in (ws, data_sheet(workbook)):  # A4 landscape, one page wide
+        assert str(sheet.page_setup.paperSize) == sheet.PAPERSIZE_A4 == "9"
+        assert sheet.page_setup.orientation == "landscape"
+        assert sheet.page_setup.fitToWidth == 1 and sheet.sheet_properties.pageSetUpPr.fitToPage
+    assert ws.print_title_rows == f"${header_row}:${header_row}"  # the table's header on every page
     assert ws.freeze_panes == f"A{header_row + 1}"
     assert ws.column_dimensions["G"].width > 40 and ws.cell(row=header_row + 1, column=7).alignment.wrap_text
     link = ws.cell(row=header_row + 1, column=6).hyperlink
