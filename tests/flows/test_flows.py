@@ -514,7 +514,8 @@ def test_release_2016_signed_published_and_restated(
         with get_client(sync_client=True) as client:  # the nightly's event reached the server
             seen = []
             for _ in range(30):
-                seen = client.read_events(filter=EventFilter(event=EventNameFilter(name=[RESTATEMENT_NEEDED]))).events
+                seen = client.read_events(filter=EventFilter(event=EventNameFilter(name=[RESTATEMENT_NEEDED])),
+                                          limit=50).events
                 if seen:
                     break
                 import time
