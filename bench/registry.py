@@ -127,7 +127,10 @@ def child_ours(path: Path, url: str | None, data_dir: Path) -> dict[str, Any]:
     kwargs = {"connect_args": {"options": f"-csearch_path={schema_name}"}} if schema_name else {}
     engine = make_engine(engine_url, **kwargs)
     ensure_warehouse(engine)
-    settings = Settings(data_dir=data_dir, person_key=KEY)  # type: ignore[arg-type]
+    # the default upload limit (DUIKOU_REGISTRY_MAX_UPLOAD_BYTES, 2 GiB) is ~17 M people of this
+    # generator's 122 bytes each: a larger file needs the limit raised, as an operator would
+    limit = max(Settings.model_fields["registry_max_upload_bytes"].default, path.stat().st_size)
+    settings = Settings(data_dir=data_dir, person_key=KEY, registry_max_upload_bytes=limit)  # type: ignore[arg-type]
     reference = reference_frames()
     import great_expectations  # noqa: F401  (imported once per process, before the clock)
 
