@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from great_expectations.compatibility import pydantic
 from great_expectations.core.metric_domain_types import MetricDomainTypes
 from great_expectations.execution_engine import PandasExecutionEngine
 from great_expectations.expectations.expectation import BatchExpectation
@@ -177,6 +178,15 @@ class RegistryCheckFamily(BatchExpectation):
     success_keys: ClassVar[tuple[str, ...]] = ("checks", "snapshot")
     args_keys = ("checks",)
     library_metadata: ClassVar[dict[str, Any]] = {"maturity": "production", "tags": ["duikou", "registry"]}
+
+    @pydantic.validator("checks")
+    @classmethod
+    def _checks_of_this_family(cls, checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        wrong = [c.get("check_id") for c in checks if c.get("check_id") not in cls.member_kinds]
+        if wrong or not checks:
+            raise ValueError(f"{cls.__name__} holds {', '.join(cls.member_kinds)} checks only "
+                             f"(got {wrong or 'none'})")
+        return checks
 
     def _validate(
         self, metrics: dict[str, Any], runtime_configuration: dict[str, Any] | None = None,
