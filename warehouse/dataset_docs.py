@@ -134,9 +134,11 @@ def _column_lines(decl: RegistryDeclaration) -> list[str]:
 def _check_lines(decl: RegistryDeclaration) -> list[str]:
     lines = [
         "",
-        "Row checks: every one runs vectorised over every row; the highest failed severity decides the "
-        "snapshot (any reject-level finding rejects all of it, nothing loads; warnings load the row flagged). "
-        "Counts per check go to `dq_result` as `registry__<check>`.",
+        "Row checks: every one runs as a GX Core suite over every row (chunk by chunk, family expectations "
+        "whose metrics are vectorised; uniqueness over all rows' keys after the last chunk), and GX's results "
+        "decide: the highest failed severity decides the snapshot (any reject-level finding rejects all of it, "
+        "nothing loads; warnings load the row flagged). Counts per check go to `dq_result` as "
+        "`registry__<check>`.",
         "",
         "| check | severity | on failure | issue code | columns | why | message |",
         "|---|---|---|---|---|---|---|",
@@ -160,8 +162,9 @@ def _privacy_lines(decl: RegistryDeclaration) -> list[str]:
         + "; ".join(f"{c.header} (`{c.name}`, role {c.role}) is {_stored_as(c).replace('**', '')}" for c in personal)
         + ". Without `DUIKOU_PERSON_KEY` (≥ 32 characters) the registry is not read at all. "
         f"`fact_person` keeps only {kept}. Receipts, `submission_issue`, `dq_result` and `duikou dq docs` "
-        "name rows by number, never the ID or the name; there is no correction workbook; GX validates a "
-        "de-identified sample. The file as received (`archive/` or `quarantine/`) is the only copy with IDs.",
+        "name rows by number, never the ID or the name; there is no correction workbook; GX's results carry row "
+        "numbers and counts, never an ID or a name, and its Data Docs show a de-identified sample. "
+        "The file as received (`archive/` or `quarantine/`) is the only copy with IDs.",
     ]
 
 

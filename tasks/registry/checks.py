@@ -1,19 +1,22 @@
-"""The registry's row checks, vectorised over one Arrow batch, and the person rows they yield.
+"""The registry's row checks, vectorised over Arrow batches, and the person rows the checked rows yield.
 
-``check_batch`` is pure: it takes a batch of canonical string columns and returns a boolean
-mask per declared check (``RegistryCheck.check_id``), the typed rows ready for ``fact_person``
-(person key instead of ID, no name); head counts are the marts' (SQL over fact_person). No Python loop runs per row
-except the HMAC of each valid ID (``hmac.digest``, C, ~1 µs). Findings refer to rows by number;
-the ID and the name never enter a message.
+``row_check_masks`` is pure: it takes a batch of canonical string columns and the checks to run
+(check kind, column) and returns a boolean mask per check; it is the metric GX's registry
+families evaluate (``tasks/registry/gx_checks.py``), so GX decides. ``person_rows`` builds the
+typed ``fact_person`` rows (person key instead of ID, no name) of a checked batch; head counts
+are the marts' (SQL over fact_person). No Python loop runs per row except the HMAC of each valid
+ID (``hmac.digest``, C, ~1 µs). Findings refer to rows by number; the ID and the name never enter
+a message.
 
-``Findings`` accumulates masks as row numbers across batches (the first ``MAX_LISTED_ROWS`` per
-check are listed, all are counted) and the 17-digit ID numbers for the duplicate check at the
-end (int64: 16 MB for 2 000 000 people).
+``Findings`` accumulates GX's outcomes across chunks (the first ``MAX_LISTED_ROWS`` rows per
+check listed, all counted) and the keys of the uniqueness checks validated after the last chunk
+(the valid IDs' 17 digits as int64 and their rows as int32: 240 MB for 20 000 000 people).
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -64,18 +67,8 @@ def person_keys(normalised_ids: pa.Array, valid: np.ndarray, key: bytes) -> pa.A
     )
 
 
-@dataclass
-class CheckedBatch:
-    masks: dict[tuple[str, str], np.ndarray]  # (check_id, column name) → rows failing
-    details: dict[tuple[str, str], pa.Array]  # (check_id, column) → the offending value per row (non-personal)
-    rows: pa.Table | None  # fact_person columns (None when the batch has a critical finding)
-    number17: np.ndarray  # valid IDs' 17 digits
-    source_rows: np.ndarray  # of number17's rows
-    #: column declared unique (not the ID) → (its present values, their file rows)
-    unique_values: dict[str, tuple[pa.Array, np.ndarray]] = field(default_factory=dict)
-
-
-def _text(table: pa.Table, name: str) -> pa.Array:
+def text_column(table: pa.Table, name: str) -> pa.Array:
+    """A column trimmed, blanks as null (absent: all null)."""
     if name not in table.column_names:
         return pa.nulls(table.num_rows, pa.string())
     column = table.column(name).combine_chunks()
@@ -230,102 +223,153 @@ def _typed_for_store(col: RegistryColumn, values: pa.Array) -> pa.Array:
     return values
 
 
-def check_batch(
-    table: pa.Table,
-    first_row: int,
-    declaration: RegistryDeclaration,
-    snapshot: date,
-    townships: TownshipCodes,
-    key: bytes,
-    *,
-    build_rows: bool,
-) -> CheckedBatch:
-    """Every declared check on one batch; ``build_rows`` also computes the fact_person rows.
+#: the check kinds evaluated from the person-id column (one parse of the IDs serves them all)
+ID_CHECKS = ("id_excel_mangled", "id_format", "id_check_digit", "id_birth_date", "age_band", "id_sex")
+#: the value checks of one column (``_column_checks``)
+VALUE_CHECKS = ("value_missing", "value_not_allowed", "value_not_number", "value_not_integer", "value_not_date",
+                "value_out_of_range")
+#: checks over all rows at once (after the last batch)
+UNIQUE_CHECKS = ("id_duplicate", "value_duplicate")
 
-    Generic over the declaration: which check runs on which column, and where each column is
-    stored, come from its declared role, type and keys (``expectations/registry_declaration.py``).
+
+def row_check_masks(
+    table: pa.Table, checks: list[tuple[str, RegistryColumn, RegistryColumn | None]], snapshot: date,
+    township_codes: pa.Array | None = None,
+) -> dict[tuple[str, str], tuple[np.ndarray, pa.Array | None]]:
+    """Evaluate row checks on one batch: ``(check_id, column) → (failing rows mask, offending values)``.
+
+    ``checks``: (check kind, the column it runs on, for ``id_sex`` the person-id column / None). The
+    offending values are the column's non-personal values, for messages (None for the person id
+    and the name). ``township_unknown`` reads ``township_codes`` (the resolved code per row, the
+    stream's normalisation, like a form's township column). What runs, where, comes from the
+    declaration (``RegistryColumn.checks``); this is GX's metric over a registry batch
+    (``tasks.registry.gx_checks``).
     """
     n = table.num_rows
-    source_rows = np.arange(first_row, first_row + n, dtype=np.int64)
-    masks: dict[tuple[str, str], np.ndarray] = {}
-    details: dict[tuple[str, str], pa.Array] = {}
+    out: dict[tuple[str, str], tuple[np.ndarray, pa.Array | None]] = {}
+    id_checks = [(c, col, sex) for c, col, sex in checks if c in ID_CHECKS or (c == "value_missing"
+                                                                               and col.role == "person_id")]
+    if id_checks:
+        names = [col.name if c != "id_sex" else (partner.name if partner is not None else None)
+                 for c, col, partner in id_checks]
+        id_name = next((n for n in names if n is not None), None)
+        if id_name is None:
+            raise ValueError("id_sex needs the person-id column it compares with")
+        ids = check_ids(table.column(id_name).combine_chunks(), snapshot)
+        for check_id, col, _ in id_checks:
+            if check_id == "value_missing":
+                out[(check_id, col.name)] = (ids.missing, None)
+            elif check_id == "id_excel_mangled":
+                out[(check_id, col.name)] = (ids.excel_mangled, None)
+            elif check_id == "id_format":
+                out[(check_id, col.name)] = (ids.bad_format, None)
+            elif check_id == "id_check_digit":
+                out[(check_id, col.name)] = (ids.bad_check_digit, None)
+            elif check_id == "id_birth_date":
+                out[(check_id, col.name)] = (ids.bad_birth_date, None)
+            elif check_id == "age_band" and col.age_band is not None:
+                band = col.age_band
+                max_age = np.where(ids.male, band.max_male, band.max_female)
+                out[(check_id, col.name)] = (ids.valid & ((ids.age < band.min_age) | (ids.age > max_age)), None)
+        for c, sex_col, _ in id_checks:
+            if c != "id_sex":
+                continue
+            sex = text_column(table, sex_col.name)
+            known = _np(pc.is_in(sex, value_set=pa.array([sex_col.male, sex_col.female], type=pa.string())))
+            stated_male = _np(pc.equal(sex, sex_col.male))
+            well = ids.well_formed & ~ids.bad_birth_date
+            out[("id_sex", sex_col.name)] = (well & known & (stated_male != ids.male), None)
+    value_columns = {col.name: col for c, col, _ in checks if c in VALUE_CHECKS and col.role != "person_id"}
+    for name, col in value_columns.items():
+        masks: dict[tuple[str, str], np.ndarray] = {}
+        details: dict[tuple[str, str], pa.Array] = {}
+        texts = {name: text_column(table, name)}
+        _column_checks(col, texts, masks, details, {}, n)
+        for c, checked, _ in checks:
+            if checked.name == name and c in VALUE_CHECKS:
+                personal = col.role == "name"
+                mask = masks.get((c, name), np.zeros(n, dtype=bool))
+                out[(c, name)] = (mask, None if personal else details.get((c, name)))
+    for c, col, _ in checks:
+        if c == "township_unknown":
+            if township_codes is None:
+                raise ValueError("township_unknown needs the resolved township codes")
+            names = text_column(table, col.name)
+            out[(c, col.name)] = (_np(pc.is_valid(names)) & ~_np(pc.is_valid(township_codes)), names)
+    return out
+
+
+@dataclass
+class PersonRows:
+    """One batch's ``fact_person`` rows (None unless asked for) and its keys for the uniqueness checks."""
+
+    rows: pa.Table | None
+    number17: np.ndarray  # valid IDs' 17 digits (the person id declared unique), else empty
+    source_rows: np.ndarray  # of number17's rows
+    #: column declared unique (not the ID) → (its present values, their file rows)
+    unique_values: dict[str, tuple[pa.Array, np.ndarray]] = field(default_factory=dict)
+
+
+def person_rows(
+    table: pa.Table,
+    source_rows: np.ndarray,
+    declaration: RegistryDeclaration,
+    snapshot: date,
+    codes: pa.Array,
+    key: bytes,
+    warned: np.ndarray | None,
+) -> PersonRows:
+    """The batch's typed ``fact_person`` rows (person key instead of ID, no name), ``flagged`` where
+    ``warned`` (the rows a warning check failed, as GX reported them); with ``warned`` None only the
+    uniqueness keys (a batch after a critical finding is not written, but its duplicates are listed).
+
+    Generic over the declaration: where each column is stored comes from its declared role, type
+    and keys (``expectations/registry_declaration.py``).
+    """
+    n = table.num_rows
     id_col = declaration.role("person_id")
     ids = check_ids(table.column(id_col.name).combine_chunks(), snapshot)
-    masks[("value_missing", id_col.name)] = ids.missing
-    masks[("id_excel_mangled", id_col.name)] = ids.excel_mangled
-    masks[("id_format", id_col.name)] = ids.bad_format
-    masks[("id_check_digit", id_col.name)] = ids.bad_check_digit
-    masks[("id_birth_date", id_col.name)] = ids.bad_birth_date
-
-    texts = {c.name: _text(table, c.name) for c in declaration.columns if c.role != "person_id"}
-    typed: dict[str, pa.Array] = {}
-    for col in declaration.columns:
-        if col.role != "person_id":
-            _column_checks(col, texts, masks, details, typed, n)
-
-    township_col = declaration.role("township")
-    codes = townships.codes(texts[township_col.name])
-    masks[("township_unknown", township_col.name)] = _np(pc.is_valid(texts[township_col.name])) & ~_np(
-        pc.is_valid(codes))
-    details[("township_unknown", township_col.name)] = texts[township_col.name]
-
     good = ids.valid
-    sex_col = declaration.with_role("sex")
-    if sex_col is not None:
-        sex = texts[sex_col.name]
-        sex_known = _np(pc.is_in(sex, value_set=pa.array([sex_col.male, sex_col.female], type=pa.string())))
-        stated_male = _np(pc.equal(sex, sex_col.male))
-        well = ids.well_formed & ~ids.bad_birth_date
-        masks[("id_sex", sex_col.name)] = well & sex_known & (stated_male != ids.male)
-    band = id_col.age_band
-    if band is not None:
-        max_age = np.where(ids.male, band.max_male, band.max_female)
-        masks[("age_band", id_col.name)] = good & ((ids.age < band.min_age) | (ids.age > max_age))
-
+    texts = {c.name: text_column(table, c.name) for c in declaration.columns if c.role != "person_id"}
     unique_values: dict[str, tuple[pa.Array, np.ndarray]] = {}
     for col in declaration.columns:
         if col.unique and col.role != "person_id":
             present = _np(pc.is_valid(texts[col.name]))
             unique_values[col.name] = (texts[col.name].filter(pa.array(present)), source_rows[present])
-
-    critical = {c.check_id for c in declaration.checks if c.severity == "critical"}
-    any_critical = any(mask.any() for (check_id, _), mask in masks.items() if check_id in critical)
-    warned = np.zeros(n, dtype=bool)
-    for (check_id, _), mask in masks.items():
-        if check_id not in critical:
-            warned |= mask
-
-    rows: pa.Table | None = None
-    if build_rows and not any_critical:
-        columns: dict[str, pa.Array] = {
-            "source_row": pa.array(source_rows, type=pa.int64()),
-            "person_key": person_keys(ids.normalised, good, key),
-            "township_code": codes,
-            "birth_year": pa.array(ids.birth_year, type=pa.int64()),
-            "age_years": pa.array(ids.age, type=pa.int64()),
-            "flagged": pa.array(warned),
-        }
-        attributes: dict[str, pa.Array] = {}
-        for col in declaration.columns:
-            if col.role in ("name", "person_id", "township"):
-                continue
-            value = _typed_for_store(col, typed[col.name])
-            if col.name in PERSON_TYPES:
-                columns[col.name] = value
-            else:
-                attributes[col.name] = value
-        trainings = declaration.with_role("trainings")
-        if trainings is not None:
-            items = texts[trainings.name]
-            times = pc.if_else(pc.is_valid(items), pc.add(pc.count_substring_regex(items, LIST_SEPARATORS), 1), 0)
-            columns["training_person_times"] = pc.cast(times, pa.int64())
-        columns["attributes"] = attributes_json(attributes, n)
-        rows = pa.table({name: columns[name] if name in columns else pa.nulls(n, PERSON_TYPES[name])
-                         for name in PERSON_COLUMNS})
-    # duplicates among valid IDs only: an invalid one is already reported for what is wrong with it
     numbers = ids.number17[good] if id_col.unique else np.zeros(0, dtype=np.int64)
-    return CheckedBatch(masks, details, rows, numbers, source_rows[good] if id_col.unique else numbers,
-                        unique_values)
+    numbers_rows = source_rows[good] if id_col.unique else numbers
+    if warned is None:
+        return PersonRows(None, numbers, numbers_rows, unique_values)
+    typed: dict[str, pa.Array] = {}
+    for col in declaration.columns:
+        if col.role not in ("person_id", "name"):
+            _column_checks(col, texts, {}, {}, typed, n)
+    columns: dict[str, pa.Array] = {
+        "source_row": pa.array(source_rows, type=pa.int64()),
+        "person_key": person_keys(ids.normalised, good, key),
+        "township_code": codes,
+        "birth_year": pa.array(ids.birth_year, type=pa.int64()),
+        "age_years": pa.array(ids.age, type=pa.int64()),
+        "flagged": pa.array(warned),
+    }
+    attributes: dict[str, pa.Array] = {}
+    for col in declaration.columns:
+        if col.role in ("name", "person_id", "township"):
+            continue
+        value = _typed_for_store(col, typed[col.name])
+        if col.name in PERSON_TYPES:
+            columns[col.name] = value
+        else:
+            attributes[col.name] = value
+    trainings = declaration.with_role("trainings")
+    if trainings is not None:
+        items = texts[trainings.name]
+        times = pc.if_else(pc.is_valid(items), pc.add(pc.count_substring_regex(items, LIST_SEPARATORS), 1), 0)
+        columns["training_person_times"] = pc.cast(times, pa.int64())
+    columns["attributes"] = attributes_json(attributes, n)
+    rows = pa.table({name: columns[name] if name in columns else pa.nulls(n, PERSON_TYPES[name])
+                     for name in PERSON_COLUMNS})
+    return PersonRows(rows, numbers, numbers_rows, unique_values)
 
 
 @dataclass
@@ -339,7 +383,9 @@ class Listed:
 
 @dataclass
 class Findings:
-    """Everything the checks found in a whole submission so far."""
+    """Everything the checks (GX's outcomes) found in a whole submission so far, and the keys of
+    the uniqueness checks: the valid IDs' 17 digits as int64 and their rows as int32 (12 bytes a
+    person), other unique columns' values."""
 
     listed: dict[tuple[str, str], Listed] = field(default_factory=dict)
     rows_read: int = 0
@@ -347,63 +393,49 @@ class Findings:
     _rows: list[np.ndarray] = field(default_factory=list)
     _unique: dict[str, list[tuple[pa.Array, np.ndarray]]] = field(default_factory=dict)
 
-    def add(self, batch: CheckedBatch, first_row: int, n_rows: int) -> None:
+    def add_outcomes(self, outcomes: dict[tuple[str, str], dict[str, Any]], n_rows: int) -> None:
+        """One chunk's GX outcomes: per (check, column) the failing rows (all counted, the first
+        ``MAX_LISTED_ROWS`` listed with their offending value when the column is not personal)."""
         self.rows_read += n_rows
-        self._numbers.append(batch.number17)
-        self._rows.append(batch.source_rows)
-        for name, pair in batch.unique_values.items():
-            self._unique.setdefault(name, []).append(pair)
-        for where, mask in batch.masks.items():
-            hits = np.flatnonzero(mask)
-            if not len(hits):
+        for where, outcome in outcomes.items():
+            count = int(outcome["unexpected_count"])
+            if not count:
                 continue
             entry = self.listed.setdefault(where, Listed())
-            entry.count += len(hits)
+            entry.count += count
             room = MAX_LISTED_ROWS - len(entry.rows)
             if room > 0:
-                take = hits[:room]
-                entry.rows.extend(int(first_row + i) for i in take)
-                detail = batch.details.get(where)
-                entry.values.extend(detail.take(pa.array(take)).to_pylist() if detail is not None
-                                    else [None] * len(take))
+                rows = [int(r) for r in outcome["unexpected_rows"][:room]]
+                values = outcome.get("listed_values")
+                entry.rows.extend(rows)
+                entry.values.extend(values[:len(rows)] if values is not None else [None] * len(rows))
 
-    def finish_duplicates(self, id_column: str) -> None:
-        """The id_duplicate check over all batches: every row of a repeated ID is listed."""
-        if not self._numbers:
-            return
-        numbers = np.concatenate(self._numbers)
-        rows = np.concatenate(self._rows)
-        self._numbers, self._rows = [], []
-        self._list_repeats(numbers, rows, ("id_duplicate", id_column))
+    def add_keys(self, batch: PersonRows) -> None:
+        self._numbers.append(batch.number17)
+        self._rows.append(batch.source_rows.astype(np.int32))
+        for name, pair in batch.unique_values.items():
+            self._unique.setdefault(name, []).append(pair)
 
-    def finish_unique(self) -> None:
-        """The value_duplicate check of every other column declared unique, over all batches."""
-        for name, parts in self._unique.items():
+    def key_frames(self, id_column: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """(column, keys, file rows) of each uniqueness check, freeing the parts as it goes."""
+        if self._numbers:
+            numbers, rows = np.concatenate(self._numbers), np.concatenate(self._rows)
+            self._numbers, self._rows = [], []
+            yield id_column, numbers, rows
+            del numbers, rows
+        for name, parts in list(self._unique.items()):
             values = pa.concat_arrays([v for v, _ in parts]) if parts else pa.array([], pa.string())
             rows = np.concatenate([r for _, r in parts]) if parts else np.zeros(0, dtype=np.int64)
             codes = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            self._list_repeats(codes, rows, ("value_duplicate", name))
-        self._unique = {}
+            del self._unique[name]
+            yield name, codes, rows
 
-    def _list_repeats(self, keys: np.ndarray, rows: np.ndarray, where: tuple[str, str]) -> None:
-        """Rows whose key repeats, grouped by key (each group's rows together, groups by first row)."""
-        order = np.argsort(keys, kind="stable")
-        ordered = keys[order]
-        repeated = np.zeros(len(ordered), dtype=bool)
-        if len(ordered) > 1:
-            same = ordered[1:] == ordered[:-1]
-            repeated[1:] |= same
-            repeated[:-1] |= same
-        if not repeated.any():
+    def add_groups(self, where: tuple[str, str], outcome: dict[str, Any]) -> None:
+        """A uniqueness check's GX outcome: one finding per repeated key, its rows listed together."""
+        if not outcome["unexpected_count"]:
             return
-        # rows grouped by key, never the key itself (an ID number must not reach a message)
-        dup_rows = rows[order][repeated]
-        dup_keys = ordered[repeated]
-        starts = np.flatnonzero(np.r_[True, dup_keys[1:] != dup_keys[:-1]])
-        groups = sorted((sorted(int(r) for r in g) for g in np.split(dup_rows, starts[1:])), key=lambda g: g[0])
         entry = self.listed.setdefault(where, Listed())
-        for group in groups:
-            entry.count += 1  # one per repeated key (its rows are listed together)
-            if len(entry.rows) < MAX_LISTED_ROWS:
-                entry.rows.append(group[0])
-                entry.values.append("、".join(f"第{r}行" for r in group))
+        entry.count += int(outcome["unexpected_count"])
+        for group in outcome["groups"][:MAX_LISTED_ROWS - len(entry.rows)]:
+            entry.rows.append(group[0])
+            entry.values.append("、".join(f"第{r}行" for r in group))

@@ -1,21 +1,24 @@
-"""A person-level registry submission, streamed: open → batches (check, key, write) → outcome.
+"""A person-level registry submission, streamed: open → chunks (GX checks, key, write) → outcome.
 
-Memory stays bounded whatever the file size: one Arrow batch (~100 000 rows) is in flight, plus
-the 17-digit ID numbers as int64 for the duplicate check (16 MB per 2 000 000 people), a GX
-sample of at most ``GX_SAMPLE_ROWS`` rows and per-township counters.
+Memory stays bounded whatever the file size: one chunk (≥ ``GX_CHUNK_ROWS`` rows) is in flight,
+plus the keys of the uniqueness checks (the 17-digit ID numbers as int64 and their rows as int32:
+240 MB per 20 000 000 people), a de-identified sample of at most ``GX_SAMPLE_ROWS`` rows for the
+Data Docs and per-check listings.
 
-Checks: every declared check runs vectorised (``tasks.registry.checks``) over every row — those
-are authoritative and decide the outcome. GX Core validates a systematic sample (every k-th row
-of each batch, ≤ ``GX_SAMPLE_ROWS``) of the *checked, de-identified* rows for the rules it
-expresses natively (enumerations, ranges, not-null): a second, independent implementation whose
-results go to ``dq_result``. Why not GX on every row: GX pays ~1 s per ``validate()`` call, so
-per-batch validation costs seconds per million rows, and one whole-file call needs the whole
-file in pandas (1.2 GB at 2 M rows); the GX-unfriendly rules (GB 11643 check digit, birth date,
-sex digit, duplicates across batches) would need custom expectations over raw IDs besides.
-GX never sees an ID number or a name.
+Checks: the declaration's checks run as a GX Core suite over every row
+(``tasks/registry/gx_checks.py``): each chunk is validated in ONE ``validate()`` call of the row
+suite (family expectations whose metrics are the vectorised checks of ``tasks.registry.checks``),
+and after the last chunk the uniqueness suite validates every row's key. GX's outcomes decide:
+its failing rows become the receipt's issues and the rows flagged, its counts ``dq_result``
+(``registry__<check>``), and a critical one rejects the snapshot. Rows of a chunk are written only
+while no critical finding has been seen (the savepoint is rolled back on a reject anyway). GX also
+validates a systematic sample of the *checked, de-identified* rows (≤ ``GX_SAMPLE_ROWS``) with
+its built-in expectations (``gx_sample__*``): that is what ``duikou dq docs`` renders as GX Data
+Docs, a page that must show no ID.
 
 Privacy: the ID is replaced by ``HMAC-SHA256(DUIKOU_PERSON_KEY, ID)`` before anything is
-written; the name is only checked for presence. Messages refer to rows by number.
+written; the name is only checked for presence. GX reports rows, counts and non-personal values
+only. Messages refer to rows by number.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -38,11 +42,11 @@ from tasks.forms.townships import TownshipResolver
 from tasks.registry.checks import (
     MAX_LISTED_ROWS,
     PERSON_COLUMNS,
-    CheckedBatch,
     Findings,
     MissingPersonKey,
     TownshipCodes,
-    check_batch,
+    person_rows,
+    text_column,
 )
 from tasks.registry.read import RegistrySource, open_registry
 from warehouse.load import DqResult
@@ -73,11 +77,15 @@ def require_person_key(settings: Settings) -> bytes:
 
 @dataclass
 class StageTimes:
-    """Seconds spent per stage of one stream (for receipts' counts and bench/registry.py)."""
+    """Seconds spent per stage of one stream (bench/registry.py): ``read`` inside the batch
+    iterator; ``gx`` the GX validate() calls over every row (row suite per chunk, uniqueness suite);
+    ``rows`` township codes, typed rows and HMAC person keys, issue building; ``sample`` GX on the
+    Data Docs sample; ``load`` the writes."""
 
     read: float = 0.0
-    checks: float = 0.0
     gx: float = 0.0
+    rows: float = 0.0
+    sample: float = 0.0
     load: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -93,6 +101,23 @@ def _timed_batches(source: RegistrySource, times: StageTimes) -> Iterator[tuple[
             return
         times.read += time.perf_counter() - start
         yield item
+
+
+def _chunks(batches: Iterator[tuple[int, pa.Table]], size: int) -> Iterator[list[tuple[int, pa.Table]]]:
+    """The batches regrouped into chunks of ``size`` rows (the last one shorter), slices not copies."""
+    pending: list[tuple[int, pa.Table]] = []
+    pending_rows = 0
+    for first_row, table in batches:
+        while table.num_rows:
+            take = min(size - pending_rows, table.num_rows)
+            pending.append((first_row, table.slice(0, take)))
+            pending_rows += take
+            first_row, table = first_row + take, table.slice(take)
+            if pending_rows == size:
+                yield pending
+                pending, pending_rows = [], 0
+    if pending:
+        yield pending
 
 
 def sample_columns(declaration: RegistryDeclaration) -> tuple[str, ...]:
@@ -139,14 +164,17 @@ def _row_issues(findings: Findings, declaration: RegistryDeclaration, source: Re
     return out
 
 
-def _vectorised_results(findings: Findings, declaration: RegistryDeclaration) -> list[DqResult]:
+def _gx_dq_results(findings: Findings, declaration: RegistryDeclaration) -> list[DqResult]:
+    """One ``dq_result`` per declared check, from GX's outcomes over every row."""
+    from tasks.registry.gx_checks import family_name
+
     totals: dict[str, int] = {}
     rows: dict[str, list[int]] = {}
     for (check_id, _), listed in findings.listed.items():
         totals[check_id] = totals.get(check_id, 0) + listed.count
         rows.setdefault(check_id, []).extend(listed.rows)
     return [
-        DqResult(check_id=f"registry__{c.check_id}", expectation_type="duikou_vectorised_row_check",
+        DqResult(check_id=f"registry__{c.check_id}", expectation_type=family_name(declaration, c.check_id),
                  severity=c.severity, success=totals.get(c.check_id, 0) == 0, element_count=findings.rows_read,
                  unexpected_count=totals.get(c.check_id, 0), observed=json.dumps({"rows": findings.rows_read}),
                  issue_code=c.issue_code,
@@ -260,6 +288,8 @@ def stream_registry(
     if outcome_of(header_issues) != "loaded":
         return RegistryStream(StreamResult(outcome_of(header_issues), 0, 0, tuple(header_issues), ()),
                               source.sheet, source.encoding, times)
+    from tasks.registry.gx_checks import GX_CHUNK_ROWS, chunk_frame, registry_suite, validate_frame
+
     resolver = TownshipResolver(reference.townships, reference.aliases, reference.helper_units,
                                 reference.pairings, snapshot_start, snapshot_end, crosswalk=reference.crosswalk)
     townships = TownshipCodes(resolver)
@@ -269,37 +299,68 @@ def stream_registry(
     samples: list[pa.Table] = []
     sampled = 0
     gx_columns = sample_columns(declaration)
-    for first_row, table in _timed_batches(source, times):
+    row_suite, unique_suites = registry_suite(declaration, snapshot_end)
+    township_name = declaration.role("township").name
+
+    def chunk_done(parts: list[tuple[int, pa.Table]]) -> None:
+        nonlocal critical_seen, sampled
         start = time.perf_counter()
-        checked: CheckedBatch = check_batch(table, first_row, declaration, snapshot_end, townships, key,
-                                            build_rows=not critical_seen)
-        findings.add(checked, first_row, table.num_rows)
-        critical_seen = critical_seen or any(
-            m.any() for (cid, _), m in checked.masks.items() if cid in critical_ids)
+        table = pa.concat_tables([t for _, t in parts]) if len(parts) > 1 else parts[0][1]
+        source_rows = np.concatenate([np.arange(first, first + t.num_rows, dtype=np.int64) for first, t in parts])
+        codes = townships.codes(text_column(table, township_name))
+        times.rows += time.perf_counter() - start
+        start = time.perf_counter()
+        outcomes = validate_frame(chunk_frame(table, source_rows, codes), row_suite)
+        times.gx += time.perf_counter() - start
+        start = time.perf_counter()
+        findings.add_outcomes(outcomes, table.num_rows)
+        critical_seen = critical_seen or any(o["unexpected_count"] for (cid, _), o in outcomes.items()
+                                             if cid in critical_ids)
+        warned = None
+        if not critical_seen:
+            failing = [o["unexpected_rows"] for (cid, _), o in outcomes.items()
+                       if cid not in critical_ids and o["unexpected_count"]]
+            warned = np.zeros(table.num_rows, dtype=bool)
+            if failing:
+                warned[np.searchsorted(source_rows, np.concatenate(failing))] = True
+        checked = person_rows(table, source_rows, declaration, snapshot_end, codes, key, warned)
+        findings.add_keys(checked)
         if checked.rows is not None and sampled < GX_SAMPLE_ROWS:
             part = _sample(checked.rows, gx_columns)
             samples.append(part)
             sampled += part.num_rows
-        times.checks += time.perf_counter() - start
-        if writer is not None and checked.rows is not None and not critical_seen:
+        times.rows += time.perf_counter() - start
+        if writer is not None and checked.rows is not None:
             start = time.perf_counter()
             writer.write(checked.rows)
             times.load += time.perf_counter() - start
+
+    for chunk in _chunks(_timed_batches(source, times), GX_CHUNK_ROWS):
+        chunk_done(chunk)
+    id_name = declaration.role("person_id").name
+    for column, keys, rows in findings.key_frames(id_name):
+        suite = unique_suites.get(column)
+        if suite is None:
+            continue
+        start = time.perf_counter()
+        outcomes = validate_frame(pd.DataFrame({"key": keys}, index=pd.Index(rows), copy=False), suite)
+        del keys, rows
+        times.gx += time.perf_counter() - start
+        for where, outcome in outcomes.items():
+            findings.add_groups(where, outcome)
     start = time.perf_counter()
-    findings.finish_duplicates(declaration.role("person_id").name)
-    findings.finish_unique()
     issues = [*header_issues, *_row_issues(findings, declaration, source, townships)]
     for row in source.short_rows:
         issues.append(issue("ROW_TRUNCATED", f"第{row}行的字段数与表头不符，整行未读取", row=row))
-    dq_results = _vectorised_results(findings, declaration)
-    times.checks += time.perf_counter() - start
+    dq_results = _gx_dq_results(findings, declaration)
+    times.rows += time.perf_counter() - start
     status = outcome_of(issues)
     sample: pd.DataFrame | None = None
     if status == "loaded" and samples:
         start = time.perf_counter()
         sample = pa.concat_tables(samples).to_pandas()
         dq_results.extend(_gx_results(sample, declaration, findings.rows_read))
-        times.gx += time.perf_counter() - start
+        times.sample += time.perf_counter() - start
     rejected_rows = len({i.row for i in issues if i.severity == "critical" and i.row is not None})
     result = StreamResult(status, findings.rows_read, rejected_rows, tuple(issues), tuple(dq_results))
     return RegistryStream(result, source.sheet, source.encoding, times, sample)
