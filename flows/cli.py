@@ -4,7 +4,9 @@ Every command creates or upgrades the warehouse and loads reference data on firs
 ``duikou ingest`` works on an empty data directory. Exit codes: 0 done (for ``ingest``: loaded or
 duplicate), 1 the submission was rejected or quarantined (``quarantine release``: the release was
 refused; ``db upgrade``: the warehouse's schema differs and was left as it was), 2 a usage error
-(``quarantine release/reject``: an unknown, ambiguous or not-quarantined id), 3 a failure of the
+(``quarantine release/reject``: an unknown, ambiguous or not-quarantined id; any command: a
+mistaken argument — unknown department, missing file, malformed or impossible period — refused in
+one line by ``flows/arguments.py`` before any flow starts), 3 a failure of the
 system, not of the submission (the warehouse unreachable after its retries, Prefect's temporary
 server not starting, any unexpected error): one line on stderr naming the cause; the traceback goes
 to a log file named in that line, or to stderr with ``duikou --debug`` / ``DUIKOU_DEBUG=1``.
@@ -182,8 +184,18 @@ def cmd_db_roles(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("duikou")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duikou", description="对口 paired-assistance data pipeline")
+    parser.add_argument("--version", action="version", version=f"duikou {_version()}")
     parser.add_argument("--debug", action="store_true",
                         help="on a failure of the system (exit 3) print the traceback (also DUIKOU_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,6 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit code: 0 done, 1 not loaded / refused, 2 usage, 3 failure of the system."""
     _quiet_prefect()
     args = build_parser().parse_args(argv)
+    from flows.arguments import ArgumentMistake, check_arguments
+
+    try:  # before anything starts: no flow run, no Prefect, no GX for a mistyped argument
+        check_arguments(args)
+    except ArgumentMistake as exc:
+        print(f"duikou {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     from flows.prefect_home import check_prefect_database, explain_prefect_db_error
     debug = _debug_requested(args)
     if debug:  # e.g. each failed attempt to reach the warehouse (warehouse.engine.connect_with_retries)

@@ -98,6 +98,7 @@ class DqResult:
     issue_code: str | None = None
     action: str | None = None  # reject / quarantine / flag / report
     unexpected_rows: tuple[int, ...] = ()  # form row numbers of the failing rows
+    label_zh: str | None = None  # what the check asks, in Chinese (for people; not stored)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,8 @@ def start_prefect_server(root: Path, timeout: float = 180.0,
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
         # events become readable (refresh-reports' "newer event wins") after this, not after 5 s
         "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
+        # as docs/operations.md sets it: the failed-run alert's {{ flow_run|ui_url }} is rendered by the server
+        "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
     })
     proc = start("prefect-server", [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
                                     "--port", str(port), "--no-ui"], env, root / "logs")
@@ -123,6 +125,7 @@ def start_prefect_server(root: Path, timeout: float = 180.0,
              timeout, (proc,))
     client_env = base_env(root / "prefect-home")
     client_env["PREFECT_API_URL"] = api
+    client_env["PREFECT_UI_URL"] = f"http://127.0.0.1:{port}"
     return proc, api, client_env
 
 
