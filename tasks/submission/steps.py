@@ -60,7 +60,8 @@ def dq_summary_task(received: journey.Received, validation: Validation) -> None:
     create_markdown_artifact(
         key=key,
         markdown=check_summary_markdown(validation, title),
-        description=f"{received.department} {received.period.label}: " + check_summary_text(validation),
+        description=f"{received.department} {received.period.label} `{received.submission_id}`: "
+        + check_summary_text(validation),
     )
 
 

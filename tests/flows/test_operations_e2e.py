@@ -1,6 +1,8 @@
 """Operations end to end, all real processes: ``prefect server start`` (SQLite, its own PREFECT_HOME,
 a free port on 127.0.0.1), ``duikou serve``, ``duikou intake-server`` and a webhook receiver
-standing in for the ops team's chat, which the failed-run and missing-returns automations notify.
+standing in for the ops team's chat, which the failed-run, missing-returns and quarantine automations
+notify. The last test photographs the Prefect UI the earlier ones filled (headless Chromium) for
+docs/operations.md: ``DUIKOU_DOCS_SCREENSHOTS=1`` writes the pictures to docs/images/.
 
 One stack serves the module (starting it is most of the cost); each test uses its own return
 period, so they do not depend on each other's order.
@@ -9,6 +11,8 @@ period, so they do not depend on each other's order.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -47,7 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     procs: list[Proc] = []
     hook = WebhookReceiver()
     try:
-        server, api, env = start_prefect_server(root)
+        server, api, env = start_prefect_server(root, ui=True)  # the UI: for the screenshots of docs/operations.md
         procs.append(server)
         data = root / "data"
         env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_SERVE_POLL_SECONDS": "0.5",
@@ -287,3 +291,34 @@ def test_rejected_and_quarantined_returns_end_in_named_states_and_ops_hear_of_th
     assert any("TOTAL_MISMATCH" in entry["message"] for entry in logs.json())  # one line per issue cause
     dq = _artifact(api, "dq-tourism-2016-06")["data"]
     assert dq.index("未通过的检查") < dq.index("通过的检查 ") and "<details>" in dq
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (make test installs it)")
+def test_screenshots_of_the_runs_list_and_the_nightly_artifact(stack: dict[str, Any], tmp_path: Path) -> None:
+    """What docs/operations.md shows, taken from the UI of this module's server after the tests above."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make test does)")
+    api = stack["api"]
+    ui = api.removesuffix("/api")
+    artifact = _artifact(api, "nightly-submissions")
+    shots = {"ops-runs-list.png": (f"{ui}/runs", "Quarantined"),
+             "ops-nightly-artifact.png": (f"{ui}/artifacts/artifact/{artifact['id']}", "已退回 rejected")}
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            for name, (url, shown) in shots.items():
+                page.goto(url)
+                page.get_by_text(shown).first.wait_for(timeout=120_000)  # the UI renders from the API
+                page.wait_for_timeout(1500)  # let the list settle before the picture
+                page.screenshot(path=str(tmp_path / name), full_page=False)
+        finally:
+            browser.close()
+    for name in shots:
+        assert (tmp_path / name).stat().st_size > 10_000
+        if os.environ.get("DUIKOU_DOCS_SCREENSHOTS") == "1":
+            DOCS_IMAGES.mkdir(exist_ok=True)
+            shutil.copyfile(tmp_path / name, DOCS_IMAGES / name)
