@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     )
     intake_host: str = Field(default="127.0.0.1", description="address duikou intake-server listens on")
     intake_port: int = Field(default=8765, gt=0, lt=65536, description="port duikou intake-server listens on")
+    public_url: str | None = Field(
+        default=None,
+        description="the address people open the intake server's portal at (links in notices, sign-in links, "
+        "artifacts); default http://<intake_host>:<intake_port>",
+    )
     notify_block: str = Field(
         default="custom-webhook/duikou-ops", description="Prefect notification block (type-slug/name) alerts go to"
     )
@@ -94,6 +99,11 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The portal's base address, without a trailing slash."""
+        return (self.public_url or f"http://{self.intake_host}:{self.intake_port}").rstrip("/")
 
     @property
     def resolved_warehouse_url(self) -> str:

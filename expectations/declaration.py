@@ -83,6 +83,9 @@ class Indicator:
     outlier_reason: str = ""
     band: tuple[float, float] | None = None
     increment_of: str | None = None
+    #: a 其中 sub-line: on a township's sub-line labelled like this indicator's header, the value
+    #: in the column of ``subline_of`` is this indicator (tasks/forms/normalise.py)
+    subline_of: str | None = None
 
     @property
     def header_paths(self) -> tuple[tuple[str, ...], ...]:
@@ -103,14 +106,39 @@ class Rule:
     message_zh: str
 
 
+#: headers of a division-code column beside (or instead of) the township name: 9- or 12-digit
+#: 统计用区划代码 (a declaration's ``key.code_headers`` replaces the list)
+DEFAULT_CODE_HEADERS = ("区划代码", "乡镇代码", "乡(镇)代码", "行政区划代码", "统计用区划代码", "区划编码",
+                        "乡镇区划代码", "代码")
+#: what a department writes for "nothing to report this period" (a declaration's ``nil_return.markers``)
+DEFAULT_NIL_MARKERS = ("本月无数据", "本期无数据", "本期无", "本月无", "本年无数据", "本年度无数据", "无数据", "无")
+
+
 @dataclass(frozen=True)
 class KeyColumn:
     header: str
     aliases: tuple[str, ...]
+    code_headers: tuple[str, ...] = DEFAULT_CODE_HEADERS
 
     @property
     def header_texts(self) -> tuple[str, ...]:
         return tuple(normalise_header(h) for h in (self.header, *self.aliases))
+
+    @property
+    def code_header_texts(self) -> tuple[str, ...]:
+        return tuple(normalise_header(h) for h in self.code_headers)
+
+
+@dataclass(frozen=True)
+class NilReturn:
+    """Whether this return may be filed as "nothing to report" (无数据申报), and the marker lines that say so."""
+
+    allowed: bool = False
+    markers: tuple[str, ...] = DEFAULT_NIL_MARKERS
+
+    @property
+    def marker_texts(self) -> frozenset[str]:
+        return frozenset(normalise_header(m) for m in self.markers)
 
 
 @dataclass(frozen=True)
@@ -127,6 +155,7 @@ class Declaration:
     indicators: tuple[Indicator, ...]
     rules: tuple[Rule, ...]
     source_file: str = field(default="", compare=False)
+    nil_return: NilReturn = NilReturn()
 
     def indicator(self, name: str) -> Indicator:
         for ind in self.indicators:
@@ -157,6 +186,7 @@ INDICATOR_FIELDS = frozenset({
     "name", "label_zh", "header", "aliases", "unit", "base_unit", "type", "required", "cumulative",
     "aggregation", "weight", "min", "description",
     "outlier_threshold", "outlier_reason", "band", "increment_of",  # history-aware checks
+    "subline_of",
 })
 
 
@@ -210,6 +240,7 @@ def _parse_indicator(raw: dict[str, Any], where: str) -> Indicator:
         outlier_reason=reason,
         band=_band(raw.get("band"), unit.factor, where),
         increment_of=raw.get("increment_of"),
+        subline_of=raw.get("subline_of"),
     )
 
 
@@ -315,7 +346,8 @@ def parse_declaration(raw: dict[str, Any], source: str) -> Declaration:
     if period_type not in ("month", "year"):
         raise DeclarationError(f"{where}: period_type must be month or year")
     key_raw = _require(raw, "key", where)
-    key = KeyColumn(header=_require(key_raw, "header", f"{where} key"), aliases=tuple(key_raw.get("aliases", [])))
+    key = KeyColumn(header=_require(key_raw, "header", f"{where} key"), aliases=tuple(key_raw.get("aliases", [])),
+                    code_headers=tuple(key_raw.get("code_headers") or DEFAULT_CODE_HEADERS))
     indicators = tuple(
         _parse_indicator(r, f"{where}") for r in _require(raw, "indicators", where)
     )
@@ -329,6 +361,8 @@ def parse_declaration(raw: dict[str, Any], source: str) -> Declaration:
         if ind.weight and ind.weight not in names:
             raise DeclarationError(f"{where}: {ind.name} weight {ind.weight!r} is not an indicator")
         _check_increment_of(ind, indicators, where)
+        if ind.subline_of is not None and ind.subline_of not in names:
+            raise DeclarationError(f"{where}: {ind.name} subline_of {ind.subline_of!r} is not an indicator")
     rules = tuple(_parse_rule(r, where, set(names)) for r in raw.get("rules", []) or [])
     rule_ids = [r.rule_id for r in rules]
     if len(set(rule_ids)) != len(rule_ids):
@@ -346,7 +380,21 @@ def parse_declaration(raw: dict[str, Any], source: str) -> Declaration:
         indicators=indicators,
         rules=rules,
         source_file=source,
+        nil_return=_nil_return(raw.get("nil_return"), where),
     )
+
+
+def _nil_return(value: Any, where: str) -> NilReturn:
+    """``nil_return: {allowed: true, markers: [本月无数据, 无, …]}``; absent: nil returns are refused."""
+    if value is None:
+        return NilReturn()
+    if not isinstance(value, dict) or set(value) - {"allowed", "markers"} or not isinstance(
+            value.get("allowed", False), bool):
+        raise DeclarationError(f"{where}: nil_return is {{allowed: true|false, markers: [...]}}, got {value!r}")
+    markers = value.get("markers") or DEFAULT_NIL_MARKERS
+    if not all(isinstance(m, str) and m.strip() for m in markers):
+        raise DeclarationError(f"{where}: nil_return markers are non-empty strings")
+    return NilReturn(allowed=bool(value.get("allowed", False)), markers=tuple(markers))
 
 
 def load_declaration(path: Path) -> Declaration:

@@ -27,6 +27,7 @@ def _history_lines(decl: Declaration) -> list[str]:
             settings.append(f"band [{ind.band[0] / ind.factor:g}, {ind.band[1] / ind.factor:g}] {ind.unit} (warning)")
         if ind.increment_of:
             settings.append(f"increment_of `{ind.increment_of}`: 本月 = Δ本年累计 (warning)")
+
         if settings:
             rows.append(f"| `{ind.name}` | {markdown_cell('; '.join(settings))} |")
     if not rows:
@@ -43,7 +44,13 @@ def _declaration_section(decl: Declaration) -> list[str]:
         f"{decl.grace_days} grace day(s): first received later than that is late (`mart_completeness`)",
         f"- grain: {decl.grain}",
         f"- key column: `{decl.key.header}` (aliases: {', '.join(decl.key.aliases) or '—'}); "
-        f"{'every township valid in the period is expected' if decl.all_townships else 'not all townships'}",
+        f"{'every township valid in the period is expected' if decl.all_townships else 'not all townships'}; "
+        f"a division-code column ({', '.join(decl.key.code_headers)}) beside it must agree with it, "
+        "or keys the form alone",
+        "- nil return (无数据申报): "
+        + (f"**allowed** — no township rows and a marker line ({', '.join(decl.nil_return.markers)}), or the "
+           "portal's nil button (`tasks.submission.nil_return.record_nil_return`)" if decl.nil_return.allowed
+           else "refused (ROWS_EMPTY): every township reports every period"),
         f"- declaration: `expectations/declarations/{decl.source_file}`",
         "",
         "| indicator | 中文 | header on the form | form unit → base unit | type | required | 本年累计 |",
@@ -54,6 +61,8 @@ def _declaration_section(decl: Declaration) -> list[str]:
         aliases = "; ".join(" / ".join(a) for a in ind.aliases)
         if aliases:
             header += f" (aliases: {aliases})"
+        if ind.subline_of:
+            header += f"; or a township's 其中 sub-line in `{ind.subline_of}`'s column"
         lines.append(
             f"| `{ind.name}` | {markdown_cell(ind.label_zh)} | {markdown_cell(header)} | {ind.unit} → {ind.base_unit} "
             f"(×{ind.factor:g}) | {ind.value_type} | {'yes' if ind.required else 'no'} | "

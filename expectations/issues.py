@@ -36,13 +36,18 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "PERIOD_MISMATCH": ("critical", "reject", "the title's period disagrees with the declared period"),
     "PERIOD_AMBIGUOUS": ("critical", "reject", "the title's period can be read two ways (2017.1 may be 2017.10)"),
     "PERIOD_INVALID": ("critical", "reject", "the declared period is malformed for this return"),
-    "TITLE_DEPARTMENT_MISMATCH": ("critical", "reject", "the title names another department's form"),
+    "TITLE_DEPARTMENT_MISMATCH": ("critical", "reject", "the title names another department's form (without"
+                                  " such a title: the header is another department's)"),
     "TOWNSHIP_UNKNOWN": ("critical", "reject", "a township name matches no name valid at the period"),
     "TOWNSHIP_DUPLICATE": ("critical", "reject", "a township appears on two rows"),
     "TOWNSHIP_MISSING": ("warning", "flag", "a township valid in the period is absent from the form"),
     "TOWNSHIP_ALIAS": ("info", "coerce", "a township given by a short or former name"),
+    "TOWNSHIP_CODE_MISMATCH": ("critical", "reject", "a division code (区划代码) beside a township name belongs to"
+                               " another township, or to none, at the period"),
     "TOTAL_ROW_MISSING": ("info", "report", "the form has no 合计 row to check township sums against"),
     "TOTAL_MISMATCH": ("critical", "quarantine", "合计 row ≠ Σ township rows (difference given)"),
+    "TOTAL_IS_PLAIN_SUM": ("warning", "report", "a per-capita or rate column's 合计 is the plain sum of the"
+                           " townships (a SUM copied across): that 合计 is ignored, the townships load"),
     "VALUE_NOT_NUMBER": ("critical", "reject", "a cell cannot be read as a number"),
     "VALUE_COERCED": ("info", "coerce", "a number written as text was converted (recorded per cell)"),
     "VALUE_NULL_TOKEN": ("info", "coerce", "a null token (—, /, 无, blank) read as no value"),
@@ -52,6 +57,10 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "VALUE_NOT_INTEGER": ("critical", "reject", "a count (人, 户, 人次) is not a whole number"),
     "VALUE_NEGATIVE": ("critical", "reject", "a count or amount is negative"),
     "ROWS_EMPTY": ("critical", "reject", "the form has a header but no township rows"),
+    "NIL_RETURN": ("info", "report", "a nil return (无数据申报): no data rows and a declared marker line, or the"
+                   " portal's nil button; received, no facts"),
+    "SUBLINE_IGNORED": ("warning", "report", "a township's 其中 sub-line the declaration does not know: reported,"
+                        " its values not read"),
     "ROW_TRUNCATED": ("critical", "reject", "a CSV row has fewer fields than the header, or the file ends mid-row"),
     "ROWS_HIDDEN": ("warning", "flag", "rows hidden in Excel were read as data (reported, never dropped)"),
     "CHECK_ERROR": ("critical", "quarantine", "a check could not be evaluated; an operator must look"),
@@ -112,6 +121,8 @@ class Issue:
     rule_id: str | None = None
     action: Action | None = None
     value: str | None = None
+    #: the decisive issue this one follows from (wrong department's form, wrong period, …): its code
+    caused_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.code not in ISSUE_CODES:
@@ -123,6 +134,31 @@ class Issue:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+#: issues that decide a file by themselves: everything else found in the file follows from them
+ROOT_CAUSES = ("HEADER_NOT_FOUND", "SHEET_AMBIGUOUS", "TITLE_DEPARTMENT_MISMATCH", "PERIOD_MISMATCH",
+               "PERIOD_AMBIGUOUS")
+#: context, not consequences: which sheet / encoding was read, cells cut at read time
+_NEVER_FOLDED = frozenset({"SHEET_CHOSEN", "ENCODING_DETECTED", "CELL_TRUNCATED", "DUPLICATE_SUBMISSION"})
+
+
+def fold_under_root_cause(issues: list[Issue] | tuple[Issue, ...]) -> tuple[Issue, ...]:
+    """One root cause, not a cascade: after a decisive issue (:data:`ROOT_CAUSES`, first one found
+    wins) every other issue that follows from it carries ``caused_by`` and comes after it.
+
+    A wrong department's form also "misses" every column and "has" ten unknown ones; a form of
+    another month fails its history checks: those are counted under the cause, not listed first.
+    """
+    root = next((i for c in ROOT_CAUSES for i in issues if i.code == c), None)
+    if root is None:
+        return tuple(issues)
+    from dataclasses import replace
+
+    context = [i for i in issues if i.code in _NEVER_FOLDED]
+    roots = [i for i in issues if i.code in ROOT_CAUSES and i.code == root.code]
+    rest = [replace(i, caused_by=root.code) for i in issues if i not in context and i.code != root.code]
+    return (*roots, *context, *rest)
 
 
 def issue(code: str, message: str, **where: Any) -> Issue:

@@ -5,6 +5,7 @@
 |---|---|---|
 | ``duikou: flow run failed`` | a duikou flow run entering Failed or Crashed | the run's name and message |
 | ``duikou: returns missing`` | ``duikou.returns.missing`` (the nightly run) | the return and its due date |
+| ``duikou: restatement needed`` | ``duikou.release.restatement_needed`` | the release and its draft |
 | ``duikou: submission quarantined`` | ``duikou.submission.quarantined`` (ingest, nightly) | file, why, run link |
 | ``duikou: daily refusals`` | ``duikou.submissions.refused`` (the nightly, when any) | every file refused in 24 h |
 
@@ -31,10 +32,11 @@ from prefect.client.orchestration import get_client
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 
-from flows.events import RETURNS_MISSING, SUBMISSION_QUARANTINED, SUBMISSIONS_REFUSED
+from flows.events import RESTATEMENT_NEEDED, RETURNS_MISSING, SUBMISSION_QUARANTINED, SUBMISSIONS_REFUSED
 
 FAILED_RUNS = "duikou: flow run failed"
 MISSING_RETURNS = "duikou: returns missing"
+RESTATEMENT = "duikou: restatement needed"
 QUARANTINE_NOTICE = "duikou: submission quarantined"
 REFUSALS_DIGEST = "duikou: daily refusals"
 DUIKOU_FLOWS = ["ingest-submission", "nightly", "refresh-reports"]
@@ -104,6 +106,23 @@ def desired_automations(block_id: UUID) -> list[AutomationCore]:
                   "oldest due {{ event.payload.oldest_due_date }}. Periods: {{ event.payload.periods|join(', ') }}"),
         )],
     )
+    restatement = AutomationCore(
+        name=RESTATEMENT,
+        description="A correction moved figures of a published release; its next version waits for sign-off.",
+        enabled=True,
+        trigger=EventTrigger(
+            expect={RESTATEMENT_NEEDED},
+            match={"prefect.resource.id": "duikou.release.*"},
+            posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=block_id,
+            subject="duikou: {{ event.payload.published_id }} 需要更正 restatement needed",
+            body=("A correction moved {{ event.payload.changed_figures }} published figure(s) of "
+                  "{{ event.payload.published_id }}; draft {{ event.payload.draft_id }} carries the 更正说明 and "
+                  "waits for sign-off (duikou release show {{ event.payload.draft_id }})."),
+        )],
+    )
     quarantined = AutomationCore(
         name=QUARANTINE_NOTICE,
         description="A return was quarantined: an operator releases or rejects it (docs/operations.md).",
@@ -120,6 +139,7 @@ def desired_automations(block_id: UUID) -> list[AutomationCore]:
             body=("{{ event.payload.department }} {{ event.payload.period }} 《{{ event.payload.original_name }}》"
                   " 已暂存待核 (quarantined): {{ event.payload.reason }}\n"
                   "运行 run: {{ event.payload.run_url }}\n"
+                  "回执 receipt: {{ event.payload.receipt_url }}\n"
                   "处理 decide: duikou quarantine release|reject {{ event.payload.submission_id }} --reason …"),
         )],
     )
@@ -136,10 +156,10 @@ def desired_automations(block_id: UUID) -> list[AutomationCore]:
             block_document_id=block_id,
             subject=("duikou: 24小时内退回 {{ event.payload.rejected }} 份、待核 {{ event.payload.quarantined }} 份 "
                      "(refused in 24 h)"),
-            body="{{ event.payload.lines|join('\n') }}",
+            body="{{ event.payload.text }}",
         )],
     )
-    return [failed, missing, quarantined, digest]
+    return [failed, missing, restatement, quarantined, digest]
 
 
 def ensure_automations(block_id: UUID) -> list[str]:

@@ -17,7 +17,7 @@ starts for it: the server ends when the command ends, however it ends (``flows/p
 This module is the parser's root, the exit codes and :func:`main` (with ``quarantine`` and ``db``);
 the other commands live by group: ``flows/ingest_cli.py`` (ingest, nightly), ``flows/report_cli.py``
 (report, history, docs, dq docs), ``flows/demo_cli.py``, ``flows/ops_cli.py``,
-``flows/followups_cli.py`` and ``flows/workpool_cli.py``.
+``flows/followups_cli.py``, ``flows/release_cli.py`` and ``flows/workpool_cli.py``.
 """
 
 from __future__ import annotations
@@ -273,9 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_followup_commands(sub)
 
+    from flows.release_cli import add_release_commands  # release draft / review / approve / return / verify …
+
+    add_release_commands(sub)
+
     from flows.workpool_cli import add_workpool_commands  # workpool setup
 
     add_workpool_commands(sub)
+
+    from flows.accounts_cli import add_accounts_commands  # accounts add / list / link / password / disable
+
+    add_accounts_commands(sub)
     return parser
 
 

@@ -1,5 +1,6 @@
 """``duikou demo``: the demo county's returns generated into the landing area, the nightly run over
-them, then the headline KPIs, the registries and the completeness table printed.
+them, then the headline KPIs, the registries and the completeness table printed, and the 2016 annual
+release signed off by the demo's officials and published (its id and path printed).
 
 The demo keeps its own Prefect home and, without ``DUIKOU_PERSON_KEY``, its own person key under
 the data directory, and judges completeness on the demo's clock. Exit codes as in ``flows/cli.py``.
@@ -120,4 +121,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _registry_section(data)
     print()
     print("\n".join(completeness_lines(engine)))
+    print()
+    _publish_demo_release(engine, settings.resolved_data_dir / "reports")
     return EXIT_OK
+
+
+DEMO_OFFICIALS = (("demo.zhang", "张编制（演示）", "preparer"), ("demo.li", "李审核（演示）", "reviewer"),
+                  ("demo.wang", "王审批（演示）", "approver"))
+DEMO_RELEASE = ("annual", "2016")
+
+
+def _demo_account(engine: Any, login: str, name: str, role: str, department: str | None = None) -> Any:
+    from tasks.accounts import create_account, find_account
+
+    return find_account(engine, login) or create_account(engine, login, name, {role}, department=department)
+
+
+def _publish_demo_release(engine: Any, reports_dir: Path) -> None:
+    """The 2016 annual release through the whole chain with the demo's officials (accounts ``demo.*``):
+    drafted, each flagged 2016 value explained by its department's demo clerk, reviewed, approved,
+    published. A demo run that finds it published already says where it is."""
+    from tasks.releases.signoff import approve_release, draft_release, review_release
+    from warehouse.followups import explain
+    from warehouse.releases import get_release, release_warnings, versions_of
+
+    kind, period = DEMO_RELEASE
+    zhang, li, wang = (_demo_account(engine, *o) for o in DEMO_OFFICIALS)
+    with engine.connect() as conn:
+        versions = versions_of(conn, kind, period)
+    if versions and versions[-1].state == "approved":
+        release_id = versions[-1].release_id
+        print(f"已发布 release {release_id} (published before; duikou release show {release_id})")
+    else:
+        release_id = versions[-1].release_id if versions and versions[-1].state == "in_review" else \
+            draft_release(engine, zhang, kind, period, reports_dir=reports_dir, note="演示：编制2016年年报").release_id
+        with engine.connect() as conn:
+            release = get_release(conn, release_id)
+            unexplained = [w for w in release_warnings(conn, release) if not w.explained]
+        for w in unexplained:  # the demo's clerks answer their flagged values (real clerks write their own 说明)
+            clerk = _demo_account(engine, f"demo.{w.department}", f"{w.department}填报员（演示）", "clerk",
+                                  w.department)
+            explain(engine, w.followup_id, clerk.login, w.department, "演示说明：乡镇复核后确认该数值属实")
+        if release.state == "draft":
+            review_release(engine, li, release_id, "演示：统计审核通过", reports_dir=reports_dir)
+        approve_release(engine, wang, release_id, "演示：同意发布", reports_dir=reports_dir)
+        print(f"发布 release {release_id}: 编制 {zhang.login} → 统计审核 {li.login} → 分管领导审批 {wang.login}"
+              f"（{len(unexplained)} 个被标记数值已由部门说明）")
+    print(f"发布版 release id:  {release_id}")
+    print(f"发布报告 published: {reports_dir / 'published' / kind / 'index.html'}")
+    print(f"版本目录 release:   {reports_dir / 'releases' / release_id / 'index.html'}")

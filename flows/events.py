@@ -12,6 +12,7 @@
 The outcome events carry the run's page (``run_url``, from ``PREFECT_UI_URL`` or inferred from
 ``PREFECT_API_URL``) in their payload: the notification's link is made where the run is known,
 not by the server's ``ui_url`` filter, which says ``None`` unless the server has ``PREFECT_UI_URL``.
+| ``duikou.release.restatement_needed`` | ``duikou.release.<id>`` | ``nightly``, ``release restate`` | a notification |
 
 ``submission_received`` carries everything the ingest flow needs as its parameters (path,
 department, period, original name), so the deployment trigger maps the payload onto parameters
@@ -28,6 +29,7 @@ from prefect.events import Event, RelatedResource, Resource
 SUBMISSION_RECEIVED = "duikou.submission.received"
 WAREHOUSE_UPDATED = "duikou.warehouse.updated"
 RETURNS_MISSING = "duikou.returns.missing"
+RESTATEMENT_NEEDED = "duikou.release.restatement_needed"
 WAREHOUSE_RESOURCE = "duikou.warehouse"
 SUBMISSION_QUARANTINED = "duikou.submission.quarantined"
 SUBMISSION_REJECTED = "duikou.submission.rejected"
@@ -85,7 +87,7 @@ def submissions_refused(items: list[dict[str, str]], since: datetime) -> Event:
     return Event(
         event=SUBMISSIONS_REFUSED,
         resource=Resource({"prefect.resource.id": "duikou.submissions", "prefect.resource.name": "duikou submissions"}),
-        payload={"count": len(items), "since": since.isoformat(), "items": items, "lines": lines,
+        payload={"count": len(items), "since": since.isoformat(), "items": items, "text": "\n".join(lines),
                  "quarantined": sum(1 for i in items if i["status"] == "quarantined"),
                  "rejected": sum(1 for i in items if i["status"] == "rejected")},
     )
@@ -104,6 +106,23 @@ def returns_missing(*, department: str, title_zh: str, periods: list[str], oldes
         payload={"department": department, "title_zh": title_zh, "periods": periods, "count": len(periods),
                  "oldest_due_date": oldest_due.isoformat(), "latest_period": periods[-1],
                  "detected_at": datetime.now(UTC).isoformat()},
+    )
+
+
+def restatement_needed(*, published_id: str, draft_id: str, kind: str, period: str,
+                       kpi_changes: list[dict[str, object]],
+                       changed_figures: int, corrected_inputs: list[dict[str, object]]) -> Event:
+    """A correction moved figures of a published release; ``draft_id`` restates it (to be signed off)."""
+    return Event(
+        event=RESTATEMENT_NEEDED,
+        resource=Resource({"prefect.resource.id": f"duikou.release.{published_id}",
+                           "prefect.resource.name": published_id, "duikou.release.kind": kind,
+                           "duikou.release.period": period}),
+        related=[RelatedResource({"prefect.resource.id": f"duikou.release.{draft_id}",
+                                  "prefect.resource.role": "restatement-draft"})],
+        payload={"published_id": published_id, "draft_id": draft_id, "kind": kind, "period": period,
+                 "kpi_changes": kpi_changes, "changed_figures": changed_figures,
+                 "corrected_inputs": corrected_inputs, "detected_at": datetime.now(UTC).isoformat()},
     )
 
 

@@ -1,4 +1,4 @@
-"""``duikou followups ...`` and the completeness table ``duikou demo`` prints.
+"""``duikou followups ...`` (list, accept, dismiss, explain) and the completeness table ``duikou demo`` prints.
 
 Exit codes as in ``flows/cli.py``: 0 done, 2 a usage error (unknown or ambiguous id, empty note,
 a kind or state that cannot take the decision).
@@ -74,6 +74,35 @@ def cmd_followups_decide(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_followups_explain(args: argparse.Namespace) -> int:
+    """A department's 说明 on its flagged value, by a clerk of that department (``--by LOGIN``)."""
+    from flows.warehouse_access import open_warehouse
+    from tasks.accounts import find_account, may
+    from warehouse.followups import FollowupError, explain, list_followups
+
+    engine = open_warehouse(get_settings())
+    account = find_account(engine, args.by)
+    prog = "duikou followups explain"
+    if account is None:
+        print(f"{prog}: 未知账号 {args.by!r} (no such account: duikou accounts add)", file=sys.stderr)
+        return EXIT_USAGE
+    items = [i for i in list_followups(engine) if i.followup_id.startswith(args.id.strip())]
+    department = items[0].department if len(items) == 1 else account.department
+    if not may(account, "explain_followup", department):
+        print(f"{prog}: {account.display_name}（{account.login}）不能为 {department} 填写说明 "
+              "(only a clerk of the follow-up's department explains it)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        item = explain(engine, args.id, account.login, str(account.department), args.note)
+    except FollowupError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{item.followup_id}  {item.department} {item.period} {item.township_name or ''} {item.indicator or ''} "
+          f"值 {_fmt_value(item.value)}")
+    print(f"说明 recorded — by {account.login}: {args.note.strip()}")
+    return EXIT_OK
+
+
 def add_followup_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``duikou followups list|accept|dismiss``."""
     followups = sub.add_parser("followups", help="flagged values, cross-return disagreements, quarantined files")
@@ -93,6 +122,12 @@ def add_followup_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         decide.add_argument("--by", help="who decides (default: the OS user)")
         decide.add_argument("--json", action="store_true", help="print the follow-up as JSON")
         decide.set_defaults(func=cmd_followups_decide, decision=name)
+    explain = fsub.add_parser("explain", help="a department's 说明 on its flagged value (a release publishes it as a "
+                              "footnote; approval needs a 说明 or an acceptance for every flagged value)")
+    explain.add_argument("id", help="follow-up id (F + 10 hex digits), or a unique prefix of ≥ 5 characters")
+    explain.add_argument("--by", required=True, help="login of a clerk of the follow-up's department")
+    explain.add_argument("--note", required=True, help="the 说明")
+    explain.set_defaults(func=cmd_followups_explain)
 
 
 # ---------------------------------------------------------------- completeness table

@@ -102,6 +102,9 @@ def print_nightly(summary: Any) -> None:
                   f"{_first_problem(result.receipt)}")
     for item in summary.skipped:
         print(f"  skipped {item['path']}: {item['reason']}")
+    for item in summary.restatements:
+        print(f"  更正 restatement needed: {item['published_id']} — {item['changed_figures']} published figure(s) "
+              f"moved; {item['action']} {item['draft_id']} (duikou release show {item['draft_id']})")
 
 
 def _first_problem(receipt: dict[str, Any]) -> str:
@@ -177,7 +180,8 @@ def print_nightly_summary(summary: Any, *, as_json: bool) -> None:
         print(json.dumps({"counts": summary.counts(), "report": summary.report_path,
                           "processed": [r.receipt for r in summary.processed], "skipped": summary.skipped,
                           "failed": summary.failed, "steps_failed": summary.steps_failed,
-                          "marts_skipped": summary.marts_skipped}, ensure_ascii=False, default=str))
+                          "marts_skipped": summary.marts_skipped,
+                          "restatements": summary.restatements}, ensure_ascii=False, default=str))
     else:
         print_nightly(summary)
         if summary.report_path:

@@ -46,6 +46,7 @@ from starlette.requests import ClientDisconnect
 from duikou_settings import Settings, get_settings
 from expectations.declaration import load_declarations
 from flows import events
+from flows.ops_files import ops_files_router
 from tasks.forms.periods import parse_plausible_period
 from tasks.landing.intake_tokens import TokenRegistry
 from tasks.landing.landed import LandedFile, LandingWriter, UploadRefused, clean_original_name, find_landed, suffix_for
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None, prefect_api_url: str | None = N
     declarations = load_declarations()
     warehouse: dict[str, Engine] = {}  # opened on the first status request that finds a warehouse
     app = FastAPI(title="duikou intake", description="Departments submit returns; the token names the department.")
+    app.include_router(ops_files_router(settings))  # /ops/files/…: receipts and reports for the ops team
 
     def department_of(request: Request) -> str:
         token = _bearer(request)

@@ -31,6 +31,7 @@ from flows.department_ingest import FileOutcome, ingest_files
 from flows.missing_alerts import alert_missing_returns_task
 from flows.outcomes import STATUS_ZH, refusals_digest_task
 from flows.pipeline import recover_receipts
+from flows.release_alerts import restatements_task
 from flows.warehouse_access import open_warehouse
 from flows.workpool import WorkPoolRunsFailed, ingest_on_work_pool
 from tasks.landing.reconcile import LandingFile, by_department, reconcile_landing, scan_in_place
@@ -59,6 +60,8 @@ class NightlySummary:
     marts_skipped: list[str] = field(default_factory=list)
     #: steps that failed ({step, reason}); every later step still ran: the run ends Failed naming them
     steps_failed: list[dict[str, str]] = field(default_factory=list)
+    #: published releases a correction moved, each with the draft that restates it (flows/release_alerts.py)
+    restatements: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {"unchanged": self.unchanged, "skipped": len(self.skipped), "failed": len(self.failed)}
@@ -204,6 +207,8 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
         summary.marts_skipped += registries[1]
     summary.missing = step("alert-missing-returns", lambda: alert_missing_returns_task(engine)) or []
     step("refusals-digest", lambda: refusals_digest_task(engine))
+    reports_dir = settings.resolved_data_dir / "reports"
+    summary.restatements = step("release-restatements", lambda: restatements_task(engine, reports_dir)) or []
     if build_report:
         built = step("build-report", lambda: report_task(engine, settings.resolved_data_dir))
         summary.report_path = str(built) if built is not None else None

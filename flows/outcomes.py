@@ -70,14 +70,18 @@ def current_run_url() -> str | None:
 
 
 def announce(result: SubmissionResult) -> None:
-    """Emit ``duikou.submission.quarantined`` / ``.rejected`` from the run (nothing for other outcomes)."""
+    """Emit ``duikou.submission.quarantined`` / ``.rejected`` from the run (nothing for other outcomes),
+    with the run's page and the receipt's address on the intake server (``/ops/files``)."""
     if result.status not in events.OUTCOME_EVENTS:
         return
+    from flows.ops_files import ops_file_url
+
     codes = [c["code"] for c in issue_causes(result.receipt) if c["severity"] == "critical"]
+    receipt_url = ops_file_url(result.receipt_path) if result.receipt_path is not None else None
     events.emit_from_run(events.submission_outcome(
         submission_id=result.submission_id, department=result.department, period=result.period,
         original_name=result.original_name, status=result.status, reason=problem_of(result.receipt),
-        issue_codes=codes, run_url=current_run_url(), receipt_url=None))
+        issue_codes=codes, run_url=current_run_url(), receipt_url=receipt_url))
 
 
 def refusals_since(engine: Engine, since: datetime) -> list[dict[str, str]]:

@@ -27,6 +27,8 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 
 from duikou_settings import get_settings
 from flows.events import WAREHOUSE_UPDATED
+from flows.ops_files import ops_file_url
+from flows.release_alerts import restatements_task
 from flows.run_ui import tag_current_run
 from flows.warehouse_access import open_warehouse
 from tasks.report.steps import refresh_marts_task, report_task
@@ -49,7 +51,8 @@ def newer_update_exists(event_id: str, occurred: datetime) -> bool:
 
 @flow(name="refresh-reports", flow_run_name="refresh reports", log_prints=False)
 def refresh_reports(event_id: str = "", updated_at: str = "", debounce_seconds: float | None = None) -> str | None:
-    """Refresh the marts and write the report; started by ``duikou.warehouse.updated``.
+    """Refresh the marts, write the report and draft the restatements a correction made necessary
+    (``flows/release_alerts.py``); started by ``duikou.warehouse.updated``.
 
     Without ``updated_at`` (a manual run) it builds at once. Returns the report's path, or None
     when a newer update made this run unnecessary.
@@ -70,10 +73,14 @@ def refresh_reports(event_id: str = "", updated_at: str = "", debounce_seconds: 
     rows = refresh_marts_task(engine)
     path: Path = report_task(engine, settings.resolved_data_dir)
     logger.info("marts refreshed (%d rows), report written to %s", rows, path)
+    restated = restatements_task(engine, settings.resolved_data_dir / "reports")  # a correction inside a release
+    if restated:
+        logger.warning("restatements drafted: %s", ", ".join(r["draft_id"] for r in restated))
     tag_current_run("refresh:built")
     create_markdown_artifact(
         key="duikou-report",
-        markdown=f"## 报告 report rebuilt\n\n- [{path}]({path.resolve().as_uri()})\n- mart rows: {rows}\n"
+        markdown=f"## 报告 report rebuilt\n\n- [{path.name}]({ops_file_url(path, settings) or path.name})\n"
+                 f"- mart rows: {rows}\n"
                  f"- after warehouse update at {updated_at or 'manual run'}",
         description="the latest report",
     )

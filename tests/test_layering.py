@@ -40,11 +40,14 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "tasks.forms": frozenset({"duikou_settings", "expectations"}),
     "tasks.validation": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.forms"}),
     "tasks.landing": frozenset({"duikou_settings", "tasks.files", "warehouse"}),  # the submission key, the ledger
+    "tasks.accounts": frozenset({"duikou_settings", "warehouse"}),  # who acts: accounts, roles, sign-in, sessions
     "tasks.submission": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.files",
                                    "tasks.forms", "tasks.validation", "tasks.landing"}),
     "tasks.registry": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.forms",
                                  "tasks.validation", "tasks.submission", "tasks.landing"}),
     "tasks.report": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.retry_policy", "tasks.files"}),
+    "tasks.releases": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.files", "tasks.accounts",
+                                 "tasks.report"}),
     "tasks.demo": frozenset({"duikou_settings", "expectations", "warehouse", "tasks.forms", "tasks.validation",
                              "tasks.landing", "tasks.submission", "tasks.registry", "tasks.report"}),
     "flows": frozenset({"duikou_settings", "expectations", "warehouse", "tasks"}),

@@ -430,3 +430,40 @@ def open_counts(engine: Engine) -> dict[str, int]:
     counts = dict.fromkeys(schema.FOLLOWUP_STATUSES, 0)
     counts.update({str(s): int(n) for s, n in rows})
     return counts
+
+
+def explain(engine: Engine, given_id: str, explained_by: str, department: str, note: str,
+            now: datetime | None = None) -> FollowupView:
+    """Record a department's 说明 on one of its follow-ups (append-only ``followup_explanation``).
+
+    The 说明 does not close the follow-up nor unflag the value (only an operator's ``accept`` vouches
+    for a value); it travels with the value into a release, which needs a 说明 or an acceptance for
+    every flagged value it publishes, and shows it as a footnote. Refused: an empty note, a
+    follow-up of another department, a quarantined-file follow-up (kind ``submission``)."""
+    if not note or not note.strip():
+        raise FollowupError("说明不能为空 (an explanation needs text: --note)")
+    if not explained_by or not explained_by.strip():
+        raise FollowupError("a 说明 needs the login of who wrote it (--by)")
+    at = now or datetime.now(UTC)
+    f, ex = schema.followup, schema.followup_explanation
+    with begin_write(engine) as conn:
+        advisory_lock(conn, "followup")
+        fid = resolve_followup_id(conn, given_id)
+        row = conn.execute(select(f).where(f.c.followup_id == fid)).mappings().one()
+        if row["department"] != department:
+            raise FollowupError(f"{fid} 属于 {row['department']}，不是 {department} 的待跟进事项 "
+                                f"(a department explains only its own follow-ups)")
+        if row["kind"] == "submission":
+            raise FollowupError(f"{fid} is a quarantined submission, not a flagged value: nothing to explain")
+        seq = conn.execute(select(func.coalesce(func.max(ex.c.seq), 0)).where(ex.c.followup_id == fid)).scalar_one()
+        conn.execute(insert(ex).values(followup_id=fid, seq=int(seq) + 1, explained_by=explained_by.strip(),
+                                       department=department, explained_at=at, note=note.strip(),
+                                       value_at_explanation=_as_float(row["value"])))
+        return _views(conn, f.c.followup_id == fid)[0]
+
+
+def explanations_of(engine: Engine, fid: str) -> list[dict[str, Any]]:
+    """A follow-up's 说明, oldest first."""
+    ex = schema.followup_explanation
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(ex).where(ex.c.followup_id == fid).order_by(ex.c.seq)).mappings()]

@@ -3,7 +3,8 @@
 * **owner** (``duikou_owner``) owns every table and view of ours; it alone may run DDL (the
   migrations, ``ensure_warehouse``). It has USAGE and CREATE on the schema.
 * **loader** (``duikou_loader``) is what the pipeline runs as: SELECT, INSERT, UPDATE, DELETE
-  on our tables (``submission_decision``, the append-only audit trail: SELECT and INSERT only),
+  on our tables (the append-only audit trails ``submission_decision``, ``release_signoff`` and
+  ``followup_explanation``: SELECT and INSERT only),
   SELECT on the views, USAGE on the schema. No ownership, no CREATE, so no DDL.
 * **analyst** (``duikou_analyst``) reads the documented surface only: the views (``v_*``), the
   marts (``mart_*``) and the reference tables (``ref_*``) — not the ledger and fact tables
@@ -52,7 +53,9 @@ _MARKERS: dict[RoleKind, str] = {
 #: relations an analyst may read, by name prefix
 ANALYST_PREFIXES = ("v_", "mart_", "ref_")
 #: the loader's rights on a table, where they differ from SELECT, INSERT, UPDATE, DELETE
-LOADER_TABLE_PRIVILEGES = {"submission_decision": "SELECT, INSERT", "alembic_version": "SELECT"}
+#: append-only audit trails: the loader may add rows, never change or remove one
+LOADER_TABLE_PRIVILEGES = {"submission_decision": "SELECT, INSERT", "release_signoff": "SELECT, INSERT",
+                           "followup_explanation": "SELECT, INSERT", "alembic_version": "SELECT"}
 _DML = "SELECT, INSERT, UPDATE, DELETE"
 _MIGRATIONS_TABLE = "alembic_version"
 

@@ -399,6 +399,108 @@ mart_county_kpi_yearly = Table(
     comment="one row per year × KPI, computed from current loaded facts (expectations/kpis.yaml)",
 )
 
+# ---------------------------------------------------------------- follow-up explanations (issue 20)
+followup_explanation = Table(
+    "followup_explanation",
+    metadata,
+    Column("followup_id", String(12), ForeignKey("followup.followup_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, comment="1, 2, ... per follow-up, in the order given"),
+    Column("explained_by", Text, nullable=False, comment="login of the department's clerk who wrote it"),
+    Column("department", String(32), nullable=False, comment="the department the clerk reports for"),
+    Column("explained_at", DateTime(timezone=True), nullable=False),
+    Column("note", Text, nullable=False,
+           comment="说明: why the flagged value is what it is, in the department's words"),
+    Column("value_at_explanation", Float, comment="the value the 说明 was written for"),
+    CheckConstraint("length(trim(explained_by)) > 0", name="explained_by_given"),
+    CheckConstraint("length(trim(note)) > 0", name="note_given"),
+    comment="one row per department 说明 on a follow-up (a flagged value); append-only: a release needs a 说明 "
+    "or an operator's acceptance for every flagged value it publishes",
+)
+
+# ---------------------------------------------------------------- releases (issue 20)
+RELEASE_KINDS = ("monthly", "annual")
+RELEASE_STATES = ("draft", "in_review", "approved")
+RELEASE_ACTIONS = ("draft", "redraft", "review", "approve", "return")
+release = Table(
+    "release",
+    metadata,
+    Column("release_id", String(40), primary_key=True, comment="<kind>-<period>-v<version>, e.g. annual-2016-v1"),
+    Column("kind", String(8), nullable=False, comment="monthly or annual (expectations/releases.yaml)"),
+    Column("period", String(7), nullable=False, comment="YYYY (annual) or YYYY-MM (monthly)"),
+    Column("version", Integer, nullable=False, comment="1, 2, ... per kind and period; a restatement is the next"),
+    Column("state", String(10), nullable=False, comment="draft / in_review (some steps signed) / approved (published)"),
+    Column("steps_done", Integer, nullable=False, comment="sign-off steps completed (0 for a draft)"),
+    Column("prepared_by", Text, nullable=False, comment="login of the preparer (who drafted it last)"),
+    Column("frozen_at", DateTime(timezone=True), nullable=False, comment="as-of time: when its values were frozen"),
+    Column("incomplete", Boolean, nullable=False, comment="drafted with --allow-incomplete: returns were missing"),
+    Column("values_sha256", String(64), nullable=False, comment="of the canonical values file (values.json)"),
+    Column("provenance", Text, nullable=False, comment="JSON: code version and commit, declaration and KPI-definition "
+           "hashes, coverage, missing returns, open follow-ups at freezing"),
+    Column("supersedes", String(40), ForeignKey("release.release_id"),
+           comment="the approved version this one restates"),
+    Column("restatement", Text, comment="JSON: the released figures this version moves against the one it supersedes"),
+    Column("approved_at", DateTime(timezone=True)),
+    Column("superseded_by", String(40), ForeignKey("release.release_id"),
+           comment="the approved version that restated this one (set when that one is approved)"),
+    CheckConstraint("kind IN ('monthly', 'annual')", name="kind_known"),
+    CheckConstraint("state IN ('draft', 'in_review', 'approved')", name="state_known"),
+    CheckConstraint("version >= 1", name="version_positive"),
+    UniqueConstraint("kind", "period", "version", name="uq_release_kind_period_version"),
+    comment="one row per release version (a frozen candidate of a bulletin): its state in the sign-off chain and "
+    "its provenance; an approved row is published and its values never change",
+)
+
+release_input = Table(
+    "release_input",
+    metadata,
+    Column("release_id", String(40), ForeignKey("release.release_id"), primary_key=True),
+    Column("submission_id", String(16), ForeignKey("submission.submission_id"), primary_key=True,
+           comment="the version pinned: the ledger keeps it when a correction supersedes it"),
+    Column("department", String(32), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("sha256", String(64), nullable=False, comment="of the file's bytes"),
+    Column("original_name", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    comment="one row per release × submission it was computed from (the versions current when it was frozen)",
+)
+
+release_value = Table(
+    "release_value",
+    metadata,
+    Column("release_id", String(40), ForeignKey("release.release_id"), primary_key=True),
+    Column("value_kind", String(10), primary_key=True, comment="kpi (a county KPI) or indicator (a township value)"),
+    Column("name", String(64), primary_key=True, comment="KPI or indicator id"),
+    Column("period", String(7), primary_key=True, comment="the KPI's year, or the value's period"),
+    Column("township_code", String(12), primary_key=True, comment="513323 (the county) for KPIs"),
+    Column("department", String(32), nullable=False),
+    Column("value", Float, comment="unrounded, in the base unit; null when it cannot be computed"),
+    Column("unit", String(16), nullable=False),
+    Column("submission_id", String(16), comment="indicator values: the version the value came from"),
+    Column("flagged", Boolean, nullable=False, comment="indicator values: a warning check flagged it"),
+    Column("coverage_used", Integer, comment="KPIs: township-periods with data"),
+    Column("coverage_expected", Integer, comment="KPIs: township-periods expected"),
+    CheckConstraint("value_kind IN ('kpi', 'indicator')", name="value_kind_known"),
+    comment="one row per release × figure: the county KPIs of every year up to the period and the township "
+    "values of the period behind them, as frozen (never updated)",
+)
+
+release_signoff = Table(
+    "release_signoff",
+    metadata,
+    Column("release_id", String(40), ForeignKey("release.release_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, comment="1, 2, ... per release"),
+    Column("action", String(8), nullable=False, comment="draft, redraft, review, approve or return"),
+    Column("step_zh", Text, nullable=False, comment="the declared step, e.g. 统计审核, 分管领导审批, 编制"),
+    Column("role", String(16), nullable=False, comment="the role the account acted in"),
+    Column("acted_by", Text, nullable=False, comment="account login"),
+    Column("acted_by_name", Text, nullable=False, comment="account display name at the time"),
+    Column("acted_at", DateTime(timezone=True), nullable=False),
+    Column("note", Text, nullable=False),
+    CheckConstraint("action IN ('draft', 'redraft', 'review', 'approve', 'return')", name="action_known"),
+    CheckConstraint("length(trim(acted_by)) > 0", name="acted_by_given"),
+    comment="one row per sign-off action on a release; append-only audit trail (who, when, note)",
+)
+
 COMPLETENESS_STATUSES = ("on_time", "late", "missing", "quarantined", "rejected", "pending")
 mart_completeness = Table(
     "mart_completeness",
@@ -574,6 +676,81 @@ mart_dq_scorecard = Table(
     comment="one row per department × reporting month: checks run and failed by severity, values "
     "flagged, follow-ups open and closed, resolution time (warehouse/scorecard.py)",
 )
+
+# ---------------------------------------------------------------- accounts (tasks/accounts/)
+#: who may act, and what each role is called on the portal (tasks/accounts/model.py holds what each may do)
+ACCOUNT_ROLES = ("clerk", "ops", "preparer", "reviewer", "approver")
+
+account = Table(
+    "account",
+    metadata,
+    Column("account_id", Integer, primary_key=True, autoincrement=True),
+    Column("login", String(64), nullable=False, unique=True, comment="sign-in name: lower-case letters, digits, . _ -"),
+    Column("display_name", Text, nullable=False, comment="the person's name as shown on pages and in audits"),
+    Column(
+        "department",
+        String(32),
+        ForeignKey("ref_department.department"),
+        comment="the department a clerk acts for (the portal never reads it from a form); null for others",
+    ),
+    Column(
+        "password_hash",
+        Text,
+        comment="scrypt$n$r$p$salt$hash (hex); null: signs in only by a one-time link",
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True), comment="set when the account may no longer act"),
+    CheckConstraint("length(trim(display_name)) > 0", name="display_name_given"),
+    comment="one row per person (or system) that acts on duikou: department clerks, ops, officials",
+)
+
+account_role = Table(
+    "account_role",
+    metadata,
+    Column("account_id", Integer, ForeignKey("account.account_id"), primary_key=True),
+    Column("role", String(16), primary_key=True, comment="clerk, ops, preparer, reviewer or approver"),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("role IN ('clerk', 'ops', 'preparer', 'reviewer', 'approver')", name="role_known"),
+    comment="one row per account × role it holds",
+)
+
+sign_in_link = Table(
+    "sign_in_link",
+    metadata,
+    Column("link_sha256", String(64), primary_key=True, comment="SHA-256 of the link's secret (never the secret)"),
+    Column("account_id", Integer, ForeignKey("account.account_id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), comment="set on first use: a link signs in once"),
+    comment="one row per one-time sign-in link handed to a person",
+)
+
+web_session = Table(
+    "web_session",
+    metadata,
+    Column("session_sha256", String(64), primary_key=True, comment="SHA-256 of the cookie's secret"),
+    Column("account_id", Integer, ForeignKey("account.account_id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False, comment="the token every POST of the session must carry"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), comment="set at sign-out"),
+    comment="one row per signed-in browser session",
+)
+
+sign_in_attempt = Table(
+    "sign_in_attempt",
+    metadata,
+    Column("attempt_id", Integer, primary_key=True, autoincrement=True),
+    Column("login", Text, nullable=False, comment="the name given, as typed (capped at 64 characters)"),
+    Column("remote", Text, nullable=False, comment="the client address"),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("succeeded", Boolean, nullable=False),
+    Column("reason", Text, comment="why a failed attempt failed (unknown, password, disabled, throttled, link)"),
+    comment="one row per sign-in attempt: the log failed sign-ins are counted and rate-limited from",
+)
+Index("ix_sign_in_attempt_login", sign_in_attempt.c.login, sign_in_attempt.c.attempted_at)
+Index("ix_sign_in_attempt_remote", sign_in_attempt.c.remote, sign_in_attempt.c.attempted_at)
+
 
 # ---------------------------------------------------------------- views
 VIEWS: dict[str, str] = {

@@ -25,7 +25,7 @@ FOOTER_PREFIXES = (
 #: a line that is only a date (签署日期 under the signatures): 2017年6月5日, 2017.6.5, 2017-06-05
 DATE_LINE = re.compile(r"\d{4}\s*[年.\-/]\s*\d{1,2}\s*[月.\-/]\s*\d{1,2}\s*日?")
 #: the key cell of the 栏次 row under the header (甲 / 1 / 2 …)
-COLUMN_NUMBER_KEYS = frozenset({"甲", "栏次", "乙"})
+COLUMN_NUMBER_KEYS = frozenset({"甲", "乙", "丙", "丁", "A", "B", "C", "D", "栏次", "栏号"})
 
 
 @dataclass(frozen=True)

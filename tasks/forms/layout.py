@@ -8,8 +8,9 @@ Pure functions: no I/O.
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from openpyxl.utils import get_column_letter
 
@@ -34,6 +35,12 @@ INFO_PREFIXES = ("填报单位", "报送单位", "制表单位", "单位", "填�
 TOTAL_PREFIXES = ("合计", "总计", "小计", "全县")
 TOTAL_SUFFIXES = ("合计", "小计")
 IGNORED_COLUMNS = frozenset({"序号", "编号", "备注"})
+#: a column naming each line of a township (章谷镇 / 其中:贫困劳动力): labels, never an indicator
+LABEL_COLUMNS = frozenset({"项目", "类别", "指标", "指标名称", "分项", "栏目"})
+#: a township's sub-line starts like this (其中:贫困劳动力, 其中：过夜游客)
+SUBLINE_PREFIX = "其中"
+#: the 栏次 row's markers in key and label columns: 甲 乙 丙 丁 …, A B C …
+_COLUMN_MARKER = re.compile(r"[甲乙丙丁戊己庚辛壬癸]|[A-Za-z]|栏次|栏号|\(?\d{1,3}\)?|[①-⑳]")
 #: a template row that carries only its serial number is an unused row, not a township
 SERIAL_COLUMNS = frozenset({"序号", "编号"})
 MAX_HEADER_LEVELS = 4
@@ -59,6 +66,17 @@ class FormRow:
     key: str
     cells: tuple[CellValue, ...]
     hidden: bool = False
+    code: str = ""  # the division-code column's text, when the form has one beside the name
+
+
+@dataclass(frozen=True)
+class SubLine:
+    """A township's 其中 sub-line: the row below it, its key cell merged into the township's or
+    carrying ``其中:…`` itself; ``label`` is the sub-line's own text (其中:贫困劳动力)."""
+
+    row: FormRow
+    parent_row: int  # 1-based row of the township it belongs to
+    label: str
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,12 @@ class FormTable:
     title_row: int | None = None  # 1-based row of the title, None when the form has none
     #: (1-based row, 0-based column) of number cells the workbook shows as a percentage
     percent_cells: frozenset[tuple[int, int]] = frozenset()
+    #: the 区划代码 column beside the name (None when there is none, or when it is the key itself)
+    code_column: FormColumn | None = None
+    key_is_code: bool = False  # no 乡(镇) column: townships are keyed by their division code
+    sublines: tuple[SubLine, ...] = ()
+    #: rows below the header holding only a nil-return marker (本月无数据 / 无): 1-based row, text
+    marker_rows: tuple[tuple[int, str], ...] = ()
 
 
 def _is_number_like(value: CellValue) -> bool:
@@ -164,12 +188,17 @@ def _merged_anchor_differs(merged: dict[tuple[int, int], tuple[int, int]], row: 
 
 
 def _is_column_numbers_row(grid: Grid, r: int, key_col: int) -> bool:
-    key = normalise_header(cell_text(grid.cell(r, key_col)))
-    if key not in COLUMN_NUMBER_KEYS:
+    """The 栏次 row: 甲 / 乙 / A / 栏次 in the key and label columns, 1, 2, 3 … in the value columns
+    (or the other way round), never a township. Without a marker in the key cell, its numbers must
+    count up one by one (1 2 3 …), so no row of values is taken for it."""
+    texts = [(c, normalise_header(cell_text(v))) for c, v in enumerate(grid.rows[r]) if cell_text(v)]
+    if len(texts) < 2 or not all(_COLUMN_MARKER.fullmatch(t) for _, t in texts):
         return False
-    others = [normalise_header(cell_text(v)) for c, v in enumerate(grid.rows[r]) if c != key_col and cell_text(v)]
-    # 栏次 may label the row in a 序号 column left of the key column
-    return all(re.fullmatch(r"\d{1,3}|[甲乙丙丁]|栏次", t) for t in others)
+    key = normalise_header(cell_text(grid.cell(r, key_col)))
+    numbers = [int(t.strip("()")) for _, t in texts if t.strip("()").isdigit()]
+    if key in COLUMN_NUMBER_KEYS or (key and not key.strip("()").isdigit()):
+        return bool(numbers) or len(texts) >= 3
+    return len(numbers) >= 3 and all(b - a == 1 for a, b in itertools.pairwise(numbers))
 
 
 def _title_line(lines: list[tuple[int, str]]) -> tuple[int, str] | None:
@@ -212,10 +241,18 @@ def _row_text(row: tuple[CellValue, ...]) -> str:
 
 
 def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
-    """The form table in ``grid``, or None when the declared key header is nowhere in it."""
+    """The form table in ``grid``, or None when the declared key header is nowhere in it.
+
+    The key is the township name column (乡(镇) or an alias); a 区划代码 column beside it is read
+    as each row's code, and a form keyed by the division code alone is keyed by that column.
+    """
     found = find_key_cell(grid, declaration.key.header_texts)
+    key_is_code = False
     if found is None:
-        return None
+        found = find_key_cell(grid, declaration.key.code_header_texts)
+        if found is None:
+            return None
+        key_is_code = True
     key_row, key_col = found
     header_last = _header_extent(grid, key_row, key_col)
     known = frozenset(p for ind in declaration.indicators for p in ind.header_paths)
@@ -228,13 +265,22 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
 
     first_data = header_last + 1
     column_numbers_row = None
-    if first_data < len(grid.rows) and _is_column_numbers_row(grid, first_data, key_col):
-        column_numbers_row = first_data + 1
-        first_data += 1
+    # the 栏次 row sits anywhere between the header and the first township (blank lines around it)
+    probe = first_data
+    while probe < len(grid.rows) and not any(cell_text(v) for v in grid.rows[probe]):
+        probe += 1
+    if probe < len(grid.rows) and _is_column_numbers_row(grid, probe, key_col):
+        column_numbers_row = probe + 1
+        first_data = probe + 1
 
     merged = _merged_lookup(grid)
+    key_span = _key_span(merged, key_row, key_col)
+    code_col = None if key_is_code else _code_column(paths, key_span, declaration)
     serial_cols = {c for c, path in enumerate(paths) if c != key_col and path and path[-1] in SERIAL_COLUMNS}
+    markers = declaration.nil_return.marker_texts
     rows: list[FormRow] = []
+    sublines: list[SubLine] = []
+    marker_rows: list[tuple[int, str]] = []
     totals: list[tuple[FormRow, str]] = []
     notes: list[str] = []
     in_footer = False
@@ -248,16 +294,26 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
             continue
         if all(c in serial_cols for c, v in enumerate(raw) if cell_text(v)):
             continue  # blank, or only a pre-printed 序号
+        texts = [normalise_header(cell_text(v)).strip("。.!！()（）") for v in raw if cell_text(v)]
+        if len(set(texts)) == 1 and texts[0] in markers:
+            marker_rows.append((r + 1, cell_text(next(v for v in raw if cell_text(v)))))
+            continue  # 本月无数据 / 无: a nil return's marker line, never a township
         key = _row_key(grid, merged, r, key_col)
-        row = FormRow(row_number=r + 1, key=key, cells=raw, hidden=r in grid.hidden_rows)
+        code = cell_text(grid.cell(r, code_col.index)) if code_col is not None else ""
+        row = FormRow(row_number=r + 1, key=key, cells=raw, hidden=r in grid.hidden_rows, code=code)
+        label = _subline_label(grid, merged, r, key_col, key_span, paths)
+        if label is not None and rows:
+            sublines.append(SubLine(row=replace(row, key=rows[-1].key, code=rows[-1].code),
+                                    parent_row=rows[-1].row_number, label=label))
+            continue
         if is_total_label(key):
             totals.append((row, "top" if not rows else "bottom"))
         else:
             rows.append(row)
 
-    key_span = _key_span(merged, key_row, key_col)
     columns = tuple(
-        FormColumn(index=c, path=paths[c]) for c in range(len(paths)) if c not in key_span
+        FormColumn(index=c, path=paths[c]) for c in range(len(paths))
+        if c not in key_span and (code_col is None or c != code_col.index)
     )
     # the county 合计 is the total; a 镇小计 / 乡小计 between the townships covers only some of them
     totals.sort(key=lambda t: _is_subtotal(t[0].key))
@@ -280,7 +336,56 @@ def locate_form(grid: Grid, declaration: Declaration) -> FormTable | None:
         sheet_hidden=grid.sheet_hidden,
         title_row=title_line[0] + 1 if title_line else None,
         percent_cells=frozenset((r + 1, c) for r, c in grid.percent_cells),
+        code_column=code_col,
+        key_is_code=key_is_code,
+        sublines=tuple(sublines),
+        marker_rows=tuple(marker_rows),
     )
+
+
+_BRACKETS = re.compile(r"\([^()]*\)")
+
+
+def _code_column(
+    paths: list[tuple[str, ...]], key_span: set[int], declaration: Declaration
+) -> FormColumn | None:
+    """The 区划代码 / 乡镇代码 column beside the township name (its header with or without a note in
+    brackets: 区划代码(12位))."""
+    wanted = set(declaration.key.code_header_texts)
+    for c, path in enumerate(paths):
+        if c in key_span or not path:
+            continue
+        if any(t in wanted or _BRACKETS.sub("", t) in wanted for t in path):
+            return FormColumn(index=c, path=path)
+    return None
+
+
+def _subline_label(
+    grid: Grid, merged: dict[tuple[int, int], tuple[int, int]], r: int, key_col: int, key_span: set[int],
+    paths: list[tuple[str, ...]],
+) -> str | None:
+    """The label of a township's 其中 sub-line, or None when row ``r`` is a row of its own.
+
+    A sub-line either writes 其中:… in the key cell (or in a label column beside it, its key cell
+    blank), or sits under a township whose name cell is merged down over it (the label, if any, in
+    a label column).
+    """
+    own = cell_text(grid.rows[r][key_col]) if key_col < len(grid.rows[r]) else ""
+    if normalise_header(own).startswith(SUBLINE_PREFIX):
+        return own
+    anchor = merged.get((r, key_col))
+    under_merged_name = anchor is not None and anchor[0] < r and bool(cell_text(grid.cell(*anchor)))
+    if own and not under_merged_name:
+        return None
+    labels = [
+        cell_text(v) for c, v in enumerate(grid.rows[r])
+        if c not in key_span and cell_text(v) and not _is_number_like(v)
+        and (normalise_header(cell_text(v)).startswith(SUBLINE_PREFIX)
+             or (paths[c][-1] if c < len(paths) and paths[c] else "") in LABEL_COLUMNS)
+    ]
+    if labels:
+        return labels[0]
+    return "" if under_merged_name else None
 
 
 def _key_span(merged: dict[tuple[int, int], tuple[int, int]], key_row: int, key_col: int) -> set[int]:

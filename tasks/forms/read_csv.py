@@ -14,6 +14,7 @@ import csv
 import io
 from functools import lru_cache
 
+from expectations.declaration import DEFAULT_NIL_MARKERS, normalise_header
 from expectations.issues import issue
 from tasks.forms.file_safety import OLE_MAGIC, ZIP_MAGIC, ReadError, ReadLimits, unsafe
 from tasks.forms.grid import (
@@ -140,15 +141,20 @@ def _parse_csv(
     return rows, tuple(len(row) for row in parsed)
 
 
+_NIL_MARKERS = frozenset(normalise_header(m) for m in DEFAULT_NIL_MARKERS)
+
+
 @lru_cache(maxsize=1)
 def _key_header_texts() -> tuple[str, ...]:
-    """The key column's header (乡(镇)) of every declaration, then their aliases, normalised."""
+    """The key column's header (乡(镇)) of every declaration, then their aliases, then the division-code
+    headers (a form keyed by 区划代码 alone), normalised."""
     from expectations.declaration import load_declarations
 
     declarations = load_declarations().values()
     primary = [d.key.header_texts[0] for d in declarations]
     aliases = [t for d in declarations for t in d.key.header_texts[1:]]
-    return tuple(dict.fromkeys([*primary, *aliases]))
+    codes = [t for d in declarations for t in d.key.code_header_texts]
+    return tuple(dict.fromkeys([*primary, *aliases, *codes]))
 
 
 def _refuse_short_rows(grid: Grid, ends_with_newline: bool, filename: str) -> None:
@@ -179,8 +185,8 @@ def _refuse_short_rows(grid: Grid, ends_with_newline: bool, filename: str) -> No
             last_row = r - 1
             break
         key = normalise_header(cell_text(grid.cell(r, key_col)))
-        if key and key not in COLUMN_NUMBER_KEYS:
-            data_rows.append(r)
+        if key and key not in COLUMN_NUMBER_KEYS and key not in _NIL_MARKERS:
+            data_rows.append(r)  # a lone 本月无数据 line (a nil return) is not a short township row
     header_width = max(widths[key_row : data_rows[0]] if data_rows else widths[key_row : key_row + 1])
     short = [r for r in data_rows if widths[r] < header_width]
     final = len(grid.rows) - 1

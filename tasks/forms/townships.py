@@ -38,6 +38,9 @@ class Resolution:
     name_zh: str | None = None
     alias_kind: str | None = None  # official / short / former; None when unresolved
     problem: str | None = None  # Chinese explanation when unresolved
+    #: unresolved: the one township the department most probably meant (a typo's closest name, a
+    #: former name's township, a helper unit's pair) — not also reported missing
+    nearest_code: str | None = None
 
 
 class TownshipResolver:
@@ -108,6 +111,7 @@ class TownshipResolver:
                     f"“{raw_name}”是{when}的名称，"
                     f"本报告期({self._period_label()})应为“{current}”"
                 ),
+                nearest_code=code,
             )
         if name in self._helper_to_township:
             code, helper, verified = self._helper_to_township[name]
@@ -118,11 +122,49 @@ class TownshipResolver:
                     f"“{raw_name}”是成华区帮扶单位{helper}，不是丹巴县乡镇；"
                     f"是否指其结对乡镇“{self._official.get(code, code)}”{pairing}？"
                 ),
+                nearest_code=code if verified else None,
             )
         close = difflib.get_close_matches(name, list(self._valid), n=3, cutoff=0.5)
         hint = "、".join(dict.fromkeys(self._official.get(self._valid[c][0], c) for c in close))
         suffix = f"；最接近的有效名称: {hint}" if hint else ""
-        return Resolution(None, problem=f"“{raw_name}”不是本报告期有效的丹巴县乡镇名称{suffix}")
+        nearest = difflib.get_close_matches(name, list(self._valid), n=1, cutoff=0.6)
+        return Resolution(None, problem=f"“{raw_name}”不是本报告期有效的丹巴县乡镇名称{suffix}",
+                          nearest_code=self._valid[nearest[0]][0] if nearest else None)
+
+    def resolve_code(self, raw_code: str) -> Resolution:
+        """A 9- or 12-digit division code (513323100 / 513323100000, as number or text) → the township
+        valid at the period; anything else unresolved, saying why."""
+        text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(raw_code)))
+        if re.fullmatch(r"\d+\.0+", text):
+            text = text.split(".")[0]
+        if not text:
+            return Resolution(None, problem="区划代码为空")
+        if re.fullmatch(r"\d(\.\d+)?E\+?\d+", text, flags=re.IGNORECASE):
+            return Resolution(None, problem=(f"区划代码“{raw_code}”被Excel显示为科学计数，后几位已丢失；"
+                                             "请把该列设为文本格式后重新填写"))
+        if not re.fullmatch(r"\d{9}|\d{12}", text):
+            return Resolution(None, problem=f"“{raw_code}”不是9位或12位的区划代码")
+        if len(text) == 12:
+            if not text.endswith("000"):
+                return Resolution(None, problem=f"“{raw_code}”是村级(12位)区划代码，不是乡镇代码")
+            text = text[:9]
+        if text in self.expected_codes:
+            return Resolution(text, self._official.get(text), "code")
+        if text in self._official:
+            return Resolution(None, problem=(f"区划代码{text}({self._official[text]})在本报告期"
+                                             f"({self._period_label()})无效"))
+        return Resolution(None, problem=f"区划代码{text}不是本报告期丹巴县乡镇的代码")
+
+    def code_problem(self, name_code: str, raw_code: str) -> str | None:
+        """Why a row's 区划代码 disagrees with its (resolved) township name; None when they agree."""
+        by_code = self.resolve_code(raw_code)
+        if by_code.township_code == name_code:
+            return None
+        name = self._official.get(name_code, name_code)
+        if by_code.township_code is None:
+            return f"{name}的区划代码应为{name_code}，表中写的“{raw_code}”无法识别: {by_code.problem}"
+        return (f"{name}的区划代码应为{name_code}，表中写的{raw_code}是{by_code.name_zh}"
+                f"({by_code.township_code})的代码；请核对乡镇名称和代码")
 
     def _period_label(self) -> str:
         """2017年5月 for a month, 2017年 for a whole year."""

@@ -61,6 +61,7 @@ from tasks.report.quality import (
     township_drilldown,
 )
 from tasks.report.registry import registry_summary, registry_views
+from tasks.report.release_marks import link_figures
 from tasks.report.tables import ShownTable, kpi_table
 from tasks.report.townships import TownshipViews
 from tasks.report.view import NO_DATA, KpiIndex, default_year, headline_cards
@@ -124,6 +125,7 @@ def _common(data: ReportData, year: int | None, here: str, root: str, page_title
     return {
         "title": TITLE, "title_en": TITLE_EN, "subtitle": SUBTITLE, "year": year, "here": here, "root": root,
         "generated": f"{stamp:%Y-%m-%d %H:%M} 北京时间", "page_title": page_title, "no_data": NO_DATA,
+        "release": data.release, "published": data.published,
     }  # fmt: skip
 
 
@@ -154,6 +156,8 @@ def render_site(data: ReportData, *, year: int | None = None, data_dir: Path | N
     texts: dict[str, str] = {"assets/site.css": CSS}
 
     county = kpi_table(data.kpis, departments)
+    if data.release is not None:  # a release's figures link to their provenance
+        county = link_figures(county, idx.kpi_order(), idx.years())
     tables.append(county)
 
     views = TownshipViews(data.values, data.townships, departments)
@@ -240,7 +244,10 @@ def headline_rows(data: ReportData, year: int | None = None) -> list[tuple[str, 
 
 
 # ---------------------------------------------------------------- writing
-def _write_site(site: dict[str, Any], marts: dict[str, Any], data: ReportData, target: Path) -> None:
+def _write_site(site: dict[str, Any], marts: dict[str, Any], data: ReportData, target: Path, *,
+                export: bool = True) -> None:
+    """``export=False``: the tables' files are already in ``target/data`` (a release re-rendered for a new
+    banner keeps the exports of its frozen figures)."""
     for rel, text in {**site["texts"], **site["pages"]}.items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -248,7 +255,8 @@ def _write_site(site: dict[str, Any], marts: dict[str, Any], data: ReportData, t
     for rel, source in site["copies"].items():
         shutil.copyfile(source, target / rel)
     tables = [t.table for t in site["tables"]]
-    export_tables(tables, target / "data")
+    if export:
+        export_tables(tables, target / "data")
     for name, frame in marts.items():
         write_parquet(frame, target / "data" / "marts" / f"{name}.parquet")
     listing = [(t.name, t.title_zh) for t in tables]

@@ -31,6 +31,8 @@ import pandas as pd
 from sqlalchemy import Engine, MetaData, Select, Table, column, inspect, select, table
 from sqlalchemy.engine import Connection
 
+from expectations.signoff import load_signoff
+from tasks.report.release_marks import PublishedLink, ReleaseMarks
 from warehouse.current_facts import VALUE_COLUMNS, read_current_values
 from warehouse.marts import KPI_COLUMNS
 from warehouse.schema import ref_department, submission
@@ -106,6 +108,8 @@ class ReportData:
     registry_township: pd.DataFrame | None = None
     registry_category: pd.DataFrame | None = None
     registry_reconciliation: pd.DataFrame | None = None
+    release: ReleaseMarks | None = None  # a release's own site: its banner and provenance links
+    published: tuple[PublishedLink, ...] = ()  # the latest approved release per kind (the 已发布 banner)
 
 
 def _frame(conn: Connection, query: Select[Any], columns: Sequence[str], numeric: Sequence[str] = ()) -> pd.DataFrame:
@@ -172,6 +176,26 @@ def _townships(conn: Connection) -> pd.DataFrame:
     return frame
 
 
+def _published(conn: Connection) -> tuple[PublishedLink, ...]:
+    """The latest approved release of each kind (none when the release table is not there yet)."""
+    frame = _optional(conn, "release", ("release_id", "kind", "period", "version", "state", "approved_at"),
+                      where=(("state",), lambda t: t.c.state == "approved"))
+    if frame is None or frame.empty:
+        return ()
+    kinds = load_signoff().kinds
+    links = []
+    latest = frame.sort_values(["kind", "period", "version"]).groupby("kind").tail(1)
+    for r in latest.to_dict("records"):
+        approved = pd.Timestamp(r["approved_at"])
+        approved = approved.tz_localize("UTC") if approved.tzinfo is None else approved
+        title = kinds[r["kind"]].title_zh if r["kind"] in kinds else str(r["kind"])
+        period = str(r["period"])
+        label = f"{period[:4]}年" + (f"{int(period[5:])}月" if len(period) > 4 else "")
+        links.append(PublishedLink(str(r["kind"]), f"{title} {label}", str(r["release_id"]), int(r["version"]),
+                                   f"{approved.tz_convert('Asia/Shanghai'):%Y-%m-%d %H:%M} 北京时间"))
+    return tuple(links)
+
+
 def load_report_data(engine: Engine) -> ReportData:
     """Read every frame the site shows, in one connection (one consistent state on PostgreSQL)."""
     with engine.connect() as conn:
@@ -196,6 +220,7 @@ def load_report_data(engine: Engine) -> ReportData:
         registry_county = _optional(conn, "mart_registry_county", REGISTRY_COUNTY_COLUMNS, REGISTRY_COUNTY_COLUMNS[3:])
         registry_township = _optional(conn, "mart_registry_township", REGISTRY_TOWNSHIP_COLUMNS, REGISTRY_MEASURES)
         registry_category = _optional(conn, "mart_registry_category", REGISTRY_CATEGORY_COLUMNS, ("persons",))
+        published = _published(conn)
         registry_reconciliation = _optional(
             conn, "mart_registry_reconciliation", REGISTRY_RECONCILIATION_COLUMNS,
             ("registry_value", "form_value", "difference", "tolerance_relative"),
@@ -219,6 +244,7 @@ def load_report_data(engine: Engine) -> ReportData:
         registry_township=registry_township,
         registry_category=registry_category,
         registry_reconciliation=registry_reconciliation,
+        published=published,
     )
 
 

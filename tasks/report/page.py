@@ -12,6 +12,8 @@ from typing import Any
 
 import jinja2
 
+from tasks.report import release_marks
+
 CSS = """
 body{font-family:"Microsoft YaHei","PingFang SC","Noto Sans CJK SC","Noto Sans SC",sans-serif;margin:0;
 color:#222;background:#f6f7f8;line-height:1.5}
@@ -52,7 +54,7 @@ table.matrix th:first-child{width:14em}table.matrix td,table.matrix th{padding:3
 td.verified,span.verified{border-left:3px solid #2b7a2b}td.assumed,span.assumed{border-left:3px dashed #c77700}
 .registry-card .vs{color:#888;font-size:15px;font-weight:normal}
 dl.facts{display:grid;grid-template-columns:8em 1fr;gap:2px 12px}dl.facts dt{color:#555}dl.facts dd{margin:0}
-"""
+""" + release_marks.CSS
 
 BASE = """<!DOCTYPE html>
 <html lang="zh-CN">
@@ -63,6 +65,7 @@ BASE = """<!DOCTYPE html>
 <link rel="stylesheet" href="{{ root }}assets/site.css">
 </head>
 <body>
+{% include "release_banner.html" %}
 <header>
 <h1>{{ title }}<span class="en">{{ title_en }}</span></h1>
 <p class="subtitle">{{ subtitle }}{% if year %} · {{ year }}年{% endif %}</p>
@@ -126,7 +129,8 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import shown_table %}{
 {% for c in cards %}
 <article class="card{% if c.incomplete %} incomplete{% endif %}" data-kpi="{{ c.kpi }}" data-year="{{ c.year }}">
 <h3>{{ c.label }}</h3>
-<p class="value">{{ c.value }}</p>
+<p class="value">{% if release %}<a class="provenance" href="{{ root }}provenance.html#k-{{ c.kpi }}-{{ c.year }}">\
+{{ c.value }}</a>{% else %}{{ c.value }}{% endif %}</p>
 {% for d in c.details %}<p class="detail">{{ d }}</p>{% endfor %}
 <p class="coverage">{{ c.coverage }}{% if c.incomplete %} <span class="flag">数据不完整\
 {% if c.publishable is false %}(未达发布条件){% endif %}</span>{% endif %}</p>
@@ -303,6 +307,7 @@ TEMPLATES = {
     "registry.html": REGISTRY,
     "receipt.html": RECEIPT,
     "downloads.html": DOWNLOADS,
+    "release_banner.html": release_marks.BANNER,
 }
 NAV = (
     ("index.html", "县级总览", "County"),

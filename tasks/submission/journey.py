@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings, get_settings
 from expectations.declaration import Declaration, load_declarations
-from expectations.issues import Issue, issue
+from expectations.issues import ROOT_CAUSES, Issue, issue
 from expectations.registry_declaration import RegistryDeclaration, load_registry_declarations
 from tasks.files import write_text_atomically
 from tasks.forms.file_safety import ReadError, truncation_issues
@@ -161,7 +161,7 @@ def parse(received: Received, reference: ReferenceFrames) -> Parsed:
         return Parsed(form=None, fatal=(exc.issue,))
     truncated = truncation_issues(grids, received.original_name)  # cells cut at read time: say so
     try:
-        form_table, choice_issues = choose_form(grids, declaration)
+        form_table, choice_issues = choose_form(grids, declaration, received.period)
     except ReadError as exc:
         return Parsed(form=None, fatal=(exc.issue, *truncated))
     choice_issues = [*truncated, *choice_issues]
@@ -410,6 +410,17 @@ def build_receipt(
         "issues": [i.to_dict() for i in issues],
         "summary_zh": _summary_zh(status, counts_by_severity, duplicate_of),
     }
+    root = next((i for i in issues if i.code in ROOT_CAUSES and i.caused_by is None), None)
+    if root is not None:  # one root cause, not a cascade: what follows from it is counted under it
+        dependent = [i for i in issues if i.caused_by == root.code]
+        receipt["root_cause"] = {"code": root.code, "message": root.message, "dependent_issues": len(dependent)}
+        if dependent:
+            receipt["summary_zh"] += f"；根本原因: {root.message}(另有{len(dependent)}项由此引起)"
+    if form is not None and form.nil_return:
+        receipt["nil_return"] = True
+        if status == "loaded":
+            receipt["summary_zh"] = (f"已收到无数据申报: {received.period.label_zh}{receipt['title_zh']}本期无数据，"
+                                     "按已报送记录，无数据入库")
     if duplicate_of:
         receipt["duplicate_of"] = duplicate_of
     if load_outcome and load_outcome.supersedes:

@@ -23,7 +23,7 @@ import pandas as pd
 from duikou_settings import get_settings
 from expectations.declaration import Declaration
 from expectations.history_checks import flag_reason_zh, history_columns_and_checks, suspected_factor
-from expectations.issues import Issue, issue
+from expectations.issues import Issue, fold_under_root_cause, issue
 from expectations.suite import CheckSpec, build_checks, to_gx_expectations, with_derived_columns
 from tasks.forms.normalise import TOWNSHIP_CODE, NormalisedForm
 from warehouse.history import HISTORY_COLUMNS, ValueKey
@@ -306,7 +306,7 @@ def validate_form(
         ))
     return Validation(
         outcome=decide_outcome(issues),
-        issues=tuple(issues),
+        issues=fold_under_root_cause(issues),
         results=tuple(results),
         flagged_rows=frozenset(flagged),
         rejected_rows=frozenset((rejected_rows | _rows_with_critical(issues)) & set(frame.index)),

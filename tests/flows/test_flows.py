@@ -436,3 +436,114 @@ def test_dry_run_receipt_is_the_real_one_and_the_warehouse_is_untouched(
     ignore = {"dry_run", "processed_at", "correction_workbook"}
     assert {k: v for k, v in dry.items() if k not in ignore} == {k: v for k, v in real.items() if k not in ignore}
     assert real["supersedes"] and real["counts"]["facts_loaded"] == 15 * 4
+
+
+# ---------------------------------------------------------------- releases (issue 20), on a copy of the demo
+def _explain_all(engine: object, release_id: str, clerks: dict[str, object]) -> int:
+    """Each flagged value of the release without a 说明 gets its department clerk's 说明; how many."""
+    from warehouse.followups import explain
+    from warehouse.releases import get_release, release_warnings
+
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        open_ones = [w for w in release_warnings(conn, get_release(conn, release_id)) if not w.explained]
+    for w in open_ones:
+        clerk = clerks[w.department]
+        explain(engine, w.followup_id, clerk.login, w.department, f"{w.township_code} 该数值经乡镇核实属实")  # type: ignore[arg-type,attr-defined]
+    return len(open_ones)
+
+
+def test_release_2016_signed_published_and_restated(
+    demo_run: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20's done: the 2016 annual release drafted from the demo, reviewed and approved by different
+    officials, published; a corrected 2016 poverty return lands (nightly): the restatement event fires,
+    v2's 更正说明 shows income per capita old → new, v1 still verifies byte for byte, v2 is approved and
+    published; Chromium reads both banners (v1: 已更正，见 v2; the published folder: v2)."""
+    import shutil
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    from flows.events import RESTATEMENT_NEEDED
+    from flows.nightly import nightly
+    from tasks.accounts import create_account
+    from tasks.releases.signoff import NotPermitted, approve_release, draft_release, review_release
+    from warehouse.releases import verify_release
+
+    source: Path = demo_run["settings"].resolved_data_dir  # type: ignore[attr-defined]
+    _settled_bytes(source / "warehouse.sqlite")  # the WAL checkpointed: the copy is the warehouse as it is
+    data = tmp_path / "data"
+    shutil.copytree(source, data, ignore=shutil.ignore_patterns("reports", "prefect-home"))
+    with use_data_dir(monkeypatch, data, DUIKOU_AS_OF=DEMO_AS_OF.isoformat(),
+                      DUIKOU_PERSON_KEY="demo-test-key-" + "d" * 40):
+        engine = open_warehouse(get_settings())
+        reports = data / "reports"
+        officials = {login: create_account(engine, login, name, {role}) for login, name, role in (
+            ("zhang", "张编制", "preparer"), ("li", "李审核", "reviewer"), ("wang", "王审批", "approver"))}
+        clerks = {d: create_account(engine, f"{d}-clerk", f"{d}填报员", {"clerk"}, department=d)
+                  for d in load_declarations()}
+        v1 = draft_release(engine, officials["zhang"], "annual", "2016", reports_dir=reports)
+        assert v1.release_id == "annual-2016-v1"
+        review_release(engine, officials["li"], v1.release_id, "与台账核对无误", reports_dir=reports)
+        with pytest.raises(NotPermitted):
+            approve_release(engine, officials["li"], v1.release_id, reports_dir=reports)
+        _explain_all(engine, v1.release_id, clerks)
+        done = approve_release(engine, officials["wang"], v1.release_id, "同意发布", reports_dir=reports)
+        assert done.published == reports / "published" / "annual" / "index.html"
+        v1_values = (reports / "releases" / v1.release_id / "values.json").read_bytes()
+
+        rows = demo_values(2017)[("poverty", "2016")].copy()
+        rows.loc[0, "net_income_per_capita_yuan"] += 600
+        landing = get_settings().landing_dir / "poverty" / "2016"
+        landing.mkdir(parents=True, exist_ok=True)
+        write_form(landing / "贫困人口年报2016（更正）.xlsx", load_declarations()["poverty"], "2016", rows)
+        summary = nightly(run_label="restatement", build_report=False)
+        assert [r["published_id"] for r in summary.restatements] == ["annual-2016-v1"]
+        assert "net_income_per_capita_yuan" in summary.restatements[0]["kpis_moved"]
+        draft_id = summary.restatements[0]["draft_id"]
+        assert draft_id == "annual-2016-v2"
+
+        corrections = (reports / "releases" / draft_id / "corrections.html").read_text(encoding="utf-8")
+        assert "更正说明" in corrections and "农牧民人均纯收入" in corrections and "（更正）" in corrections
+        assert verify_release(engine, v1.release_id, v1_values).ok  # v1 reproduces exactly after the correction
+        review_release(engine, officials["li"], draft_id, "更正已核", reports_dir=reports)
+        _explain_all(engine, draft_id, clerks)
+        approve_release(engine, officials["wang"], draft_id, "同意更正", reports_dir=reports)
+        assert (reports / "releases" / v1.release_id / "values.json").read_bytes() == v1_values
+
+        with get_client(sync_client=True) as client:  # the nightly's event reached the server
+            seen = []
+            for _ in range(30):
+                seen = client.read_events(filter=EventFilter(event=EventNameFilter(name=[RESTATEMENT_NEEDED]))).events
+                if seen:
+                    break
+                import time
+
+                time.sleep(1)
+        assert seen and seen[0].payload["draft_id"] == draft_id
+        moved = {c["name"]: c for c in seen[0].payload["kpi_changes"] if c["period"] == "2016"}
+        income = moved["net_income_per_capita_yuan"]
+        assert income["new_value"] > income["old_value"]
+
+        playwright = pytest.importorskip("playwright.sync_api")
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            pytest.skip("Debian chromium not installed (make test installs it)")
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((reports / "releases" / v1.release_id / "index.html").as_uri())
+            banner = page.locator("#release-banner").inner_text()
+            assert "已发布" in banner and "已更正，见 v2" in banner
+            page.locator("#release-banner a", has_text="v2").click()
+            assert page.url.endswith(f"/releases/{draft_id}/index.html")
+            page.goto((reports / "published" / "annual" / "index.html").as_uri())
+            banner = page.locator("#release-banner").inner_text()
+            assert "已发布" in banner and draft_id in banner and "草稿" not in banner
+            page.locator('article.card[data-kpi="net_income_per_capita_yuan"] a.provenance').click()
+            assert "#k-net_income_per_capita_yuan-2016" in page.url
+            assert page.locator("#signoff tr.signoff").count() == 3  # the system's draft, review, approve
+            page.goto((reports / "published" / "annual" / "corrections.html").as_uri())
+            assert page.locator("#moved tr.moved.kpi").count() >= 1
+            page.screenshot(path=str(tmp_path / "corrections.png"), full_page=True)
+            browser.close()

@@ -31,7 +31,7 @@ STATUSES = {"loaded", "rejected", "quarantined"}
 #: domain.md §7 and the corpus brief: every class has at least one file
 CLASSES = {
     "encoding", "format", "layout", "header", "unit", "rate", "township", "number", "total", "period",
-    "department", "empty", "truncated", "unsafe",
+    "department", "empty", "truncated", "unsafe", "nil",
 }
 
 
@@ -90,6 +90,12 @@ def test_corpus_file(entry: dict[str, Any], reference: ReferenceFrames) -> None:
     assert validation.outcome == entry["status"], summary
     assert reported == _expected_counts(entry), summary
     _check_positions(entry, validation.issues)
+    for item in entry["issues"]:  # one root cause, not a cascade: what follows from it says so
+        if "caused_by" in item:
+            causes = {i.caused_by for i in validation.issues if i.code == item["code"]}
+            assert causes == {item["caused_by"]}, (item["code"], causes)
+    roots = [i for i in validation.issues if i.caused_by is None]
+    assert all(i.caused_by is None for i in validation.issues[: len(roots)]), "a root cause is listed first"
 
 
 def test_the_manifest_lists_every_corpus_file_once() -> None:
@@ -106,7 +112,7 @@ def test_the_manifest_is_well_formed() -> None:
         assert re.fullmatch(r"\d{4}(-\d{2})?", str(entry["period"])), entry["file"]
         for item in entry["issues"]:
             assert item["code"] in ISSUE_CODES, (entry["file"], item["code"])
-            assert set(item) <= {"code", "row", "column", "count"}, entry["file"]
+            assert set(item) <= {"code", "row", "column", "count", "caused_by"}, entry["file"]
             keys = _positions(entry, item["code"])
             assert all(k in item for k in keys), f"{entry['file']}: give {keys} for every {item['code']}"
     assert {e["class"] for e in MANIFEST} == CLASSES

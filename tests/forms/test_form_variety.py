@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from expectations.issues import Issue
+from expectations.issues import ROOT_CAUSES, Issue
 from tasks.submission.journey import parse, receive, validate
 from tests.helpers import form_variants as fv
 from warehouse.refdata import ReferenceFrames, reference_frames
@@ -101,12 +101,21 @@ def test_variant(ident: str, written: dict[str, Written], reference: ReferenceFr
     for found in issues:
         if found.row is not None or found.column is not None:
             assert found.sheet == sheet, f"{found.code} names sheet {found.sheet!r}, not {sheet!r}\n{why}"
+    for banned in v.forbid:
+        assert not any(_matches(banned, i, laid) for i in issues), f"reported {banned}\n{why}"
+    roots = [p for p in v.perturbations if p in fv.ROOT_CAUSE_FAULTS]
+    if roots:  # one root cause, not a cascade: listed first, everything that follows from it folded
+        root = issues[0]
+        assert root.code in ROOT_CAUSES and root.caused_by is None, why
+        for found in issues[1:]:
+            assert found.caused_by == root.code or found.code in ("SHEET_CHOSEN", "ENCODING_DETECTED"), (
+                f"{found.code} not folded under {root.code}\n{why}")
     if v.expect == "loaded":
         assert not [i for i in issues if i.severity == "critical"], why
         assert parsed.form is not None
         _assert_truth(v, parsed.form.wide, why)
     else:
-        for found in (i for i in issues if i.severity == "critical"):
+        for found in (i for i in issues if i.severity == "critical" and not (roots and i.caused_by)):
             expected = any(_matches(w_, found, laid) for w_ in (*v.wants, *v.tolerated))
             assert expected, f"unexpected {found.code} at row {found.row} {found.column}\n{why}"
 

@@ -666,15 +666,26 @@ def test_a_hidden_stale_copy_gives_way_to_the_visible_form(
     assert result.one("SHEET_CHOSEN").sheet == "5月" and "隐藏: 4月" in result.one("SHEET_CHOSEN").message
 
 
-def test_two_sheets_with_the_form_are_ambiguous(
+def test_one_sheet_per_month_takes_the_declared_month(
     tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame]
 ) -> None:
     april, _ = form_sheet(EDU, "2017-04", values[(EDU, "2017-04")])
     may, _ = form_sheet(EDU, MAY, values[(EDU, MAY)])
     result = submit(save_xlsx(tmp_path / "edu.xlsx", {"4月": april, "5月": may}), EDU, MAY)
+    assert result.outcome == "loaded"
+    assert result.codes == Counter({"SHEET_CHOSEN": 1})
+    chosen = result.one("SHEET_CHOSEN").message
+    assert "读取工作表“5月”" in chosen and "“4月”是其他报告期" in chosen and "未读取" in chosen
+
+
+def test_two_sheets_claiming_the_period_are_ambiguous(
+    tmp_path: Path, submit: Submit, values: dict[tuple[str, str], pd.DataFrame]
+) -> None:
+    may, _ = form_sheet(EDU, MAY, values[(EDU, MAY)])
+    result = submit(save_xlsx(tmp_path / "edu.xlsx", {"5月": may, "5月(2)": may}), EDU, MAY)
     assert result.outcome == "rejected"
     assert result.codes == Counter({"SHEET_AMBIGUOUS": 1})
-    assert "4月、5月" in result.one("SHEET_AMBIGUOUS").message
+    assert "5月、5月(2)都是2017年5月" in result.one("SHEET_AMBIGUOUS").message
 
 
 # --------------------------------------------------------------------------------------------
@@ -715,9 +726,9 @@ def test_township_names_that_do_not_resolve(
     assert "巴底镇" in former and "2017年" in former
     assert "聂呷乡" in typo
     assert "边耳乡" in helper and "帮扶单位" in helper
-    missing = result.one("TOWNSHIP_MISSING")
-    assert missing.severity == "warning" and missing.message.endswith("巴底镇、聂呷乡、边耳乡")
-    assert result.codes == Counter({"TOWNSHIP_UNKNOWN": 3, "TOWNSHIP_MISSING": 1})
+    # each unknown name points at one township (the former name's, the closest, the verified pair):
+    # that township is not also reported missing — one root cause per row
+    assert result.codes == Counter({"TOWNSHIP_UNKNOWN": 3})
     assert result.validation.rejected_rows == frozenset({5, 8, 9})
 
 

@@ -23,6 +23,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,11 @@ from tasks.demo.values import demo_values
 from tasks.forms.townships import TRADITIONAL_TO_SIMPLIFIED
 
 KEY, SERIAL, REMARK, EXTRA = "__key__", "__serial__", "__remark__", "__extra__"
+CODE, LABEL = "__code__", "__label__"  # a 区划代码 column beside 乡(镇); a 项目 column of line labels
+#: division codes of the 2016–2017 townships (domain.md §2)
+TOWNSHIP_CODES = ("513323100", "513323101", "513323102", "513323201", "513323202", "513323204", "513323205",
+                  "513323206", "513323207", "513323208", "513323209", "513323210", "513323211", "513323212",
+                  "513323213")
 FORMATS = ("xlsx", "xls", "csv-gbk", "csv-utf8-bom", "csv-utf8")
 #: periods the variants are drawn from (demo values exist for each); 01 and 10 make 2017.1 ambiguous
 MONTHS = ("2016-08", "2017-01", "2017-05", "2017-10")
@@ -110,7 +116,30 @@ PERTURBATIONS: dict[str, tuple[str, str]] = {
     "sheets_after": ("accept", "empty Sheet2 / Sheet3, or a 备用 sheet, after the form"),
     "spacer_column": ("accept", "a blank column without header or data between two groups of columns"),
     "resaved": ("accept", "the workbook opened and saved again by LibreOffice (its own xlsx / BIFF8 writer)"),
+    # issue 18: forms as counties really fill them, round two
+    "code_column": ("accept", "a 区划代码 / 统计用区划代码 column beside 乡(镇) (9 digits as numbers, 12 as text),"
+                              " or instead of it (COLUMN_ALIAS)"),
+    "column_markers": ("accept", "the 栏次 row marked 甲/乙/丙 or A/B/C in the key and label columns, 1, 2, 3 …"
+                                 " in the values, a blank line above it"),
+    "flattened_header": ("accept", "the two-level header typed as one row: 在校学生数(小学), 在校学生数（初中）,"
+                                   " 在校学生数-合计, 贫困劳动力农村劳动力"),
+    "header_group_level": ("accept", "a group title as a third header level above the declared two"),
+    "nil_marker": ("accept", "a return that may be nil: title, header and one 本月无数据 / 本期无 / 无 line"
+                             " (NIL_RETURN, no facts)"),
+    "sheet_per_month": ("accept", "one visible copy of the form per month, each titled with its own month"
+                                  " (SHEET_CHOSEN names the others)"),
+    "total_plain_sum": ("accept", "a per-capita or rate column's 合计 as the plain sum of the townships"
+                                  " (TOTAL_IS_PLAIN_SUM warning, that 合计 ignored)"),
+    "subline": ("accept", "a township's 其中 sub-line: merged name cell over it with a 项目 label, or 其中:… in"
+                          " 乡(镇); declared ones read, undeclared ones SUBLINE_IGNORED"),
+    "fault_code_mismatch": ("rejected", "a 区划代码 that belongs to another township than the name beside it"),
+    "fault_nil_not_allowed": ("rejected", "本月无数据 on a return every township must report (ROWS_EMPTY)"),
+    "fault_other_department_header": ("rejected", "another department's form without a telling title: one root"
+                                                  " cause (TITLE_DEPARTMENT_MISMATCH), the rest caused_by it"),
 }
+#: faults that decide a file alone: every other issue must be folded under them (caused_by)
+ROOT_CAUSE_FAULTS = frozenset({"fault_period_mismatch", "fault_period_ambiguous", "fault_wrong_department",
+                               "fault_other_department_header"})
 
 
 @dataclass(frozen=True)
@@ -138,7 +167,7 @@ class Row:
     hidden: bool = False
     formats: dict[str, str] = field(default_factory=dict)  # number formats (xlsx / xls)
     label_in_serial: bool = False  # the label sits in the 序号 cell, merged across 序号 and 乡(镇)
-
+    #: kind "sub": the 其中 sub-line of the data row above (label = 其中:…); kind "marker": 本月无数据
 
 @dataclass
 class Variant:
@@ -167,6 +196,13 @@ class Variant:
     sheets_after: list[tuple[str, list[list[Any]] | None]] = field(default_factory=list)
     resave: bool = False  # opened and saved again by LibreOffice
     decimals: dict[str, int] = field(default_factory=dict)
+    #: issues that must NOT be reported (a misspelt township's nearest name reported missing)
+    forbid: list[Want] = field(default_factory=list)
+    #: 栏次 row markers: "" (甲 / 栏次 / 1 2 3 …), "letters" (甲 乙 丙), "abc" (A B C), with a blank line above
+    column_markers: str = ""
+    #: further visible copies of the form: (sheet name, period its title states)
+    month_copies: list[tuple[str, str]] = field(default_factory=list)
+    subline_style: str = ""  # "merged" (name cell merged down, 项目 label) | "key" (其中:… in 乡(镇))
 
     @property
     def suffix(self) -> str:
@@ -272,21 +308,47 @@ def lay_out(v: Variant) -> Laid:
     if v.column_numbers:
         nums: dict[int, Any] = {}
         n = 0
+        markers = iter("甲乙丙丁戊" if v.column_markers == "letters" else "ABCDE")
         for col in cols:
-            if col.name == KEY:
+            if col.name in (KEY, SERIAL, CODE, LABEL) and v.column_markers:
+                nums[index[col.name]] = next(markers)
+            elif col.name == KEY:
                 nums[index[KEY]] = "甲"
             elif col.name == SERIAL:
                 nums[index[SERIAL]] = "栏次"
             else:
                 n += 1
                 nums[index[col.name]] = n
+        if v.column_markers:
+            add("blank")
         add("column_numbers", nums)
     first_data = last_data = None
+    parent_r: int | None = None
     serial = 0
     for row in v.rows:
         values: dict[int, Any] = {}
         if row.kind == "blank":
             add("blank")
+            continue
+        if row.kind == "marker":  # 本月无数据: in 乡(镇), or merged across the table
+            r = add("marker", {0 if row.label_in_serial else key_c: row.label})
+            row_of[("marker",)] = r + 1
+            if row.label_in_serial:
+                merges.append((r, 0, r, width - 1))
+            continue
+        if row.kind == "sub":  # a 其中 sub-line of the township above
+            sub_values: dict[int, Any] = {}
+            if v.subline_style == "merged" and LABEL in index and parent_r is not None:
+                sub_values[index[LABEL]] = row.label
+                merges[:] = [m for m in merges if m[:2] != (parent_r, key_c)]
+                merges.append((parent_r, key_c, len(cells), key_c))
+            else:
+                sub_values[key_c] = row.label
+            for name, value in row.cells.items():
+                if name in index:
+                    sub_values[index[name]] = value
+            r = add("data", sub_values)
+            row_of[("sub", str(row.code), str(row.label))] = r + 1
             continue
         if row.kind == "data":
             serial += 1
@@ -312,6 +374,7 @@ def lay_out(v: Variant) -> Laid:
             row_of[("town", str(row.code))] = r + 1
             first_data = r if first_data is None else first_data
             last_data = r
+            parent_r = r
         else:
             row_of[("total",)] = r + 1
     if v.formulas and ("total",) in row_of and first_data is not None and last_data is not None:
@@ -390,7 +453,7 @@ def _xlsx(v: Variant, laid: Laid) -> bytes:
                     decimals=laid.decimals, columns=())
     data = render_xlsx(grid, v.sheet_name, DEFAULT_SAVED_AT, reporting_unit_name(v.department))
     if not (v.sheets_before or v.sheets_after or laid.hidden_rows or laid.hidden_cols or laid.formats
-            or laid.formulas):
+            or laid.formulas or v.month_copies):
         return data
     from openpyxl.writer.excel import ExcelWriter
 
@@ -413,6 +476,12 @@ def _xlsx(v: Variant, laid: Laid) -> bytes:
     for name, after in v.sheets_after:
         extra = wb.create_sheet(name)
         for r, line in enumerate(after if after is not None else laid.cells, start=1):
+            for c, value in enumerate(line, start=1):
+                if value is not None:
+                    extra.cell(row=r, column=c, value=value)
+    for name, lines in month_copy_cells(v, laid):
+        extra = wb.create_sheet(name)
+        for r, line in enumerate(lines, start=1):
             for c, value in enumerate(line, start=1):
                 if value is not None:
                     extra.cell(row=r, column=c, value=value)
@@ -462,7 +531,7 @@ def _xls(v: Variant, laid: Laid) -> bytes:
         ws.row(r).hidden = True
     for c in laid.hidden_cols:
         ws.col(c).hidden = True
-    for name, after in v.sheets_after:
+    for name, after in [*v.sheets_after, *month_copy_cells(v, laid)]:
         extra = wb.add_sheet(name)
         for r, line in enumerate(after if after is not None else laid.cells):
             for c, value in enumerate(line):
@@ -473,7 +542,22 @@ def _xls(v: Variant, laid: Laid) -> bytes:
     return buffer.getvalue()
 
 
+def month_copy_cells(v: Variant, laid: Laid) -> list[tuple[str, list[list[Any]]]]:
+    """The form's cells once per other period, its title saying that period (``sheet_per_month``)."""
+    out = []
+    title_r = laid.row_of.get(("title",))
+    for name, period in v.month_copies:
+        cells = [list(line) for line in laid.cells]
+        if title_r is not None:
+            cells[title_r - 1] = [form_title(v.declaration, period), *([None] * (len(cells[0]) - 1))]
+        out.append((name, cells))
+    return out
+
+
+@lru_cache(maxsize=1)
 def soffice() -> str | None:
+    """LibreOffice's binary, looked up once per run: the variants built at collection and the files
+    written at run time follow the same answer (installed between the two, it would not be used)."""
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
@@ -999,6 +1083,204 @@ def p_missing_township(v: Variant, rng: random.Random) -> None:
     v.perturbations.append("missing_township")
 
 
+
+# --- issue 18: forms as counties really fill them, round two ----------------------------------
+
+_SPECIAL = (KEY, SERIAL, REMARK, CODE, LABEL)
+
+
+def _code_text(code: str, style: str) -> Any:
+    return int(code) if style == "9" else code + "000"
+
+
+def p_code_column(v: Variant, rng: random.Random) -> None:
+    """A 区划代码 column beside 乡(镇) (9 digits as numbers / 12 as text), or keying the form alone."""
+    style = rng.choice(["9", "12", "only"])
+    data = _data(v)
+    if style == "only":
+        key = next(c for c in v.columns if c.name == KEY)
+        key.path = (rng.choice(["区划代码", "统计用区划代码", "乡镇代码"]),)
+        for row in data:
+            row.label = _code_text(str(row.code), rng.choice(["9", "12"]))
+        v.wants = [w for w in v.wants if w.code != "TOWNSHIP_ALIAS"]
+        v.wants.append(Want("COLUMN_ALIAS", None, KEY))
+    else:
+        at = next(i for i, c in enumerate(v.columns) if c.name == KEY) + 1
+        v.columns.insert(at, Col(CODE, ("区划代码" if style == "9" else "统计用区划代码",)))
+        for row in data:
+            row.cells[CODE] = _code_text(str(row.code), style)
+    v.perturbations.append(f"code_column:{style}")
+
+
+def p_column_markers(v: Variant, rng: random.Random) -> None:
+    v.column_numbers = True
+    v.column_markers = rng.choice(["letters", "abc"])
+    v.perturbations.append(f"column_markers:{v.column_markers}")
+
+
+def p_flattened_header(v: Variant, rng: random.Random) -> None:
+    style = rng.choice(["paren", "fullwidth", "dash", "child_first"])
+    flattened = False
+    for col in v.columns:
+        if col.name in _SPECIAL or len(col.path) != 2:
+            continue
+        parent, child = col.path
+        if style == "child_first":
+            text = child.removeprefix("其中:") + parent
+        elif style == "paren":
+            text = f"{parent}({child})"
+        elif style == "fullwidth":
+            text = f"{parent}（{child}）"
+        else:
+            text = f"{parent}-{child}"
+        if rng.random() < 0.3:
+            text = text.replace(parent, parent + "\n", 1)
+        col.path = (text,)
+        flattened = True
+    if flattened:
+        v.perturbations.append(f"flattened_header:{style}")
+
+
+def p_header_group_level(v: Variant, rng: random.Random) -> None:
+    group = rng.choice(["本月数据", "扶贫工作进展情况", "统计指标"])
+    for col in v.columns:
+        if col.name not in _SPECIAL and not col.name.startswith("__") and any(col.path):
+            col.path = (group, *col.path)
+    v.perturbations.append("header_group_level")
+
+
+def _other_periods(period: str) -> list[str]:
+    year, _, month = period.partition("-")
+    if not month:
+        return [str(int(year) - 1)]
+    out, y, m = [], int(year), int(month)
+    for _ in range(2):
+        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+        out.append(f"{y}-{m:02d}")
+    return out
+
+
+def _sheet_name_of(period: str) -> str:
+    year, _, month = period.partition("-")
+    return f"{int(month)}月" if month else f"{year}年"
+
+
+def p_sheet_per_month(v: Variant, rng: random.Random) -> None:
+    """Copies of the form for earlier months, each titled with its month, after (or before) the form."""
+    if v.title_line is None or any("报告期" in str(x) for line in v.above for x in line if x):
+        return  # a title that states the period is what tells the sheets apart
+    v.month_copies = [(_sheet_name_of(p), p) for p in _other_periods(v.period)[: rng.randint(1, 2)]]
+    v.sheet_name = _sheet_name_of(v.period)
+    v.wants.append(Want("SHEET_CHOSEN"))
+    v.perturbations.append("sheet_per_month")
+
+
+def p_total_plain_sum(v: Variant, rng: random.Random) -> None:
+    total = next((r for r in v.rows if r.kind == "total"), None)
+    names = [c.name for c in v.columns if (ind := _indicator(v, c.name)) is not None
+             and (ind.aggregation == "weighted_mean" or ind.value_type == "rate")]
+    if total is None or not names:
+        return
+    name = rng.choice(names)
+    ind = v.declaration.indicator(name)
+    values = [v.truth[str(r.code)].get(name) for r in _data(v)]
+    known = [x for x in values if x is not None]
+    if len(known) < 2:
+        return
+    total.cells[name] = round(sum(known) / ind.factor, v.decimals.get(name, 0) or 0)
+    v.wants.append(Want("TOTAL_IS_PLAIN_SUM", ("total",), name))
+    v.perturbations.append("total_plain_sum")
+
+
+def p_subline(v: Variant, rng: random.Random) -> None:
+    """A 其中 sub-line under townships: a declared one (subline_of) under every township, its column
+    gone; or an undeclared one (其中:女性) under one township, reported and ignored."""
+    decl = v.declaration
+    present = {c.name for c in v.columns}
+    declared = [ind for ind in decl.indicators if ind.subline_of and ind.name in present and ind.subline_of in present]
+    v.subline_style = "merged" if v.fmt in ("xlsx", "xls") and not v.key_wide and rng.random() < 0.6 else "key"
+    if v.subline_style == "merged":
+        at = next(i for i, c in enumerate(v.columns) if c.name == KEY) + 1
+        v.columns.insert(at, Col(LABEL, ("项目",)))
+    data = _data(v)
+    if declared and rng.random() < 0.8:
+        ind = rng.choice(declared)
+        v.columns = [c for c in v.columns if c.name != ind.name]
+        label = ind.header[-1] if rng.random() < 0.5 else ind.header[-1].replace(":", "：")
+        if not label.startswith("其中"):
+            label = "其中:" + label
+        for row in data:
+            sub = Row("sub", row.code, label, {ind.subline_of: row.cells.pop(ind.name, None)})
+            v.rows.insert(v.rows.index(row) + 1, sub)
+        v.perturbations.append(f"subline:{v.subline_style}:{ind.name}")
+        return
+    row = rng.choice([r for r in data if not r.label_in_serial])
+    count = next((c.name for c in v.columns if (i := _indicator(v, c.name)) is not None and i.value_type == "integer"),
+                 None)
+    if count is None:
+        return
+    label = rng.choice(["其中:女性", "其中：妇女"])
+    v.rows.insert(v.rows.index(row) + 1, Row("sub", row.code, label, {count: 12}))
+    v.wants.append(Want("SUBLINE_IGNORED", ("sub", str(row.code), label), KEY))
+    v.perturbations.append(f"subline:{v.subline_style}:undeclared")
+
+
+def make_nil(v: Variant, rng: random.Random) -> None:
+    """The form with nothing below its header but a marker line: a nil return where the declaration
+    allows one (NIL_RETURN, loaded, no facts), refused elsewhere (ROWS_EMPTY)."""
+    decl = v.declaration
+    marker = rng.choice(list(decl.nil_return.markers) if decl.nil_return.allowed else ["本月无数据", "本期无", "无"])
+    merged = v.fmt in ("xlsx", "xls") and not v.key_wide and rng.random() < 0.5
+    v.rows = [Row("marker", None, marker, label_in_serial=merged)]
+    v.truth, v.formulas, v.forbid, v.tolerated = {}, False, [], []
+    if decl.nil_return.allowed:
+        v.wants = [Want("NIL_RETURN", ("marker",))]
+        v.perturbations.append("nil_marker")
+    else:
+        v.expect, v.wants = "rejected", [Want("ROWS_EMPTY", ("marker",))]
+        v.perturbations.append("fault_nil_not_allowed")
+
+
+def f_code_mismatch(v: Variant, rng: random.Random) -> bool:
+    key = next(c for c in v.columns if c.name == KEY)
+    if key.path[0] in ("区划代码", "统计用区划代码", "乡镇代码"):
+        return False  # keyed by the code alone: nothing to disagree with
+    if not any(c.name == CODE for c in v.columns):
+        p_code_column_beside(v, rng)
+    row = rng.choice([r for r in _data(v) if not r.label_in_serial])
+    style = "9" if isinstance(row.cells.get(CODE), int) else "12"
+    other = rng.choice([c for c in TOWNSHIP_CODES if c != row.code])
+    row.cells[CODE] = _code_text(other, style)
+    v.wants.append(Want("TOWNSHIP_CODE_MISMATCH", ("town", str(row.code)), CODE))
+    return True
+
+
+def p_code_column_beside(v: Variant, rng: random.Random) -> None:
+    at = next(i for i, c in enumerate(v.columns) if c.name == KEY) + 1
+    v.columns.insert(at, Col(CODE, ("区划代码",)))
+    for row in _data(v):
+        row.cells[CODE] = int(str(row.code))
+
+
+def f_other_department_header(v: Variant, rng: random.Random) -> bool:
+    """Another department's form, its title not telling (none, or only the county's name)."""
+    others = [d for d in load_declarations().values()
+              if d.department != v.department and d.period_type == v.declaration.period_type]
+    if not others:
+        return False
+    other = rng.choice(others)
+    copy = base_variant(v.ident, other.department, v.period, v.fmt)
+    v.columns, v.rows, v.decimals = copy.columns, copy.rows, copy.decimals
+    v.subline_style, v.key_wide = "", False
+    if v.title_line is not None:
+        v.above[v.title_line] = [rng.choice([None, "丹巴县扶贫工作统计表"])]
+        v.title_line = None
+    v.month_copies = []
+    v.wants = [Want("TITLE_DEPARTMENT_MISMATCH")]
+    v.forbid = []
+    return True
+
+
 ACCEPTED = {
     "title_rows": (p_title_rows, 0.6), "info_above": (p_info_above, 0.25), "info_below": (p_info_below, 0.4),
     "footnotes": (p_footnotes, 0.3), "header_text": (p_header_text, 0.5), "unit_placement": (p_unit_placement, 0.3),
@@ -1012,17 +1294,23 @@ ACCEPTED = {
     "null_optional": (p_null_optional, 0.3), "percent_cells": (p_percent_cells, 0.5),
     "formulas": (p_formulas, 0.12), "float_noise": (p_float_noise, 0.3), "missing_township": (p_missing_township, 0.08),
     "sheets_after": (p_sheets_after, 0.2), "spacer_column": (p_spacer_column, 0.1), "resaved": (p_resaved, 0.12),
+    "code_column": (p_code_column, 0.15), "column_markers": (p_column_markers, 0.12),
+    "flattened_header": (p_flattened_header, 0.3), "header_group_level": (p_header_group_level, 0.1),
+    "sheet_per_month": (p_sheet_per_month, 0.15), "total_plain_sum": (p_total_plain_sum, 0.4),
+    "subline": (p_subline, 0.15),
 }
 #: applied in this order (structure first, then cell contents)
 ORDER = (
     "missing_township", "title_rows", "info_above", "serial_column", "remark_column", "key_merged_wide",
-    "unit_placement", "header_text", "header_merges", "column_numbers", "shuffle_columns", "spacer_column",
-    "total_position", "total_labels", "shuffle_rows", "blank_rows", "hidden_rows", "hidden_columns", "extra_sheets",
-    "sheets_after", "township_names", "null_optional", "percent_cells", "float_noise", "numbers_as_text", "formulas",
-    "resaved", "info_below", "footnotes",
+    "flattened_header", "header_group_level", "unit_placement", "header_text", "header_merges", "column_numbers",
+    "column_markers", "shuffle_columns", "spacer_column", "total_position", "total_labels", "shuffle_rows",
+    "blank_rows", "hidden_rows", "hidden_columns", "extra_sheets", "sheets_after", "sheet_per_month",
+    "township_names", "code_column", "subline", "null_optional", "percent_cells", "float_noise", "total_plain_sum",
+    "numbers_as_text", "formulas", "resaved", "info_below", "footnotes",
 )
 WORKBOOK_ONLY = {
     "hidden_rows", "hidden_columns", "extra_sheets", "sheets_after", "formulas", "key_merged_wide", "resaved",
+    "sheet_per_month",
 }
 
 
@@ -1103,15 +1391,39 @@ def f_unit_line(v: Variant, rng: random.Random) -> bool:
     return True
 
 
+#: Chenghua helper subdistricts whose pairing with a Danba township is verified [ART]
+_VERIFIED_HELPERS = {"513323201": "猛追湾街道", "513323204": "府青路街道", "513323207": "建设路街道",
+                     "513323213": "白莲池街道"}
+
+
 def f_township_unknown(v: Variant, rng: random.Random) -> bool:
+    """A township's own name misspelt (章谷乡 for 章谷镇), its former name out of date (巴底乡 in 2017), its
+    verified helper subdistrict, or a place that does not exist: TOWNSHIP_UNKNOWN on its row, and —
+    except for the place that does not exist — not also that township reported missing."""
     row = rng.choice(_data(v))
-    choices = ["聂嘎乡", "府青路街道", "新华乡", "章古镇"]
-    if v.period[:4] >= "2013":
-        choices.append("巴底乡")
-    row.label = rng.choice(choices)
-    v.wants = [w for w in v.wants if w.row != ("town", str(row.code))]
-    v.wants.append(Want("TOWNSHIP_UNKNOWN", ("town", str(row.code)), KEY))
-    v.tolerated.append(Want("TOWNSHIP_MISSING"))
+    code = str(row.code)
+    name = township_name_at(code, period_start(v.period))
+    kinds = ["typo", "typo", "nowhere"]
+    if code == "513323101" and v.period[:4] >= "2013":
+        kinds.append("former")
+    if code in _VERIFIED_HELPERS:
+        kinds.append("helper")
+    kind = rng.choice(kinds)
+    if kind == "typo":
+        row.label = name.replace("呷", "嘎") if "呷" in name else name[:-1] + ("镇" if name.endswith("乡") else "乡")
+    elif kind == "former":
+        row.label = "巴底乡"
+    elif kind == "helper":
+        row.label = _VERIFIED_HELPERS[code]
+    else:
+        row.label = rng.choice(["新华乡", "和平镇"])
+    v.wants = [w for w in v.wants if w.row != ("town", code)]
+    v.wants.append(Want("TOWNSHIP_UNKNOWN", ("town", code), KEY))
+    code_keyed = next(c for c in v.columns if c.name == KEY).path[0] != v.declaration.key.header
+    if kind == "nowhere" or code_keyed:
+        v.tolerated.append(Want("TOWNSHIP_MISSING"))
+    elif not any(w.code == "TOWNSHIP_MISSING" for w in v.wants):
+        v.forbid.append(Want("TOWNSHIP_MISSING"))  # the township it meant is named, not also missing
     return True
 
 
@@ -1122,6 +1434,7 @@ def f_township_duplicate(v: Variant, rng: random.Random) -> bool:
     v.wants.append(Want("TOWNSHIP_DUPLICATE", ("town", str(a.code)), KEY))
     v.wants.append(Want("TOWNSHIP_DUPLICATE", ("town", str(b.code)), KEY))
     v.tolerated.append(Want("TOWNSHIP_MISSING"))
+    v.tolerated.append(Want("TOWNSHIP_CODE_MISMATCH"))  # b's 区划代码 is still b's own
     return True
 
 
@@ -1139,7 +1452,8 @@ def _tolerate_sum_effects(v: Variant, row: Row, name: str) -> None:
 
     What an accepted perturbation had written into the cell is gone, and so is its want."""
     v.wants = [w for w in v.wants if not (w.row == ("town", str(row.code)) and w.column == name
-                                          and w.code in ("VALUE_COERCED", "VALUE_NULL_TOKEN"))]
+                                          and w.code in ("VALUE_COERCED", "VALUE_NULL_TOKEN"))
+               and not (w.code == "TOTAL_IS_PLAIN_SUM" and w.column == name)]
     v.tolerated.append(Want("TOTAL_MISMATCH", ("total",), None))
     v.tolerated.append(Want("RULE_FAILED", ("town", str(row.code)), None))
 
@@ -1217,37 +1531,44 @@ def f_unknown_column(v: Variant, rng: random.Random) -> bool:
 
 
 def f_rate_ambiguous(v: Variant, rng: random.Random) -> bool:
+    """One township's rate a bare fraction (0.97) in a column of percentages: plain 95, “99.8%” text or
+    cells shown as 95% — refused, not guessed (0.97 % or 97 %?)."""
     rates = [c.name for c in v.columns if (ind := _indicator(v, c.name)) is not None and ind.value_type == "rate"]
-    if not rates or any(r.formats for r in _data(v)):
+    if not rates:
         return False
     name = rates[0]
-    if not all(isinstance(r.cells.get(name), int | float) for r in _data(v)):
-        return False  # 95% text beside a lone 0.95: the rule reads the 0.95 as a fraction (documented)
-    rows = [r for r in _data(v) if isinstance(r.cells.get(name), int | float) and 0 < r.cells[name] < 100]
-    if not rows:
-        rows = _data(v)[:1]
-    row = rows[0]
-    value = row.cells.get(name) if isinstance(row.cells.get(name), int | float) and row.cells[name] else 95.0
-    row.cells[name] = round(float(value) / 100, 4) if float(value) / 100 < 1 else 0.95
+    rows = [r for r in _data(v) if r.cells.get(name) is not None and not r.label_in_serial]
+    if len(rows) < 2:
+        return False
+    plain = all(isinstance(r.cells.get(name), int | float) and not r.formats.get(name) for r in rows)
+    if plain and rng.random() < 0.5:
+        for r in rows:
+            r.cells[name] = f"{r.cells[name]:g}%"
+    row = rng.choice(rows)
+    true = v.truth[str(row.code)].get(name) or 95.0
+    row.cells[name] = round(true / 100, 4) if 0 < true < 100 else 0.95
+    row.formats.pop(name, None)
+    v.wants = [w for w in v.wants if not (w.row == ("town", str(row.code)) and w.column == name)]
     v.wants.append(Want("RATE_AMBIGUOUS", ("town", str(row.code)), name))
     return True
 
 
 def f_two_forms(v: Variant, rng: random.Random) -> bool:
-    if v.fmt not in ("xlsx", "xls"):
-        return False
+    if v.fmt not in ("xlsx", "xls") or v.title_line is None:
+        return False  # a copy without a title claims no period: the form named 5月 would be read
     v.sheets_after.append(("上月", None))
     v.wants = [Want("SHEET_AMBIGUOUS")]  # the file is refused before anything else is looked at
     return True
 
 
-FAULTS = {
+FAULTS = {  # in turn per department (make_variant); one not applicable to a form passes its turn on
     "period_ambiguous": f_period_ambiguous, "period_mismatch": f_period_mismatch,
-    "wrong_department": f_wrong_department, "unit_header": f_unit_header, "unit_line": f_unit_line,
+    "wrong_department": f_wrong_department, "other_department_header": f_other_department_header,
+    "unit_header": f_unit_header, "unit_line": f_unit_line,
     "township_unknown": f_township_unknown, "township_duplicate": f_township_duplicate,
     "excel_error": f_excel_error, "text_value": f_text_value, "null_required": f_null_required,
     "negative": f_negative, "total_wrong": f_total_wrong, "unknown_column": f_unknown_column,
-    "rate_ambiguous": f_rate_ambiguous, "two_forms": f_two_forms,
+    "two_forms": f_two_forms, "rate_ambiguous": f_rate_ambiguous, "code_mismatch": f_code_mismatch,
 }
 
 
@@ -1266,15 +1587,21 @@ def make_variant(i: int, seed: int) -> Variant:
             continue
         no_formula_cells = v.department != "education" and not any(r.kind == "total" for r in v.rows)
         if name == "formulas" and ((fmt != "xlsx" and soffice() is None) or "numbers_as_text" in applied
-                                   or no_formula_cells):
-            continue  # Excel's SUM skips numbers stored as text: that total would really be wrong
+                                   or no_formula_cells or "subline" in applied):
+            continue  # Excel's SUM skips numbers stored as text (and adds sub-lines): that total would be wrong
         if rng.random() < probability:
             fn(v, rng)
             applied.add(name)
+    # i % 5 is the department and i // 5 its own count: every third of its variants carries a fault, the
+    # faults taken in turn (so every fault meets every department), and every twelfth is a nil return
+    slot = i // 5
+    if slot % 12 == 2 and "subline" not in applied:  # nothing to report this period
+        make_nil(v, rng)
+        return v
     uncached = v.formulas and soffice() is None  # refused for its formulas: no fault on top
-    if rng.random() < 0.35 and not uncached:
+    if slot % 3 == 0 and not uncached:
         names = list(FAULTS)
-        start = (i // 5) % len(names)  # i % 5 is the department: every fault meets every department
+        start = (slot // 3) % len(names)
         for name in names[start:] + names[:start]:
             if name == "total_wrong" and "formulas" in applied:
                 continue
