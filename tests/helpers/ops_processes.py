@@ -118,6 +118,7 @@ def start_prefect_server(root: Path, timeout: float = 180.0, database_url: str |
         "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
         # as docs/operations.md sets it: the failed-run alert's {{ flow_run|ui_url }} is rendered by the server
         "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",  # the UI's own calls (default: port 4200)
     })
     proc = start("prefect-server", [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
                                     "--port", str(port), *(() if ui else ("--no-ui",))], env, root / "logs")
