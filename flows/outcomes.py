@@ -28,7 +28,7 @@ from warehouse import schema
 
 STATE_NAMES = {"rejected": "Rejected", "quarantined": "Quarantined"}
 STATUS_ZH = {"loaded": "已入库", "duplicate": "重复", "rejected": "已退回", "quarantined": "待核",
-             "skipped": "跳过", "failed": "出错"}
+             "skipped": "跳过", "failed": "出错", "unchanged": "已处理过"}
 
 
 def outcome_state(result: SubmissionResult) -> State[Any] | SubmissionResult:
