@@ -72,6 +72,9 @@ ISSUE_CODES: dict[str, tuple[Severity, Action, str]] = {
     "INCREMENT_MISMATCH": ("warning", "flag", "a 本月 value ≠ the change of its 本年累计 since the previous month"),
     "RULE_FAILED": ("warning", "flag", "a declared rule failed (severity and action from the declaration)"),
     "DUPLICATE_SUBMISSION": ("info", "report", "the identical file was already received"),
+    "NEWER_VERSION_LOADED": ("critical", "quarantine", "a file received again that would now load, but a version of "
+                             "the period received after it is loaded: older data never replaces newer unasked; "
+                             "an operator decides (duikou quarantine release --force)"),
     "CELL_TRUNCATED": ("warning", "coerce", "a text cell longer than 1,000 characters"
                        " (tasks.forms.file_safety.MAX_CELL_CHARS) was cut to that length as it was read;"
                        " sheet, row, column and original length given"),

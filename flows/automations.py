@@ -5,8 +5,15 @@
 |---|---|---|
 | ``duikou: flow run failed`` | a duikou flow run entering Failed or Crashed | the run's name and message |
 | ``duikou: returns missing`` | ``duikou.returns.missing`` (the nightly run) | the return and its due date |
+| ``duikou: restatement needed`` | ``duikou.release.restatement_needed`` | the release and its draft |
+| ``duikou: submission quarantined`` | ``duikou.submission.quarantined`` (ingest, nightly) | file, why, run link |
+| ``duikou: daily refusals`` | ``duikou.submissions.refused`` (the nightly, when any) | every file refused in 24 h |
 
-Both send through one notification block chosen by configuration (``DUIKOU_NOTIFY_BLOCK``,
+The failed-run alert's link is the server's ``{{ flow_run|ui_url }}``: the Prefect *server* needs
+``PREFECT_UI_URL`` or the link reads ``None`` (``duikou serve`` warns once when it is unset). The
+quarantine notice carries the link its run computed (``run_url`` in the event's payload).
+
+All send through one notification block chosen by configuration (``DUIKOU_NOTIFY_BLOCK``,
 ``<block type slug>/<block name>``, default ``custom-webhook/duikou-ops``): any Prefect
 notification block works (Slack, email, MS Teams, a custom webhook). ``duikou automations
 --webhook-url URL`` saves a custom-webhook block under that name for the common case.
@@ -25,11 +32,13 @@ from prefect.client.orchestration import get_client
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 
-from flows.events import RESTATEMENT_NEEDED, RETURNS_MISSING
+from flows.events import RESTATEMENT_NEEDED, RETURNS_MISSING, SUBMISSION_QUARANTINED, SUBMISSIONS_REFUSED
 
 FAILED_RUNS = "duikou: flow run failed"
 MISSING_RETURNS = "duikou: returns missing"
 RESTATEMENT = "duikou: restatement needed"
+QUARANTINE_NOTICE = "duikou: submission quarantined"
+REFUSALS_DIGEST = "duikou: daily refusals"
 DUIKOU_FLOWS = ["ingest-submission", "nightly", "refresh-reports"]
 
 
@@ -114,7 +123,43 @@ def desired_automations(block_id: UUID) -> list[AutomationCore]:
                   "waits for sign-off (duikou release show {{ event.payload.draft_id }})."),
         )],
     )
-    return [failed, missing, restatement]
+    quarantined = AutomationCore(
+        name=QUARANTINE_NOTICE,
+        description="A return was quarantined: an operator releases or rejects it (docs/operations.md).",
+        enabled=True,
+        trigger=EventTrigger(
+            expect={SUBMISSION_QUARANTINED},
+            match={"prefect.resource.id": "duikou.submission.*"},
+            posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=block_id,
+            subject=("duikou: 待核 {{ event.payload.department }} {{ event.payload.period }} "
+                     "{{ event.payload.original_name }} quarantined"),
+            body=("{{ event.payload.department }} {{ event.payload.period }} 《{{ event.payload.original_name }}》"
+                  " 已暂存待核 (quarantined): {{ event.payload.reason }}\n"
+                  "运行 run: {{ event.payload.run_url }}\n"
+                  "回执 receipt: {{ event.payload.receipt_url }}\n"
+                  "处理 decide: duikou quarantine release|reject {{ event.payload.submission_id }} --reason …"),
+        )],
+    )
+    digest = AutomationCore(
+        name=REFUSALS_DIGEST,
+        description="Once a night: every return rejected or quarantined in the last 24 hours.",
+        enabled=True,
+        trigger=EventTrigger(
+            expect={SUBMISSIONS_REFUSED},
+            match={"prefect.resource.id": "duikou.submissions"},
+            posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=block_id,
+            subject=("duikou: 24小时内退回 {{ event.payload.rejected }} 份、待核 {{ event.payload.quarantined }} 份 "
+                     "(refused in 24 h)"),
+            body="{{ event.payload.text }}",
+        )],
+    )
+    return [failed, missing, restatement, quarantined, digest]
 
 
 def ensure_automations(block_id: UUID) -> list[str]:

@@ -4,7 +4,9 @@ Every command creates or upgrades the warehouse and loads reference data on firs
 ``duikou ingest`` works on an empty data directory. Exit codes: 0 done (for ``ingest``: loaded or
 duplicate), 1 the submission was rejected or quarantined (``quarantine release``: the release was
 refused; ``db upgrade``: the warehouse's schema differs and was left as it was), 2 a usage error
-(``quarantine release/reject``: an unknown, ambiguous or not-quarantined id), 3 a failure of the
+(``quarantine release/reject``: an unknown, ambiguous or not-quarantined id; any command: a
+mistaken argument — unknown department, missing file, malformed or impossible period — refused in
+one line by ``flows/arguments.py`` before any flow starts), 3 a failure of the
 system, not of the submission (the warehouse unreachable after its retries, Prefect's temporary
 server not starting, any unexpected error): one line on stderr naming the cause; the traceback goes
 to a log file named in that line, or to stderr with ``duikou --debug`` / ``DUIKOU_DEBUG=1``.
@@ -48,17 +50,25 @@ def cmd_quarantine_list(args: argparse.Namespace) -> int:
     from flows.warehouse_access import open_warehouse
     from tasks.submission.quarantine import list_quarantined
 
-    items = list_quarantined(open_warehouse(get_settings()))
+    engine = open_warehouse(get_settings())
+    items = list_quarantined(engine, include_overtaken=True)
+    shown = items if args.all else [item for item in items if item.later_version is None]
+    hidden = len(items) - len(shown)
     if args.json:
-        print(json.dumps([item.to_dict() for item in items], ensure_ascii=False))
+        print(json.dumps([item.to_dict() for item in shown], ensure_ascii=False))
         return EXIT_OK
-    if not items:
+    if not shown:
         print("没有待核提交 (nothing in quarantine)")
-        return EXIT_OK
-    for item in items:
+    for item in shown:
         print(f"{item.submission_id}  {item.department:<9} {item.period:<7} "
               f"{item.received_at:%Y-%m-%d %H:%M}Z  {item.original_name}")
         print(f"    {', '.join(item.issue_codes) or '-'}: {item.first_message or ''}")
+        if item.later_version is not None:
+            print(f"    已有更晚收到的版本入库 (a later version is loaded): {item.later_version.describe()} "
+                  "— 放行需 --force (release needs --force)")
+    if hidden:
+        print(f"另有{hidden}份待核提交的本期已有更晚收到的版本入库，未列出 "
+              f"({hidden} more whose period has a later loaded version: --all shows them)")
     return EXIT_OK
 
 
@@ -75,14 +85,16 @@ def cmd_quarantine_decide(args: argparse.Namespace) -> int:
     try:
         ledger = find_quarantined(open_warehouse(get_settings()), args.id)
         result = quarantine_decision(ledger["submission_id"], ledger["department"], ledger["period"],
-                                     args.decision, by.strip(), args.reason.strip())
+                                     args.decision, by.strip(), args.reason.strip(),
+                                     force=bool(getattr(args, "force", False)))
     except DecisionError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if result.status == "refused":
         if args.json:
             print(json.dumps({"submission_id": result.submission_id, "status": "refused",
-                              "message": result.message, "blockers": list(result.blockers)},
+                              "message": result.message, "blockers": list(result.blockers),
+                              "later_version": result.later_version},
                              ensure_ascii=False, default=str))
         print(f"{prog}: {result.message}", file=sys.stderr)
         return EXIT_NOT_LOADED
@@ -96,6 +108,9 @@ def cmd_quarantine_decide(args: argparse.Namespace) -> int:
               f"{block.get('decided_at')} — {block.get('reason')}")
     if result.supersedes:
         print(f"取代 supersedes: {result.supersedes}")
+    if result.later_version is not None:
+        print(f"强制放行 forced: 取代了更晚收到的版本 (replaced the later version) "
+              f"{result.later_version['submission_id']} ({result.later_version['original_name']})")
     if result.receipt_path:
         print(f"回执 receipt: {result.receipt_path}")
     return EXIT_OK
@@ -169,8 +184,18 @@ def cmd_db_roles(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("duikou")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duikou", description="对口 paired-assistance data pipeline")
+    parser.add_argument("--version", action="version", version=f"duikou {_version()}")
     parser.add_argument("--debug", action="store_true",
                         help="on a failure of the system (exit 3) print the traceback (also DUIKOU_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     qsub = quarantine.add_subparsers(dest="quarantine_command", required=True)
     qlist = qsub.add_parser("list", help="quarantined submissions, newest first")
     qlist.add_argument("--json", action="store_true", help="print one JSON array")
+    qlist.add_argument("--all", action="store_true",
+                       help="also those whose period already has a later loaded version (hidden by default)")
     qlist.set_defaults(func=cmd_quarantine_list)
     for name, text in (("release", "read the kept file again and load it despite its quarantine issues"),
                        ("reject", "reject it: nothing is loaded")):
@@ -218,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("--by", help="who decides (default: the OS user)")
         decide.add_argument("--reason", required=True, help="why; recorded with the decision")
         decide.add_argument("--json", action="store_true", help="print the rewritten receipt as JSON")
+        if name == "release":
+            decide.add_argument("--force", action="store_true",
+                                help="release even over a later loaded version of the period (the --reason "
+                                     "says why; recorded in the decision audit)")
         decide.set_defaults(func=cmd_quarantine_decide, decision=name)
 
     docs = sub.add_parser("docs", help="regenerate docs/datasets.md from the declarations")
@@ -303,6 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit code: 0 done, 1 not loaded / refused, 2 usage, 3 failure of the system."""
     _quiet_prefect()
     args = build_parser().parse_args(argv)
+    from flows.arguments import ArgumentMistake, check_arguments
+
+    try:  # before anything starts: no flow run, no Prefect, no GX for a mistyped argument
+        check_arguments(args)
+    except ArgumentMistake as exc:
+        print(f"duikou {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     from flows.prefect_home import check_prefect_database, explain_prefect_db_error
     debug = _debug_requested(args)
     if debug:  # e.g. each failed attempt to reach the warehouse (warehouse.engine.connect_with_retries)

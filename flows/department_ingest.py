@@ -3,7 +3,10 @@ thread path's ``ingest-department`` task (``flows/nightly.py``) and the work poo
 ``ingest-department`` flow (``flows/workpool.py``) both run.
 
 Per file: a malformed period folder is *skipped*, an unexpected error *failed*, and the next file
-goes on; what became of each file is a :class:`FileOutcome`.
+goes on; what became of each file is a :class:`FileOutcome`. A file not loaded as it came —
+rejected, quarantined, skipped, failed — gets one warning line in the run's log naming the file
+and why; a rejected or quarantined one also its event (``flows/outcomes.py``). Progress goes to
+``flows/progress.py`` (``duikou nightly`` on a terminal).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from prefect import get_run_logger
 from sqlalchemy import Engine
 
 from duikou_settings import Settings
+from flows import progress
+from flows.outcomes import STATUS_ZH, announce, file_line
 from flows.pipeline import process_submission
 from tasks.submission.journey import SubmissionError
 from tasks.submission.result import SubmissionResult
@@ -34,16 +39,24 @@ def ingest_files(department: str, files: Sequence[tuple[Path, str]], *, engine: 
                  reference: ReferenceFrames, settings: Settings) -> list[FileOutcome]:
     """``files``: (path, period) of one department's files in arrival order; one outcome per file, in order."""
     out: list[FileOutcome] = []
+    logger = get_run_logger()
     for path, period in files:
         try:
             result = process_submission(path, department, period, engine=engine, reference=reference,
                                         settings=settings, follow_up=False)
         except SubmissionError as exc:  # a malformed period folder: say so, keep going
+            logger.warning("%s skipped %s %s %s: %s", STATUS_ZH["skipped"], department, period, path.name, exc)
             out.append(FileOutcome(str(path), "skipped", reason=str(exc)))
+            progress.file_done(department, path.name, "skipped")
             continue
         except Exception as exc:  # one broken submission must not stop the others
-            get_run_logger().exception("processing %s failed", path)
+            logger.exception("%s failed %s %s %s", STATUS_ZH["failed"], department, period, path.name)
             out.append(FileOutcome(str(path), "failed", reason=f"{type(exc).__name__}: {exc}"))
+            progress.file_done(department, path.name, "failed")
             continue
+        if result.status in ("rejected", "quarantined"):
+            logger.warning("%s", file_line(result))  # one line per file not loaded, with why
+            announce(result)
         out.append(FileOutcome(str(path), "processed", result=result))
+        progress.file_done(department, result.original_name, result.status)
     return out

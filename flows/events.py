@@ -5,6 +5,13 @@
 | ``duikou.submission.received`` | ``duikou.submission.<id>`` | intake, ``duikou submit`` | ``ingest-submission`` |
 | ``duikou.warehouse.updated`` | ``duikou.warehouse`` | ``ingest-submission`` after a load | ``refresh-reports`` |
 | ``duikou.returns.missing`` | ``duikou.returns.<department>`` | ``nightly`` | a notification |
+| ``duikou.submission.quarantined`` | ``duikou.submission.<id>`` | ingest, ``nightly`` | the quarantine notice |
+| ``duikou.submission.rejected`` | ``duikou.submission.<id>`` | ingest, ``nightly`` | (counted in the digest) |
+| ``duikou.submissions.refused`` | ``duikou.submissions`` | ``nightly``, when any in 24 h | the daily digest |
+
+The outcome events carry the run's page (``run_url``, from ``PREFECT_UI_URL`` or inferred from
+``PREFECT_API_URL``) in their payload: the notification's link is made where the run is known,
+not by the server's ``ui_url`` filter, which says ``None`` unless the server has ``PREFECT_UI_URL``.
 | ``duikou.release.restatement_needed`` | ``duikou.release.<id>`` | ``nightly``, ``release restate`` | a notification |
 
 ``submission_received`` carries everything the ingest flow needs as its parameters (path,
@@ -24,6 +31,10 @@ WAREHOUSE_UPDATED = "duikou.warehouse.updated"
 RETURNS_MISSING = "duikou.returns.missing"
 RESTATEMENT_NEEDED = "duikou.release.restatement_needed"
 WAREHOUSE_RESOURCE = "duikou.warehouse"
+SUBMISSION_QUARANTINED = "duikou.submission.quarantined"
+SUBMISSION_REJECTED = "duikou.submission.rejected"
+SUBMISSIONS_REFUSED = "duikou.submissions.refused"
+OUTCOME_EVENTS = {"quarantined": SUBMISSION_QUARANTINED, "rejected": SUBMISSION_REJECTED}
 
 
 def submission_received(*, submission_id: str, path: str, department: str, period: str, original_name: str,
@@ -49,6 +60,36 @@ def warehouse_updated(*, submission_id: str, department: str, period: str, statu
         related=[RelatedResource({"prefect.resource.id": f"duikou.submission.{submission_id}",
                                   "prefect.resource.role": "submission"})],
         payload={"submission_id": submission_id, "department": department, "period": period, "status": status},
+    )
+
+
+def submission_outcome(*, submission_id: str, department: str, period: str, original_name: str, status: str,
+                       reason: str, issue_codes: list[str], run_url: str | None, receipt_url: str | None) -> Event:
+    """A submission that needs a person (quarantined) or went back to its department (rejected)."""
+    return Event(
+        event=OUTCOME_EVENTS[status],
+        resource=Resource({
+            "prefect.resource.id": f"duikou.submission.{submission_id}",
+            "prefect.resource.name": original_name,
+            "duikou.department": department,
+            "duikou.period": period,
+        }),
+        payload={"submission_id": submission_id, "department": department, "period": period,
+                 "original_name": original_name, "status": status, "reason": reason, "issue_codes": issue_codes,
+                 "run_url": run_url or "", "receipt_url": receipt_url or ""},
+    )
+
+
+def submissions_refused(items: list[dict[str, str]], since: datetime) -> Event:
+    """The nightly's digest: every submission rejected or quarantined since ``since`` (one line each)."""
+    lines = [f"{i['status']} {i['department']} {i['period']} {i['original_name']} ({i['submission_id']}): {i['reason']}"
+             for i in items]
+    return Event(
+        event=SUBMISSIONS_REFUSED,
+        resource=Resource({"prefect.resource.id": "duikou.submissions", "prefect.resource.name": "duikou submissions"}),
+        payload={"count": len(items), "since": since.isoformat(), "items": items, "text": "\n".join(lines),
+                 "quarantined": sum(1 for i in items if i["status"] == "quarantined"),
+                 "rejected": sum(1 for i in items if i["status"] == "rejected")},
     )
 
 

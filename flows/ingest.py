@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
-from prefect import flow, tags
+from prefect import flow, get_run_logger, tags
 
 from duikou_settings import get_settings
 from flows import events
 from flows.department_notices import notify_outcome
+from flows.outcomes import announce, log_causes, outcome_state
 from flows.pipeline import process_submission
 from flows.run_ui import ingest_run_name, publish_run_summary, tag_current_run
 from flows.warehouse_access import existing_warehouse, open_warehouse
@@ -18,11 +20,14 @@ from warehouse.refdata import reference_frames
 
 @flow(name="ingest-submission", flow_run_name=ingest_run_name, log_prints=False)
 def ingest_submission(path: str, department: str, period: str, dry_run: bool = False) -> SubmissionResult:
-    """Read, normalise, validate and load one submission; write its receipt.
+    """Read, normalise, validate and load one submission; write its receipt. Returns the
+    :class:`SubmissionResult` — a rejected or quarantined one inside a ``Completed`` state named
+    ``Rejected`` / ``Quarantined`` (flows/outcomes.py), which a caller of the flow receives as the result.
 
     The ``duikou.submission.received`` trigger and ``duikou ingest`` start it alike; after a load
-    it emits ``duikou.warehouse.updated`` (which starts ``refresh-reports``); after a refusal or a
-    quarantine the department is told through its notification block (``flows/department_notices.py``).
+    it emits ``duikou.warehouse.updated`` (which starts ``refresh-reports``); a rejected or
+    quarantined return emits ``duikou.submission.rejected`` / ``.quarantined``, and the department
+    is told through its notification block (``flows/department_notices.py``).
     """
     settings = get_settings()
     engine = existing_warehouse(settings) if dry_run else open_warehouse(settings)
@@ -32,6 +37,7 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
             Path(path), department, period, engine=engine, reference=reference_frames(),
             settings=settings, dry_run=dry_run,
         )
+    log_causes(get_run_logger(), result)  # one line per issue cause
     if not dry_run:
         tag_current_run(f"status:{result.status}")
         publish_run_summary(result, settings)
@@ -40,4 +46,6 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
             events.emit_from_run(events.warehouse_updated(
                 submission_id=result.submission_id, department=result.department, period=result.period,
                 status=result.status))
-    return result
+        announce(result)
+    # a named state's data is what the caller of the flow receives: still a SubmissionResult
+    return cast(SubmissionResult, outcome_state(result))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +108,39 @@ def print_nightly(summary: Any) -> None:
 
 
 def _first_problem(receipt: dict[str, Any]) -> str:
-    for item in receipt.get("issues", []):
-        if item["severity"] == "critical":
-            return f"{item['code']} {item['message']}"
-    return receipt.get("summary_zh", "")
+    from tasks.submission.result import problem_of
+
+    return problem_of(receipt)
+
+
+@contextmanager
+def nightly_progress(enabled: bool) -> Iterator[None]:
+    """On a terminal (and without ``--json``): a ``rich`` progress bar — files done / total and the
+    department being loaded — fed by ``flows/progress.py``. Otherwise (cron, pipes, ``--json``) silent."""
+    if not enabled:
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows import progress
+
+    problems = {"rejected", "quarantined", "skipped", "failed"}
+    with Progress(TextColumn("夜间运行 nightly"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("对账 reconciling the landing area…", total=None)
+        seen = {"problems": 0}
+
+        def show(event: progress.Progress) -> None:
+            if event.kind == "found":
+                bar.update(task, total=event.total, description=f"{event.total} 个新文件 new files")
+                return
+            seen["problems"] += event.status in problems
+            flagged = f"  问题 problems {seen['problems']}" if seen["problems"] else ""
+            bar.update(task, advance=1, description=f"{event.department}: {event.name} {event.status}{flagged}")
+
+        with progress.listening(show):
+            yield
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
@@ -127,7 +158,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     reach_warehouse()
     own_prefect_server()
     try:
-        summary = nightly_flow(get_settings())(run_label=args.label or "", build_report=not args.no_report)
+        with nightly_progress(sys.stderr.isatty() and not args.json):
+            summary = nightly_flow(get_settings())(run_label=args.label or "", build_report=not args.no_report)
     except WorkPoolUnavailable as exc:  # DUIKOU_TASK_RUNNER=workpool without a server, deployment or pool
         print(f"duikou nightly: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -42,6 +42,7 @@ from sqlalchemy import Engine
 
 from duikou_settings import Settings, get_settings
 from expectations.declaration import load_declarations
+from flows.ops_files import ops_files_router
 from flows.portal import mount_portal
 from flows.upload_stream import Upload, announce, refuse, stream_upload
 from tasks.forms.periods import parse_plausible_period
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, prefect_api_url: str | None = N
     # no /docs nor /redoc: FastAPI's pages load Swagger UI from a CDN, and the county intranet has no internet
     app = FastAPI(title="duikou intake", description="Departments submit returns; the token names the department.",
                   docs_url=None, redoc_url=None)
+    app.include_router(ops_files_router(settings))  # /ops/files/…: receipts and reports for the ops team
 
     def engine_of() -> Engine | None:
         """The warehouse once it exists (the intake never creates one)."""

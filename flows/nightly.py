@@ -26,9 +26,11 @@ from sqlalchemy import Engine
 from duikou_settings import Settings, get_settings
 from expectations.declaration import load_declarations
 from expectations.registry_declaration import load_registry_declarations
+from flows import progress
 from flows.department_ingest import FileOutcome, ingest_files
 from flows.department_notices import notify_departments_task
 from flows.missing_alerts import alert_missing_returns_task
+from flows.outcomes import STATUS_ZH, refusals_digest_task
 from flows.pipeline import recover_receipts
 from flows.release_alerts import restatements_task
 from flows.warehouse_access import open_warehouse
@@ -158,6 +160,9 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
         pending, summary.unchanged, summary.skipped, summary.failed = reconciled
     logger.info("landing area: %d new, %d already in the ledger, %d skipped", len(pending), summary.unchanged,
                 len(summary.skipped))
+    progress.files_found(len(pending))
+    for item in summary.skipped:  # each named, with why (the landing scan's own skips)
+        logger.warning("跳过 skipped %s: %s", item["path"], item["reason"])
     # fan out per department through the flow's task runner (flows/runners.py), or as flow runs on a
     # work pool (flows/workpool.py); in arrival order within one department
     groups = by_department(pending)
@@ -203,6 +208,7 @@ def nightly(run_label: str = "", build_report: bool = True) -> NightlySummary:
         summary.marts_skipped += registries[1]
     summary.missing = step("alert-missing-returns", lambda: alert_missing_returns_task(engine)) or []
     step("notify-departments", lambda: notify_departments_task(engine, settings, summary.processed))
+    step("refusals-digest", lambda: refusals_digest_task(engine))
     reports_dir = settings.resolved_data_dir / "reports"
     summary.restatements = step("release-restatements", lambda: restatements_task(engine, reports_dir)) or []
     if build_report:
@@ -256,17 +262,27 @@ class NightlyIncomplete(RuntimeError):
         self.summary = summary
 
 
-def _publish_artifact(summary: NightlySummary) -> None:
+#: the artifact's order: what needs a person first
+_PROBLEM_RANK = {"failed": 0, "step failed": 0, "quarantined": 1, "rejected": 2, "skipped": 3, "marts skipped": 4,
+                 "duplicate": 5, "loaded": 6}
+
+
+def artifact_rows(summary: NightlySummary) -> list[dict[str, Any]]:
+    """The nightly artifact's table: one row per file (and per step or mart row that did not go
+    through), problems first — failed, quarantined, rejected, skipped — each with why; then the loads."""
+    from tasks.submission.result import problem_of
+
     rows: list[dict[str, Any]] = [
         {
-            "department": r.department,
-            "period": r.period,
-            "file": r.original_name,
-            "status": r.status,
-            "critical": r.receipt["counts"]["issues"]["critical"] if "counts" in r.receipt else 0,
-            "warnings": r.receipt["counts"]["issues"]["warning"] if "counts" in r.receipt else 0,
+            "状态 status": f"{STATUS_ZH.get(r.status, r.status)} {r.status}",
+            "部门 department": r.department,
+            "报告期 period": r.period,
+            "文件 file": r.original_name,
+            "原因 reason": "" if r.status in ("loaded", "duplicate") else problem_of(r.receipt),
+            "严重 critical": r.receipt["counts"]["issues"]["critical"] if "counts" in r.receipt else 0,
+            "警告 warnings": r.receipt["counts"]["issues"]["warning"] if "counts" in r.receipt else 0,
             "submission_id": r.submission_id,
-            "reason": "",
+            "_rank": _PROBLEM_RANK.get(r.status, 9),
         }
         for r in summary.processed
     ]
@@ -275,7 +291,28 @@ def _publish_artifact(summary: NightlySummary) -> None:
              *(("failed", f["path"], f["reason"]) for f in summary.failed),
              *(("marts skipped", "", text) for text in summary.marts_skipped),
              *(("step failed", f["step"], f["reason"]) for f in summary.steps_failed)]
-    rows += [{"department": "", "period": "", "file": where, "status": status, "critical": 0, "warnings": 0,
-              "submission_id": "", "reason": reason} for status, where, reason in named]
-    create_table_artifact(key="nightly-submissions", table=rows or [{"status": "nothing new"}],
-                          description=f"Nightly run: {summary.counts()}")
+    for status, where, reason in named:
+        department, period = _landing_partition(where)
+        rows.append({"状态 status": f"{STATUS_ZH.get(status, '')} {status}".strip(), "部门 department": department,
+                     "报告期 period": period, "文件 file": Path(where).name if where else "", "原因 reason": reason,
+                     "严重 critical": 0, "警告 warnings": 0, "submission_id": "", "_rank": _PROBLEM_RANK[status]})
+    rows.sort(key=lambda r: (r["_rank"], r["部门 department"], r["报告期 period"], r["文件 file"]))
+    return [{k: v for k, v in row.items() if k != "_rank"} for row in rows]
+
+
+def _landing_partition(where: str) -> tuple[str, str]:
+    """(department, period) of a landing path ``…/<department>/<period>/<file>``, else blanks."""
+    parts = Path(where).parts
+    if len(parts) >= 3 and parts[-3] in _departments():
+        return parts[-3], parts[-2]
+    return "", ""
+
+
+def _publish_artifact(summary: NightlySummary) -> None:
+    counts = summary.counts()
+    problems = sum(counts.get(k, 0) for k in ("failed", "quarantined", "rejected", "skipped", "steps_failed"))
+    told = "，".join(f"{STATUS_ZH.get(k, k)} {k} {v}" for k, v in counts.items() if v)
+    create_table_artifact(
+        key="nightly-submissions", table=artifact_rows(summary) or [{"状态 status": "没有新文件 nothing new"}],
+        description=(f"夜间运行 nightly: {problems} 个问题在前 (problems first)；{told}" if problems
+                     else f"夜间运行 nightly: 没有问题 (no problems)；{told}"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,17 @@ def _api_url() -> str | None:
     return str(value) if value else None
 
 
+def ui_url_warning() -> str | None:
+    """The line ``duikou serve`` prints when ``PREFECT_UI_URL`` is not set (None when it is)."""
+    from prefect.settings import get_current_settings
+
+    if "ui_url" in get_current_settings().model_fields_set:
+        return None
+    return ("duikou serve: 警告 PREFECT_UI_URL 未设置：告警中的运行链接会显示为 None (warning: PREFECT_UI_URL is not "
+            "set — set it, for the Prefect server too, e.g. http://prefect-host:4200, or the failed-run alert's link "
+            "reads None; see docs/operations.md)")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.serve import serve_in_process, serve_process_per_run
 
@@ -31,6 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "see docs/operations.md", file=sys.stderr)
         return EXIT_USAGE
     settings = get_settings()
+    if (line := ui_url_warning()) is not None:  # once, at start: every alert's link depends on it
+        print(line, file=sys.stderr, flush=True)
 
     def ready(ids: dict[str, Any], notes: list[str]) -> None:
         print(f"duikou serve: {', '.join(sorted(ids))} registered on {_api_url()}", flush=True)
@@ -77,6 +91,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     answer = {"submission_id": landed.submission_id, "department": landed.department, "period": landed.period,
               "original_name": landed.original_name, "stored": str(landed.path)}
+    sent_at = time.time()
     if _api_url() and not args.local:
         try:
             events.emit(events.submission_received(
@@ -87,6 +102,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                   f"could not be sent ({type(exc).__name__}: {exc}); the nightly run will load it", file=sys.stderr)
             return EXIT_NOT_LOADED
         answer["status"] = "received"
+        if args.wait:
+            return _wait_for_receipt(landed.submission_id, settings.receipts_dir, args, answer, sent_at)
         print(json.dumps(answer, ensure_ascii=False) if args.json else
               f"提交 {landed.submission_id} received: {events.SUBMISSION_RECEIVED} sent to {_api_url()}; "
               f"the receipt follows in {settings.receipts_dir / (landed.submission_id + '.json')}")
@@ -101,6 +118,39 @@ def cmd_submit(args: argparse.Namespace) -> int:
           f"提交 {landed.submission_id} {result.status} (ingested locally: no PREFECT_API_URL) — "
           f"{result.receipt.get('summary_zh', '')}")
     return EXIT_OK if result.status in ("loaded", "duplicate") else EXIT_NOT_LOADED
+
+
+def _wait_for_receipt(submission_id: str, receipts: Path, args: argparse.Namespace, answer: dict[str, Any],
+                      sent_at: float) -> int:
+    """``submit --wait``: the receipt the run writes for this upload (its own, or ``.duplicate.json``
+    for a file the ledger had), printed as ``ingest`` prints it; the exit code as ``ingest``'s."""
+    from flows.ingest_cli import print_receipt
+
+    deadline = time.monotonic() + args.wait_timeout
+    candidates = (receipts / f"{submission_id}.json", receipts / f"{submission_id}.duplicate.json")
+    while time.monotonic() < deadline:
+        for path in candidates:
+            try:
+                if path.stat().st_mtime >= sent_at - 1:  # written by this upload's run, not an earlier one
+                    receipt = json.loads(path.read_text(encoding="utf-8"))
+                    break
+            except (OSError, ValueError):  # not there yet, or being replaced this instant
+                continue
+        else:
+            time.sleep(0.5)
+            continue
+        if args.json:
+            print(json.dumps(receipt, ensure_ascii=False, default=str))
+        else:
+            print_receipt(receipt)
+            print(f"回执 receipt: {path}")
+        return EXIT_OK if receipt.get("status") in ("loaded", "duplicate") else EXIT_NOT_LOADED
+    print(f"duikou submit: 提交 {submission_id} 已收到，但{args.wait_timeout:.0f}秒内未见回执 "
+          f"(received, but no receipt within {args.wait_timeout:.0f} s: is `duikou serve` running? it will appear in "
+          f"{candidates[0]})", file=sys.stderr)
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+    return EXIT_NOT_LOADED
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
@@ -184,6 +234,9 @@ def add_ops_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     submit.add_argument("--period", required=True, help="YYYY-MM (monthly) or YYYY (annual)")
     submit.add_argument("--local", action="store_true", help="ingest here even when PREFECT_API_URL is set")
     submit.add_argument("--json", action="store_true")
+    submit.add_argument("--wait", action="store_true",
+                        help="wait for the receipt and exit as `ingest` does (0 loaded/duplicate, 1 not loaded)")
+    submit.add_argument("--wait-timeout", type=float, default=300.0, help="seconds (default 300)")
     submit.set_defaults(func=cmd_submit)
 
     token = sub.add_parser("intake-token", help="issue, rotate, list and revoke departments' intake tokens")

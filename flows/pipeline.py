@@ -17,6 +17,7 @@ from tasks.submission.journey import (
     Parsed,
     Received,
     build_receipt,
+    hold_if_overtaken,
     is_registry,
     preview_load,
     storage_paths,
@@ -77,6 +78,7 @@ def process_submission(
         return SubmissionResult(received.submission_id, department, received.period.label,
                                 received.original_name, validation.outcome, receipt, None)
 
+    validation = hold_if_overtaken(engine, received, previous, validation)  # never older over newer
     outcome = steps.load_task(engine, received, parsed, validation, settings)
     if outcome.status == "duplicate":  # another run recorded the same file first: its receipt stays its own
         return lost_race(engine, received, settings)

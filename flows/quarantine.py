@@ -1,8 +1,10 @@
 """``quarantine-decision``: an operator releases or rejects one quarantined submission.
 
-Release: receive the kept file again → read & normalise → history → validate (the ingest
+Release: refuse if the partition has a later loaded version (``newer_version_guard``, unless
+``force``) → receive the kept file again → read & normalise → history → validate (the ingest
 pipeline's own ``read_and_validate``) → refuse if any issue's action is ``reject`` → load with
-the decision (one transaction) → receipt (+ correction workbook) → drop the quarantine copy.
+the decision (one transaction; the later-version rule checked again under the partition lock)
+→ receipt (+ correction workbook) → drop the quarantine copy.
 Reject: status + decision (one transaction) → receipt. See :mod:`tasks.submission.quarantine` for the rules.
 """
 
@@ -25,7 +27,9 @@ from tasks.submission.journey import build_receipt
 from tasks.submission.quarantine import (
     DecisionError,
     KeptFileError,
+    NewerVersionLoaded,
     OperatorDecision,
+    newer_version_guard,
     receipt_paths,
     refusal_message,
     release_blockers,
@@ -59,6 +63,8 @@ class DecisionResult:
     receipt_path: Path | None
     supersedes: str | None = None
     blockers: tuple[dict[str, Any], ...] = ()
+    #: the partition's later loaded version: what refused the release, or what a forced one replaced
+    later_version: dict[str, Any] | None = None
 
 
 def _decision_run_name() -> str:
@@ -76,15 +82,18 @@ def quarantine_decision(
     decision: Literal["release", "reject"],
     decided_by: str,
     reason: str,
+    force: bool = False,
 ) -> DecisionResult:
     """Release or reject the quarantined submission ``submission_id`` of (department, period).
 
     ``department`` and ``period`` name the partition the decision touches (and the run); they
     must match the ledger. DecisionError when the submission is not quarantined (any more).
+    A release over a later loaded version of the partition is refused (status ``refused``, the
+    version named) unless ``force``: then it goes ahead and its decision row names that version.
     """
     settings = get_settings()
     engine = open_warehouse(settings)
-    the_decision = OperatorDecision(decision, decided_by, reason)
+    the_decision = OperatorDecision(decision, decided_by, reason, force=force)
     ledger = find_quarantined_task(engine, submission_id)
     if (ledger["department"], ledger["period"]) != (department, period):
         raise DecisionError(f"submission {ledger['submission_id']} is {ledger['department']} {ledger['period']}, "
@@ -96,6 +105,10 @@ def quarantine_decision(
 
 
 def _release(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision, settings: Settings) -> DecisionResult:
+    try:  # first, before the file is read: never older data over newer unasked
+        later = newer_version_guard(engine, str(ledger["submission_id"]), force=decision.force)
+    except NewerVersionLoaded as exc:
+        return _refused(ledger, decision, str(exc), (), later=exc.later.to_dict())
     try:
         received = receive_kept_task(ledger, settings)
     except KeptFileError as exc:
@@ -105,13 +118,16 @@ def _release(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision,
     if blockers:
         return _refused(ledger, decision, refusal_message(received.submission_id, blockers),
                         tuple(i.to_dict() for i in blockers))
-    outcome = release_task(engine, received, parsed, validation, decision, settings)
+    try:
+        outcome = release_task(engine, received, parsed, validation, decision, settings)
+    except NewerVersionLoaded as exc:  # a later version was loaded meanwhile (checked under the lock)
+        return _refused(ledger, decision, str(exc), (), later=exc.later.to_dict())
     stored, receipt_path, stored_rel = released_paths(received, settings)
     as_loaded = released(validation)
     receipt = build_receipt(received, parsed, as_loaded, status=outcome.status, load_outcome=outcome,
                             stored=stored_rel)
     overridden = tuple(i for i in validation.issues if i.severity == "critical")
-    receipt = with_decision(receipt, decision, overridden)
+    receipt = with_decision(receipt, decision, overridden, later)
     receipt = steps.correction_task(received, receipt, as_loaded, settings)  # as process_submission does
     steps.receipt_task(receipt, receipt_path, stored)
     discard_quarantine_copy_task(ledger, settings, stored)
@@ -119,7 +135,8 @@ def _release(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision,
     refresh_marts_task(engine)  # released facts count in the KPIs (and completeness) at once
     return DecisionResult(received.submission_id, received.department, received.period.label,
                           received.original_name, decision.decision, outcome.status, receipt["summary_zh"],
-                          receipt, receipt_path, supersedes=outcome.supersedes)
+                          receipt, receipt_path, supersedes=outcome.supersedes,
+                          later_version=later.to_dict() if later is not None else None)
 
 
 def _reject(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision, settings: Settings) -> DecisionResult:
@@ -135,7 +152,7 @@ def _reject(engine: Engine, ledger: dict[str, Any], decision: OperatorDecision, 
 
 
 def _refused(ledger: dict[str, Any], decision: OperatorDecision, message: str,
-             blockers: tuple[dict[str, Any], ...]) -> DecisionResult:
+             blockers: tuple[dict[str, Any], ...], later: dict[str, Any] | None = None) -> DecisionResult:
     return DecisionResult(ledger["submission_id"], ledger["department"], ledger["period"],
                           ledger["original_name"], decision.decision, "refused", message, None, None,
-                          blockers=blockers)
+                          blockers=blockers, later_version=later)

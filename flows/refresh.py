@@ -27,6 +27,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 
 from duikou_settings import get_settings
 from flows.events import WAREHOUSE_UPDATED
+from flows.ops_files import ops_file_url
 from flows.release_alerts import restatements_task
 from flows.run_ui import tag_current_run
 from flows.warehouse_access import open_warehouse
@@ -78,7 +79,8 @@ def refresh_reports(event_id: str = "", updated_at: str = "", debounce_seconds: 
     tag_current_run("refresh:built")
     create_markdown_artifact(
         key="duikou-report",
-        markdown=f"## 报告 report rebuilt\n\n- [{path}]({path.resolve().as_uri()})\n- mart rows: {rows}\n"
+        markdown=f"## 报告 report rebuilt\n\n- [{path.name}]({ops_file_url(path, settings) or path.name})\n"
+                 f"- mart rows: {rows}\n"
                  f"- after warehouse update at {updated_at or 'manual run'}",
         description="the latest report",
     )

@@ -4,7 +4,8 @@
   department gave its file (from the intake sidecar when the file was stored under its id);
 - the run's tags: ``department:<d>``, ``period:<p>``, ``status:<outcome>``;
 - a markdown artifact ``ingest-<department>-<period>`` with the outcome, the counts and links to
-  the receipt and the report.
+  the receipt, the correction workbook and the report — over HTTP, on the intake server's
+  ``/ops/files`` (``flows/ops_files.py``), which browsers open (they refuse ``file://`` from a page).
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def tag_current_run(*tags: str) -> None:
         client.update_flow_run(run_id, tags=sorted({*current, *tags}))
 
 
+def _link(path: Path, settings: Settings) -> str:
+    """A markdown link over HTTP (the intake server's ``/ops/files``; ops sign in), never ``file://``."""
+    from flows.ops_files import ops_file_url
+
+    url = ops_file_url(path, settings)
+    return f"[{path.name}]({url})" if url else f"`{path.name}`"
+
+
 def publish_run_summary(result: SubmissionResult, settings: Settings) -> None:
     receipt: dict[str, Any] = result.receipt
     counts = receipt.get("counts", {})
@@ -58,12 +67,11 @@ def publish_run_summary(result: SubmissionResult, settings: Settings) -> None:
         lines.append(f"- 问题 issues: critical {issues.get('critical', 0)}, warning {issues.get('warning', 0)}, "
                      f"info {issues.get('info', 0)}")
     if result.receipt_path is not None:
-        lines.append(f"- 回执 receipt: [{result.receipt_path.name}]({result.receipt_path.resolve().as_uri()})")
+        lines.append(f"- 回执 receipt: {_link(result.receipt_path, settings)}")
     if receipt.get("correction_workbook"):
         workbook = settings.resolved_data_dir / receipt["correction_workbook"]
-        lines.append(f"- 更正表 correction workbook: [{workbook.name}]({workbook.as_uri()})")
-    lines.append(f"- 报告 report: [reports/latest/index.html]({report.as_uri()}) "
-                 "(rebuilt by `refresh-reports` after each load)")
+        lines.append(f"- 更正表 correction workbook: {_link(workbook, settings)}")
+    lines.append(f"- 报告 report: {_link(report, settings)} (rebuilt by `refresh-reports` after each load)")
     create_markdown_artifact(
         key=f"ingest-{result.department}-{result.period}".lower().replace("_", "-"),  # keys: [a-z0-9-]
         markdown="\n".join(lines),

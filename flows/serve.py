@@ -96,10 +96,13 @@ def build_deployments(flows: dict[str, Flow[..., Any]]) -> list[RunnerDeployment
 def prepare_server(settings: Settings) -> list[str]:
     """Writer concurrency limit and automations; returns what was set up, for the log."""
     from flows.automations import NotificationBlockMissing, ensure_automations, notification_block_id
-    from tasks.submission.writer_slots import GLOBAL_WRITERS, set_global_writer_limit
+    from tasks.submission.writer_slots import GLOBAL_WRITERS, remove_partition_limits, set_global_writer_limit
 
     set_global_writer_limit(settings.writer_concurrency)
     notes = [f"concurrency limit {GLOBAL_WRITERS} = {settings.writer_concurrency}"]
+    if removed := remove_partition_limits():  # what earlier versions left on the Concurrency page
+        notes.append(f"removed {len(removed)} per-partition concurrency limit(s) an earlier version left "
+                     f"({removed[0]}, …)")
     try:
         notes += ensure_automations(notification_block_id(settings.notify_block))
     except NotificationBlockMissing as exc:

@@ -12,6 +12,16 @@ Both take the partition lock (``advisory_lock("submission", department, period)`
 takes and check, under it, that the submission is still ``quarantined``: two operators deciding
 at once serialise, and the second gets a ``DecisionError``. Decision rows are only ever
 inserted (the table is the audit trail); a file received again keeps its earlier decisions.
+
+**Never older over newer.** A release — and any re-evaluation of a file the ledger already
+holds that would now load — must not replace a version of the partition that was *received
+later* and is loaded: that is the department's correction. :func:`newer_version_guard` is the
+one rule every door calls (the CLI, the ``quarantine-decision`` flow, a portal or API that can
+release, and the loader under the partition lock): it raises :class:`NewerVersionLoaded`, which
+names the later version, unless the operator forces it (``OperatorDecision.force``, with the
+decision's reason). A forced release is recorded like any other — its decision row names the
+version it replaced (``overrode_version``) and ``v_restatement`` shows the change, since the
+release supersedes that version as any correction does.
 """
 
 from __future__ import annotations
@@ -38,6 +48,37 @@ class DecisionError(ValueError):
 
 
 @dataclass(frozen=True)
+class LaterVersion:
+    """The partition's loaded version that was received after the submission being decided."""
+
+    submission_id: str
+    original_name: str
+    received_at: datetime
+    loaded_at: datetime | None
+
+    def describe(self) -> str:
+        return (f"{self.submission_id} ({self.original_name}, received "
+                f"{_as_utc(self.received_at):%Y-%m-%d %H:%M}Z)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"submission_id": self.submission_id, "original_name": self.original_name,
+                "received_at": _as_utc(self.received_at).isoformat(),
+                "loaded_at": _as_utc(self.loaded_at).isoformat() if self.loaded_at else None}
+
+
+class NewerVersionLoaded(DecisionError):
+    """Loading this submission would replace a later, loaded version of its partition."""
+
+    def __init__(self, submission_id: str, department: str, period: str, later: LaterVersion) -> None:
+        self.submission_id, self.later = submission_id, later
+        super().__init__(
+            f"{department} {period} 已有更新的已入库版本 {later.describe()}，不能用较早的提交 {submission_id} "
+            f"覆盖 (a later version is loaded: submission {submission_id} was received before it; "
+            f"release with --force and a --reason to replace it anyway)"
+        )
+
+
+@dataclass(frozen=True)
 class OperatorDecision:
     """Who decided what, when and why. ``reason`` and ``decided_by`` must say something."""
 
@@ -45,6 +86,8 @@ class OperatorDecision:
     decided_by: str
     reason: str
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: the operator knowingly replaces a later loaded version of the partition (``--force``)
+    force: bool = False
 
     def __post_init__(self) -> None:
         if self.decision not in RESULTING_STATUS:
@@ -55,19 +98,24 @@ class OperatorDecision:
             raise ValueError("a decision needs a reason")
         if self.decided_at.tzinfo is None:
             raise ValueError("decided_at must be timezone-aware")
+        if self.force and self.decision != "release":
+            raise ValueError("only a release can be forced over a later version")
 
     @property
     def resulting_status(self) -> str:
         return RESULTING_STATUS[self.decision]
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         """The receipt's ``decision`` block."""
-        return {
+        out: dict[str, Any] = {
             "decision": self.decision,
             "decided_by": self.decided_by,
             "decided_at": self.decided_at.astimezone(UTC).isoformat(),
             "reason": self.reason,
         }
+        if self.force:
+            out["forced"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -83,6 +131,8 @@ class QuarantinedSubmission:
     receipt_path: str | None
     issue_codes: tuple[str, ...]
     first_message: str | None
+    #: a version of the partition received later and loaded: releasing this one needs ``--force``
+    later_version: LaterVersion | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +145,7 @@ class QuarantinedSubmission:
             "receipt_path": self.receipt_path,
             "issue_codes": list(self.issue_codes),
             "first_message": self.first_message,
+            "later_version": self.later_version.to_dict() if self.later_version else None,
         }
 
 
@@ -135,8 +186,56 @@ def require_quarantined(status: str | None, submission_id: str) -> None:
         raise DecisionError(f"submission {submission_id} is {status}, not quarantined: nothing to decide")
 
 
-def write_decision(conn: Connection, submission_id: str, decision: OperatorDecision) -> int:
-    """Append one decision row inside the caller's transaction (partition lock held); its seq."""
+def later_loaded_version(
+    conn: Connection, department: str, period: str, received_at: datetime, submission_id: str
+) -> LaterVersion | None:
+    """The partition's loaded version if it was received after ``received_at`` (and is another file)."""
+    sub = schema.submission
+    row = conn.execute(
+        select(sub.c.submission_id, sub.c.original_name, sub.c.received_at, sub.c.loaded_at).where(
+            sub.c.department == department, sub.c.period == period, sub.c.status == "loaded",
+            sub.c.submission_id != submission_id,
+        )
+    ).first()
+    if row is None or _as_utc(row.received_at) <= _as_utc(received_at):
+        return None
+    return LaterVersion(row.submission_id, row.original_name, _as_utc(row.received_at),
+                        _as_utc(row.loaded_at) if row.loaded_at else None)
+
+
+def newer_version_guard(
+    engine: Engine | Connection, submission_id: str, *, force: bool = False
+) -> LaterVersion | None:
+    """THE rule: may the ledger's submission ``submission_id`` be loaded without putting older data
+    over newer? Returns the later loaded version a forced release replaces (None: nothing later).
+
+    Raises :class:`NewerVersionLoaded` naming the later version unless ``force``; DecisionError
+    when there is no such submission. Read-only; the loader calls it again under the partition lock.
+    """
+    def check(conn: Connection) -> LaterVersion | None:
+        sub = schema.submission
+        row = conn.execute(
+            select(sub.c.department, sub.c.period, sub.c.received_at).where(sub.c.submission_id == submission_id)
+        ).first()
+        if row is None:
+            raise DecisionError(f"no submission {submission_id}")
+        later = later_loaded_version(conn, row.department, row.period, row.received_at, submission_id)
+        if later is not None and not force:
+            raise NewerVersionLoaded(submission_id, row.department, row.period, later)
+        return later
+
+    if isinstance(engine, Connection):
+        return check(engine)
+    with engine.connect() as conn:
+        return check(conn)
+
+
+def write_decision(
+    conn: Connection, submission_id: str, decision: OperatorDecision, overrode: str | None = None
+) -> int:
+    """Append one decision row inside the caller's transaction (partition lock held); its seq.
+
+    ``overrode``: the later loaded version a forced release replaced."""
     table = schema.submission_decision
     seq = int(
         conn.execute(
@@ -152,6 +251,7 @@ def write_decision(conn: Connection, submission_id: str, decision: OperatorDecis
             decided_at=decision.decided_at.astimezone(UTC),
             reason=decision.reason.strip(),
             resulting_status=decision.resulting_status,
+            overrode_version=overrode,
         )
     )
     return seq
@@ -183,8 +283,10 @@ def reject_submission(engine: Engine, submission_id: str, decision: OperatorDeci
         return write_decision(conn, submission_id, decision)
 
 
-def quarantined_submissions(engine: Engine) -> list[QuarantinedSubmission]:
-    """Every quarantined submission, newest received first, with its critical issues."""
+def quarantined_submissions(engine: Engine, *, include_overtaken: bool = True) -> list[QuarantinedSubmission]:
+    """Every quarantined submission, newest received first, with its critical issues and the later
+    loaded version of its partition, if any. ``include_overtaken=False`` leaves out those that
+    have one (releasing them would put older data over newer: :func:`newer_version_guard`)."""
     sub, iss = schema.submission, schema.submission_issue
     with engine.connect() as conn:
         rows = conn.execute(
@@ -198,6 +300,8 @@ def quarantined_submissions(engine: Engine) -> list[QuarantinedSubmission]:
             .where(sub.c.status == "quarantined", iss.c.severity == "critical")
             .order_by(iss.c.submission_id, iss.c.seq)
         ).all()
+        later = {r["submission_id"]: later_loaded_version(conn, r["department"], r["period"], r["received_at"],
+                                                          r["submission_id"]) for r in rows}
     codes: dict[str, list[str]] = {}
     first: dict[str, str] = {}
     for submission_id, code, message in issues:
@@ -216,8 +320,10 @@ def quarantined_submissions(engine: Engine) -> list[QuarantinedSubmission]:
             receipt_path=r["receipt_path"],
             issue_codes=tuple(codes.get(r["submission_id"], ())),
             first_message=first.get(r["submission_id"]),
+            later_version=later[r["submission_id"]],
         )
         for r in rows
+        if include_overtaken or later[r["submission_id"]] is None
     ]
 
 

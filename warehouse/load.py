@@ -18,6 +18,10 @@ Ledger rules:
   audit trail, stay);
 * an operator's release of a quarantined submission (``decision=``, see ``warehouse.decisions``)
   is such a re-evaluation that loads, plus the decision row, in the same transaction;
+* never older over newer: a release, or a re-evaluation of a row the ledger holds that would now
+  load, is refused (``NewerVersionLoaded``, nothing written) when the partition's loaded version
+  was received later — checked under the partition lock by ``warehouse.decisions.newer_version_guard``;
+  a forced release (``OperatorDecision.force``) goes ahead and its decision row names that version;
 * a new ``loaded`` submission supersedes the partition's current one (status ``superseded``,
   ``superseded_by`` set; the new row's ``supersedes`` points back). Old facts stay in
   ``fact_indicator_value``; ``v_indicator_value`` shows only the current version, and since the
@@ -49,7 +53,7 @@ from warehouse import schema
 from warehouse.bootstrap import begin_write
 from warehouse.bulk import FACT_COLUMNS as FACT_COLUMNS  # re-exported: the facts frame's columns
 from warehouse.bulk import FactBatch, insert_facts, pause_point, prepare_facts
-from warehouse.decisions import OperatorDecision, require_quarantined, write_decision
+from warehouse.decisions import OperatorDecision, newer_version_guard, require_quarantined, write_decision
 from warehouse.engine import advisory_lock
 from warehouse.keys import legacy_key, submission_key
 
@@ -94,6 +98,7 @@ class DqResult:
     issue_code: str | None = None
     action: str | None = None  # reject / quarantine / flag / report
     unexpected_rows: tuple[int, ...] = ()  # form row numbers of the failing rows
+    label_zh: str | None = None  # what the check asks, in Chinese (for people; not stored)
 
 
 @dataclass(frozen=True)
@@ -364,6 +369,10 @@ def record_submission(
             require_quarantined(existing.status if existing is not None else None, record.submission_id)
         if existing is not None and existing.status in ("loaded", "superseded"):
             return LoadOutcome(record.submission_id, "duplicate", None, existing.submission_id, 0)
+        overrode = None
+        if existing is not None and loaded:  # older data never goes over newer unknowingly
+            overrode = newer_version_guard(conn, existing.submission_id,
+                                           force=decision is not None and decision.force)
         if existing is not None:
             _forget_details(conn, existing.submission_id)
 
@@ -414,7 +423,7 @@ def record_submission(
         write_issues_and_results(conn, record.submission_id, issues, dq_results)
         _insert_many(conn, schema.dq_flag, flag_rows)
         if decision is not None:
-            write_decision(conn, record.submission_id, decision)
+            write_decision(conn, record.submission_id, decision, overrode.submission_id if overrode else None)
         pause_point("before_commit", conn)  # test-only hook, a no-op unless DUIKOU_TEST_PAUSE_AT is set
 
     return LoadOutcome(record.submission_id, record.status, previous, None, facts_loaded)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Connection, DateTime, Engine, Float, String, Text, column, func, select, table
@@ -389,26 +390,34 @@ def partition_history(engine: Engine, department: str, period: str) -> Partition
     return PartitionHistory(department, period, versions, restatements)
 
 
-def _number(value: Any, *, signed: bool = False) -> str:
+#: a rate (unit %) is shown with this many decimals, as the forms and the report show it
+RATE_DECIMALS = 2
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def _number(value: Any, *, signed: bool = False, decimals: int | None = None) -> str:
     number = _float_or_none(value)
     if number is None:
         return "—"
+    if decimals is not None:
+        return f"{number:+,.{decimals}f}" if signed else f"{number:,.{decimals}f}"
     return f"{number:+,.10g}" if signed else f"{number:,.10g}"
 
 
-def _change(old: Any, new: Any, difference: Any) -> str:
+def _change(old: Any, new: Any, difference: Any, decimals: int | None = None) -> str:
     """``old → new (±difference)``; a value that appeared or disappeared says so."""
     if _float_or_none(old) is None and _float_or_none(new) is not None:
         note = "appeared"
     elif _float_or_none(new) is None and _float_or_none(old) is not None:
         note = "disappeared"
     else:
-        note = _number(difference, signed=True)
-    return f"{_number(old)} → {_number(new)} ({note})"
+        note = _number(difference, signed=True, decimals=decimals)
+    return f"{_number(old, decimals=decimals)} → {_number(new, decimals=decimals)} ({note})"
 
 
 def _moment(value: datetime | None) -> str:
-    return "—" if value is None else f"{value:%Y-%m-%d %H:%M}Z"
+    """Beijing time, as the county reads a clock."""
+    return "—" if value is None else f"{_utc(value).astimezone(BEIJING):%Y-%m-%d %H:%M} 北京时间"  # type: ignore[union-attr]
 
 
 def history_lines(history: PartitionHistory) -> list[str]:
@@ -417,6 +426,7 @@ def history_lines(history: PartitionHistory) -> list[str]:
     if not history.versions:
         return [f"{title}: 没有版本 (no versions received)"]
     lines = [f"{title}: {len(history.versions)} 个版本 versions, newest first"]
+    kpi_decimals = {k.kpi: k.decimals for k in load_kpis()}
     for v in history.versions:
         lines.append(
             f"  {v.submission_id}  {v.status:<11} received {_moment(v.received_at)}  "
@@ -441,13 +451,14 @@ def history_lines(history: PartitionHistory) -> list[str]:
         for row in r.values.itertuples(index=False):
             lines.append(
                 f"    {row.indicator} {row.label_zh}  {row.township_code} {row.township_name}: "
-                f"{_change(row.old_value, row.new_value, row.difference)} {row.unit}"
+                f"{_change(row.old_value, row.new_value, row.difference, RATE_DECIMALS if row.unit == '%' else None)}"
+                f" {row.unit}"
             )
         if not r.kpis.empty:
             lines.append("  指标变动 KPIs moved:")
         for row in r.kpis.itertuples(index=False):
             lines.append(
                 f"    {row.year} {row.kpi} {row.label_zh}: "
-                f"{_change(row.old_value, row.new_value, row.difference)} {row.unit}"
+                f"{_change(row.old_value, row.new_value, row.difference, kpi_decimals.get(str(row.kpi)))} {row.unit}"
             )
     return lines

@@ -264,6 +264,8 @@ submission_decision = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Column("reason", Text, nullable=False, comment="why, in the operator's words (required)"),
     Column("resulting_status", String(16), nullable=False, comment="ledger status the decision set"),
+    Column("overrode_version", String(16), nullable=True,
+           comment="a forced release (--force): the later loaded version of the partition it replaced"),
     CheckConstraint("decision IN ('release', 'reject')", name="decision_known"),
     CheckConstraint(
         "(decision = 'release' AND resulting_status = 'loaded') "

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from tasks.forms.template_mark import MARK_SHEET, TemplateMark, find_mark
 from tasks.forms.townships import TownshipResolver
 from tasks.landing.landed import OVERSIZE_KEPT_BYTES, clean_original_name, oversize_key, read_sidecar
 from tasks.validation.validate import Validation, decide_outcome
-from warehouse.decisions import OperatorDecision
+from warehouse.decisions import NewerVersionLoaded, OperatorDecision, newer_version_guard
 from warehouse.history import CheckHistory, read_check_history
 from warehouse.keys import submission_key
 from warehouse.ledger import ledger_row
@@ -192,8 +192,6 @@ def mark_issues(mark: TemplateMark | None, received: Received) -> list[Issue]:
 
 
 def _with_issues(form: NormalisedForm, extra: list[Issue]) -> NormalisedForm:
-    from dataclasses import replace
-
     return replace(form, issues=(*extra, *form.issues))
 
 
@@ -213,6 +211,23 @@ def validate(parsed: Parsed, history: CheckHistory | None = None) -> Validation:
     return validate_form(parsed.form, declaration_for(parsed.form.department),
                          history.values if history is not None else None,
                          history.accepted if history is not None else None)
+
+
+def hold_if_overtaken(engine: Engine, received: Received, previous: dict[str, Any] | None,
+                      validation: Validation) -> Validation:
+    """A file the ledger already holds (quarantined or rejected) that would now load, while a version
+    of its period received after it is loaded: quarantined with ``NEWER_VERSION_LOADED`` instead —
+    older data never replaces newer unasked (``warehouse.decisions.newer_version_guard``, the rule an
+    operator's release obeys too). Any other validation is returned as it is."""
+    if previous is None or validation.outcome != "loaded":
+        return validation
+    try:
+        newer_version_guard(engine, str(previous["submission_id"]))
+    except NewerVersionLoaded as exc:
+        held = issue("NEWER_VERSION_LOADED",
+                     f"本期已有更晚收到的版本 {exc.later.describe()} 入库；此文件较早，不自动覆盖，需人工核准")
+        return replace(validation, outcome="quarantined", issues=(*validation.issues, held))
+    return validation
 
 
 def long_facts(form: NormalisedForm, validation: Validation) -> pd.DataFrame:

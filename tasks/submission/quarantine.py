@@ -35,6 +35,7 @@ from tasks.submission.journey import (
 from tasks.validation.validate import Validation
 from warehouse.decisions import DecisionError as DecisionError  # re-exported for flows/
 from warehouse.decisions import (
+    LaterVersion,
     OperatorDecision,
     QuarantinedSubmission,
     quarantined_submissions,
@@ -42,6 +43,8 @@ from warehouse.decisions import (
     require_quarantined,
     resolve_submission,
 )
+from warehouse.decisions import NewerVersionLoaded as NewerVersionLoaded
+from warehouse.decisions import newer_version_guard as newer_version_guard  # THE rule, for every door
 from warehouse.load import LoadOutcome
 
 
@@ -49,9 +52,11 @@ class KeptFileError(SubmissionError):
     """The kept file is missing or is no longer the file the ledger recorded (sha256 differs)."""
 
 
-def list_quarantined(engine: Engine) -> list[QuarantinedSubmission]:
-    """Quarantined submissions, newest received first, with their critical issues."""
-    return quarantined_submissions(engine)
+def list_quarantined(engine: Engine, *, include_overtaken: bool = False) -> list[QuarantinedSubmission]:
+    """Quarantined submissions, newest received first, with their critical issues and the later loaded
+    version of their period, if any — those left out unless ``include_overtaken`` (releasing one
+    would put older data over newer; it needs ``--force``)."""
+    return quarantined_submissions(engine, include_overtaken=include_overtaken)
 
 
 def find_quarantined(engine: Engine, id_or_prefix: str) -> dict[str, Any]:
@@ -132,20 +137,26 @@ def release(
 
 
 def with_decision(
-    receipt: dict[str, Any], decision: OperatorDecision, overridden: tuple[Issue, ...] = ()
+    receipt: dict[str, Any], decision: OperatorDecision, overridden: tuple[Issue, ...] = (),
+    overrode: LaterVersion | None = None,
 ) -> dict[str, Any]:
-    """A copy of ``receipt`` carrying the decision block and a summary that names it."""
+    """A copy of ``receipt`` carrying the decision block and a summary that names it.
+
+    ``overrode``: the later loaded version a forced release replaced."""
     out = dict(receipt)
     block: dict[str, Any] = {**decision.to_dict(), "previous_status": "quarantined"}
     if overridden:
         block["overridden_issues"] = sorted({i.code for i in overridden})
+    if overrode is not None:
+        block["overrode_version"] = overrode.to_dict()
     out["status"] = decision.resulting_status
     out["decision"] = block
     counts = (out.get("counts") or {}).get("issues") or {}
     tally = (f"(严重{counts.get('critical', 0)}项，警告{counts.get('warning', 0)}项，"
              f"提示{counts.get('info', 0)}项)") if counts else ""
     if decision.decision == "release":
-        out["summary_zh"] = f"经人工核准放行({decision.decided_by})，已入库{tally}"
+        forced = f"，取代了更晚收到的版本{overrode.submission_id}" if overrode is not None else ""
+        out["summary_zh"] = f"经人工核准放行({decision.decided_by}){forced}，已入库{tally}"
     else:
         out["summary_zh"] = f"经人工核查退回({decision.decided_by})：数据未入库{tally}"
         out["counts"] = {**(out.get("counts") or {}), "rows_loaded": 0, "facts_loaded": 0}

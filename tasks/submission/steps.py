@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
@@ -19,7 +19,7 @@ from duikou_settings import Settings
 from tasks.retry_policy import IO_RETRIES
 from tasks.submission import journey
 from tasks.submission.writer_slots import writer_slot
-from tasks.validation.validate import Validation, check_summary_rows, check_summary_text
+from tasks.validation.validate import Validation, check_summary_markdown, check_summary_text
 from warehouse.history import CheckHistory
 from warehouse.load import LoadOutcome
 from warehouse.refdata import ReferenceFrames
@@ -53,13 +53,13 @@ def validate_task(parsed: journey.Parsed, history: CheckHistory | None = None) -
 
 @task(name="dq-summary", cache_policy=NO_CACHE)
 def dq_summary_task(received: journey.Received, validation: Validation) -> None:
-    """The submission's check summary as a Prefect table artifact ``dq-<department>-<period>``."""
+    """The submission's check summary as a Prefect markdown artifact ``dq-<department>-<period>``:
+    the reading issues and failing checks first, in Chinese, the passed checks folded below."""
     key = f"dq-{received.department}-{received.period.label}".lower().replace("_", "-")  # keys: [a-z0-9-]
-    rows = check_summary_rows(validation)
-    create_table_artifact(
+    title = f"{received.department} {received.period.label} 《{received.original_name}》 `{received.submission_id}`"
+    create_markdown_artifact(
         key=key,
-        table=rows or [{"check": "—", "severity": "", "passed": False, "unexpected": 0, "rows": "",
-                        "on_failure": "no checks ran: the file could not be read"}],
+        markdown=check_summary_markdown(validation, title),
         description=f"{received.department} {received.period.label} `{received.submission_id}`: "
         + check_summary_text(validation),
     )

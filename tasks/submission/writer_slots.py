@@ -1,11 +1,16 @@
-"""Prefect global concurrency limits around warehouse writes.
+"""The Prefect global concurrency limit around warehouse writes.
 
-Two limits are taken together for every load: ``duikou-warehouse-writers`` (all partitions;
-``DUIKOU_WRITER_CONCURRENCY``, set by ``duikou serve``) and ``duikou-writer-<department>-<period>``
-(one writer per partition, created with limit 1 on first use). They keep concurrent runs from
-queueing on the database; the database lock and the single-transaction load stay the real
-guard, so a run that holds no slot (the limit was deleted, or the API is briefly away) is still
-correct, only less polite. Hence:
+One limit is taken for every load: ``duikou-warehouse-writers`` (all partitions;
+``DUIKOU_WRITER_CONCURRENCY``, set by ``duikou serve``). It keeps concurrent runs from queueing
+on the database. One writer per partition is the warehouse's own partition lock (PostgreSQL
+advisory lock, SQLite ``BEGIN IMMEDIATE``) and, in the nightly, the department's files loading one
+after another; the single-transaction load is the real guard, so a run that holds no slot (the
+limit was deleted, or the API is briefly away) is still correct, only less polite.
+
+Earlier versions also took a limit per partition, ``duikou-writer-<department>-<period>``, created
+on first use and never removed: one nightly left ~150 of them on the server's Concurrency page
+(issue 15). No limit is created per partition any more, and ``duikou serve`` removes the ones an
+earlier version left (:func:`remove_partition_limits`). Hence:
 
 * without a configured server (``PREFECT_API_URL`` unset: ``duikou ingest`` / ``demo`` /
   ``nightly`` on one machine, the test harness) no slot is taken at all — Prefect's temporary
@@ -64,14 +69,30 @@ _log = logging.getLogger(__name__)
 _known: set[tuple[str, str]] = set()  # (API URL, limit name) known to exist: one look-up per process
 
 
-def partition_limit_name(department: str, period: str) -> str:
-    return f"duikou-writer-{department}-{period}"
+#: the per-partition limits earlier versions created (and left behind)
+LEGACY_PARTITION_PREFIX = "duikou-writer-"
 
 
 def set_global_writer_limit(limit: int) -> None:
     """``duikou serve``: make the all-partition limit exactly ``limit``."""
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(GLOBAL_WRITERS, limit)
+
+
+def remove_partition_limits() -> list[str]:
+    """``duikou serve``: delete the per-partition limits an earlier version left; their names.
+
+    Only idle ones (no active slot): a run of an older version still holding one keeps it."""
+    with get_client(sync_client=True) as client:
+        limits: list[Any] = []
+        while len(page := client.read_global_concurrency_limits(limit=200, offset=len(limits))) > 0:
+            limits.extend(page)
+            if len(page) < 200:
+                break
+        stale = [lim.name for lim in limits if lim.name.startswith(LEGACY_PARTITION_PREFIX) and not lim.active_slots]
+        for name in stale:
+            client.delete_global_concurrency_limit_by_name(name)
+    return stale
 
 
 def server_configured() -> bool:
@@ -81,7 +102,7 @@ def server_configured() -> bool:
 
 @contextmanager
 def writer_slot(department: str, period: str) -> Iterator[None]:
-    """Hold one global writer slot and the partition's only slot while the block runs.
+    """Hold one warehouse writer slot while the block (the load of ``department`` ``period``) runs.
 
     A no-op without a configured server; with one, gives up waiting after ``SLOT_WAIT_S``
     (warning) and runs the block anyway — the warehouse lock is the real guard.
@@ -89,7 +110,7 @@ def writer_slot(department: str, period: str) -> Iterator[None]:
     if not server_configured():
         yield
         return
-    names = [GLOBAL_WRITERS, partition_limit_name(department, period)]
+    names = [GLOBAL_WRITERS]
     with _api() as api:
         try:
             lease_id = _acquire(api, names, time.monotonic() + SLOT_WAIT_S)
@@ -169,7 +190,6 @@ def _ensure_limit(api: httpx.Client, name: str, limit: int, deadline: float) -> 
 def _acquire(api: httpx.Client, names: list[str], deadline: float) -> str | None:
     """The lease id, or None when the slots could not be had before ``deadline``."""
     _ensure_limit(api, GLOBAL_WRITERS, DEFAULT_GLOBAL_WRITERS, deadline)
-    _ensure_limit(api, names[1], 1, deadline)
     body: dict[str, Any] = {"names": names, "slots": 1, "mode": "concurrency", "lease_duration": LEASE_S}
     if (context := TaskRunContext.get()) is not None:  # the Prefect UI can say which task run writes
         body["holder"] = {"type": "task_run", "id": str(context.task_run.id)}

@@ -302,6 +302,7 @@ def validate_form(
             issue_code=check.issue_code,
             action=check.action or ("flag" if check.severity == "warning" else "report"),
             unexpected_rows=tuple(sorted(set(failing_rows))),
+            label_zh=check.message_zh,
         ))
     return Validation(
         outcome=decide_outcome(issues),
@@ -375,19 +376,51 @@ def _flag_issue(check: CheckSpec, form: NormalisedForm, flag: DqFlag) -> Issue:
     )
 
 
-def check_summary_rows(validation: Validation) -> list[dict[str, Any]]:
-    """One row per check evaluated (for the run's Prefect table artifact): no values, no personal data."""
-    return [
-        {
-            "check": r.check_id,
-            "severity": r.severity,
-            "passed": r.success,
-            "unexpected": r.unexpected_count or 0,
-            "rows": ", ".join(str(n) for n in r.unexpected_rows),
-            "on_failure": r.action or "",
-        }
-        for r in validation.results
-    ]
+SEVERITY_ZH = {"critical": "严重", "warning": "警告", "info": "提示"}
+ACTION_ZH = {"reject": "退回", "quarantine": "待核", "flag": "入库并标记", "report": "仅提示", "coerce": "自动转换"}
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def check_summary_markdown(validation: Validation, title: str) -> str:
+    """The run's data-quality artifact: what stopped or marked the file first — the reading (parse-level)
+    issues, then the failing checks — in Chinese, then the passed checks folded below. No values, no
+    personal data: check names, counts and row numbers only."""
+    results = {r.check_id: r for r in validation.results}
+    reading = [i for i in validation.issues if i.rule_id is None or i.rule_id not in results]
+    reading = [i for i in reading if i.severity != "info"]
+    failed = sorted((r for r in validation.results if not r.success),
+                    key=lambda r: ({"critical": 0, "warning": 1}.get(r.severity, 2), r.check_id))
+    passed = [r for r in validation.results if r.success]
+    lines = [f"## {title}", "", f"结果 outcome: **{validation.outcome}** — {check_summary_text(validation)}", ""]
+    if reading:
+        lines += ["### 读取与数值问题 (parse-level causes)", "",
+                  "| 级别 | 代码 | 说明 | 位置 | 处理 |", "|---|---|---|---|---|"]
+        for i in reading:
+            where = " ".join(x for x in (f"[{i.sheet}]" if i.sheet else "", f"第{i.row}行" if i.row else "",
+                                         i.column or "") if x)
+            lines.append(f"| {SEVERITY_ZH.get(i.severity, i.severity)} | `{i.code}` | {_cell(i.message)} | "
+                         f"{_cell(where)} | {ACTION_ZH.get(i.action or '', i.action or '')} |")
+        lines.append("")
+    if failed:
+        lines += [f"### 未通过的检查 {len(failed)} 项 (failing checks)", "",
+                  "| 级别 | 检查 | 未通过行数 | 行 | 处理 | check |", "|---|---|---|---|---|---|"]
+        for r in failed:
+            rows = ", ".join(str(n) for n in r.unexpected_rows[:20]) + (" …" if len(r.unexpected_rows) > 20 else "")
+            lines.append(f"| {SEVERITY_ZH.get(r.severity, r.severity)} | {_cell(r.label_zh or r.check_id)} | "
+                         f"{r.unexpected_count or 0} | {rows} | {ACTION_ZH.get(r.action or '', r.action or '')} | "
+                         f"`{r.check_id}` |")
+        lines.append("")
+    elif not validation.results:
+        lines += ["没有运行任何检查：文件未能读取 (no checks ran: the file could not be read)", ""]
+    if passed:
+        lines += ["<details>", f"<summary>通过的检查 {len(passed)} 项 (passed checks)</summary>", "",
+                  "| 检查 | check |", "|---|---|"]
+        lines += [f"| {_cell(r.label_zh or r.check_id)} | `{r.check_id}` |" for r in passed]
+        lines += ["", "</details>"]
+    return "\n".join(lines)
 
 
 def check_summary_text(validation: Validation) -> str:

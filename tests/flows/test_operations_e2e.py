@@ -1,6 +1,8 @@
 """Operations end to end, all real processes: ``prefect server start`` (SQLite, its own PREFECT_HOME,
 a free port on 127.0.0.1), ``duikou serve``, ``duikou intake-server`` and a webhook receiver
-standing in for the ops team's chat, which the failed-run and missing-returns automations notify.
+standing in for the ops team's chat, which the failed-run, missing-returns and quarantine automations
+notify. The last test photographs the Prefect UI the earlier ones filled (headless Chromium) for
+docs/operations.md: ``DUIKOU_DOCS_SCREENSHOTS=1`` writes the pictures to docs/images/.
 
 One stack serves the module (starting it is most of the cost); each test uses its own return
 period, so they do not depend on each other's order.
@@ -9,6 +11,8 @@ period, so they do not depend on each other's order.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -47,7 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     procs: list[Proc] = []
     hook = WebhookReceiver()
     try:
-        server, api, env = start_prefect_server(root)
+        server, api, env = start_prefect_server(root, ui=True)  # the UI: for the screenshots of docs/operations.md
         procs.append(server)
         data = root / "data"
         env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_SERVE_POLL_SECONDS": "0.5",
@@ -68,10 +72,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         hook.stop()
 
 
-def _tourism_form(folder: Path, period: str, name: str) -> Path:
+def _tourism_form(folder: Path, period: str, name: str, **kwargs: Any) -> Path:
     path = folder / name
-    write_form(path, load_declarations()["tourism"], period, demo_values()[("tourism", period)])
+    write_form(path, load_declarations()["tourism"], period, demo_values()[("tourism", period)], **kwargs)
     return path
+
+
+def _artifact(api: str, key: str) -> dict[str, Any]:
+    found = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC",
+                                                       "limit": 1}, timeout=30).json()
+    assert found, key
+    latest: dict[str, Any] = found[0]
+    return latest
 
 
 def _post_to_server(url: str, body: dict[str, Any]) -> httpx.Response:
@@ -149,6 +161,8 @@ def test_a_dropped_event_is_repaired_by_the_nightly_run(stack: dict[str, Any]) -
     form = _tourism_form(stack["root"], "2016-11", "水子乡 11月.xlsx")
     landed = land_file(form, settings.landing_dir, settings.max_upload_bytes, "tourism", "2016-11", via="cli")
     assert _ledger(settings, landed.submission_id) is None  # no event, no run
+    stale = _tourism_form(stack["root"], "2016-08", "丹东乡 8月 旧表.xlsx", title_period="2016-07")
+    land_file(stale, settings.landing_dir, settings.max_upload_bytes, "tourism", "2016-08", via="cli")
 
     deployment = httpx.get(f"{api}/deployments/name/nightly/nightly", timeout=30).json()
     [schedule] = deployment["schedules"]
@@ -166,6 +180,19 @@ def test_a_dropped_event_is_repaired_by_the_nightly_run(stack: dict[str, Any]) -
     ledger = _ledger(settings, landed.submission_id)
     assert ledger is not None and ledger["status"] == "loaded" and ledger["facts"] > 0
     assert ledger["original_name"] == "水子乡 11月.xlsx"
+    # issue 15: the artifact's first rows are the problems, each with department, period, file and why
+    rows = json.loads(_artifact(api, "nightly-submissions")["data"])
+    assert rows[0]["状态 status"] == "已退回 rejected" and rows[0]["文件 file"] == "丹东乡 8月 旧表.xlsx"
+    assert (rows[0]["部门 department"], rows[0]["报告期 period"]) == ("tourism", "2016-08")
+    assert rows[0]["原因 reason"].startswith("PERIOD_MISMATCH")
+    assert rows[-1]["状态 status"] == "已入库 loaded"
+    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200},
+                      timeout=30).json()
+    refused = [entry["message"] for entry in logs if "丹东乡 8月 旧表.xlsx" in entry["message"]]
+    assert len(refused) == 1 and "PERIOD_MISMATCH" in refused[0]  # one line for the refused file
+    # issue 15: no concurrency limit per partition stays behind, only the one writers' limit
+    limits = httpx.post(f"{api}/v2/concurrency_limits/filter", json={}, timeout=30).json()
+    assert [lim["name"] for lim in limits if lim["name"].startswith("duikou-")] == ["duikou-warehouse-writers"]
     # tourism has reported since 2016-10; every month since is past its deadline: one alert for the department
     hook: WebhookReceiver = stack["hook"]
     alert = wait_for("the missing-returns notification", lambda: next(
@@ -185,6 +212,7 @@ def test_a_failed_run_notifies_ops(stack: dict[str, Any]) -> None:
         (m for m in hook.received if "Failed" in m.get("subject", "")), None), RUN_TIMEOUT, stack["procs"])
     assert "ingest tourism 2016-12" in note["subject"]
     assert "no such file" in note["body"]
+    assert "/runs/flow-run/" in note["body"] and not note["body"].rstrip().endswith("None")
 
 
 def test_a_burst_of_warehouse_updates_rebuilds_the_report_once(stack: dict[str, Any]) -> None:
@@ -221,3 +249,76 @@ def test_an_operator_submits_from_the_command_line(stack: dict[str, Any]) -> Non
     wait_for("the submitted return's receipt", receipt.exists, RUN_TIMEOUT, stack["procs"])
     written = json.loads(receipt.read_text(encoding="utf-8"))
     assert written["status"] == "loaded" and written["original_name"] == "格宗乡 2017年1月.xlsx"
+
+
+def test_rejected_and_quarantined_returns_end_in_named_states_and_ops_hear_of_the_quarantine(
+    stack: dict[str, Any],
+) -> None:
+    """Issue 15: the runs list tells outcomes apart; a quarantine reaches ops with a link to its run."""
+    api, env = stack["api"], stack["env"]
+    late = _tourism_form(stack["root"], "2016-07", "格宗乡 7月 旧标题.xlsx", title_period="2016-06")  # reject
+    rows = demo_values()[("tourism", "2016-06")]
+    first = rows.columns[2]
+    wrong = _tourism_form(stack["root"], "2016-06", "巴底乡 6月 合计错.xlsx",
+                          totals={first: float(rows[first].sum()) + 1000})  # TOTAL_MISMATCH: quarantine
+    outcomes = {}
+    for form, period in ((late, "2016-07"), (wrong, "2016-06")):
+        done = duikou(["submit", str(form), "--department", "tourism", "--period", period, "--wait", "--json"],
+                      env, timeout=RUN_TIMEOUT + 60)
+        receipt = json.loads(done.stdout.strip().splitlines()[-1])
+        assert done.returncode == 1, done.stderr  # exits as `ingest` does: not loaded
+        outcomes[receipt["status"]] = receipt
+    assert set(outcomes) == {"rejected", "quarantined"}
+
+    def named(status: str, name: str) -> dict[str, Any] | None:
+        runs = [r for r in _flow_runs(api, "ingest-submission")
+                if f"status:{status}" in r["tags"] and r["state"]["type"] == "COMPLETED"]
+        return runs[0] if runs and runs[0]["state"]["name"] == name else None
+
+    rejected = wait_for("the Rejected run", lambda: named("rejected", "Rejected"), RUN_TIMEOUT, stack["procs"])
+    quarantined = wait_for("the Quarantined run", lambda: named("quarantined", "Quarantined"), RUN_TIMEOUT,
+                           stack["procs"])
+    assert "PERIOD_MISMATCH" in rejected["state"]["message"]
+    hook: WebhookReceiver = stack["hook"]
+    notice = wait_for("the quarantine notice", lambda: next(
+        (m for m in hook.received if "quarantined" in m.get("subject", "")), None), RUN_TIMEOUT, stack["procs"])
+    assert "巴底乡 6月 合计错.xlsx" in notice["subject"] and "TOTAL_MISMATCH" in notice["body"]
+    link = next(word for word in notice["body"].split() if "/runs/flow-run/" in word)
+    assert link.endswith(f"/runs/flow-run/{quarantined['id']}")
+    run_id = link.rsplit("/", 1)[1]  # the server answers for that run (its UI is off in this stack)
+    assert httpx.get(f"{api}/flow_runs/{run_id}", timeout=30).json()["state"]["name"] == "Quarantined"
+    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [quarantined["id"]]}}}, timeout=30)
+    assert any("TOTAL_MISMATCH" in entry["message"] for entry in logs.json())  # one line per issue cause
+    dq = _artifact(api, "dq-tourism-2016-06")["data"]
+    assert dq.index("未通过的检查") < dq.index("通过的检查 ") and "<details>" in dq
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (make test installs it)")
+def test_screenshots_of_the_runs_list_and_the_nightly_artifact(stack: dict[str, Any], tmp_path: Path) -> None:
+    """What docs/operations.md shows, taken from the UI of this module's server after the tests above."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make test does)")
+    api = stack["api"]
+    ui = api.removesuffix("/api")
+    artifact = _artifact(api, "nightly-submissions")
+    shots = {"ops-runs-list.png": (f"{ui}/runs", "Quarantined"),
+             "ops-nightly-artifact.png": (f"{ui}/artifacts/artifact/{artifact['id']}", "已退回 rejected")}
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            for name, (url, shown) in shots.items():
+                page.goto(url)
+                page.get_by_text(shown).first.wait_for(timeout=120_000)  # the UI renders from the API
+                page.wait_for_timeout(1500)  # let the list settle before the picture
+                page.screenshot(path=str(tmp_path / name), full_page=False)
+        finally:
+            browser.close()
+    for name in shots:
+        assert (tmp_path / name).stat().st_size > 10_000
+        if os.environ.get("DUIKOU_DOCS_SCREENSHOTS") == "1":
+            DOCS_IMAGES.mkdir(exist_ok=True)
+            shutil.copyfile(tmp_path / name, DOCS_IMAGES / name)

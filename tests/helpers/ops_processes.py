@@ -100,29 +100,34 @@ def base_env(prefect_home: Path) -> dict[str, str]:
     return env
 
 
-def start_prefect_server(root: Path, timeout: float = 180.0,
-                         database_url: str | None = None) -> tuple[Proc, str, dict[str, str]]:
+def start_prefect_server(root: Path, timeout: float = 180.0, database_url: str | None = None,
+                         ui: bool = False) -> tuple[Proc, str, dict[str, str]]:
     """``prefect server start`` on 127.0.0.1:<free port>, waits until healthy. Its database: SQLite in a
-    fresh PREFECT_HOME, or ``database_url`` (``postgresql+asyncpg://…``, an empty database: production's layout)."""
+    fresh PREFECT_HOME, or ``database_url`` (``postgresql+asyncpg://…``, an empty database: production's layout).
+    ``ui``: serve the UI too (for screenshots), at ``PREFECT_UI_URL``."""
     port = free_port()
     env = base_env(root / "prefect-home")
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     env.update({
-        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "true" if ui else "false",
         "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
         # events become readable (refresh-reports' "newer event wins") after this, not after 5 s
         "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
+        # as docs/operations.md sets it: the failed-run alert's {{ flow_run|ui_url }} is rendered by the server
+        "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",  # the UI's own calls (default: port 4200)
     })
     proc = start("prefect-server", [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                    "--port", str(port), "--no-ui"], env, root / "logs")
+                                    "--port", str(port), *(() if ui else ("--no-ui",))], env, root / "logs")
     api = f"http://127.0.0.1:{port}/api"
     wait_for("the Prefect server's /api/health", lambda: httpx.get(f"{api}/health", timeout=5).status_code == 200,
              timeout, (proc,))
     client_env = base_env(root / "prefect-home")
     client_env["PREFECT_API_URL"] = api
+    client_env["PREFECT_UI_URL"] = f"http://127.0.0.1:{port}"
     return proc, api, client_env
 
 

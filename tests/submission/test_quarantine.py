@@ -28,6 +28,7 @@ from tasks.demo.values import demo_values
 from warehouse import schema
 from warehouse.decisions import (
     DecisionError,
+    NewerVersionLoaded,
     OperatorDecision,
     decisions_of,
     quarantined_submissions,
@@ -77,10 +78,11 @@ def _quarantine(engine: Engine, sha256: str, received: datetime | None = None) -
     return outcome.submission_id
 
 
-def _release(engine: Engine, sha256: str, value: float, who: str = "卓玛", why: str = "核实无误") -> Any:
+def _release(engine: Engine, sha256: str, value: float, who: str = "卓玛", why: str = "核实无误",
+             force: bool = False) -> Any:
     return record_submission(engine, _record(sha256, "loaded"), _facts(value), NO_TOTALS,
                              [issue("TOTAL_MISMATCH", "合计行为10，各乡镇之和为12")], [],
-                             decision=OperatorDecision("release", who, why))
+                             decision=OperatorDecision("release", who, why, force=force))
 
 
 def _status(engine: Engine, submission_id: str) -> str:
@@ -113,6 +115,44 @@ def test_release_supersedes_the_current_version_and_records_the_decision(warehou
         1, "release", "卓玛", "核实无误", "loaded")
     assert row["decided_at"].tzinfo is not None
     assert _count(warehouse_engine, schema.submission_issue, held) == 1  # the released load's issues
+
+
+def test_a_release_never_puts_older_data_over_a_later_loaded_version(warehouse_engine: Engine) -> None:
+    """Issue 15: releasing an old quarantined file replaced the department's later, loaded correction."""
+    held = _quarantine(warehouse_engine, "6" * 64, datetime(2016, 6, 3, tzinfo=UTC))
+    later = record_submission(warehouse_engine, _record("7" * 64, "loaded", received=datetime(2016, 6, 9, tzinfo=UTC)),
+                              _facts(6695.0), NO_TOTALS, [], []).submission_id
+    [listed] = quarantined_submissions(warehouse_engine)
+    assert listed.later_version is not None and listed.later_version.submission_id == later
+    assert quarantined_submissions(warehouse_engine, include_overtaken=False) == []
+    with pytest.raises(NewerVersionLoaded, match=later) as refused:
+        _release(warehouse_engine, "6" * 64, 32548.0)
+    assert refused.value.later.submission_id == later
+    assert (_status(warehouse_engine, held), _status(warehouse_engine, later)) == ("quarantined", "loaded")
+    assert _count(warehouse_engine, schema.submission_decision) == 0
+    # a re-evaluation of the same old file that would now load is refused the same way
+    with pytest.raises(NewerVersionLoaded):
+        record_submission(warehouse_engine, _record("6" * 64, "loaded"), _facts(1.0), NO_TOTALS, [], [])
+    with warehouse_engine.connect() as conn:
+        assert conn.execute(text("SELECT value FROM v_indicator_value")).scalar_one() == 6695.0
+
+    outcome = _release(warehouse_engine, "6" * 64, 32548.0, who="卓玛", why="乡里确认旧表为准", force=True)
+    assert (outcome.status, outcome.supersedes) == ("loaded", later)
+    [row] = decisions_of(warehouse_engine, held)
+    assert (row["decision"], row["reason"], row["overrode_version"]) == ("release", "乡里确认旧表为准", later)
+    with warehouse_engine.connect() as conn:
+        restated = conn.execute(text("SELECT old_submission_id, new_submission_id, old_value, new_value "
+                                     "FROM v_restatement")).all()
+    assert [tuple(r) for r in restated] == [(later, held, 6695.0, 32548.0)]
+
+
+def test_a_release_over_an_older_loaded_version_needs_no_force(warehouse_engine: Engine) -> None:
+    record_submission(warehouse_engine, _record("8" * 64, "loaded", received=datetime(2016, 6, 1, tzinfo=UTC)),
+                      _facts(1.0), NO_TOTALS, [], [])
+    held = _quarantine(warehouse_engine, "9" * 64, datetime(2016, 6, 5, tzinfo=UTC))
+    assert quarantined_submissions(warehouse_engine)[0].later_version is None
+    assert _release(warehouse_engine, "9" * 64, 2.0).status == "loaded"
+    assert decisions_of(warehouse_engine, held)[0]["overrode_version"] is None
 
 
 def test_reject_changes_status_and_records_the_decision_in_one_go(warehouse_engine: Engine) -> None:
@@ -409,3 +449,67 @@ def test_usage_errors_exit_2(
         quarantine_decision(held["submission_id"], "poverty", "2015", "reject", "ops", "x")
     assert _ledger(held["submission_id"])["status"] == "quarantined"
     assert decisions_of(_engine(), held["submission_id"]) == []
+
+
+@pytest.mark.flow
+def test_release_over_a_later_correction_is_refused_unless_forced(
+    prefect_harness: None, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15: an old flawed file released over the department's later, loaded correction."""
+    import os
+
+    flawed = _poverty(tmp_path, "v1-flawed.xlsx", too_many_poor=True)
+    os.utime(flawed, (1_700_000_000, 1_700_000_000))  # received (its file time) before the correction
+    held = _ingest(capsys, flawed)
+    fixed = _ingest(capsys, _poverty(tmp_path, "v2-corrected.xlsx"))
+    assert (held["status"], fixed["status"]) == ("quarantined", "loaded")
+    sid, later = held["submission_id"], fixed["submission_id"]
+
+    code, out, _ = _run(capsys, "quarantine", "list", "--json")
+    assert code == 0 and json.loads(out) == []  # hidden by default: its period has a later loaded version
+    code, out, _ = _run(capsys, "quarantine", "list")
+    assert "--all" in out and sid not in out
+    code, out, _ = _run(capsys, "quarantine", "list", "--all", "--json")
+    [item] = json.loads(out)
+    assert item["submission_id"] == sid and item["later_version"]["submission_id"] == later
+
+    code, _, err = _run(capsys, "quarantine", "release", sid, "--by", "卓玛", "--reason", "核实无误")
+    assert code == 1 and later in err and "--force" in err
+    assert _ledger(sid)["status"] == "quarantined" and _ledger(later)["status"] == "loaded"
+    assert decisions_of(_engine(), sid) == [] and [s for s, _ in _current_poverty()] == [later]
+
+    code, out, _ = _run(capsys, "quarantine", "release", sid, "--by", "卓玛", "--force",
+                        "--reason", "乡里确认以旧表为准", "--json")
+    receipt = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and receipt["status"] == "loaded" and receipt["supersedes"] == later
+    assert receipt["decision"]["forced"] is True
+    assert receipt["decision"]["overrode_version"]["submission_id"] == later
+    [decision] = decisions_of(_engine(), sid)
+    assert (decision["reason"], decision["overrode_version"]) == ("乡里确认以旧表为准", later)
+    with _engine().connect() as conn:
+        restated = conn.execute(text("SELECT DISTINCT old_submission_id, new_submission_id FROM v_restatement "
+                                     "WHERE department = 'poverty'")).all()
+    assert [tuple(r) for r in restated] == [(later, sid)]
+
+
+@pytest.mark.flow
+def test_an_old_file_received_again_is_held_not_loaded_over_a_later_version(
+    prefect_harness: None, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Re-running an old file the ledger holds as rejected that would now load (a rule since relaxed,
+    simulated by setting its status) while a later version is loaded: quarantined, NEWER_VERSION_LOADED."""
+    import os
+
+    old = _poverty(tmp_path, "v1.xlsx")
+    os.utime(old, (1_700_000_000, 1_700_000_000))
+    first = _ingest(capsys, old)["submission_id"]
+    later = _ingest(capsys, _poverty(tmp_path, "v2.xlsx", total_position="top"))
+    assert later["status"] == "loaded" and later["supersedes"] == first
+    with _engine().begin() as conn:
+        conn.execute(update(schema.submission).where(schema.submission.c.submission_id == first)
+                     .values(status="rejected"))
+    again = _ingest(capsys, old)
+    assert (again["submission_id"], again["status"]) == (first, "quarantined")
+    assert [i["code"] for i in again["issues"] if i["severity"] == "critical"] == ["NEWER_VERSION_LOADED"]
+    assert later["submission_id"] in next(i["message"] for i in again["issues"] if i["code"] == "NEWER_VERSION_LOADED")
+    assert [s for s, _ in _current_poverty()] == [later["submission_id"]]

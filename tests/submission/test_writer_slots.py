@@ -1,9 +1,9 @@
 """Prefect writer slots (``tasks/submission/writer_slots.py``): polite, never in the way.
 
 Without a configured server no slot is taken (a per-process temporary server's slot service
-outlived it and blocked a plain ``duikou ingest`` for minutes); with one, a partition has one
-writer at a time, other partitions are not held up, and a slot that cannot be had in time is
-given up with a warning — the warehouse lock is the real guard.
+outlived it and blocked a plain ``duikou ingest`` for minutes); with one, loads share one limit
+(none is created per partition), and a slot that cannot be had in time is given up with a
+warning — the warehouse lock is the real guard.
 """
 
 from __future__ import annotations
@@ -34,10 +34,17 @@ def test_without_a_server_no_slot_is_taken(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.flow
-def test_one_writer_per_partition_and_a_timeout_gives_way(
+def test_slots_leave_no_limit_per_partition_and_a_timeout_gives_way(
     prefect_harness: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """One limit for all writers; nothing left per partition (issue 15: ~150 after one nightly); a
+    full limit is waited for, then given way to; serve removes what earlier versions left."""
+    from prefect.client.orchestration import get_client
+
     assert writer_slots.server_configured()
+    with get_client(sync_client=True) as client:  # what an earlier version left behind
+        client.create_global_concurrency_limit(_limit("duikou-writer-tourism-2016-01"))
+        client.upsert_global_concurrency_limit_by_name(writer_slots.GLOBAL_WRITERS, 1)
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -52,22 +59,28 @@ def test_one_writer_per_partition_and_a_timeout_gives_way(
         assert holding.wait(60)
         with (
             caplog.at_level(logging.WARNING, logger=writer_slots.__name__),
-            writer_slots.writer_slot("health", "2016-09"),  # another partition: its slot is free
-        ):
-            pass
-        assert "no writer slot" not in caplog.text
-        with (
-            caplog.at_level(logging.WARNING, logger=writer_slots.__name__),
-            writer_slots.writer_slot("tourism", "2016-09"),  # same partition: waits, then gives way
+            writer_slots.writer_slot("health", "2016-09"),  # the one slot is held: waits, then gives way
         ):
             gave_way = True
         assert gave_way
-        assert "no writer slot for tourism 2016-09" in caplog.text
+        assert "no writer slot for health 2016-09" in caplog.text
     finally:
         release.set()
         holder.join(30)
-    with writer_slots.writer_slot("tourism", "2016-09"):  # released: free again
-        pass
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=writer_slots.__name__), writer_slots.writer_slot("tourism", "2016-09"):
+        pass  # released: free again
+    assert "no writer slot" not in caplog.text
+    assert writer_slots.remove_partition_limits() == ["duikou-writer-tourism-2016-01"]
+    with get_client(sync_client=True) as client:
+        names = [lim.name for lim in client.read_global_concurrency_limits(limit=200)]
+    assert [n for n in names if n.startswith("duikou-")] == [writer_slots.GLOBAL_WRITERS]
+
+
+def _limit(name: str) -> object:
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    return GlobalConcurrencyLimitCreate(name=name, limit=1)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -291,7 +291,8 @@ def test_history_command_prints_versions_and_changes(
     assert "5 values changed, 4 KPIs moved" in out
     assert "registered_poor_year_end_persons 建档立卡贫困人口(年末)  513323100 章谷镇: 100 → 150 (+50) 人" in out
     assert "net_income_per_capita_yuan 农牧民人均纯收入  513323201 巴旺乡: 12,000 → — (disappeared) 元" in out
-    assert "2016 poverty_incidence_pct 贫困发生率: 10 → 11.66666667 (+1.666666667) %" in out
+    assert "2016 poverty_incidence_pct 贫困发生率: 10.00 → 11.67 (+1.67) %" in out  # as the report rounds it
+    assert "北京时间" in lines[1] and "Z " not in lines[1]
 
     assert main(["history", "poverty", "2016", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
