@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
@@ -101,6 +102,7 @@ def _routes(edu_id: str) -> list[tuple[str, str]]:
         ("POST", "/portal/sign-out"),
         ("GET", f"/submissions/{edu_id}"), ("GET", f"/submissions/{edu_id}/receipt.json"),
         ("GET", f"/submissions/{edu_id}/correction.xlsx"), ("GET", "/submissions"), ("POST", "/submissions"),
+        ("GET", f"/ops/files/receipts/{edu_id}.json"),  # the ops team's files (flows/ops_files.py)
     ]
 
 
@@ -109,8 +111,16 @@ OPEN_ROUTES = {"/healthz", "/portal", "/portal/", "/portal/sign-in", "/portal/li
 
 
 def test_the_walk_covers_every_route_of_the_app(portal: Portal) -> None:
-    walked = {path.split("?")[0].replace(portal.edu_id, "{submission_id}") for _, path in _routes(portal.edu_id)}
-    app_paths = {getattr(r, "path", "") for r in portal.client.app.routes}  # type: ignore[attr-defined]
+    walked = {"/ops/files/{relative:path}" if path.startswith("/ops/files/")
+              else path.split("?")[0].replace(portal.edu_id, "{submission_id}") for _, path in _routes(portal.edu_id)}
+    def paths(routes: list[object]) -> set[str]:  # an included router (FastAPI's _IncludedRouter) holds its own
+        found: set[str] = set()
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            found |= paths(inner.routes) if inner is not None else {getattr(route, "path", "")}
+        return found
+
+    app_paths = paths(portal.client.app.routes)  # type: ignore[attr-defined]
     assert app_paths - OPEN_ROUTES - walked == set(), "a new route must join the walk"
 
 
@@ -152,6 +162,9 @@ def test_another_departments_session_and_token_reach_nothing_of_education(portal
                  f"/submissions/{portal.edu_id}/correction.xlsx"):
         assert client.get(path, headers=headers).status_code == 404, path
     assert portal.edu_id not in client.get("/submissions", headers=headers).text
+    # the ops files: a clerk's account, however it signs in, reads none of them (403), nobody at all: 401
+    basic = httpx.BasicAuth("health-clerk", PASSWORD["health-clerk"])
+    assert client.get(f"/ops/files/receipts/{portal.edu_id}.json", auth=basic).status_code == 403
 
 
 def test_educations_own_session_and_token_reach_its_receipt_and_workbook(portal: Portal) -> None:
