@@ -140,6 +140,19 @@ def _demo_account(engine: Any, login: str, name: str, role: str, department: str
     return find_account(engine, login) or create_account(engine, login, name, {role}, department=department)
 
 
+def _demo_clerk(engine: Any, department: str) -> Any:
+    """The demo's clerk of ``department`` (login ``demo.<department>``), named after the department's
+    office — the one account the portal line and the release's 说明 both use."""
+    from sqlalchemy import select
+
+    from warehouse.schema import ref_department
+
+    with engine.connect() as conn:
+        office = conn.execute(select(ref_department.c.name_zh)
+                              .where(ref_department.c.department == department)).scalar_one_or_none()
+    return _demo_account(engine, f"demo.{department}", f"{office or department}填报员（演示）", "clerk", department)
+
+
 def _publish_demo_release(engine: Any, reports_dir: Path) -> None:
     """The 2016 annual release through the whole chain with the demo's officials (accounts ``demo.*``):
     drafted, each flagged 2016 value explained by its department's demo clerk, reviewed, approved,
@@ -162,8 +175,7 @@ def _publish_demo_release(engine: Any, reports_dir: Path) -> None:
             release = get_release(conn, release_id)
             unexplained = [w for w in release_warnings(conn, release) if not w.explained]
         for w in unexplained:  # the demo's clerks answer their flagged values (real clerks write their own 说明)
-            clerk = _demo_account(engine, f"demo.{w.department}", f"{w.department}填报员（演示）", "clerk",
-                                  w.department)
+            clerk = _demo_clerk(engine, w.department)
             explain(engine, w.followup_id, clerk.login, w.department, "演示说明：乡镇复核后确认该数值属实")
         if release.state == "draft":
             review_release(engine, li, release_id, "演示：统计审核通过", reports_dir=reports_dir)
@@ -178,16 +190,12 @@ def _publish_demo_release(engine: Any, reports_dir: Path) -> None:
     print(f"版本目录 release:   {reports_dir / 'releases' / release_id / 'index.html'}")
 
 
-DEMO_CLERK = ("demo.education", "education填报员（演示）")  # the same clerk the release's explanations come from
-
-
 def _portal_section(engine: Any, settings: Any) -> None:
     """How to open the department portal as the demo's education clerk: a one-time sign-in link."""
     from flows.accounts_cli import sign_in_url
     from tasks.accounts import issue_sign_in_link
 
-    login, name = DEMO_CLERK
-    _demo_account(engine, login, name, "clerk", "education")
+    login = _demo_clerk(engine, "education").login  # the same clerk the release's explanations come from
     secret = issue_sign_in_link(engine, login, 24 * 3600)
     print(f"部门报送平台 department portal (县教育局演示填报员 {login}):")
     # the portal's clock: early in the demo's month, while last month's return is still open (sendable)
