@@ -54,6 +54,12 @@ def release_dir(reports_dir: Path, release_id: str) -> Path:
     return Path(reports_dir) / "releases" / release_id
 
 
+def _frozen_day_zh(moment: Any) -> str:
+    stamp = pd.Timestamp(moment)
+    day = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).tz_convert(BEIJING)
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
 def _bj(moment: Any) -> str:
     stamp = pd.Timestamp(moment)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
@@ -211,7 +217,9 @@ def render_release(engine: Engine, release: ReleaseRow, target: Path) -> dict[st
                    registry_reconciliation=None, generated_at=release.frozen_at, release=marks, published=())
     site = render_site(data, year=release.scope.year)
     common = {"title": TITLE, "title_en": TITLE_EN, "subtitle": SUBTITLE, "year": release.scope.year, "root": "",
-              "generated": f"{_bj(release.frozen_at)} 北京时间", "no_data": NO_DATA, "release": marks, "published": ()}
+              "generated": f"{_bj(release.frozen_at)} 北京时间", "no_data": NO_DATA, "release": marks, "published": (),
+              # the page header's report date (the day it was frozen, Beijing) and the period it covers
+              "report_date": _frozen_day_zh(release.frozen_at), "period": period_label_zh(release.period)}
     spec = {d["kpi"]: d for d in definitions}
     by_department: dict[str, list[str]] = {}
     for i in inputs:

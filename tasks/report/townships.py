@@ -172,14 +172,19 @@ class TownshipViews:
 
     def pages(self) -> list[TownshipPage]:
         pages = []
+        repeated = set(self.townships["township_name"][self.townships["township_name"].duplicated()].astype(str))
         for row in self.townships.to_dict("records"):
             code = str(row["township_code"])
             frame = self.kpis[self.kpis["township_code"] == code].drop(columns="township_code")
             frame = frame.assign(publishable=pd.NA)
             name = str(row["township_name"])
-            table = kpi_table(frame, self.departments, name=f"{name}_各年指标", index=TownshipKpiIndex,
-                              title=f"{name}各年指标",
-                              caption=f"丹巴县{name}（{code}）各年指标：按县级口径计算，数值为基本单位")  # fmt: skip
+            # a name two units bear on either side of a boundary change (巴旺乡 before and from 2020):
+            # its files and titles say which, so no download overwrites another
+            label = f"{name}（{_span_zh(row)}）" if name in repeated else name
+            stem = f"{name}_{_span_zh(row).replace('—', '-')}" if name in repeated else name
+            table = kpi_table(frame, self.departments, name=f"{stem}_各年指标", index=TownshipKpiIndex,
+                              title=f"{label}各年指标",
+                              caption=f"丹巴县{label}（{code}）各年指标：按县级口径计算，数值为基本单位")  # fmt: skip
             idx = self.index.get(code)
             charts = []
             for kpi in self.kpis_shown() if idx else []:
@@ -256,3 +261,13 @@ def _points(idx: KpiIndex, kpi: str) -> list[Point]:
               idx.incomplete(kpi, year))
         for year in idx.kpi_years(kpi)
     ]  # fmt: skip
+
+
+def _span_zh(row: dict[str, Any]) -> str:
+    """``2020年起`` / ``至2019年`` / ``2016—2019年``: a unit's validity in years."""
+    begins = pd.Timestamp(row["valid_from"]).year if row.get("valid_from") is not None else None
+    ended = row.get("valid_to")
+    ends = None if ended is None or pd.isna(ended) else pd.Timestamp(ended).year
+    if ends is None:
+        return f"{begins}年起"
+    return f"至{ends}年" if begins is None or begins <= 2000 else f"{begins}—{ends}年"
