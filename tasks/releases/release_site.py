@@ -40,6 +40,7 @@ from tasks.report.build_site import SUBTITLE, TITLE, TITLE_EN, _write_site, rend
 from tasks.report.data import load_report_data
 from tasks.report.page import NAV, TEMPLATES
 from tasks.report.release_marks import ReleaseMarks
+from tasks.report.style import zh_punct
 from tasks.report.view import NO_DATA, display_for, period_label_zh
 from warehouse import schema
 from warehouse.release_values import COUNTY_CODE, canonical_values, kpis_from, stored_values
@@ -181,6 +182,7 @@ CORRECTIONS = """{% extends "base.html" %}{% block main %}
 {% endblock %}"""
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV.filters["zh"] = zh_punct  # the site's layout writes Chinese punctuation full-width (tasks/report/style.py)
 
 
 def _page(source: str, **context: Any) -> str:
