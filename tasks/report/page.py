@@ -117,7 +117,7 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import shown_table %}{
 </section>{% endif %}
 <section id="trends">
 <h2>历年趋势<span class="en">Trends since the earliest data</span></h2>
-{% if basis_note %}<p class="basis-note">{{ basis_note }}</p>{% endif %}
+{% if basis_note %}<p class="basis-note">{{ basis_note|zh }}</p>{% endif %}
 {% if charts %}<div class="charts">
 {% for title, svg in charts %}<figure><figcaption>{{ title|zh }}</figcaption>{{ svg }}</figure>{% endfor %}
 </div>{% else %}<p class="empty">{{ no_data }}</p>{% endif %}
@@ -196,7 +196,7 @@ TOWNSHIP = """{% extends "base.html" %}{% from "macros.html" import shown_table 
 </section>
 <section id="township-trends">
 <h2>历年指标<span class="en">Indicators over time</span></h2>
-{% for note in t.basis_notes %}<p class="basis-note">{{ note }}</p>{% endfor %}
+{% for note in t.basis_notes %}<p class="basis-note">{{ note|zh }}</p>{% endfor %}
 {% if t.table.rows %}{{ shown_table(t.table, root) }}{% else %}<p class="empty">{{ no_data }}</p>{% endif %}
 {% if t.charts %}<div class="charts">{% for title, svg in t.charts %}<figure><figcaption>{{ title|zh }}</figcaption>\
 {{ svg }}</figure>{% endfor %}</div>{% endif %}
