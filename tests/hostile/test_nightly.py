@@ -196,6 +196,7 @@ def test_cli_refuses_an_implausible_period_with_exit_2(
                     if command == "submit" else [command, str(form), "--department", "tourism", "--period", period])
         err = capsys.readouterr().err.strip()
         assert code == 2, (command, period, err)
-        assert len(err.splitlines()) == 1 and "不在可受理范围" in err and "9999-12" in err, err
+        shown = {"0000-01": "0-01"}.get(period, period)  # the period as parsed: year 0, month 01
+        assert len(err.splitlines()) == 1 and "不在可受理范围" in err and f"“{shown}”" in err, err
     assert not (data_dir / "landing").exists() or not any(p.is_file() for p in (data_dir / "landing").rglob("*"))
     assert not (data_dir / "receipts").exists()
