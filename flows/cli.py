@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", help="data directory (default $DUIKOU_DATA_DIR or ./data)")
     demo.add_argument("--seed", type=int, default=2017)
     demo.add_argument("--fresh", action="store_true", help="regenerate demo files even if landing has files")
+    demo.add_argument("--through", default="2020-12", metavar="YYYY-MM",
+                      help="the demo's last month: 2020-12 (default: across the 2019 township reform) "
+                           "down to 2017-11 (the article's story alone, about half the time)")
     demo.set_defaults(func=cmd_demo)
 
     history = sub.add_parser("history", help="versions of one department return and what each restatement changed")

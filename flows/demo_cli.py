@@ -20,6 +20,9 @@ from flows.ingest_cli import own_prefect_server, print_nightly, reach_warehouse
 from flows.report_cli import headline
 
 EXIT_OK = 0
+EXIT_USAGE = 2
+#: the demo's last month by default: the sequel to 2020-12, across the 2019 township reform
+DEMO_THROUGH = "2020-12"
 
 
 def _demo_prefect_home() -> None:
@@ -83,19 +86,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_prefect_database()  # the home chosen above, or the one set by the caller
     own_prefect_server()
     from flows.runners import nightly_flow
-    from tasks.demo.data import generate_demo
+    from tasks.demo.data import demo_as_of, generate_demo
 
+    through = getattr(args, "through", None) or DEMO_THROUGH
     if get_settings().as_of is None:  # completeness is judged on the demo's clock, not today
-        from tasks.demo.data import DEMO_AS_OF
-
-        os.environ["DUIKOU_AS_OF"] = DEMO_AS_OF.isoformat()
+        os.environ["DUIKOU_AS_OF"] = demo_as_of(through).isoformat()
         reset_settings_cache()
     _demo_person_key()  # the registry snapshots are keyed: a demo key when none is set
     settings = get_settings()
     landing = settings.landing_dir
     has_files = landing.exists() and any(p.is_file() for p in landing.rglob("*"))
     if args.fresh or not has_files:
-        files = generate_demo(landing, seed=args.seed)
+        try:
+            files = generate_demo(landing, seed=args.seed, through=through)
+        except ValueError as exc:
+            print(f"用法错误 usage: --through: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         flawed = [f for f in files if f.kind == "flawed"]
         print(f"生成演示数据 generated {len(files)} demo submissions ({len(flawed)} deliberately flawed) "
               f"in {landing}")
@@ -122,11 +128,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _registry_section(data)
     print()
     print("\n".join(completeness_lines(engine)))
+    if through >= "2017-12":  # the registry's quarters after 2017-09 are owed, but the demo lands two snapshots
+        print("  (登记表只演示2017年6月、9月两期快照，此后各季度显示缺报 the demo lands the registry's 2017 snapshots only)")
+    if through >= "2020-01":
+        print()
+        print("\n".join(reform_lines(engine)))
     print()
     _publish_demo_release(engine, settings.resolved_data_dir / "reports")
     print()
     _portal_section(engine, settings)
     return EXIT_OK
+
+
+def reform_lines(engine: Any) -> list[str]:
+    """The 2019 township reform in the demo's figures: the county total the same on both views, each
+    unit the reform made on current boundaries before 2020 and as reported from 2020, and the change
+    of 口径 the poverty incidence crosses (read from the marts)."""
+    from sqlalchemy import select
+
+    from warehouse.schema import mart_county_kpi_yearly as county
+    from warehouse.schema import mart_township_kpi_yearly as township
+    from warehouse.schema import ref_township
+
+    kpi = "tourism_revenue_yuan"
+    with engine.connect() as conn:
+        units = conn.execute(select(ref_township.c.township_code, ref_township.c.name_zh)
+                             .where(ref_township.c.valid_from > date(2019, 12, 31))
+                             .order_by(ref_township.c.township_code)).all()
+        rows = conn.execute(select(township.c.basis, township.c.township_code, township.c.year, township.c.value,
+                                   township.c.assumed)
+                            .where(township.c.kpi == kpi, township.c.year.in_((2019, 2020)))).all()
+        incidence = conn.execute(select(county.c.year, county.c.value, county.c.definition_version)
+                                 .where(county.c.kpi == "poverty_incidence_pct", county.c.year.in_((2019, 2020)))
+                                 .order_by(county.c.year)).all()
+    value = {(r.basis, r.township_code, r.year): (r.value, r.assumed) for r in rows}
+    lines = ["区划调整 the 2019 township reform (15 乡镇 → 2020年起 12 个; mart_township_kpi_yearly):",
+             "  旅游总收入 万元: 2019年按现行区划折算(current boundaries) → 2020年按当时区划(as reported)"]
+    for code, name in units:
+        before, assumed = value.get(("current_boundaries", code, 2019), (None, False))
+        after, _ = value.get(("as_reported", code, 2020), (None, False))
+        shown = [f"{v / 1e4:10.2f}" if v is not None else f"{'—':>10}" for v in (before, after)]
+        lines.append(f"  {name}{'　' * (5 - len(name))} {shown[0]} → {shown[1]}"
+                     f"{'  (对照表权重为推定 assumed)' if assumed else ''}")
+    if len(incidence) == 2:
+        (y0, v0, d0), (y1, v1, d1) = incidence
+        lines.append(f"  贫困发生率 {y0}年 {v0:.2f}%（口径 {d0}）→ {y1}年 {v1:.2f}%（口径 {d1}）："
+                     f"{'口径不同，不计算变化' if d0 != d1 else '口径相同'}")
+    lines.append("  report: townships/<code>.html (两种口径的图，虚线为区划调整与口径变更)")
+    return lines
 
 
 DEMO_OFFICIALS = (("demo.zhang", "张编制（演示）", "preparer"), ("demo.li", "李审核（演示）", "reviewer"),

@@ -40,7 +40,7 @@ import pandas as pd
 from expectations.declaration import Declaration, load_declarations
 from expectations.registry_declaration import load_registry_declarations
 from tasks.demo.departments import RESTATED_PERIOD, RESTATEMENT_DELTA
-from tasks.demo.figures import CODES, DEPARTMENTS, MONTHLY_DEPARTMENTS, MONTHS, POVERTY_YEARS, STORY_CODE, N, rng_for
+from tasks.demo.figures import CODES, DEPARTMENTS, STORY_CODE, rng_for
 from tasks.demo.form_writer import (
     FORMAT_SUFFIX,
     FormFormat,
@@ -52,7 +52,15 @@ from tasks.demo.form_writer import (
     write_form,
 )
 from tasks.demo.registry import county_snapshots, write_registry_csv, write_registry_xlsx
-from tasks.demo.values import REGISTRY_SHORT, REGISTRY_SHORT_FACTOR, REGISTRY_SNAPSHOTS, final_values, registry_targets
+from tasks.demo.sequel import DEMO_THROUGH, STORY_THROUGH
+from tasks.demo.values import (
+    REGISTRY_SHORT,
+    REGISTRY_SHORT_FACTOR,
+    REGISTRY_SNAPSHOTS,
+    final_values,
+    in_span,
+    registry_targets,
+)
 from warehouse.load import parse_period
 
 #: county time: arrival datetimes are Beijing time, so mtimes do not depend on the host's zone
@@ -159,19 +167,38 @@ FLAWED_EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
     ("labour", "2017-03"): ("rejected", "PERIOD_MISMATCH"),
 }
 _CORRECTION_DELAY_DAYS = {"education": 3, "health": 2, "tourism": 4, "labour": 3}
-#: the demo's clock: completeness (mart_completeness) is judged as of this day [A] — after the
-#: 2017-11 returns' deadline (10 December + 3 grace days), before the 2017-12 ones are due
-DEMO_AS_OF = date(2017, 12, 20)
-#: a return that arrives after its deadline (10 December + 3 grace days): late, not missing [A]
-LATE_RETURNS: dict[tuple[str, str], datetime] = {
-    ("education", "2017-11"): datetime(2017, 12, 18, 10, 24, 9, tzinfo=CST),
-}
-#: a return that never arrives: its values exist in demo_values, no file is written [A]
-MISSING_RETURNS: frozenset[tuple[str, str]] = frozenset({("health", "2017-11")})
+
+
+def demo_as_of(through: str) -> date:
+    """The demo's clock [A]: completeness (mart_completeness) is judged on the 20th of the month after
+    the demo's last month — after that month's returns' deadline (10th + 3 grace days), before the
+    next ones are due (the annual poverty return of the last year is due on 31 January)."""
+    year, month = parse_period(through)
+    return date(year + (month == 12), (month or 12) % 12 + 1, 20)
+
+
+def late_returns(through: str) -> dict[tuple[str, str], datetime]:
+    """The education return of the last month arrives after its deadline (10th + 3 grace days),
+    before the clock: late, not missing [A]."""
+    clock = demo_as_of(through)
+    return {("education", through): datetime(clock.year, clock.month, 18, 10, 24, 9, tzinfo=CST)}
+
+
+def missing_returns(through: str) -> frozenset[tuple[str, str]]:
+    """The health return of the last month never arrives: its values exist in demo_values, no file
+    is written [A]."""
+    return frozenset({("health", through)})
+
+
+#: the story's clock, late and missing return (the demo through STORY_THROUGH)
+DEMO_AS_OF = demo_as_of(STORY_THROUGH)
+LATE_RETURNS = late_returns(STORY_THROUGH)
+MISSING_RETURNS = missing_returns(STORY_THROUGH)
 RESTATEMENT_DELAY_DAYS = 7
-#: how many plain returns get each format / quirk (of 141; the special ones are xlsx)
-_N_CSV_GBK, _N_CSV_BOM, _N_XLS = 25, 2, 5
-_N_TEXT_NUMBERS, _N_ALIAS, _N_SHORT_NAME, _N_FULLWIDTH_SPACE = 3, 4, 3, 3
+#: how many plain returns get each format / quirk, of the story's 141 and of the sequel's plain
+#: returns (the special ones are xlsx): (csv-gbk, csv-utf8-bom, xls, numbers as text, alias
+#: headers, short name 章谷, full-width space)
+_DEALT = {"story": (25, 2, 5, 3, 4, 3, 3), "sequel": (26, 2, 5, 3, 4, 3, 3)}
 
 
 def _flawed_slots(seed: int, values: dict[tuple[str, str], pd.DataFrame]) -> list[_Slot]:
@@ -212,35 +239,55 @@ def _restatement_slots(seed: int, values: dict[tuple[str, str], pd.DataFrame], c
     ]
 
 
-def _plan(seed: int) -> list[_Slot]:
-    """Every file of the demo, dressed, in no particular order."""
+def _plan(seed: int, through: str) -> list[_Slot]:
+    """Every file of the demo through the month ``through``, dressed, in no particular order."""
     values, restated_code = final_values(seed)
-    decls = load_declarations()
-    periods = {"poverty": [str(y) for y in POVERTY_YEARS], **{d: list(MONTHS) for d in MONTHLY_DEPARTMENTS}}
-    special = {*FLAWED, ("labour", RESTATED_PERIOD), *MISSING_RETURNS}
-    plain = [(d, p) for d in DEPARTMENTS for p in periods[d] if (d, p) not in special]
+    late, missing, clock = late_returns(through), missing_returns(through), demo_as_of(through)
+    special = {*FLAWED, ("labour", RESTATED_PERIOD), *missing}
+    keys = [key for key in values if in_span(key[1], through) and key not in special]
+    story = [k for k in keys if in_span(k[1], STORY_THROUGH)]
+    sequel = [k for k in keys if not in_span(k[1], STORY_THROUGH)]
+    order = {d: i for i, d in enumerate(DEPARTMENTS)}
+    slots: list[_Slot] = []
+    for part, plain in (("story", story), ("sequel", sequel)):
+        plain.sort(key=lambda k: (order[k[0]], k[1]))
+        slots += _plain_slots(seed, plain, values, late, part)
+    for slot in slots:  # the last annual return arrives in January: before the clock, not after
+        if slot.arrived_at.date() >= clock:
+            slot.arrived_at -= timedelta(days=(slot.arrived_at.date() - clock).days + 2)
+    slots += _flawed_slots(seed, values) + _restatement_slots(seed, values, restated_code)
+    for slot in slots:
+        _dress(slot, seed)
+    return slots
 
-    # formats and quirks are dealt out over the whole set, so the proportions hold exactly
-    rng = rng_for(seed, "dressing")
+
+def _plain_slots(
+    seed: int, plain: list[tuple[str, str]], values: dict[tuple[str, str], pd.DataFrame],
+    late: dict[tuple[str, str], datetime], part: str,
+) -> list[_Slot]:  # fmt: skip
+    """The plain returns of one part (the story, the sequel), formats and quirks dealt out over the
+    part so the proportions hold exactly (the story's dealt as ever: its files do not change)."""
+    decls = load_declarations()
+    n_gbk, n_bom, n_xls, n_text, n_alias, n_short, n_space = _DEALT[part]
+    rng = rng_for(seed, "dressing") if part == "story" else rng_for(seed, "dressing", part)
     order = plain[:]
     rng.shuffle(order)
     fmt_of: dict[tuple[str, str], FormFormat] = dict.fromkeys(order, "xlsx")
-    cut = (_N_CSV_GBK, _N_CSV_GBK + _N_CSV_BOM, _N_CSV_GBK + _N_CSV_BOM + _N_XLS)
+    cut = (n_gbk, n_gbk + n_bom, n_gbk + n_bom + n_xls)
     fmt_of.update(dict.fromkeys(order[: cut[0]], "csv-gbk"))
     fmt_of.update(dict.fromkeys(order[cut[0] : cut[1]], "csv-utf8-bom"))
     fmt_of.update(dict.fromkeys(order[cut[1] : cut[2]], "xls"))
-    text_number_keys = set(order[cut[2] : cut[2] + _N_TEXT_NUMBERS])  # xlsx: CSV is all text anyway
+    text_number_keys = set(order[cut[2] : cut[2] + n_text])  # xlsx: CSV is all text anyway
     rng.shuffle(order)
-    alias_keys = set(order[:_N_ALIAS])
-    short_name_keys = set(order[_N_ALIAS : _N_ALIAS + _N_SHORT_NAME])
-    space_keys = set(order[_N_ALIAS + _N_SHORT_NAME : _N_ALIAS + _N_SHORT_NAME + _N_FULLWIDTH_SPACE])
+    alias_keys = set(order[:n_alias])
+    short_name_keys = set(order[n_alias : n_alias + n_short])
+    space_keys = set(order[n_alias + n_short : n_alias + n_short + n_space])
 
     slots: list[_Slot] = []
     for key in plain:
         dept, period = key
-        slot = _Slot(dept, period, "good", LATE_RETURNS.get(key) or _arrival(seed, dept, period), values[key],
-                     fmt_of[key])
-        if key in LATE_RETURNS:
+        slot = _Slot(dept, period, "good", late.get(key) or _arrival(seed, dept, period), values[key], fmt_of[key])
+        if key in late:
             slot.quirks.append("arrives after its deadline")
         names: dict[str, str] = {}
         if key in alias_keys:
@@ -250,7 +297,8 @@ def _plan(seed: int) -> list[_Slot]:
             names[STORY_CODE["zhanggu"]] = "章谷"
             slot.quirks.append("short township name 章谷")
         if key in space_keys:
-            code = CODES[rng_for(seed, "space", dept, period).randrange(N)]
+            codes = list(values[key]["township_code"])
+            code = codes[rng_for(seed, "space", dept, period).randrange(len(codes))]
             names[code] = township_name_at(code, period_start(period)) + "\u3000"
             slot.quirks.append("trailing full-width space after a township name")
         if names:
@@ -259,9 +307,6 @@ def _plan(seed: int) -> list[_Slot]:
             slot.values = _text_numbers(slot.values, decls[dept], rng_for(seed, "text", dept, period))
             slot.quirks.append("numbers as text")
         slots.append(slot)
-    slots += _flawed_slots(seed, values) + _restatement_slots(seed, values, restated_code)
-    for slot in slots:
-        _dress(slot, seed)
     return slots
 
 
@@ -355,16 +400,28 @@ def _registry_files(landing_dir: Path, seed: int) -> list[GeneratedFile]:
     return files
 
 
-def generate_demo(landing_dir: Path, *, seed: int = 2017) -> list[GeneratedFile]:
-    """Write every demo return under ``landing_dir/<department>/<period>/`` and date it.
+def generate_demo(landing_dir: Path, *, seed: int = 2017, through: str = STORY_THROUGH) -> list[GeneratedFile]:
+    """Write every demo return through the month ``through`` under ``landing_dir/<department>/<period>/``
+    and date it. The default is the article's story (2015-01 … 2017-11, 152 files); ``duikou demo``
+    runs :data:`DEMO_THROUGH` (2020-12: the sequel across the 2019 reform, 2020 on the 12 units).
 
     Returns the files in arrival order (mtime, then path) — the order the pipeline should
     process them in: flawed files before their corrections, the labour 2016-06 return before
     its restatement.
     """
     landing_dir = Path(landing_dir)
-    files = [_write(slot, landing_dir) for slot in _plan(seed)] + _registry_files(landing_dir, seed)
+    _check_through(through)
+    files = [_write(slot, landing_dir) for slot in _plan(seed, through)] + _registry_files(landing_dir, seed)
     return sorted(files, key=lambda f: (f.arrived_at, str(f.path)))
+
+
+def _check_through(through: str) -> None:
+    try:
+        month = parse_period(through)[1]
+    except ValueError as exc:
+        raise ValueError(f"through {through!r}: the demo's last month as YYYY-MM") from exc
+    if month is None or not STORY_THROUGH <= through <= DEMO_THROUGH:
+        raise ValueError(f"through {through!r}: the demo runs through a month from {STORY_THROUGH} to {DEMO_THROUGH}")
 
 
 def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print) -> int:
@@ -372,8 +429,9 @@ def main(argv: Sequence[str] | None = None, echo: Callable[[str], None] = print)
     parser = argparse.ArgumentParser(description="write the demo county returns into a landing directory")
     parser.add_argument("landing_dir", type=Path)
     parser.add_argument("--seed", type=int, default=2017)
+    parser.add_argument("--through", default=DEMO_THROUGH, help=f"last month (default {DEMO_THROUGH})")
     args = parser.parse_args(argv)
-    files = generate_demo(args.landing_dir, seed=args.seed)
+    files = generate_demo(args.landing_dir, seed=args.seed, through=args.through)
     kinds = {k: sum(f.kind == k for f in files) for k in ("good", "flawed", "correction")}
     echo(f"wrote {len(files)} files to {args.landing_dir} ({kinds})")
     return 0

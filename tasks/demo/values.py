@@ -36,6 +36,9 @@ from tasks.demo.figures import (
     rng_for,
 )
 from tasks.demo.registry import TownshipTargets
+from tasks.demo.sequel import DEMO_THROUGH, STORY_THROUGH, sequel_values
+
+__all__ = ["DEMO_THROUGH", "STORY_THROUGH", "demo_values", "final_values", "registry_targets", "story_figures"]
 
 # --------------------------------------------------------------------------------------------
 # All final values
@@ -44,8 +47,15 @@ from tasks.demo.registry import TownshipTargets
 
 @lru_cache(maxsize=4)
 def final_values(seed: int) -> tuple[dict[tuple[str, str], pd.DataFrame], str]:
-    """Every department's final values (cached and shared: copy before changing one) and the code of
-    the restated township; checked against the article's figures."""
+    """Every department's final values through :data:`DEMO_THROUGH` (cached and shared: copy before
+    changing one) and the code of the restated township; the story's are checked against the
+    article's figures, the sequel (``tasks.demo.sequel``) continues them without changing them."""
+    story, restated_code = _story_values(seed)
+    return {**story, **sequel_values(seed, story)}, restated_code
+
+
+def _story_values(seed: int) -> tuple[dict[tuple[str, str], pd.DataFrame], str]:
+    """The article's story: 2015-01 … 2017-11 (poverty 2011–2016), checked against the article."""
     poverty = poverty_values(seed)
     labour, restated_code = labour_values(seed, poverty)
     values: dict[tuple[str, str], pd.DataFrame] = {}
@@ -110,15 +120,24 @@ def _verify_story(values: dict[tuple[str, str], pd.DataFrame]) -> None:
         raise AssertionError(f"demo values miss the article's figures: {broken}")
 
 
-def demo_values(seed: int = 2017) -> dict[tuple[str, str], pd.DataFrame]:
-    """The FINAL values per (department, period): what the good and correction files carry.
+def in_span(period: str, through: str) -> bool:
+    """Whether a return of ``period`` belongs to a demo that runs through the month ``through``: a
+    monthly one up to that month, an annual one when its year has ended by then."""
+    return period <= through if len(period) == 7 else f"{period}-12" <= through
 
-    One row per township in code order; columns ``township_code`` then every declared indicator,
+
+def demo_values(seed: int = 2017, *, through: str = STORY_THROUGH) -> dict[tuple[str, str], pd.DataFrame]:
+    """The FINAL values per (department, period) through the month ``through``: what the good and
+    correction files carry. The default is the article's story (2015-01 … 2017-11, poverty
+    2011–2016, the 15 townships); ``through=DEMO_THROUGH`` adds the sequel to 2020-12, whose 2020
+    returns list the 12 units of the 2019 reform.
+
+    One row per township (or unit) in code order; columns ``township_code`` then every declared indicator,
     in FORM units exactly as written (万元 with 2 decimals, 万人次 with 4, counts as ints).
     Superseded files (flawed ones, the first labour 2016-06 return) are not here.
     """
     values, _ = final_values(seed)
-    return {key: frame.copy() for key, frame in values.items()}
+    return {key: frame.copy() for key, frame in values.items() if in_span(key[1], through)}
 
 
 def restated_township(seed: int = 2017) -> str:
