@@ -222,7 +222,7 @@ def tourism_sequel(seed: int, story: Frames) -> Frames:
     staff_base = [s - round(h * 3.2) for s, h in zip(_col(nov, "tourism_employees_persons"), houses, strict=True)]
     character = {  # per township: (share, spend per visit, overnight share, ticket share, beds per house, poor staff)
         "share": revenue17,
-        "spend": [r * 1e4 / v for r, v in zip(revenue17, visitors17, strict=True)],
+        "spend": [r / v for r, v in zip(revenue17, visitors17, strict=True)],  # 万元 / 万人次 = 元 per visit
         "overnight": [o / v for o, v in zip(overnight17, visitors17, strict=True)],
         "tickets": [t / r for t, r in zip(tickets17, revenue17, strict=True)],
         "beds": [(b - 2) / h for b, h in zip(_col(nov, "beds"), houses, strict=True)],

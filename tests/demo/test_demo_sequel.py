@@ -97,6 +97,21 @@ def test_the_article_totals_to_2017_12(full: dict[tuple[str, str], pd.DataFrame]
     assert revenue_2017 == pytest.approx(86900.0 * 1.16, abs=0.01)  # the story's +16 % over the whole year
 
 
+def test_tourism_runs_on_from_the_story(full: dict[tuple[str, str], pd.DataFrame]) -> None:
+    """Spend per visit, the overnight share and the mix of townships carry on from 2017."""
+    def county(year: int) -> tuple[float, float, float]:
+        revenue = _year(full, "tourism", "tourism_revenue_yuan", year).sum()
+        visitors = _year(full, "tourism", "visitors_person_times", year).sum()
+        overnight = _year(full, "tourism", "overnight_visitors_person_times", year).sum()
+        return revenue / visitors, overnight / visitors, visitors
+
+    spend, overnight, visitors = zip(*(county(y) for y in range(2016, 2021)), strict=True)
+    assert all(400 < s < 700 for s in spend), spend  # 元 per visit
+    assert max(spend) / min(spend) < 1.1 and max(overnight) / min(overnight) < 1.15
+    assert visitors[0] < visitors[1] < visitors[2] < visitors[3]  # 2016 … 2019 grow
+    assert visitors[4] < visitors[3]  # 2020: the epidemic year
+
+
 def test_poverty_ends_in_2020_and_incomes_grow(full: dict[tuple[str, str], pd.DataFrame]) -> None:
     incidence, income = {}, {}
     for year in range(2016, 2021):
