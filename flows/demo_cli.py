@@ -129,7 +129,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print("\n".join(completeness_lines(engine)))
     if through >= "2017-12":  # the registry's quarters after 2017-09 are owed, but the demo lands two snapshots
-        print("  (登记表只演示2017年6月、9月两期快照，此后各季度显示缺报 the demo lands the registry's 2017 snapshots only)")
+        print("  (登记表只演示2017年6月、9月两期快照，此后各季度显示缺报 "
+              "the demo lands the registry's 2017 snapshots only)")
     if through >= "2020-01":
         print()
         print("\n".join(reform_lines(engine)))
