@@ -78,7 +78,12 @@ def narrative(kpis: pd.DataFrame, year: int | None, county: str) -> list[Segment
         clauses.append(c.close())
     if has("poverty_incidence_pct"):
         c = _Clause(idx).text("贫困发生率")
-        if year > base and has("poverty_incidence_pct", base):
+        versions = {str((idx.row("poverty_incidence_pct", y) or {}).get("definition_version") or "v1")
+                    for y in (base, year)}
+        if year > base and has("poverty_incidence_pct", base) and len(versions) > 1:  # two 口径: no change word
+            c.figure("poverty_incidence_pct", year).text(f"（{base}年").figure("poverty_incidence_pct", base)
+            c.text("，口径不同，不作比较）")
+        elif year > base and has("poverty_incidence_pct", base):
             change = (idx.value("poverty_incidence_pct", year) or 0) - (idx.value("poverty_incidence_pct", base) or 0)
             c.text(f"从{base}年的").figure("poverty_incidence_pct", base)
             c.text(f"{_change_word(change, '上升到', '下降到')}{year}年的").figure("poverty_incidence_pct", year)

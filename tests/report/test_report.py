@@ -137,6 +137,16 @@ def test_narrative_in_the_programme_style(data: ReportData) -> None:
     assert narrative(data.kpis, 2013, "丹巴县") == [] and narrative(data.kpis, None, "x") == []
 
 
+def test_the_narrative_never_compares_across_two_definitions(data: ReportData) -> None:
+    """2016's incidence under another 口径 (as the demo's 2020 is, its denominator v2): both figures
+    stated, no 下降到 between them."""
+    kpis = data.kpis.copy()
+    kpis["definition_version"] = "v1"
+    kpis.loc[(kpis["kpi"] == "poverty_incidence_pct") & (kpis["year"] == 2016), "definition_version"] = "v2"
+    text = narrative_text(narrative(kpis, 2016, "丹巴县"))
+    assert "贫困发生率12.78%（2011年26.20%，口径不同，不作比较）；" in text and "下降到" not in text
+
+
 def test_headline_cards_show_definition_unit_source_and_coverage(data: ReportData) -> None:
     page = render_site(data)["pages"]["index.html"]
     income = next(c for c in cards(page) if 'data-kpi="net_income_per_capita_yuan"' in c)
