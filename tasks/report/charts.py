@@ -61,14 +61,21 @@ def _segments(points: Sequence[Point], breaks: Sequence[Break]) -> list[list[int
     return runs
 
 
-def _break_marks(x: float, label: str, top: float, bottom: float, *, small: bool = False) -> list[str]:
+def _break_marks(x: float, label: str, top: float, bottom: float, *, small: bool = False, row: int = 0) -> list[str]:
+    """The dashed line at ``x`` and its label: beside the line on the side with room (a break late in
+    the series is labelled to its left, so the label stays inside the chart), one line lower for
+    each earlier break of the chart (``row``), so two labels never overlap."""
     mark = (
         f'<line class="break-marker" x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}" '
         f'stroke="#b5482a" stroke-width="1.5" stroke-dasharray="4 3"><title>{escape(label)}</title></line>'
     )
     if small:
         return [mark]
-    return [mark, _text(x + 3, top + 26, label, anchor="start", cls="break-label")]
+    right_half = x > WIDTH / 2
+    text = _text(x - 3 if right_half else x + 3, top + 26 + 14 * row, label,
+                 anchor="end" if right_half else "start", cls="break-label")
+    # a white halo keeps the label legible where it crosses the series or a value label
+    return [mark, text.replace("<text ", '<text stroke="#fff" stroke-width="3" paint-order="stroke" ', 1)]
 
 
 def nice_ticks(maximum: float, count: int = 4) -> list[float]:
@@ -146,9 +153,9 @@ def line_chart(points: Sequence[Point], *, title: str, y_label: str, breaks: Seq
         path = " ".join(f"{xs[i]:.1f},{ys[i]:.1f}" for i in run)
         body.append(f'<polyline points="{path}" fill="none" stroke="{COLOUR}" stroke-width="2"/>')
     first, last = points[0].year, points[-1].year
-    for brk in shown:
+    for row, brk in enumerate(shown):
         x = xs[0] + (xs[-1] - xs[0]) * (brk.after_year + 0.5 - first) / (last - first)
-        body += _break_marks(x, brk.label, TOP - 8, HEIGHT - BOTTOM)
+        body += _break_marks(x, brk.label, TOP - 8, HEIGHT - BOTTOM, row=row)
     for point, x, y in zip(points, xs, ys, strict=True):
         fill = "#fff" if point.incomplete else COLOUR
         body.append(
@@ -179,9 +186,9 @@ def bar_chart(points: Sequence[Point], *, title: str, y_label: str, breaks: Sequ
         )
         body.append(_text(centre, top - 6, point.label, cls="value"))
         body.append(_text(centre, base + 18, str(point.year)))
-    for brk in _breaks_within(points, breaks):
+    for row, brk in enumerate(_breaks_within(points, breaks)):
         after = max(i for i, p in enumerate(points) if p.year <= brk.after_year)
-        body += _break_marks(LEFT + slot * (after + 1), brk.label, TOP - 8, base)
+        body += _break_marks(LEFT + slot * (after + 1), brk.label, TOP - 8, base, row=row)
     return _svg(title, body, points)
 
 
