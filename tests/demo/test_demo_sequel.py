@@ -195,3 +195,16 @@ def test_the_full_plan_plants_its_late_and_missing_return_at_its_clock() -> None
     for wrong in ("2021-03", "2016-05", "2018"):
         with pytest.raises(ValueError, match="through"):
             _check_through(wrong)
+
+
+def test_the_story_is_dressed_alike_whatever_the_span() -> None:
+    """The story's files keep their formats and quirks when the demo runs on (only the story's missing
+    return is sent then, plainly, and its late one arrives on time)."""
+    def dressing(through: str) -> dict[tuple[str, str, str, str], tuple[str, str, tuple[str, ...]]]:
+        return {(s.department, s.period, s.kind, s.suffix): (s.fmt, str(sorted(s.options.items())), tuple(s.quirks))
+                for s in _plan(2017, through) if in_span(s.period, STORY_THROUGH)}
+
+    short, full = dressing(STORY_THROUGH), dressing(DEMO_THROUGH)
+    assert set(full) - set(short) == {("health", "2017-11", "good", "")}
+    changed = {k for k in short if short[k] != full[k]}
+    assert changed == {("education", "2017-11", "good", "")}  # late in the story, on time when it runs on
