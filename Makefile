@@ -32,9 +32,11 @@ lock:
 demo: $(STAMP)
 	$(VENV)/bin/duikou demo
 
-## ruff + mypy + the whole pytest suite (PostgreSQL tests run when DUIKOU_TEST_POSTGRES_URL is set).
+## ruff + mypy + the whole pytest suite (PostgreSQL tests run when DUIKOU_TEST_POSTGRES_URL is set), on
+## TEST_WORKERS processes (default: one per core), each taking whole test files (module fixtures run once).
+TEST_WORKERS ?= auto
 test: $(STAMP) lint typecheck browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## Only the tests against a real Prefect server: operations e2e, the work-pool nightly and the issue-13 soak (also part of `make test`).
 test-server: $(STAMP)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import yaml
 
 from expectations.declaration import Declaration, DeclarationError, load_declarations
+from expectations.yaml_files import read_yaml
 
 CROSS_CHECKS_FILE = Path(str(resources.files("expectations") / "cross_checks.yaml"))
 CHECK_ID_PREFIX = "cross__"
@@ -146,8 +146,7 @@ def parse_cross_checks(
 @lru_cache(maxsize=2)
 def load_cross_checks(path: Path = CROSS_CHECKS_FILE) -> tuple[CrossCheck, ...]:
     """Every declared cross-return check, validated against the declarations."""
-    with path.open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
+    raw = read_yaml(path)
     return parse_cross_checks(raw, path.name, load_declarations())
 
 

@@ -16,10 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from expectations.definitions import KPI_OVERRIDABLE, Definition, DefinitionError, definition_for, parse_definitions
 from expectations.rules import RuleExpression, parse_rule_expression
+from expectations.yaml_files import read_yaml
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
@@ -469,8 +468,7 @@ def _nil_return(value: Any, where: str) -> NilReturn:
 
 
 def load_declaration(path: Path) -> Declaration:
-    with path.open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise DeclarationError(f"{path.name}: not a mapping")
     return parse_declaration(raw, path.name)
@@ -482,8 +480,7 @@ DECLARATION_KINDS = ("form", "person_registry")
 
 def declaration_kind(path: Path) -> str:
     """``form`` (township × period return) or ``person_registry`` (one row per person)."""
-    with path.open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
+    raw = read_yaml(path)
     kind = raw.get("kind", "form") if isinstance(raw, dict) else "form"
     if kind not in DECLARATION_KINDS:
         raise DeclarationError(f"{path.name}: kind must be one of {DECLARATION_KINDS}, got {kind!r}")
@@ -604,8 +601,7 @@ _KPI_NEEDS: dict[str, tuple[str, ...]] = {
 def load_kpis(path: Path = KPIS_FILE, declarations_dir: Path = DECLARATIONS_DIR) -> tuple[Kpi, ...]:
     """The KPIs of ``path``, checked against the declarations of ``declarations_dir``: each input
     indicator exists and the method adds it up as its kind allows (``KPI_METHOD_KINDS``)."""
-    with path.open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
+    raw = read_yaml(path)
     declarations = load_declarations(declarations_dir)
     kpis: list[Kpi] = []
     for item in raw["kpis"]:

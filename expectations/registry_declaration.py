@@ -40,8 +40,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from expectations.declaration import (
     DECLARATIONS_DIR,
     SEVERITIES,
@@ -53,6 +51,7 @@ from expectations.declaration import (
     load_declarations,
     normalise_header,
 )
+from expectations.yaml_files import read_yaml
 
 ColumnType = Literal["text", "enum", "boolean", "decimal", "integer", "date", "list"]
 COLUMN_TYPES: tuple[ColumnType, ...] = ("text", "enum", "boolean", "decimal", "integer", "date", "list")
@@ -486,8 +485,7 @@ def load_registry_declarations(directory: Path = DECLARATIONS_DIR) -> dict[str, 
     for path in sorted(directory.glob("*.yaml")):
         if declaration_kind(path) != "person_registry":
             continue
-        with path.open(encoding="utf-8") as fh:
-            decl = parse_registry_declaration(yaml.safe_load(fh), path.name)
+        decl = parse_registry_declaration(read_yaml(path), path.name)
         if decl.department in out:
             raise DeclarationError(f"{path.name}: department {decl.department!r} declared twice")
         out[decl.department] = decl

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
+from expectations.yaml_files import read_yaml
 
 RELEASES_FILE = Path(str(resources.files("expectations") / "releases.yaml"))
 KNOWN_KINDS = ("monthly", "annual")
@@ -55,8 +55,7 @@ def _text(raw: object, where: str) -> str:
 
 
 def load_signoff(path: Path = RELEASES_FILE) -> Signoff:
-    with path.open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SignoffConfigError(f"{path}: expected a mapping with prepare_role and kinds")
     prepare_role = _text(raw.get("prepare_role"), f"{path}: prepare_role")

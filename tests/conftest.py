@@ -3,13 +3,16 @@
 ``warehouse_engine`` runs a test on both backends. PostgreSQL needs
 ``DUIKOU_TEST_POSTGRES_URL`` (e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/test``):
 unset → skipped; set but unreachable → the test fails, because a configured database that
-cannot be reached is a broken environment, not an optional one. Each PostgreSQL test gets a
-fresh schema (``search_path``), dropped afterwards.
+cannot be reached is a broken environment, not an optional one. Each test's warehouse is a copy
+of one the session migrated (``ensure_warehouse``): a copied SQLite file, a PostgreSQL database made
+from a template database. Tests that need an empty PostgreSQL schema (migrations, the ledger's
+processes) take ``fresh_postgres_schema``, dropped afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -17,20 +20,40 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from warehouse.bootstrap import ensure_warehouse
 from warehouse.engine import make_engine
+from warehouse.migrate import mark_verified
 
 POSTGRES_URL_ENV = "DUIKOU_TEST_POSTGRES_URL"
 
 
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    """A warehouse in a temporary SQLite file, ``ensure_warehouse`` applied."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'warehouse' / 'warehouse.sqlite'}")
+@pytest.fixture(scope="session")
+def sqlite_warehouse_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite warehouse made by ``ensure_warehouse`` for the session: each test copies it.
+
+    Migrating an empty database to head, loading the reference data and comparing the result with
+    ``schema.py`` costs ~1 s per warehouse, paid ~250 times a run; a copy of the file costs a few
+    milliseconds and is the same warehouse. (``tests/warehouse/test_migrations.py`` still migrates
+    empty databases itself: that is what it tests.)
+    """
+    path = tmp_path_factory.mktemp("warehouse-template") / "warehouse.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
     ensure_warehouse(engine)
+    engine.dispose()  # the last connection closed: the WAL is checkpointed into the file
+    return path
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path, sqlite_warehouse_template: Path) -> Iterator[Engine]:
+    """A warehouse in a temporary SQLite file: a copy of the session's ``ensure_warehouse``d one."""
+    target = tmp_path / "warehouse" / "warehouse.sqlite"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sqlite_warehouse_template, target)
+    engine = make_engine(f"sqlite:///{target}")
+    mark_verified(engine)  # the template was verified against schema.py when ensure_warehouse made it
     yield engine
     engine.dispose()
 
@@ -105,16 +128,70 @@ def registry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         yield data
 
 
-@pytest.fixture
-def postgres_engine() -> Iterator[Engine]:
-    """A warehouse in a fresh PostgreSQL schema, ``ensure_warehouse`` applied."""
-    with fresh_postgres_schema("warehouse") as (url, schema_name):
-        engine = make_engine(url, connect_args={"options": f"-csearch_path={schema_name}"})
+class PostgresWarehouses:
+    """Warehouses on PostgreSQL as databases copied from one template the session migrated.
+
+    ``CREATE DATABASE … TEMPLATE`` copies the template's files (~0.2 s) where ``ensure_warehouse``
+    on an empty schema migrates, loads reference data and compares the schema (~2–6 s here). Each
+    test gets a database of its own; all are dropped when the session ends (a drop waits for a
+    checkpoint, which costs more than the copy).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.admin = make_engine(url, isolation_level="AUTOCOMMIT")
+        self.template = f"duikou_template_{uuid.uuid4().hex[:12]}"  # our own identifiers, not data
+        self.made: list[str] = []
+
+    def make_template(self) -> None:
+        try:
+            with self.admin.connect() as conn:
+                conn.execute(text(f"CREATE DATABASE {self.template}"))
+        except OperationalError as exc:
+            pytest.fail(f"{POSTGRES_URL_ENV} is set but PostgreSQL is unreachable: {exc}")
+        self.made.append(self.template)
+        engine = make_engine(self.url.set(database=self.template).render_as_string(hide_password=False))
         try:
             ensure_warehouse(engine)
-            yield engine
         finally:
-            engine.dispose()
+            engine.dispose()  # CREATE DATABASE … TEMPLATE refuses a template with open connections
+
+    def new_url(self) -> str:
+        name = f"duikou_test_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {self.template}"))
+        self.made.append(name)
+        return self.url.set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in reversed(self.made):
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_warehouses() -> Iterator[PostgresWarehouses]:
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_URL_ENV} not set: PostgreSQL warehouse tests skipped")
+    warehouses = PostgresWarehouses(url)
+    try:
+        warehouses.make_template()
+        yield warehouses
+    finally:
+        warehouses.drop_all()
+
+
+@pytest.fixture
+def postgres_engine(postgres_warehouses: PostgresWarehouses) -> Iterator[Engine]:
+    """A warehouse in a PostgreSQL database of its own: a copy of the session's ``ensure_warehouse``d one."""
+    engine = make_engine(postgres_warehouses.new_url())
+    mark_verified(engine)  # the template was verified against schema.py when ensure_warehouse made it
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

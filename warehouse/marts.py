@@ -308,24 +308,30 @@ def compute_county_kpis(
                 note_skipped(skipped, f"KPI {kpi.kpi} ({kpi.department}) skipped: {type(exc).__name__}: {exc}")
                 continue
         computed[kpi.kpi] = points
-        for year, point in sorted(points.items()):
-            records.append(
-                {
-                    "year": year,
-                    "kpi": kpi.kpi,
-                    "label_zh": kpi.label_zh,
-                    "value": point.value,
-                    "unit": kpi.unit,
-                    "department": kpi.department,
-                    "coverage_used": point.used,
-                    "coverage_expected": point.expected,
-                    "coverage": point.used / point.expected if point.expected else 0.0,
-                    "publishable": bool(point.expected) and point.used >= point.expected,
-                    "definition_zh": point.definition_zh or kpi.definition_zh,
-                    "definition_version": point.version,
-                }
-            )
-    frame = pd.DataFrame(records, columns=list(KPI_COLUMNS))
+        records.extend(_kpi_record(kpi, year, point) for year, point in sorted(points.items()))
+    return _kpi_frame(records, list(KPI_COLUMNS))
+
+
+def _kpi_record(kpi: Kpi, year: int, point: _Point) -> dict[str, Any]:
+    """One ``KPI_COLUMNS`` row of ``kpi`` in ``year``."""
+    return {
+        "year": year,
+        "kpi": kpi.kpi,
+        "label_zh": kpi.label_zh,
+        "value": point.value,
+        "unit": kpi.unit,
+        "department": kpi.department,
+        "coverage_used": point.used,
+        "coverage_expected": point.expected,
+        "coverage": point.used / point.expected if point.expected else 0.0,
+        "publishable": bool(point.expected) and point.used >= point.expected,
+        "definition_zh": point.definition_zh or kpi.definition_zh,
+        "definition_version": point.version,
+    }
+
+
+def _kpi_frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(records, columns=columns)
     return frame.astype(
         {"year": "int64", "coverage_used": "int64", "coverage_expected": "int64", "publishable": "bool"}
     )
@@ -353,6 +359,61 @@ def _current_spans(townships: pd.DataFrame, shares: Mapping[str, Mapping[str, fl
     )
 
 
+def _township_points(
+    facts: pd.DataFrame,
+    spans: pd.DataFrame,
+    kpis: Sequence[Kpi],
+    declarations: Mapping[str, Declaration],
+    skipped: list[str] | None,
+    basis: str,
+) -> dict[str, dict[tuple[str, int], _Point]]:
+    """KPI → {(township code, year): point}: every township in one pivot per KPI (not one county
+    computation per township), derived KPIs from each township's own base series."""
+    computed: dict[str, dict[tuple[str, int], _Point]] = {}
+    for kpi in kpis:
+        if kpi.method in ("multiple_of_base", "cagr", "yoy"):
+            base = computed.get(str(kpi.of))
+            if base is None:
+                continue
+            by_code: dict[str, dict[int, _Point]] = {}
+            for (code, year), point in base.items():
+                by_code.setdefault(code, {})[year] = point
+            points = {
+                (code, year): point
+                for code, series in by_code.items()
+                for year, point in _derived_points(kpi, series).items()
+            }
+        else:
+            try:
+                points = _dated_base_points(kpi, facts, declarations[kpi.department], spans, by_township=True)
+            except (ValueError, OverflowError) as exc:
+                note_skipped(skipped, f"township KPI {kpi.kpi} ({basis}) skipped: {type(exc).__name__}: {exc}")
+                continue
+        computed[kpi.kpi] = points
+    return computed
+
+
+def compute_kpis_by_township(
+    values: pd.DataFrame,
+    townships: pd.DataFrame,
+    kpis: Sequence[Kpi],
+    declarations: Mapping[str, Declaration],
+    skipped: list[str] | None = None,
+) -> pd.DataFrame:
+    """``township_code`` + ``KPI_COLUMNS``: the county formulas on each township's own facts, each
+    period on its own boundaries — the rows ``compute_county_kpis`` gives for one township's facts
+    and ``ref_township`` row, for every township with facts at once. Sorted by township, then KPI
+    order, then year. Pure."""
+    computed = _township_points(values, townships, kpis, declarations, skipped, "as_reported")
+    records = [
+        {"township_code": code, **_kpi_record(kpi, year, point)}
+        for kpi in kpis
+        for (code, year), point in computed.get(kpi.kpi, {}).items()
+    ]
+    frame = _kpi_frame(records, ["township_code", *KPI_COLUMNS])
+    return frame.sort_values("township_code", kind="stable").reset_index(drop=True)
+
+
 def compute_township_kpis(
     values: pd.DataFrame,
     townships: pd.DataFrame,
@@ -378,28 +439,9 @@ def compute_township_kpis(
         else:
             facts = to_current_boundaries(values, townships, crosswalk, declarations)
             spans = _current_spans(townships, shares)
-        computed: dict[str, dict[tuple[str, int], _Point]] = {}
+        computed = _township_points(facts, spans, kpis, declarations, skipped, basis)
         for kpi in kpis:
-            if kpi.method in ("multiple_of_base", "cagr", "yoy"):
-                base = computed.get(str(kpi.of))
-                if base is None:
-                    continue
-                by_code: dict[str, dict[int, _Point]] = {}
-                for (code, year), point in base.items():
-                    by_code.setdefault(code, {})[year] = point
-                points = {
-                    (code, year): point
-                    for code, series in by_code.items()
-                    for year, point in _derived_points(kpi, series).items()
-                }
-            else:
-                try:
-                    points = _dated_base_points(kpi, facts, declarations[kpi.department], spans, by_township=True)
-                except (ValueError, OverflowError) as exc:
-                    note_skipped(skipped, f"township KPI {kpi.kpi} ({basis}) skipped: {type(exc).__name__}: {exc}")
-                    continue
-            computed[kpi.kpi] = points
-            for (code, year), point in points.items():
+            for (code, year), point in computed.get(kpi.kpi, {}).items():
                 records.append({
                     "basis": basis, "township_code": code, "year": year, "kpi": kpi.kpi, "value": point.value,
                     "unit": kpi.unit, "coverage_used": point.used, "coverage_expected": point.expected,

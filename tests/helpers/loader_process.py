@@ -180,11 +180,11 @@ def fact_count(engine: Engine, sid: str | None = None) -> int:
 
 # ------------------------------------------------------------------ driving child processes
 def database_spec(engine: Engine) -> dict[str, Any]:
-    """How a child process reaches the test's warehouse (PostgreSQL: the same fresh schema)."""
+    """How a child process reaches the test's warehouse (PostgreSQL: the same database and schema)."""
     spec: dict[str, Any] = {"url": engine.url.render_as_string(hide_password=False)}
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            spec["search_path"] = conn.exec_driver_sql("SHOW search_path").scalar_one()
+            spec["search_path"] = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
     return spec
 
 
