@@ -40,7 +40,8 @@ def process_submission(
     dry_run: bool = False,
     follow_up: bool = True,
 ) -> SubmissionResult:
-    """receive → (duplicate?) → read & normalise → validate → load → receipt → follow-up.
+    """receive → (duplicate?) → read & normalise → validate → load → receipt → check-summary
+    artifact → follow-up (what nobody waits on comes after the receipt).
 
     ``dry_run`` does everything but write: no file kept, no ledger row, no receipt file; the
     receipt says what would have happened. ``follow_up``: after the load, run the cross-return
@@ -69,8 +70,8 @@ def process_submission(
         return lost_race(engine, received, settings)
 
     parsed, validation = read_and_validate(received, engine, reference)
-    steps.dq_summary_task(received, validation)  # table artifact dq-<department>-<period>
     if dry_run or engine is None:
+        steps.dq_summary_task(received, validation)  # table artifact dq-<department>-<period>
         would = preview_load(engine, received, parsed, validation)
         stored, _ = storage_paths(received, validation.outcome, settings)
         receipt = build_receipt(received, parsed, validation, status=validation.outcome, dry_run=True,
@@ -89,6 +90,7 @@ def process_submission(
     )
     receipt = steps.correction_task(received, receipt, validation, settings)
     steps.receipt_task(receipt, receipt_path, stored, engine)  # only while the ledger row says the same
+    steps.dq_summary_task(received, validation)  # the artifact follows the receipt: nobody waits on it
     if follow_up:
         follow_up_task(engine, [department] if outcome.status == "loaded" else [])
     return SubmissionResult(received.submission_id, department, received.period.label,
