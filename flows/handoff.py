@@ -6,7 +6,9 @@ A fresh ``duikou ingest`` process pays ~6 s of imports (Prefect, GX, pandas) and
 command then acts as a thin client — it imports neither Prefect nor GX nor pandas, hands the
 file's path, department and period to the service, which runs the ``ingest-submission`` flow in
 its own process (a flow run like any other on the Prefect server: same states, receipt, ledger),
-and prints the receipt the service sends back, with the same exit code.
+and prints the receipt the service sends back, with the same exit code. The service answers as
+soon as the receipt is written; the run's later steps (check-summary artifact, follow-ups, tags,
+events) go on in the service, and how they end is the run's state in the Prefect UI.
 
 Discovery: ``duikou serve`` listens on 127.0.0.1 (a free port) and writes
 ``<data>/run/duikou-service.json`` (mode 0600: the port, a random token, its pid, when it started,
@@ -47,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 SERVICE_FILE = Path("run") / "duikou-service.json"
+#: the service's work: (request, reply) → the final answer; ``reply`` may answer earlier (at the receipt)
+Runner = Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], dict[str, Any]]
 PROTOCOL = 1
 #: what the code fingerprint covers: every source and declaration file of these, under the checkout
 _CODE_ROOTS = ("flows", "tasks", "warehouse", "expectations")
@@ -172,23 +176,35 @@ class _Handler(socketserver.StreamRequestHandler):
             request = json.loads(self.rfile.readline() or b"{}")
         except ValueError:
             return
+        replied: list[bool] = []
+
+        def reply(answer: dict[str, Any]) -> None:
+            """The one answer line: the first one given wins (an early receipt, then the run's end)."""
+            if replied:
+                return
+            replied.append(True)
+            try:
+                self.wfile.write(json.dumps(answer, ensure_ascii=False, default=str).encode() + b"\n")
+                self.wfile.flush()
+            except OSError:  # the command went away (Ctrl-C): the run goes on, its state says how it ended
+                pass
+
         if not secrets.compare_digest(str(request.get("token", "")), self.server.token):
-            answer: dict[str, Any] = {"ok": False, "error": "wrong token"}
+            reply({"ok": False, "error": "wrong token"})
         elif request.get("op") == "hello":
-            answer = {"ok": True, "protocol": PROTOCOL, "code": self.server.code, "settings": self.server.settings}
+            reply({"ok": True, "protocol": PROTOCOL, "code": self.server.code, "settings": self.server.settings})
         elif request.get("op") == "ingest":
             with self.server.slots:  # in the context the service started in (Prefect's settings live there)
-                answer = self.server.context.copy().run(self.server.run, request)
+                reply(self.server.context.copy().run(self.server.run, request, reply))
         else:
-            answer = {"ok": False, "error": f"unknown op {request.get('op')!r}"}
-        self.wfile.write(json.dumps(answer, ensure_ascii=False, default=str).encode() + b"\n")
+            reply({"ok": False, "error": f"unknown op {request.get('op')!r}"})
 
 
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, run: Callable[[dict[str, Any]], dict[str, Any]], slots: int, code: str, settings: str) -> None:
+    def __init__(self, run: Runner, slots: int, code: str, settings: str) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.run, self.slots = run, threading.BoundedSemaphore(slots)
         self.context = contextvars.copy_context()
@@ -198,7 +214,7 @@ class _Server(socketserver.ThreadingTCPServer):
 class HandoffService:
     """The service's listener: ``start`` binds and writes the service file, ``stop`` removes it."""
 
-    def __init__(self, data_dir: Path, warehouse_url: str, run: Callable[[dict[str, Any]], dict[str, Any]],
+    def __init__(self, data_dir: Path, warehouse_url: str, run: Runner,
                  slots: int, code: str | None = None) -> None:
         """``code``: the fingerprint of the code this process runs — computed now by default (a test
         gives another to stand for a service started before the checkout changed)."""

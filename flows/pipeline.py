@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,11 @@ from tasks.submission.result import SubmissionResult
 from tasks.validation.validate import Validation
 from warehouse.load import LoadOutcome, find_submission, ledger_issues
 from warehouse.refdata import ReferenceFrames
+
+#: who waits on this submission's receipt — a ``duikou ingest`` handed to ``duikou serve``
+#: (flows/handoff.py): told as soon as the receipt is written, before the steps that follow it
+RECEIPT_WAITER: ContextVar[Callable[[SubmissionResult], None] | None] = ContextVar("duikou_receipt_waiter",
+                                                                                  default=None)
 
 
 def process_submission(
@@ -90,11 +97,14 @@ def process_submission(
     )
     receipt = steps.correction_task(received, receipt, validation, settings)
     steps.receipt_task(receipt, receipt_path, stored, engine)  # only while the ledger row says the same
+    result = SubmissionResult(received.submission_id, department, received.period.label,
+                              received.original_name, outcome.status, receipt, receipt_path)
+    if (waiter := RECEIPT_WAITER.get()) is not None:
+        waiter(result)
     steps.dq_summary_task(received, validation)  # the artifact follows the receipt: nobody waits on it
     if follow_up:
         follow_up_task(engine, [department] if outcome.status == "loaded" else [])
-    return SubmissionResult(received.submission_id, department, received.period.label,
-                            received.original_name, outcome.status, receipt, receipt_path)
+    return result
 
 
 def read_and_validate(

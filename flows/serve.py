@@ -336,16 +336,26 @@ def register(deployments: list[RunnerDeployment]) -> dict[str, UUID]:
     return {deployment.name: cast(UUID, deployment.apply()) for deployment in deployments}
 
 
-def handoff_runner(settings: Settings) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def handoff_runner(settings: Settings) -> Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], dict[str, Any]]:
     """What this process does with a ``duikou ingest`` handed to it (``flows/handoff.py``): the
     ``ingest-submission`` flow, run here as the command would have run it — its own flow run on the
-    server — answered with the command's exit code and the receipt it prints."""
+    server — answered with the command's exit code and the receipt it prints. The answer goes out
+    (``reply``) as soon as the receipt is written; the run's later steps (check-summary artifact,
+    follow-ups, tags, events) go on here, and their outcome is the run's state in the UI."""
+    from flows.pipeline import RECEIPT_WAITER
+    from tasks.submission.result import SubmissionResult
 
-    def run(request: dict[str, Any]) -> dict[str, Any]:
+    def answer_of(result: SubmissionResult) -> dict[str, Any]:
+        return {"ok": True, "exit": 0 if result.status in ("loaded", "duplicate") else 1, "status": result.status,
+                "receipt": result.receipt,
+                "receipt_path": str(result.receipt_path) if result.receipt_path is not None else None}
+
+    def run(request: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         from tasks.registry.checks import MissingPersonKey
         from tasks.submission.journey import SubmissionError, request_period
 
         department, period = str(request["department"]), str(request["period"])
+        waiting = RECEIPT_WAITER.set(lambda result: reply(answer_of(result)))
         try:
             request_period(department, period)  # refused before a flow run starts, as in the command
             result = ingest_submission(str(request["file"]), department, period,
@@ -355,9 +365,9 @@ def handoff_runner(settings: Settings) -> Callable[[dict[str, Any]], dict[str, A
         except Exception as exc:  # the command says it as a failure of the system (exit 3)
             log.exception("handed-over ingest of %s failed", request.get("file"))
             return {"ok": True, "exit": 3, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
-        return {"ok": True, "exit": 0 if result.status in ("loaded", "duplicate") else 1, "status": result.status,
-                "receipt": result.receipt,
-                "receipt_path": str(result.receipt_path) if result.receipt_path is not None else None}
+        finally:
+            RECEIPT_WAITER.reset(waiting)
+        return answer_of(result)
 
     return run
 

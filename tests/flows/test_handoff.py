@@ -122,7 +122,7 @@ def test_a_stale_service_is_refused_and_nothing_is_loaded(
     form = _tourism_form(tmp_path)
     calls: list[dict[str, Any]] = []
 
-    def run(request: dict[str, Any]) -> dict[str, Any]:
+    def run(request: dict[str, Any], reply: Any) -> dict[str, Any]:
         calls.append(request)
         return {"ok": True, "exit": 3, "error": "must not be called"}
 
