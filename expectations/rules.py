@@ -12,10 +12,10 @@ import ast
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # numpy and pandas only where a rule is evaluated: the CLI's argument checks parse rules
+    import pandas as pd
 
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -98,6 +98,9 @@ def parse_rule_expression(source: str) -> RuleExpression:
 
 def evaluate_term(node: ast.expr, frame: pd.DataFrame) -> pd.Series:
     """Evaluate one side of a rule over ``frame``; division by zero gives inf/NaN, never raises."""
+    import numpy as np
+    import pandas as pd
+
     if isinstance(node, ast.Name):
         return frame[node.id].astype("float64")
     if isinstance(node, ast.Constant):

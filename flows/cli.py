@@ -193,7 +193,18 @@ def _version() -> str:
         return "(not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: commands whose parser needs none of the command groups below (their modules import SQLAlchemy, pandas):
+#: ``duikou ingest`` handed to the service (flows/handoff.py) stays a thin client
+_LIGHT_COMMANDS = frozenset({"ingest"})
+
+
+def _command_of(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(light: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; ``light``: without the command groups of other modules (serve, followups,
+    release, workpool, accounts) — for a command of ``_LIGHT_COMMANDS``, which parses the same."""
     parser = argparse.ArgumentParser(prog="duikou", description="对口 paired-assistance data pipeline")
     parser.add_argument("--version", action="version", version=f"duikou {_version()}")
     parser.add_argument("--debug", action="store_true",
@@ -267,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="warehouse administration: migrations, data dictionary")
     add_db_commands(db.add_subparsers(dest="db_command", required=True))
+    if light:
+        return parser
 
     from flows.ops_cli import add_ops_commands  # serve, intake-server, submit, intake-token, automations
 
@@ -336,7 +349,8 @@ def _system_failure(exc: BaseException, debug: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit code: 0 done, 1 not loaded / refused, 2 usage, 3 failure of the system."""
     _quiet_prefect()
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(light=_command_of(argv) in _LIGHT_COMMANDS).parse_args(argv)
     from flows.arguments import ArgumentMistake, check_arguments
 
     try:  # before anything starts: no flow run, no Prefect, no GX for a mistyped argument
@@ -344,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     except ArgumentMistake as exc:
         print(f"duikou {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from flows.prefect_home import check_prefect_database, explain_prefect_db_error
+    from flows.prefect_home import check_prefect_database
     debug = _debug_requested(args)
     if debug:  # e.g. each failed attempt to reach the warehouse (warehouse.engine.connect_with_retries)
         import logging
@@ -354,29 +368,42 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("warehouse", "flows", "tasks"):
             logging.getLogger(name).addHandler(handler)
             logging.getLogger(name).setLevel(logging.INFO)
-    from flows.prefect_server import TemporaryServerError
-    from warehouse.engine import WarehouseUnreachable
-    from warehouse.migrate import SchemaDriftError
-
     try:
         if args.command != "demo":  # the demo checks the Prefect home it chooses (cmd_demo)
             check_prefect_database()
         return int(args.func(args))
-    except SchemaDriftError as exc:  # the warehouse does not match this version of duikou
+    except Exception as exc:
+        return _failure(exc, debug)
+
+
+def _raised(exc: BaseException, module: str, name: str) -> bool:
+    """``exc`` is ``module.name`` — checked without importing the module (an exception of a module
+    never imported was never raised: ``duikou ingest`` handed to the service imports no SQLAlchemy)."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(exc, getattr(loaded, name))
+
+
+def _failure(exc: Exception, debug: bool) -> int:
+    """The exit code and the one line for an exception that reached the command line."""
+    if _raised(exc, "warehouse.migrate", "SchemaDriftError"):  # the warehouse does not match this version
         print(f"duikou: {exc}", file=sys.stderr)
         return EXIT_NOT_LOADED
-    except (WarehouseUnreachable, TemporaryServerError) as exc:  # said in one line, with what to do
+    if any(_raised(exc, module, name) for module, name in (
+            ("warehouse.engine", "WarehouseUnreachable"), ("flows.prefect_server", "TemporaryServerError"),
+            ("flows.handoff", "HandoffFailed"))):  # said in one line, with what to do
         if debug:
             import traceback
 
-            traceback.print_exc()
+            traceback.print_exception(exc)
         print(f"duikou: {exc}", file=sys.stderr)
         return EXIT_SYSTEM
-    except Exception as exc:  # a crash: not the submission's fault, not to be confused with exit 1
-        if (line := explain_prefect_db_error(exc)) is not None:  # Prefect's database of another version
-            print(line, file=sys.stderr)
-            return EXIT_SYSTEM
-        return _system_failure(exc, debug)
+    from flows.prefect_home import explain_prefect_db_error
+
+    # a crash: not the submission's fault, not to be confused with exit 1
+    if (line := explain_prefect_db_error(exc)) is not None:  # Prefect's database of another version
+        print(line, file=sys.stderr)
+        return EXIT_SYSTEM
+    return _system_failure(exc, debug)
 
 
 if __name__ == "__main__":

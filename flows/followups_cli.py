@@ -10,10 +10,10 @@ import argparse
 import json
 import sys
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from sqlalchemy import Engine
+if TYPE_CHECKING:  # imported where used: building the command line must not import pandas or SQLAlchemy
+    from sqlalchemy import Engine
 
 from duikou_settings import get_settings
 from flows.operator_identity import who_decides
@@ -135,6 +135,8 @@ def add_followup_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
 
 def completeness_lines(engine: Engine, periods: int = 3) -> list[str]:
     """The latest ``periods`` due periods of each department (``mart_completeness``), then totals."""
+    import pandas as pd
+
     from warehouse.completeness import COUNTY_TZ, judgement_date, latest_completeness
 
     with engine.connect() as conn:

@@ -31,15 +31,15 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
     """
     settings = get_settings()
     engine = existing_warehouse(settings) if dry_run else open_warehouse(settings)
-    tag_current_run(f"department:{department}", f"period:{period}")
     with tags(f"department:{department}", f"period:{period}"):
         result = process_submission(
             Path(path), department, period, engine=engine, reference=reference_frames(),
             settings=settings, dry_run=dry_run,
         )
     log_causes(get_run_logger(), result)  # one line per issue cause
+    # the run's tags after the receipt (two API calls the clerk need not wait on); task runs carry them from the start
+    tag_current_run(f"department:{department}", f"period:{period}", *(() if dry_run else (f"status:{result.status}",)))
     if not dry_run:
-        tag_current_run(f"status:{result.status}")
         publish_run_summary(result, settings)
         notify_outcome(result, settings)  # refused / quarantined: to the department's own channel, if it has one
         if result.status == "loaded":

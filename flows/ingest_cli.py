@@ -71,7 +71,52 @@ def print_receipt(receipt: dict[str, Any]) -> None:
         print(f"  {item['severity']:<8} {item['code']:<24} {where}  {item['message']}")
 
 
+def handed_over(args: argparse.Namespace) -> int | None:
+    """``duikou ingest`` through the running ``duikou serve`` of this data directory
+    (``flows/handoff.py``): the exit code, or None to run in this process (no service, a dead one,
+    ``DUIKOU_HANDOFF=0``, a registry). A stale service is refused (exit 2)."""
+    import os
+
+    from expectations.registry_declaration import load_registry_declarations
+    from flows.handoff import HandoffFailed, ServiceStale, find_service, hand_over
+
+    if os.environ.get("DUIKOU_HANDOFF", "1").strip() == "0" or args.department in load_registry_declarations():
+        return None
+    settings = get_settings()
+    try:
+        service = find_service(settings.resolved_data_dir, settings.resolved_warehouse_url,
+                               warn=lambda line: print(line, file=sys.stderr))
+    except ServiceStale as exc:
+        print(f"duikou ingest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if service is None:
+        return None
+    try:
+        answer = hand_over(service, {"file": str(Path(args.file).resolve()), "department": args.department,
+                                     "period": args.period, "dry_run": bool(args.dry_run)})
+    except (OSError, ValueError, HandoffFailed) as exc:
+        raise HandoffFailed(f"duikou serve (pid {service.get('pid')}) did not finish the hand-over: {exc} — "
+                            "the ledger says whether the file loaded (duikou ingest again answers duplicate "
+                            "if it did)") from exc
+    if "receipt" not in answer:
+        print(f"duikou ingest: {answer.get('error', answer)}", file=sys.stderr)
+        return int(answer.get("exit", 3))
+    _print_ingest(answer["receipt"], answer.get("receipt_path"), as_json=args.json)
+    return int(answer["exit"])
+
+
+def _print_ingest(receipt: dict[str, Any], receipt_path: Any, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(receipt, ensure_ascii=False, default=str))
+    else:
+        print_receipt(receipt)
+        if receipt_path:
+            print(f"回执 receipt: {receipt_path}")
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
+    if (code := handed_over(args)) is not None:
+        return code
     from flows.ingest import ingest_submission
     from tasks.registry.checks import MissingPersonKey
     from tasks.submission.journey import SubmissionError, request_period
@@ -85,12 +130,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except (SubmissionError, MissingPersonKey) as exc:  # a registry needs DUIKOU_PERSON_KEY
         print(f"duikou ingest: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.json:
-        print(json.dumps(result.receipt, ensure_ascii=False, default=str))
-    else:
-        print_receipt(result.receipt)
-        if result.receipt_path:
-            print(f"回执 receipt: {result.receipt_path}")
+    _print_ingest(result.receipt, result.receipt_path, as_json=args.json)
     return EXIT_OK if result.status in ("loaded", "duplicate") else EXIT_NOT_LOADED
 
 

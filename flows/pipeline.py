@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,11 @@ from tasks.validation.validate import Validation
 from warehouse.load import LoadOutcome, find_submission, ledger_issues
 from warehouse.refdata import ReferenceFrames
 
+#: who waits on this submission's receipt — a ``duikou ingest`` handed to ``duikou serve``
+#: (flows/handoff.py): told as soon as the receipt is written, before the steps that follow it
+RECEIPT_WAITER: ContextVar[Callable[[SubmissionResult], None] | None] = ContextVar("duikou_receipt_waiter",
+                                                                                  default=None)
+
 
 def process_submission(
     path: Path,
@@ -40,7 +47,8 @@ def process_submission(
     dry_run: bool = False,
     follow_up: bool = True,
 ) -> SubmissionResult:
-    """receive → (duplicate?) → read & normalise → validate → load → receipt → follow-up.
+    """receive → (duplicate?) → read & normalise → validate → load → receipt → check-summary
+    artifact → follow-up (what nobody waits on comes after the receipt).
 
     ``dry_run`` does everything but write: no file kept, no ledger row, no receipt file; the
     receipt says what would have happened. ``follow_up``: after the load, run the cross-return
@@ -69,8 +77,8 @@ def process_submission(
         return lost_race(engine, received, settings)
 
     parsed, validation = read_and_validate(received, engine, reference)
-    steps.dq_summary_task(received, validation)  # table artifact dq-<department>-<period>
     if dry_run or engine is None:
+        steps.dq_summary_task(received, validation)  # table artifact dq-<department>-<period>
         would = preview_load(engine, received, parsed, validation)
         stored, _ = storage_paths(received, validation.outcome, settings)
         receipt = build_receipt(received, parsed, validation, status=validation.outcome, dry_run=True,
@@ -89,10 +97,14 @@ def process_submission(
     )
     receipt = steps.correction_task(received, receipt, validation, settings)
     steps.receipt_task(receipt, receipt_path, stored, engine)  # only while the ledger row says the same
+    result = SubmissionResult(received.submission_id, department, received.period.label,
+                              received.original_name, outcome.status, receipt, receipt_path)
+    if (waiter := RECEIPT_WAITER.get()) is not None:
+        waiter(result)
+    steps.dq_summary_task(received, validation)  # the artifact follows the receipt: nobody waits on it
     if follow_up:
         follow_up_task(engine, [department] if outcome.status == "loaded" else [])
-    return SubmissionResult(received.submission_id, department, received.period.label,
-                            received.original_name, outcome.status, receipt, receipt_path)
+    return result
 
 
 def read_and_validate(

@@ -16,14 +16,24 @@ it, for isolation at that price. Each deployment has its own lane (ingest:
 runs (Scheduled → Pending through the API, so two serve processes never run the same one) while
 it has a free slot. Cancelling a run from the UI does not interrupt an in-process run; it ends at
 its next task.
+
+A new run is claimed the moment the server announces it: :class:`RunWatcher` subscribes to the
+server's event stream (``prefect.flow-run.Scheduled`` of our deployments) and wakes the poll at
+once; the poll every ``DUIKOU_SERVE_POLL_SECONDS`` stays as the fallback (a dropped stream, a
+scheduled run that comes due later, a slot freed). Prefect's own runner only polls
+(``PREFECT_RUNNER_POLL_FREQUENCY``, 10 s by default).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,10 +120,41 @@ def prepare_server(settings: Settings) -> list[str]:
     return notes
 
 
-def warm_up() -> None:
-    """Import what every run needs once, before the first event arrives."""
-    import great_expectations  # 2.3 s, paid here instead of in the first run
+def warm_up(settings: Settings) -> None:
+    """Pay what the first run would pay, before the first event arrives: GX and its expectations
+    imported and the process's GX context built (~2 s each on a loaded machine), the declarations
+    parsed, the warehouse opened (schema checked, reference data in place), the readers imported."""
+    import great_expectations
     import great_expectations.expectations  # noqa: F401
+    import openpyxl  # noqa: F401
+
+    from expectations.declaration import load_declarations
+    from flows.warehouse_access import open_warehouse
+    from tasks.validation.validate import _gx_batch_definition
+
+    _gx_batch_definition()
+    load_declarations()
+    open_warehouse(settings)
+
+
+#: the lanes whose runs go to a child process at lower CPU priority: nobody waits on them, and on a
+#: two-core host a report build in the serve process would take the GIL and the cores from the
+#: ingest run a clerk is waiting on (``refresh-reports`` of the previous upload, debounced, builds
+#: while the next one is read)
+BACKGROUND_LANES = frozenset({"refresh-reports"})
+BACKGROUND_NICE = 10
+
+
+def run_claimed(name: str, flow_run_id: str) -> int:
+    """The child's side of a background lane: run the claimed (Pending) flow run of ``name`` here."""
+    from duikou_settings import get_settings
+
+    os.nice(BACKGROUND_NICE)
+    flow = served_flows(get_settings())[name]
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(UUID(flow_run_id))
+    state = run_flow(flow, flow_run=flow_run, return_type="state")
+    return 0 if getattr(state, "is_completed", lambda: False)() else 1
 
 
 @dataclass
@@ -129,8 +170,56 @@ class Lane:
         return self.capacity - len(self.running)
 
 
+class RunWatcher:
+    """Wakes the poll loop when the server announces a new run of one of our deployments.
+
+    A daemon thread with its own event loop holds a subscription to the server's event stream
+    (``/api/events/out``) for ``prefect.flow-run.Scheduled`` events related to the deployments;
+    each one sets ``wake``. A dropped stream is re-opened after ``retry_seconds`` (the poll covers
+    the gap); nothing here claims or runs anything.
+    """
+
+    def __init__(self, deployment_ids: list[UUID], wake: threading.Event, stopping: threading.Event,
+                 retry_seconds: float) -> None:
+        self._related = [f"prefect.deployment.{d}" for d in deployment_ids]
+        self._wake, self._stopping, self._retry_seconds = wake, stopping, retry_seconds
+        self.connected = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="duikou-run-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        import asyncio
+
+        asyncio.run(self._watch())
+
+    async def _watch(self) -> None:
+        import asyncio
+
+        from prefect.events.clients import get_events_subscriber
+        from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+        wanted = EventFilter(event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
+                             related=EventRelatedFilter(id=self._related))
+        while not self._stopping.is_set():
+            try:
+                async with get_events_subscriber(filter=wanted, reconnect_on_clean_close=True) as subscriber:
+                    self.connected.set()
+                    async for _event in subscriber:
+                        self._wake.set()
+                        if self._stopping.is_set():
+                            return
+            except Exception as exc:  # the poll goes on without us; try the stream again shortly
+                log.warning("event stream for new runs unavailable (%s); polling every %.1f s meanwhile",
+                            exc, self._retry_seconds)
+            self.connected.clear()
+            await asyncio.sleep(self._retry_seconds)
+
+
 class InProcessServer:
-    """Polls the API for due runs of our deployments and runs each in this process on a thread."""
+    """Polls the API for due runs of our deployments and runs each in this process on a thread;
+    a :class:`RunWatcher` (when started) makes the poll come at once when a run is created."""
 
     def __init__(self, lanes: list[Lane], poll_seconds: float) -> None:
         self._lanes = {lane.deployment_id: lane for lane in lanes}
@@ -139,14 +228,26 @@ class InProcessServer:
                                         thread_name_prefix="duikou-run")
         self._lock = threading.Lock()
         self.stopping = threading.Event()
+        self.wake = threading.Event()  # set by the RunWatcher, a finished run (a free slot) and stop
+        self._children: dict[UUID, subprocess.Popen[bytes]] = {}  # background lanes' runs
+
+    def watch_events(self) -> RunWatcher:
+        watcher = RunWatcher(list(self._lanes), self.wake, self.stopping, self._poll_seconds)
+        watcher.start()
+        return watcher
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
 
     def serve_forever(self, grace_seconds: float) -> None:
         while not self.stopping.is_set():
+            self.wake.clear()  # before the poll: a run announced during it wakes the next one
             try:
                 self._poll_once()
             except Exception:  # the Prefect server restarting must not end serve: try again next poll
                 log.exception("polling the Prefect API failed; retrying in %.1f s", self._poll_seconds)
-            self.stopping.wait(self._poll_seconds)
+            self.wake.wait(self._poll_seconds)
         self._shut_down(grace_seconds)
 
     def _poll_once(self) -> None:
@@ -172,6 +273,9 @@ class InProcessServer:
     def _execute(self, lane: Lane, flow_run: FlowRun) -> None:
         try:
             log.info("running %s (%s)", flow_run.name, lane.name)
+            if lane.name in BACKGROUND_LANES:
+                self._execute_in_child(lane, flow_run)
+                return
             state = run_flow(lane.flow, flow_run=flow_run, return_type="state")
             log.info("%s ended %s", flow_run.name, getattr(state, "name", state))
         except BaseException:  # the engine records the state; this only keeps the lane usable
@@ -179,6 +283,27 @@ class InProcessServer:
         finally:
             with self._lock:
                 lane.running.discard(flow_run.id)
+            self.wake.set()  # a free slot: runs that waited for it are claimed now
+
+    def _execute_in_child(self, lane: Lane, flow_run: FlowRun) -> None:
+        """A background lane's run in a child process (nice +10); a child that dies leaves the run
+        Crashed, never Running."""
+        code = "import sys; from flows.serve import run_claimed; sys.exit(run_claimed(sys.argv[1], sys.argv[2]))"
+        child = subprocess.Popen([sys.executable, "-c", code, lane.name, str(flow_run.id)])
+        with self._lock:
+            self._children[flow_run.id] = child
+        try:
+            returncode = child.wait()
+        finally:
+            with self._lock:
+                self._children.pop(flow_run.id, None)
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run.id).state
+            if state is None or not state.is_final():
+                client.set_flow_run_state(flow_run.id, Crashed(
+                    message=f"the run's process ended ({returncode}) before the run did"), force=True)
+        log.info("%s ended %s (child process, exit %s)", flow_run.name,
+                 getattr(state, "name", state), returncode)
 
     def in_flight(self) -> set[UUID]:
         with self._lock:
@@ -189,6 +314,15 @@ class InProcessServer:
         while self.in_flight() and time.monotonic() < deadline:
             time.sleep(0.2)
         left = self.in_flight()
+        with self._lock:
+            children = list(self._children.values())
+        for child in children:  # stopped first, then marked Crashed below like an in-process run
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
         if left:  # the warehouse is safe (loads are single transactions); say so in the UI
             with get_client(sync_client=True) as client:
                 for run_id in left:
@@ -202,24 +336,70 @@ def register(deployments: list[RunnerDeployment]) -> dict[str, UUID]:
     return {deployment.name: cast(UUID, deployment.apply()) for deployment in deployments}
 
 
+def handoff_runner(settings: Settings) -> Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], dict[str, Any]]:
+    """What this process does with a ``duikou ingest`` handed to it (``flows/handoff.py``): the
+    ``ingest-submission`` flow, run here as the command would have run it — its own flow run on the
+    server — answered with the command's exit code and the receipt it prints. The answer goes out
+    (``reply``) as soon as the receipt is written; the run's later steps (check-summary artifact,
+    follow-ups, tags, events) go on here, and their outcome is the run's state in the UI."""
+    from flows.pipeline import RECEIPT_WAITER
+    from tasks.submission.result import SubmissionResult
+
+    def answer_of(result: SubmissionResult) -> dict[str, Any]:
+        return {"ok": True, "exit": 0 if result.status in ("loaded", "duplicate") else 1, "status": result.status,
+                "receipt": result.receipt,
+                "receipt_path": str(result.receipt_path) if result.receipt_path is not None else None}
+
+    def run(request: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        from tasks.registry.checks import MissingPersonKey
+        from tasks.submission.journey import SubmissionError, request_period
+
+        department, period = str(request["department"]), str(request["period"])
+        waiting = RECEIPT_WAITER.set(lambda result: reply(answer_of(result)))
+        try:
+            request_period(department, period)  # refused before a flow run starts, as in the command
+            result = ingest_submission(str(request["file"]), department, period,
+                                       dry_run=bool(request.get("dry_run")))
+        except (SubmissionError, MissingPersonKey) as exc:
+            return {"ok": True, "exit": 2, "error": str(exc)}
+        except Exception as exc:  # the command says it as a failure of the system (exit 3)
+            log.exception("handed-over ingest of %s failed", request.get("file"))
+            return {"ok": True, "exit": 3, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
+        finally:
+            RECEIPT_WAITER.reset(waiting)
+        return answer_of(result)
+
+    return run
+
+
 def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: Any = None) -> None:
     """Register the deployments, prepare the server, then run due runs until SIGTERM / SIGINT."""
     flows = served_flows(settings)
     ids = register(build_deployments(flows))
     notes = prepare_server(settings)
-    warm_up()
+    warm_up(settings)
     capacity = {"ingest-submission": settings.serve_workers, "nightly": 1, "refresh-reports": 1}
     server = InProcessServer([Lane(name, flows[name], ids[name], capacity[name]) for name in ids],
                              settings.serve_poll_seconds)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
-        server.stopping.set()
+        server.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if on_ready is not None:
-        on_ready(ids, notes)
-    server.serve_forever(grace_seconds)
+    server.watch_events()
+    from flows.handoff import HandoffService
+
+    handoff = HandoffService(settings.resolved_data_dir, settings.resolved_warehouse_url, handoff_runner(settings),
+                             settings.serve_workers)
+    handoff.start()
+    notes.append(f"duikou ingest hands over to this process ({handoff.path}, 127.0.0.1:{handoff.port})")
+    try:
+        if on_ready is not None:
+            on_ready(ids, notes)
+        server.serve_forever(grace_seconds)
+    finally:
+        handoff.stop()
 
 
 def serve_process_per_run(settings: Settings, on_ready: Any = None) -> None:
