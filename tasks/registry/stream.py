@@ -82,7 +82,7 @@ class StageTimes:
     """Seconds spent per stage of one stream (bench/registry.py): ``read`` inside the batch
     iterator; ``gx`` the GX validate() calls over every row (row suite per chunk, uniqueness suite);
     ``rows`` township codes, typed rows and HMAC person keys, issue building; ``sample`` GX on the
-    Data Docs sample; ``load`` the writes."""
+    Data Docs sample; ``load`` the writes, the wait for the last queued rows included."""
 
     read: float = 0.0
     gx: float = 0.0
@@ -339,6 +339,10 @@ def stream_registry(
 
     for chunk in _chunks(_timed_batches(source, times), GX_CHUNK_ROWS):
         chunk_done(chunk)
+    if writer is not None:  # the last rows through: the COPY's queue drained, its errors raised here
+        start = time.perf_counter()
+        writer.close()
+        times.load += time.perf_counter() - start
     id_name = declaration.role("person_id").name
     repeats: dict[tuple[str, str], dict[str, Any]] = {}
     for column, keys, rows in findings.key_frames(id_name):  # the ID: one GX call per key partition
