@@ -143,6 +143,8 @@ class _Steps:
     """This module's tasks by name: the task itself, or inside :func:`inline_steps` its plain call."""
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name not in globals():
+            raise AttributeError(name)
         value = globals()[name]
         return inline(value) if isinstance(value, Task) and _INLINE.get() else value
 
