@@ -25,8 +25,15 @@ Prefect's engine) whichever runs first — then ``--repeats`` (≥ 3) timed roun
 order: even rounds plain → Prefect 1 → Prefect 2, odd rounds Prefect 2 → Prefect 1 → plain.
 Reported: each path's median, min, max and spread ((max − min) ÷ median) over the rounds;
 ``overhead_ratio`` = median Prefect 1 ÷ median plain (target ≤ 1.25), and the ratio per round
-(its median beside it); ``speedup_2_workers`` = median Prefect 1 ÷ median Prefect 2. The machine's
-two cores are shared: read the spread before the medians. The last line is one JSON object.
+(its median beside it); ``speedup_2_workers`` = median Prefect 1 ÷ median Prefect 2 (target > 1
+with ``--warehouse postgresql``: a SQLite warehouse takes one writer at a time). The per-form cost
+over the backlog (issue 19, part 3): ``plain_work_s`` = the plain loop's seconds inside
+``process_submission`` alone (each file's receive, read, validate, load, receipt — no scan, no
+marts), ``per_form_ms`` = each path's median ÷ files, and ``per_form_ratio`` = median Prefect 1
+wall ÷ median plain work (target ≤ 2: the whole nightly per file, marts and follow-ups included,
+against the bare per-file work). Each run's warehouse is created and migrated before its clock.
+The machine's two cores are shared: read the spread before the medians. The last line is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -91,16 +98,69 @@ def _use_data_dir(data: Path) -> None:
     clear_cache()
 
 
+#: with ``--warehouse postgresql``: the admin URL and the schemas made (dropped at the end)
+_PG: dict[str, Any] = {"url": None, "schemas": []}
+
+
 def _fresh(work: Path, name: str, landing: Path) -> Path:
+    """A run's own data directory (landing area hard-linked: same mtimes) and own warehouse — a
+    SQLite file there, or a fresh PostgreSQL schema — migrated before any clock starts."""
     data = work / name
     data.mkdir()
     shutil.copytree(landing, data / "landing", copy_function=os.link)  # hard links: same mtimes
+    if _PG["url"]:
+        os.environ["DUIKOU_WAREHOUSE_URL"] = _pg_schema_url(_PG["url"])
     _use_data_dir(data)
+    from duikou_settings import get_settings
+    from flows.warehouse_access import open_warehouse
+
+    open_warehouse(get_settings())  # schema, views, reference data: not part of either path's work
     return data
 
 
+def _pg_schema_url(admin_url: str) -> str:
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from warehouse.engine import make_engine
+
+    name = f"bench_nightly_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(admin_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {name}"))
+    finally:
+        admin.dispose()
+    _PG["schemas"].append(name)
+    return make_url(admin_url).update_query_dict({"options": f"-csearch_path={name}"}).render_as_string(
+        hide_password=False)
+
+
+def _drop_pg_schemas() -> None:
+    from sqlalchemy import text
+
+    from flows.warehouse_access import clear_cache
+    from warehouse.engine import make_engine
+
+    if not _PG["url"] or not _PG["schemas"]:
+        return
+    clear_cache()
+    admin = make_engine(_PG["url"])
+    try:
+        with admin.begin() as conn:
+            for name in _PG["schemas"]:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+    finally:
+        admin.dispose()
+    _PG["schemas"].clear()
+
+
 def run_plain(work: Path, landing: Path, tag: str = "") -> tuple[float, dict[str, int]]:
-    """The nightly's work without Prefect: the same functions, every task called through ``.fn``."""
+    """The nightly's work without Prefect: the same functions, every task called through ``.fn``.
+    ``counts["work_ms"]``: the milliseconds inside ``process_submission`` alone — each file's
+    receive, read, validate, load and receipt, the plain per-form work."""
     import flows.pipeline as pipeline
     import flows.registry_pipeline as registry_pipeline
     from duikou_settings import get_settings
@@ -132,10 +192,13 @@ def run_plain(work: Path, landing: Path, tag: str = "") -> tuple[float, dict[str
         reference = reference_frames()
         files, _ = scan_landing_area(settings.landing_dir)
         pending = [f for f in files if find_submission(engine, f.department, f.sha256) is None]
+        work_s = 0.0
         for group in by_department(pending):
             for item in group:
+                began = time.perf_counter()
                 result = pipeline.process_submission(item.path, item.department, item.period, engine=engine,
                                                      reference=reference, settings=settings, follow_up=False)
+                work_s += time.perf_counter() - began
                 counts[result.status] = counts.get(result.status, 0) + 1
         recover_receipts(engine, reference, settings)
         follow_up_task.fn(engine, None)
@@ -144,6 +207,7 @@ def run_plain(work: Path, landing: Path, tag: str = "") -> tuple[float, dict[str
         wall = time.perf_counter() - start
     finally:
         pipeline.steps, registry_pipeline.steps, registry_pipeline.ingest_registry_task = saved  # type: ignore[assignment]
+    counts["work_ms"] = round(work_s * 1000)
     return wall, counts
 
 
@@ -215,6 +279,8 @@ def measure(work: Path, landing: Path, prefect_db: str, admin_url: str | None, r
     if len(set(loaded.values())) != 1:
         raise SystemExit(f"the runs loaded different counts: {counts}")
     stats = {p: _stats(times[p]) for p in PATHS}
+    plain_work = _stats([c["work_ms"] / 1000 for name, c in counts.items() if name.startswith("plain ")])
+    files = sum(v for k, v in counts["plain r0"].items() if k != "work_ms")  # each file's status, counted
     paired = [one / plain for one, plain in zip(times["prefect_1"], times["plain"], strict=True)]
     print(f"\n  {'path':<18} {'median':>8} {'min':>8} {'max':>8} {'spread':>7}   ({repeats} rounds, "
           f"Prefect server on {prefect_db})")
@@ -224,12 +290,24 @@ def measure(work: Path, landing: Path, prefect_db: str, admin_url: str | None, r
     overhead = stats["prefect_1"]["median"] / stats["plain"]["median"]
     print(f"  overhead_ratio {overhead:.3f} (target ≤ 1.25; per round {', '.join(f'{r:.2f}' for r in paired)})",
           flush=True)
+    per_form_ratio = stats["prefect_1"]["median"] / plain_work["median"]
+    speedup = stats["prefect_1"]["median"] / stats["prefect_2"]["median"]
+    print(f"  per file: plain work (read + validate + load + receipt) {plain_work['median'] / files * 1000:.0f} ms, "
+          f"nightly 1 worker {stats['prefect_1']['median'] / files * 1000:.0f} ms, 2 workers "
+          f"{stats['prefect_2']['median'] / files * 1000:.0f} ms over {files} files; per_form_ratio "
+          f"{per_form_ratio:.3f} (target ≤ 2); speedup_2_workers {speedup:.3f} (target > 1 on a PostgreSQL "
+          f"warehouse; warehouse here: {'postgresql' if _PG['url'] else 'sqlite'})", flush=True)
     return {"plain_s": stats["plain"], "prefect_1_worker_s": stats["prefect_1"],
+            "plain_work_s": plain_work, "per_form_ms": {
+                "plain_work": round(plain_work["median"] / files * 1000, 1),
+                "prefect_1_worker": round(stats["prefect_1"]["median"] / files * 1000, 1),
+                "prefect_2_workers": round(stats["prefect_2"]["median"] / files * 1000, 1)},
+            "per_form_ratio": round(per_form_ratio, 3),
             "prefect_2_workers_s": stats["prefect_2"],
             "overhead_ratio": round(overhead, 3),
             "overhead_ratio_per_round": [round(r, 3) for r in paired],
             "overhead_ratio_per_round_median": round(statistics.median(paired), 3),
-            "speedup_2_workers": round(stats["prefect_1"]["median"] / stats["prefect_2"]["median"], 3),
+            "speedup_2_workers": round(speedup, 3),
             "warm_up_s": {k: round(v, 3) for k, v in warm.items()}, "loaded_per_run": next(iter(loaded.values()))}
 
 
@@ -244,7 +322,12 @@ def main(argv: list[str] | None = None) -> int:
                         default="postgresql" if admin_url else "sqlite",
                         help="the Prefect server's own database (default: postgresql when "
                              "DUIKOU_BENCH_POSTGRES_URL is set, as in production)")
+    parser.add_argument("--warehouse", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="each run's warehouse: a fresh SQLite file (default) or a fresh schema on "
+                             "DUIKOU_BENCH_POSTGRES_URL (where two workers can load side by side)")
     args = parser.parse_args(argv)
+    if args.warehouse == "postgresql" and not admin_url:
+        parser.error("--warehouse postgresql needs DUIKOU_BENCH_POSTGRES_URL")
     if args.repeats < 3:
         parser.error("--repeats must be at least 3: a median of fewer runs on a shared machine says little")
     if args.prefect_db in ("postgresql", "both") and not admin_url:
@@ -270,17 +353,23 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.registry_rows:,} people)")
         import great_expectations  # noqa: F401  (once per process, before any clock)
 
-        figures = measure(work, landing, args.prefect_db, admin_url, args.repeats)
+        _PG["url"] = admin_url if args.warehouse == "postgresql" else None
+        try:
+            figures = measure(work, landing, args.prefect_db, admin_url, args.repeats)
+        finally:
+            _drop_pg_schemas()
     print(json.dumps({
         "files": files, "months": args.months, "registries": args.registries, "registry_rows": args.registry_rows,
-        "prefect_db": args.prefect_db, "repeats": args.repeats, **figures, "targets": TARGETS,
+        "prefect_db": args.prefect_db, "warehouse": args.warehouse, "repeats": args.repeats, **figures,
+        "targets": TARGETS,
     }))
     return 0
 
 
-TARGETS = {"overhead_ratio_max": 1.25}
+TARGETS = {"overhead_ratio_max": 1.25, "per_form_ratio_max": 2.0, "speedup_2_workers_min_on_postgresql": 1.0}
 _FIGURES = ("plain_s", "prefect_1_worker_s", "prefect_2_workers_s", "overhead_ratio", "overhead_ratio_per_round",
-            "overhead_ratio_per_round_median", "speedup_2_workers", "warm_up_s")
+            "overhead_ratio_per_round_median", "plain_work_s", "per_form_ms", "per_form_ratio", "speedup_2_workers",
+            "warm_up_s")
 
 
 def _run_in_subprocess(args: list[str]) -> dict[str, Any]:

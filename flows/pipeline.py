@@ -13,7 +13,6 @@ from sqlalchemy import Engine
 from duikou_settings import Settings
 from flows.registry_pipeline import process_registry
 from tasks.registry.stream import require_person_key
-from tasks.submission import steps
 from tasks.submission.followup_steps import follow_up_task
 from tasks.submission.journey import (
     Parsed,
@@ -26,6 +25,7 @@ from tasks.submission.journey import (
     write_receipt_as_ledger,
 )
 from tasks.submission.result import SubmissionResult
+from tasks.submission.steps import STEPS as steps
 from tasks.validation.validate import Validation
 from warehouse.load import LoadOutcome, find_submission, ledger_issues
 from warehouse.refdata import ReferenceFrames

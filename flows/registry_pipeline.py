@@ -16,9 +16,9 @@ from sqlalchemy import Engine
 from duikou_settings import Settings
 from tasks.registry.steps import ingest_registry_task
 from tasks.registry.submission import registry_receipt
-from tasks.submission import steps
 from tasks.submission.journey import Received, storage_paths, store_file
 from tasks.submission.result import SubmissionResult
+from tasks.submission.steps import STEPS as steps
 from warehouse.load import current_version
 from warehouse.refdata import ReferenceFrames
 

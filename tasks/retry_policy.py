@@ -12,14 +12,17 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 
+def is_transient_io(exc: BaseException) -> bool:
+    """Only OS-level and database-connection errors are worth another try."""
+    return isinstance(exc, (OSError, OperationalError))
+
+
 def transient_io_only(_task: Any, _task_run: Any, state: Any) -> bool:
-    """Retry condition: only OS-level and database-connection errors are worth another try."""
+    """Retry condition (a task's ``retry_condition_fn``): :func:`is_transient_io` of the failure."""
     try:
         state.result()
-    except (OSError, OperationalError):
-        return True
-    except Exception:
-        return False
+    except Exception as exc:
+        return is_transient_io(exc)
     return False
 
 

@@ -10,7 +10,8 @@ a message.
 
 ``Findings`` accumulates GX's outcomes across chunks (the first ``MAX_LISTED_ROWS`` rows per
 check listed, all counted) and the keys of the uniqueness checks validated after the last chunk
-(the valid IDs' 17 digits as int64 and their rows as int32: 240 MB for 20 000 000 people).
+(the valid IDs' 17 digits as int64 and their rows as int32: 240 MB for 20 000 000 people, kept
+in ``KEY_PARTITIONS`` partitions that GX validates one at a time).
 """
 
 from __future__ import annotations
@@ -381,17 +382,42 @@ class Listed:
     count: int = 0
 
 
+#: the ID keys of the uniqueness check are kept in this many partitions (``key_partition``), each
+#: validated by its own GX call after the last chunk: a repeated ID has one number, so all its rows
+#: fall in one partition, and the end-of-file step holds one partition's sort and frame at a time
+#: (20 M people: ~2.5 M keys, ~60 MB of working memory instead of ~560 MB in one piece)
+KEY_PARTITIONS = 8
+_SPREAD = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd: Fibonacci hashing
+
+
+def key_partition(numbers: np.ndarray, partitions: int) -> np.ndarray:
+    """The partition (0 … ``partitions`` − 1) of each ID's 17 digits: the number times an odd
+    64-bit constant, its high bits — even, whatever digits vary (the ID's last three digits alone
+    decide ``number mod 8``, and a register's sequence codes need not cover them evenly). Equal
+    numbers, equal partitions."""
+    if partitions == 1:
+        return np.zeros(len(numbers), dtype=np.int64)
+    spread = numbers.astype(np.uint64) * _SPREAD  # wraps mod 2**64, as meant
+    return (spread >> np.uint64(40)).astype(np.int64) % partitions
+
+
 @dataclass
 class Findings:
     """Everything the checks (GX's outcomes) found in a whole submission so far, and the keys of
     the uniqueness checks: the valid IDs' 17 digits as int64 and their rows as int32 (12 bytes a
-    person), other unique columns' values."""
+    person), in ``KEY_PARTITIONS`` partitions by the number mod ``KEY_PARTITIONS``; other unique
+    columns' values."""
 
     listed: dict[tuple[str, str], Listed] = field(default_factory=dict)
     rows_read: int = 0
-    _numbers: list[np.ndarray] = field(default_factory=list)
-    _rows: list[np.ndarray] = field(default_factory=list)
+    partitions: int = field(default_factory=lambda: KEY_PARTITIONS)
+    _numbers: list[list[np.ndarray]] = field(default_factory=list)
+    _rows: list[list[np.ndarray]] = field(default_factory=list)
     _unique: dict[str, list[tuple[pa.Array, np.ndarray]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._numbers = [[] for _ in range(self.partitions)]
+        self._rows = [[] for _ in range(self.partitions)]
 
     def add_outcomes(self, outcomes: dict[tuple[str, str], dict[str, Any]], n_rows: int) -> None:
         """One chunk's GX outcomes: per (check, column) the failing rows (all counted, the first
@@ -411,16 +437,28 @@ class Findings:
                 entry.values.extend(values[:len(rows)] if values is not None else [None] * len(rows))
 
     def add_keys(self, batch: PersonRows) -> None:
-        self._numbers.append(batch.number17)
-        self._rows.append(batch.source_rows.astype(np.int32))
+        numbers, rows = batch.number17, batch.source_rows.astype(np.int32)
+        if len(numbers):
+            part = key_partition(numbers, self.partitions)
+            order = np.argsort(part, kind="stable")
+            bounds = np.cumsum(np.bincount(part, minlength=self.partitions))[:-1]
+            for p, (n, r) in enumerate(zip(np.split(numbers[order], bounds), np.split(rows[order], bounds),
+                                           strict=True)):
+                if len(n):
+                    self._numbers[p].append(n)
+                    self._rows[p].append(r)
         for name, pair in batch.unique_values.items():
             self._unique.setdefault(name, []).append(pair)
 
     def key_frames(self, id_column: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """(column, keys, file rows) of each uniqueness check, freeing the parts as it goes."""
-        if self._numbers:
-            numbers, rows = np.concatenate(self._numbers), np.concatenate(self._rows)
-            self._numbers, self._rows = [], []
+        """(column, keys, file rows) of each uniqueness check, freeing the parts as it goes: the
+        ID column once per key partition (each repeated ID's rows all in one), other unique
+        columns once each."""
+        for p in range(self.partitions):
+            if not self._numbers[p]:
+                continue
+            numbers, rows = np.concatenate(self._numbers[p]), np.concatenate(self._rows[p])
+            self._numbers[p], self._rows[p] = [], []
             yield id_column, numbers, rows
             del numbers, rows
         for name, parts in list(self._unique.items()):

@@ -165,6 +165,15 @@ def repeated_groups(keys: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
     return {"unexpected_count": len(groups), "groups": groups[:MAX_LISTED_ROWS]}
 
 
+def merge_repeats(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Two :func:`repeated_groups` outcomes over disjoint key sets (two key partitions) as one:
+    the repeated keys counted together, the first ``MAX_LISTED_ROWS`` groups by first row — each
+    outcome lists its own first ones, so the merged listing is the one a single call would give."""
+    groups = sorted([*first["groups"], *second["groups"]], key=lambda g: g[0])
+    return {"unexpected_count": int(first["unexpected_count"]) + int(second["unexpected_count"]),
+            "groups": groups[:MAX_LISTED_ROWS]}
+
+
 class RegistryCheckFamily(BatchExpectation):
     """Base of the registry's family expectations: succeeds when no check of the family fails;
     ``result.details.checks`` gives each check's outcome (key ``check_id|column``)."""

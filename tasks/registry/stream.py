@@ -2,13 +2,15 @@
 
 Memory stays bounded whatever the file size: one chunk (≥ ``GX_CHUNK_ROWS`` rows) is in flight,
 plus the keys of the uniqueness checks (the 17-digit ID numbers as int64 and their rows as int32:
-240 MB per 20 000 000 people), a de-identified sample of at most ``GX_SAMPLE_ROWS`` rows for the
+240 MB per 20 000 000 people, in ``KEY_PARTITIONS`` partitions validated one at a time), a
+de-identified sample of at most ``GX_SAMPLE_ROWS`` rows for the
 Data Docs and per-check listings.
 
 Checks: the declaration's checks run as a GX Core suite over every row
 (``tasks/registry/gx_checks.py``): each chunk is validated in ONE ``validate()`` call of the row
 suite (family expectations whose metrics are the vectorised checks of ``tasks.registry.checks``),
-and after the last chunk the uniqueness suite validates every row's key. GX's outcomes decide:
+and after the last chunk the uniqueness suite validates every row's key, one key partition (the
+ID's 17 digits mod ``KEY_PARTITIONS``) per call — every row of a repeated ID is in the same one. GX's outcomes decide:
 its failing rows become the receipt's issues and the rows flagged, its counts ``dq_result``
 (``registry__<check>``), and a critical one rejects the snapshot. Rows of a chunk are written only
 while no critical finding has been seen (the savepoint is rolled back on a reject anyway). GX also
@@ -80,7 +82,7 @@ class StageTimes:
     """Seconds spent per stage of one stream (bench/registry.py): ``read`` inside the batch
     iterator; ``gx`` the GX validate() calls over every row (row suite per chunk, uniqueness suite);
     ``rows`` township codes, typed rows and HMAC person keys, issue building; ``sample`` GX on the
-    Data Docs sample; ``load`` the writes."""
+    Data Docs sample; ``load`` the writes, the wait for the last queued rows included."""
 
     read: float = 0.0
     gx: float = 0.0
@@ -288,7 +290,7 @@ def stream_registry(
     if outcome_of(header_issues) != "loaded":
         return RegistryStream(StreamResult(outcome_of(header_issues), 0, 0, tuple(header_issues), ()),
                               source.sheet, source.encoding, times)
-    from tasks.registry.gx_checks import GX_CHUNK_ROWS, chunk_frame, registry_suite, validate_frame
+    from tasks.registry.gx_checks import GX_CHUNK_ROWS, chunk_frame, merge_repeats, registry_suite, validate_frame
 
     resolver = TownshipResolver(reference.townships, reference.aliases, reference.helper_units,
                                 reference.pairings, snapshot_start, snapshot_end, crosswalk=reference.crosswalk)
@@ -337,8 +339,13 @@ def stream_registry(
 
     for chunk in _chunks(_timed_batches(source, times), GX_CHUNK_ROWS):
         chunk_done(chunk)
+    if writer is not None:  # the last rows through: the COPY's queue drained, its errors raised here
+        start = time.perf_counter()
+        writer.close()
+        times.load += time.perf_counter() - start
     id_name = declaration.role("person_id").name
-    for column, keys, rows in findings.key_frames(id_name):
+    repeats: dict[tuple[str, str], dict[str, Any]] = {}
+    for column, keys, rows in findings.key_frames(id_name):  # the ID: one GX call per key partition
         suite = unique_suites.get(column)
         if suite is None:
             continue
@@ -347,7 +354,9 @@ def stream_registry(
         del keys, rows
         times.gx += time.perf_counter() - start
         for where, outcome in outcomes.items():
-            findings.add_groups(where, outcome)
+            repeats[where] = merge_repeats(repeats[where], outcome) if where in repeats else outcome
+    for where, outcome in repeats.items():
+        findings.add_groups(where, outcome)
     start = time.perf_counter()
     issues = [*header_issues, *_row_issues(findings, declaration, source, townships)]
     for row in source.short_rows:

@@ -3,20 +3,32 @@
 Retries only on transient I/O (file system, database connection), never on validation: a bad
 form stays bad however often it is read. Results are not cached or persisted — a submission's
 identity is its SHA-256 in the ledger, not a Prefect cache key.
+
+:data:`STEPS` is how the pipeline calls them (``flows/pipeline.py``): each step a task run of its
+own — ``duikou ingest``, the event-driven ingest — except inside :func:`inline_steps`, where each
+is a plain call in the task run around it, with the same retries on transient I/O. The nightly's
+per-department task runs its files so (``flows/department_ingest.py``): nine task runs per form
+cost ~25 ms each on the server and in the engine — about as much as the form's own work
+(bench/nightly.py, docs/scaling.md) — and that task run, its log and the ``dq-…`` artifacts say
+what each file became.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import Task, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
 from duikou_settings import Settings
-from tasks.retry_policy import IO_RETRIES
+from tasks.retry_policy import IO_RETRIES, is_transient_io
 from tasks.submission import journey
 from tasks.submission.writer_slots import writer_slot
 from tasks.validation.validate import Validation, check_summary_markdown, check_summary_text
@@ -87,3 +99,54 @@ def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path 
         journey.write_receipt(receipt, receipt_path, stored_path)
         return True
     return journey.write_receipt_as_ledger(engine, receipt, receipt_path, stored_path)
+
+
+_INLINE: ContextVar[bool] = ContextVar("duikou_inline_steps", default=False)
+
+
+@contextmanager
+def inline_steps() -> Iterator[None]:
+    """Inside the block (this thread's context), :data:`STEPS` gives each step as a plain call."""
+    token = _INLINE.set(True)
+    try:
+        yield
+    finally:
+        _INLINE.reset(token)
+
+
+def _delay(delays: Any, attempt: int) -> float:
+    if isinstance(delays, (list, tuple)):
+        return float(delays[min(attempt, len(delays) - 1)]) if delays else 0.0
+    return float(delays or 0)
+
+
+def inline(step: Task[Any, Any]) -> Callable[..., Any]:
+    """``step``'s function called directly, retried as the task would be: up to ``step.retries``
+    times after its ``retry_delay_seconds``, on transient I/O only (:func:`is_transient_io`)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return step.fn(*args, **kwargs)
+            except Exception as exc:
+                if attempt >= step.retries or not is_transient_io(exc):
+                    raise
+                time.sleep(_delay(step.retry_delay_seconds, attempt))
+                attempt += 1
+
+    call.__name__ = step.fn.__name__
+    return call
+
+
+class _Steps:
+    """This module's tasks by name: the task itself, or inside :func:`inline_steps` its plain call."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name not in globals():
+            raise AttributeError(name)
+        value = globals()[name]
+        return inline(value) if isinstance(value, Task) and _INLINE.get() else value
+
+
+STEPS = _Steps()

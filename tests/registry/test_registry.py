@@ -202,6 +202,24 @@ def test_a_new_snapshot_supersedes_and_the_same_file_is_a_duplicate(warehouse_en
         assert conn.execute(text("SELECT COUNT(*) FROM fact_person")).scalar_one() == 110  # versions kept
 
 
+def test_stray_control_characters_are_stored_without_them_and_clean_text_as_read(
+    warehouse_engine: Engine, tmp_path: Path
+) -> None:
+    """A village or trade with a control character (COPY refuses NUL; a bell is never meant) loads
+    without it on both backends; every other text — the columns the byte scan lets through — as read."""
+    frame = people(30)
+    frame.at[3, "村"] = "新\x07村\x1f"
+    frame.at[5, "参训工种"] = "电工\x0b、焊工"
+    _, outcome = ingest(warehouse_engine, write_csv(frame, tmp_path / "controls.csv"), tmp_path)
+    assert outcome is not None and outcome.load.status == "loaded"
+    with warehouse_engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT source_row, village FROM fact_person")).all())
+        trades = dict(conn.execute(text("SELECT source_row, training_trades FROM fact_person")).all())
+    assert stored[5] == "新村" and trades[7] == "电工、焊工"
+    clean = {i + 2: v for i, v in frame["村"].items() if i != 3}
+    assert {row: stored[row] for row in clean} == clean
+
+
 # ------------------------------------------------------------------ formats
 def test_gb18030_csv_and_xlsx_with_a_title_row_read_the_same(tmp_path: Path) -> None:
     frame = people(30)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tasks.registry import gx_checks
+from tasks.registry.checks import KEY_PARTITIONS
 from tasks.registry.idcard import check_character
 from tests.registry.test_registry import DECL, ID, SEX, SNAPSHOT, ingest, people, write_csv
 
@@ -41,8 +42,12 @@ def test_a_planted_bad_row_is_found_by_gx_over_every_row_and_gx_decides(
     monkeypatch.setattr(gx_checks, "validate_frame", recording)
     stream, _ = ingest(None, write_csv(frame, tmp_path / "bad.csv"), tmp_path)
 
-    # GX validated every row: four chunks of the row suite, then the uniqueness suite over all keys
-    assert [n for n, _ in validated] == [40, 40, 40, 10, 129]
+    # GX validated every row: four chunks of the row suite, then the uniqueness suite over all
+    # 129 valid keys, one call per key partition (the ID's 17 digits mod KEY_PARTITIONS)
+    assert [n for n, _ in validated[:4]] == [40, 40, 40, 10]
+    key_calls = [n for n, o in validated[4:]]
+    assert sum(key_calls) == 129 and 1 < len(key_calls) <= KEY_PARTITIONS
+    assert all(set(o) == {("id_duplicate", ID_NAME)} for _, o in validated[4:])
     found = [(n, o[("id_check_digit", ID_NAME)]) for n, o in validated if ("id_check_digit", ID_NAME) in o]
     assert [int(o["unexpected_count"]) for _, o in found] == [0, 0, 1, 0]  # rows 82–121
     assert list(found[2][1]["unexpected_rows"]) == [119]
@@ -54,6 +59,79 @@ def test_a_planted_bad_row_is_found_by_gx_over_every_row_and_gx_decides(
     assert dq["registry__id_check_digit"].expectation_type == "ExpectRegistryPersonIdsValid"
     assert (dq["registry__id_check_digit"].unexpected_count, dq["registry__id_check_digit"].element_count) == (1, 130)
     assert dq["registry__id_duplicate"].expectation_type == "ExpectRegistryKeysUnique"
+
+
+def _repeat_ids(frame: Any, pairs: int) -> list[tuple[int, int]]:
+    """Rows ``2k+1`` take the ID (and sex) of rows ``2k`` for k < ``pairs``: ``pairs`` repeated IDs
+    whose 17 digits fall in every key partition; returns the (first, second) file rows of each."""
+    for k in range(pairs):
+        frame.at[2 * k + 1, ID], frame.at[2 * k + 1, SEX] = frame.at[2 * k, ID], frame.at[2 * k, SEX]
+    return [(2 * k + 2, 2 * k + 3) for k in range(pairs)]
+
+
+def test_repeated_ids_across_key_partitions_are_found_and_refused_as_in_one_piece(
+    warehouse_engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The uniqueness suite runs per key partition; what it finds, lists and refuses is what one GX
+    call over every key found: 130 repeated IDs (more than the 100 listed) spread over every
+    partition, the same issues, counts and dq_result as with a single partition, nothing loaded."""
+    import numpy as np
+    from sqlalchemy import text
+
+    from tasks.registry import checks
+
+    frame = people(300)
+    pairs = _repeat_ids(frame, 130)
+    numbers = np.array([int(str(frame.at[2 * k, ID])[:17]) for k in range(130)], dtype=np.int64)
+    # the repeats really span every partition
+    assert set(checks.key_partition(numbers, KEY_PARTITIONS)) == set(range(KEY_PARTITIONS))
+    path = write_csv(frame, tmp_path / "repeats.csv")
+    runs = {}
+    real = gx_checks.validate_frame
+    for partitions in (KEY_PARTITIONS, 1):
+        monkeypatch.setattr(checks, "KEY_PARTITIONS", partitions)
+        calls: list[int] = []
+
+        def counting(frame_: Any, suite: Any, calls: list[int] = calls) -> Any:
+            outcomes = real(frame_, suite)
+            if ("id_duplicate", ID_NAME) in outcomes:
+                calls.append(len(frame_))
+            return outcomes
+
+        monkeypatch.setattr(gx_checks, "validate_frame", counting)
+        stream, outcome = ingest(warehouse_engine if partitions == KEY_PARTITIONS else None, path,
+                                 tmp_path / f"p{partitions}")
+        runs[partitions] = (stream, outcome, calls)
+    split, _, split_calls = runs[KEY_PARTITIONS]
+    whole, _, whole_calls = runs[1]
+    assert len(split_calls) == KEY_PARTITIONS and sum(split_calls) == 300 and whole_calls == [300]
+    listed = [i for i in split.result.issues if i.code == "PERSON_DUPLICATE"]
+    assert [i.row for i in listed] == [first for first, _ in pairs[:100]]
+    assert [i.message.split(":")[0] for i in listed] == [f"第{a}行、第{b}行" for a, b in pairs[:100]]
+    summary = next(i for i in split.result.issues if i.code == "ROWS_NOT_ALL_LISTED")
+    assert "共130行" in summary.message
+    assert split.result.issues == whole.result.issues  # refused exactly as before, message for message
+    dq = {r.check_id: r for r in split.result.dq_results}["registry__id_duplicate"]
+    assert (dq.success, dq.unexpected_count, dq.expectation_type) == (False, 130, "ExpectRegistryKeysUnique")
+    assert split.result.dq_results == whole.result.dq_results
+    assert split.result.status == "rejected"
+    outcome = runs[KEY_PARTITIONS][1]
+    assert outcome is not None and outcome.load.status == "rejected" and outcome.load.facts_loaded == 0
+    with warehouse_engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM fact_person")).scalar_one() == 0
+        codes = conn.execute(text("SELECT code FROM submission_issue WHERE code = 'PERSON_DUPLICATE'")).all()
+        assert len(codes) == 100
+
+
+def test_merged_key_partitions_list_the_first_groups_by_first_row() -> None:
+    import numpy as np
+
+    keys = np.array([5, 7, 5, 9, 7, 9, 9, 11], dtype=np.int64)
+    rows = np.array([2, 3, 4, 5, 6, 7, 8, 9], dtype=np.int64)
+    whole = gx_checks.repeated_groups(keys, rows)
+    by_part = [gx_checks.repeated_groups(keys[keys % 4 == r], rows[keys % 4 == r]) for r in (1, 3)]
+    assert whole == {"unexpected_count": 3, "groups": [[2, 4], [3, 6], [5, 7, 8]]}
+    assert gx_checks.merge_repeats(*by_part) == whole
 
 
 def test_the_gx_result_itself_names_the_row(tmp_path: Path) -> None:
