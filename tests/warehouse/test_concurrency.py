@@ -126,3 +126,31 @@ def test_two_versions_at_once_one_is_current(engine: Engine, tmp_path: Path, mod
     pd.testing.assert_frame_equal(visible.drop(columns="sid"), expected_current(content[last]))
     # both versions are kept whole
     assert fact_count(engine, first) == FACTS and fact_count(engine, last) == FACTS
+
+
+@pytest.mark.postgres
+def test_a_partition_lock_holds_within_a_warehouse_and_not_across_schemas() -> None:
+    """Advisory locks are per database: the partition lock's key carries the warehouse's schema, so a
+    warehouse in another schema of the same database loads the same (department, period) at once,
+    while a second writer of the same warehouse waits (here: gives up at its lock_timeout)."""
+    from sqlalchemy.exc import OperationalError
+
+    from tests.conftest import fresh_postgres_schema
+    from warehouse.engine import advisory_lock, make_engine
+
+    with fresh_postgres_schema("lock") as (url, first), fresh_postgres_schema("lock") as (_, second):
+        engines = [make_engine(url, connect_args={"options": f"-csearch_path={name}"})
+                   for name in (first, first, second)]
+        try:
+            with engines[0].connect() as holder, holder.begin():
+                advisory_lock(holder, "tourism", "2016-05")
+                with engines[2].connect() as other_schema, other_schema.begin():
+                    other_schema.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+                    advisory_lock(other_schema, "tourism", "2016-05")  # not blocked
+                with engines[1].connect() as same_schema, same_schema.begin():
+                    same_schema.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+                    with pytest.raises(OperationalError, match="lock timeout"):
+                        advisory_lock(same_schema, "tourism", "2016-05")
+        finally:
+            for engine in engines:
+                engine.dispose()
