@@ -44,6 +44,9 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+    # a fresh PREFECT_HOME (every first `make demo`) migrates Prefect's database before the temporary
+    # server answers: 20-60 s on a busy two-core host, where Prefect's default 20 s gave up (seen)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def cmd_quarantine_list(args: argparse.Namespace) -> int:
