@@ -99,6 +99,7 @@ def main() -> None:
             procs.append(server)
             data = root / "data"
             env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_SERVE_POLL_SECONDS": "0.5",
+                        "PREFECT_LOGGING_LEVEL": "INFO",  # the runs' ``steps:`` line (read_timeline)
                         "DUIKOU_REPORT_DEBOUNCE_SECONDS": "10", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
             from tasks.landing.intake_tokens import create_token
 
@@ -124,7 +125,8 @@ def main() -> None:
                 receipt = data / "receipts" / f"{submission_id}.json"
                 wait_for(f"the receipt of {path.name}", receipt.exists, 300, tuple(procs), interval=0.02)
                 latencies.append(time.perf_counter() - t0)
-                marks[submission_id] = {"post": w0, "http": http_done, "seen": w0 + latencies[-1]}
+                marks[submission_id] = {"post": w0, "http": http_done, "seen": w0 + latencies[-1],
+                                        "written": receipt.stat().st_mtime}
                 status = json.loads(receipt.read_text(encoding="utf-8"))["status"]
                 print(f"  {period}: {latencies[-1]:.2f} s ({status})", file=sys.stderr)
             timeline = read_timeline(api, marks)
@@ -200,26 +202,40 @@ def read_timeline(api: str, marks: dict[str, dict[str, float]]) -> dict[str, dic
             if submission_id not in marks:
                 continue
             states = client.get("/flow_run_states/", params={"flow_run_id": run["id"]}).json()
-            first = {}
+            first: dict[str, float | None] = {}
             for state in sorted(states, key=lambda s: s["timestamp"]):
                 first.setdefault(state["type"], _epoch(state["timestamp"]))
-            tasks = client.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}},
-                                                           "limit": 200}).json()
-            by_name = {t["name"]: _epoch(t.get("end_time")) for t in tasks}
-
-            def task_end(prefix: str, names: dict[str, float | None] = by_name) -> float | None:
-                found = [v for k, v in names.items() if k.startswith(prefix) and v is not None]
-                return max(found) if found else None
-
+            ends = step_ends(client, run["id"], marks[submission_id].get("written"))
             row = dict(marks[submission_id])
             row.update({k: v for k, v in {
                 "event": received.get(submission_id), "created": _epoch(run["created"]),
                 "claimed": first.get("PENDING"), "running": first.get("RUNNING"),
-                "read": task_end("read "), "validate": task_end("validate"), "load": task_end("load "),
-                "receipt": task_end("write-receipt"), "completed": first.get("COMPLETED"),
+                "read": ends.get("read-and-normalise"), "validate": ends.get("validate"), "load": ends.get("load"),
+                "receipt": ends.get("write-receipt"), "completed": first.get("COMPLETED"),
             }.items() if v is not None})
             timeline[submission_id] = row
     return timeline
+
+
+def step_ends(client: httpx.Client, flow_run_id: str, written: float | None) -> dict[str, float]:
+    """When each step of the run ended (epoch s): the run's ``steps: receive 0.004 s · …`` log line
+    (flows/ingest.py — the steps are plain calls, no task runs) counted back from the receipt file's
+    modification time, which is the end of ``write-receipt``."""
+    if written is None:
+        return {}
+    logs = client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}).json()
+    line = next((log["message"] for log in logs if log["message"].startswith("steps: ")), None)
+    if line is None:
+        return {}
+    steps = [part.rsplit(" ", 2) for part in line.removeprefix("steps: ").split(" · ")]
+    while steps and steps[-1][0] != "write-receipt":  # what follows the receipt (the dq-summary artifact)
+        steps.pop()
+    ends: dict[str, float] = {}
+    at = written
+    for name, seconds, _unit in reversed(steps):
+        ends.setdefault(name, at)  # a step called twice (a retry is one call): its last end
+        at -= float(seconds)
+    return ends
 
 
 def phase_medians(timeline: dict[str, dict[str, float]]) -> dict[str, float]:
