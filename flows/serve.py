@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, cast
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
@@ -52,7 +52,7 @@ from prefect.schedules import Cron
 from prefect.states import Crashed, Pending
 
 from duikou_settings import Settings
-from flows.events import SUBMISSION_RECEIVED, WAREHOUSE_RESOURCE, WAREHOUSE_UPDATED
+from flows.events import RUN_BY_TRIGGER, RUN_LABEL, SUBMISSION_RECEIVED, WAREHOUSE_RESOURCE, WAREHOUSE_UPDATED
 from flows.ingest import ingest_submission
 from flows.refresh import refresh_reports
 from flows.runners import nightly_flow
@@ -77,7 +77,8 @@ def build_deployments(flows: dict[str, Flow[..., Any]]) -> list[RunnerDeployment
         triggers=[DeploymentEventTrigger(
             name="on duikou.submission.received",
             expect={SUBMISSION_RECEIVED},
-            match={"prefect.resource.id": "duikou.submission.*"},
+            # an upload whose run duikou serve already started says duikou.run=started (flows/handoff.py)
+            match={"prefect.resource.id": "duikou.submission.*", RUN_LABEL: RUN_BY_TRIGGER},
             parameters={"path": "{{ event.payload.path }}", "department": "{{ event.payload.department }}",
                         "period": "{{ event.payload.period }}"},
         )],
@@ -315,6 +316,29 @@ class InProcessServer:
                     done = False
         return done
 
+    def start_now(self, name: str, parameters: dict[str, Any]) -> UUID | None:
+        """A run of lane ``name``'s deployment, created Pending (no poll or other server claims it)
+        and started here at once; its id, or None when the lane has no free slot."""
+        lane = next(lane for lane in self._lanes.values() if lane.name == name)
+        placeholder = uuid4()
+        with self._lock:
+            if lane.free <= 0 or self.stopping.is_set():
+                return None
+            lane.running.add(placeholder)  # the slot is ours while the run is created
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.create_flow_run_from_deployment(lane.deployment_id, parameters=parameters,
+                                                             state=Pending())
+        except BaseException:
+            with self._lock:
+                lane.running.discard(placeholder)
+            raise
+        with self._lock:
+            lane.running.discard(placeholder)
+            lane.running.add(run.id)
+        self._pool.submit(self._execute, lane, run)
+        return run.id
+
     def _claim(self, client: Any, lane: Lane, flow_run_id: UUID) -> bool:
         """Scheduled → Pending through the API (so two serve processes never run the same run); then
         run it on a thread. False when the server did not accept (another server took it, a limit)."""
@@ -444,6 +468,27 @@ def handoff_runner(settings: Settings) -> Callable[[dict[str, Any], Callable[[di
     return run
 
 
+def upload_starter(server: InProcessServer) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What this process does with an upload's ``start`` request (``flows/handoff.py``): the
+    ``ingest-submission`` run of the landed file, started now in the ingest lane — the parameters the
+    deployment's trigger would have given it."""
+
+    def start(request: dict[str, Any]) -> dict[str, Any]:
+        parameters = {"path": str(request["path"]), "department": str(request["department"]),
+                      "period": str(request["period"])}
+        try:
+            run_id = server.start_now("ingest-submission", parameters)
+        except Exception as exc:  # the upload's event goes to the trigger instead
+            log.exception("could not start the run of %s", parameters["path"])
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if run_id is None:
+            return {"ok": False, "error": "the ingest lane is full"}
+        log.info("started the run %s of upload %s", run_id, parameters["path"])
+        return {"ok": True, "flow_run_id": str(run_id)}
+
+    return start
+
+
 def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: Any = None) -> None:
     """Register the deployments, prepare the server, then run due runs until SIGTERM / SIGINT."""
     flows = served_flows(settings)
@@ -463,7 +508,7 @@ def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: 
     from flows.handoff import HandoffService
 
     handoff = HandoffService(settings.resolved_data_dir, settings.resolved_warehouse_url, handoff_runner(settings),
-                             settings.serve_workers)
+                             settings.serve_workers, start=upload_starter(server))
     handoff.start()
     notes.append(f"duikou ingest hands over to this process ({handoff.path}, 127.0.0.1:{handoff.port})")
     try:
