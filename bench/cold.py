@@ -3,7 +3,8 @@
 Starts what it needs in a temporary directory: ``prefect server start`` (free port, fresh
 PREFECT_HOME; its database SQLite, or with ``--prefect-db postgresql`` a fresh database on
 ``DUIKOU_BENCH_POSTGRES_URL``'s server, as deployed) and ``duikou serve`` on a data directory
-(not timed: they are the long-lived services ops keep running). Then, each in a fresh ``duikou`` process, timed from ``exec`` to exit:
+(not timed: they are the long-lived services ops keep running). Then, each in a fresh ``duikou``
+process, timed from ``exec`` to exit:
 
 * handed over — ``duikou ingest FILE --department tourism --period P`` with ``DUIKOU_DATA_DIR``
   the service's: the command finds ``<data>/run/duikou-service.json`` and hands the file to
