@@ -5,12 +5,13 @@ form stays bad however often it is read. Results are not cached or persisted —
 identity is its SHA-256 in the ledger, not a Prefect cache key.
 
 :data:`STEPS` is how the pipeline calls them (``flows/pipeline.py``): each step a task run of its
-own — ``duikou ingest``, the event-driven ingest — except inside :func:`inline_steps`, where each
-is a plain call in the task run around it, with the same retries on transient I/O. The nightly's
-per-department task runs its files so (``flows/department_ingest.py``): nine task runs per form
-cost ~25 ms each on the server and in the engine — about as much as the form's own work
-(bench/nightly.py, docs/scaling.md) — and that task run, its log and the ``dq-…`` artifacts say
-what each file became.
+own (an operator's quarantine release, a receipt recovered by the nightly), except inside
+:func:`inline_steps`, where each is a plain call in the run around it, with the same retries on
+transient I/O. ``ingest-submission`` (``duikou ingest``, an upload) and the nightly's per-department
+task (``flows/department_ingest.py``) run their files' steps so: nine task runs per form cost
+~25 ms each on the server and in the engine — about as much as the form's own work, and on the
+path a clerk waits on (bench/nightly.py, bench/latency.py, docs/scaling.md); the run's ``steps:``
+log line (``format_step_timings``), its log and the ``dq-…`` artifacts say what each file became.
 """
 
 from __future__ import annotations
