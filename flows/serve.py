@@ -141,7 +141,9 @@ def warm_up(settings: Settings) -> None:
 #: the lanes whose runs go to a child process at lower CPU priority: nobody waits on them, and on a
 #: two-core host a report build in the serve process would take the GIL and the cores from the
 #: ingest run a clerk is waiting on (``refresh-reports`` of the previous upload, debounced, builds
-#: while the next one is read)
+#: while the next one is read). A run a newer update supersedes never gets a process: serve waits
+#: out its debounce and, finding the newer event, runs it here, where it ends at once
+#: (``flows/refresh.superseded_after_debounce``)
 BACKGROUND_LANES = frozenset({"refresh-reports"})
 BACKGROUND_NICE = 10
 
@@ -368,8 +370,9 @@ class InProcessServer:
     def _execute(self, lane: Lane, flow_run: FlowRun) -> None:
         try:
             log.info("running %s (%s)", flow_run.name, lane.name)
-            if lane.name in BACKGROUND_LANES:
-                self._execute_in_child(lane, flow_run)
+            if lane.name in BACKGROUND_LANES and not self._superseded(flow_run):
+                if not self.stopping.is_set():  # stopping: the shutdown marks it Crashed, no process started
+                    self._execute_in_child(lane, flow_run)
                 return
             state = run_flow(lane.flow, flow_run=flow_run, return_type="state")
             log.info("%s ended %s", flow_run.name, getattr(state, "name", state))
@@ -380,6 +383,20 @@ class InProcessServer:
                 lane.running.discard(flow_run.id)
                 self._poll_wanted = True  # a free slot: runs that waited for it are claimed now
             self.wake.set()
+
+    def _superseded(self, flow_run: FlowRun) -> bool:
+        """A ``refresh-reports`` run a newer update supersedes (checked after its debounce, here):
+        it runs in this process, where it ends at once, instead of in a new process that would pay
+        the imports only to find nothing to build — a burst of fifteen loads starts fifteen runs."""
+        from duikou_settings import get_settings
+        from flows.refresh import superseded_after_debounce
+
+        try:
+            return superseded_after_debounce(dict(flow_run.parameters), get_settings().report_debounce_seconds,
+                                             self.stopping)
+        except Exception:  # the API away: the child decides, as before
+            log.exception("could not check whether %s is superseded", flow_run.name)
+            return False
 
     def _execute_in_child(self, lane: Lane, flow_run: FlowRun) -> None:
         """A background lane's run in a child process (nice +10); a child that dies leaves the run
