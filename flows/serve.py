@@ -527,7 +527,8 @@ def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: 
     handoff = HandoffService(settings.resolved_data_dir, settings.resolved_warehouse_url, handoff_runner(settings),
                              settings.serve_workers, start=upload_starter(server))
     handoff.start()
-    notes.append(f"duikou ingest hands over to this process ({handoff.path}, 127.0.0.1:{handoff.port})")
+    notes.append(f"duikou ingest hands over to this process, and uploads' runs start here "
+                 f"({handoff.path}, 127.0.0.1:{handoff.port})")
     try:
         if on_ready is not None:
             on_ready(ids, notes)
