@@ -34,7 +34,8 @@ file from its deployment (Pending, in the service's ingest lane) and starts it a
 with the run's id before the work begins — the upload's answer does not wait for the run. The
 upload's ``duikou.submission.received`` event then names that run (``duikou.run=started``), and
 the deployment's trigger, which only starts runs for ``duikou.run=trigger`` events, leaves it
-alone. No service, a stale one, a full lane: the event goes out for the trigger, as before.
+alone. Every slot of the lane taken: the run waits, Pending, for the next free one (before any
+Scheduled run). No service, a stale one, one stopping: the event goes out for the trigger, as before.
 
 This module's client half imports only the standard library; the server half is started by
 ``flows/serve.py`` and is given the function that runs a request.
@@ -177,7 +178,7 @@ def hand_over(service: dict[str, Any], request: dict[str, Any]) -> dict[str, Any
 
 def start_run(service: dict[str, Any], request: dict[str, Any], timeout: float = 30.0) -> str | None:
     """Ask the service to start the ``ingest-submission`` run of a landed file (``path``,
-    ``department``, ``period``) now; the run's id, or None when it would not (its ingest lane full,
+    ``department``, ``period``) now; the run's id, or None when it would not (stopping,
     an error: the caller sends the event for the trigger instead)."""
     try:
         answer = _exchange(service, {"op": "start", **request}, timeout=timeout)

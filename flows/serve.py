@@ -33,13 +33,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, cast
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
@@ -167,10 +168,13 @@ class Lane:
     deployment_id: UUID
     capacity: int
     running: set[UUID] = field(default_factory=set)
+    #: runs this process created Pending for uploads (``start_now``) while every slot was taken:
+    #: they start, in order, as slots free — before any Scheduled run the poll would find
+    waiting: deque[FlowRun] = field(default_factory=deque)
 
     @property
     def free(self) -> int:
-        return self.capacity - len(self.running)
+        return self.capacity - len(self.running) - len(self.waiting)
 
 
 def announced_run(resource_id: str, related: list[tuple[str, str]]) -> tuple[UUID, UUID] | None:
@@ -320,24 +324,23 @@ class InProcessServer:
 
     def start_now(self, name: str, parameters: dict[str, Any]) -> UUID | None:
         """A run of lane ``name``'s deployment, created Pending (no poll or other server claims it)
-        and started here at once; its id, or None when the lane has no free slot."""
+        and started here — at once when the lane has a free slot, else as soon as one frees, before
+        any Scheduled run (``Lane.waiting``); its id, or None while this server is stopping."""
         lane = next(lane for lane in self._lanes.values() if lane.name == name)
-        placeholder = uuid4()
+        if self.stopping.is_set():
+            return None
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run_from_deployment(lane.deployment_id, parameters=parameters, state=Pending())
         with self._lock:
-            if lane.free <= 0 or self.stopping.is_set():
-                return None
-            lane.running.add(placeholder)  # the slot is ours while the run is created
-        try:
-            with get_client(sync_client=True) as client:
-                run = client.create_flow_run_from_deployment(lane.deployment_id, parameters=parameters,
-                                                             state=Pending())
-        except BaseException:
-            with self._lock:
-                lane.running.discard(placeholder)
-            raise
-        with self._lock:
-            lane.running.discard(placeholder)
-            lane.running.add(run.id)
+            if self.stopping.is_set():  # stopped meanwhile: the shutdown marks it Crashed with the others
+                lane.running.add(run.id)
+                return run.id
+            if lane.free > 0:
+                lane.running.add(run.id)
+            else:
+                lane.waiting.append(run)
+                log.info("%s waits for a free slot of %s", run.name, lane.name)
+                return run.id
         self._pool.submit(self._execute, lane, run)
         return run.id
 
@@ -381,7 +384,12 @@ class InProcessServer:
         finally:
             with self._lock:
                 lane.running.discard(flow_run.id)
+                following = lane.waiting.popleft() if lane.waiting and not self.stopping.is_set() else None
+                if following is not None:
+                    lane.running.add(following.id)
                 self._poll_wanted = True  # a free slot: runs that waited for it are claimed now
+            if following is not None:
+                self._pool.submit(self._execute, lane, following)
             self.wake.set()
 
     def _superseded(self, flow_run: FlowRun) -> bool:
@@ -418,13 +426,18 @@ class InProcessServer:
         log.info("%s ended %s (child process, exit %s)", flow_run.name,
                  getattr(state, "name", state), returncode)
 
+    def _running(self) -> bool:
+        with self._lock:
+            return any(lane.running for lane in self._lanes.values())
+
     def in_flight(self) -> set[UUID]:
         with self._lock:
-            return {run_id for lane in self._lanes.values() for run_id in lane.running}
+            return {run_id for lane in self._lanes.values() for run_id in lane.running} | {
+                run.id for lane in self._lanes.values() for run in lane.waiting}
 
     def _shut_down(self, grace_seconds: float) -> None:
         deadline = time.monotonic() + grace_seconds
-        while self.in_flight() and time.monotonic() < deadline:
+        while self._running() and time.monotonic() < deadline:  # waiting runs do not start any more
             time.sleep(0.2)
         left = self.in_flight()
         with self._lock:
@@ -499,7 +512,7 @@ def upload_starter(server: InProcessServer) -> Callable[[dict[str, Any]], dict[s
             log.exception("could not start the run of %s", parameters["path"])
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         if run_id is None:
-            return {"ok": False, "error": "the ingest lane is full"}
+            return {"ok": False, "error": "duikou serve is stopping"}
         log.info("started the run %s of upload %s", run_id, parameters["path"])
         return {"ok": True, "flow_run_id": str(run_id)}
 

@@ -174,7 +174,7 @@ def test_an_upload_asks_the_service_to_start_its_run_and_falls_back_to_the_trigg
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``start_by_service`` (the intake's and the portal's path): the run id the service's ``start``
-    gave; None — the event's trigger starts the run — with no service, a full lane, a service that
+    gave; None — the event's trigger starts the run — with no service, a refusal, a service that
     refuses ``start``, or ``DUIKOU_HANDOFF=0``."""
     from duikou_settings import get_settings
     from flows.upload_stream import start_by_service

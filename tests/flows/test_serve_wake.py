@@ -38,7 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         server, api, env = start_prefect_server(root)
         procs.append(server)
         env.update({"DUIKOU_DATA_DIR": str(root / "data"), "DUIKOU_SERVE_POLL_SECONDS": "600",
-                    "DUIKOU_REPORT_DEBOUNCE_SECONDS": "600"})
+                    "DUIKOU_REPORT_DEBOUNCE_SECONDS": "600", "DUIKOU_SERVE_WORKERS": "1"})
         serve = start_serve(env, root / "logs")
         procs.append(serve)
         yield {"api": api, "env": env, "root": root, "procs": tuple(procs), "serve": serve}
@@ -93,3 +93,31 @@ def test_an_announced_run_scheduled_for_later_is_left_until_it_is_due(stack: dic
     assert json.loads(receipt.read_text(encoding="utf-8"))["status"] == "loaded"
     state = httpx.get(f"{api}/flow_runs/{future.json()['id']}").json()["state"]
     assert state["type"] == "SCHEDULED", state
+
+
+def test_uploads_started_while_every_slot_is_taken_wait_their_turn_in_serve(stack: dict[str, Any]) -> None:
+    """Three uploads handed to a ``duikou serve`` with one ingest slot (``start`` requests, as the
+    intake sends them): all three runs are created by serve at once (``Pending``, never
+    ``Scheduled``), the two that found the slot taken start as it frees, and all three load."""
+    from flows.handoff import find_service, start_run
+    from tasks.landing.landed import land_file
+
+    root, api = stack["root"], stack["api"]
+    settings = Settings(data_dir=root / "data")
+    service = find_service(settings.resolved_data_dir, settings.resolved_warehouse_url)
+    assert service is not None
+    started = []
+    for period in ("2016-07", "2016-08", "2016-09"):
+        form = root / f"旅游月报 {period}.xlsx"
+        write_form(form, load_declarations()["tourism"], period, demo_values()[("tourism", period)])
+        landed = land_file(form, settings.landing_dir, settings.max_upload_bytes, "tourism", period, via="intake")
+        run_id = start_run(service, {"path": str(landed.path), "department": "tourism", "period": period})
+        assert run_id is not None
+        started.append((landed.submission_id, run_id))
+    for submission_id, _ in started:
+        receipt = settings.receipts_dir / f"{submission_id}.json"
+        wait_for(f"the receipt of {submission_id}", receipt.exists, WAIT, stack["procs"])
+        assert json.loads(receipt.read_text(encoding="utf-8"))["status"] == "loaded"
+    for _, run_id in started:
+        states = httpx.get(f"{api}/flow_run_states/", params={"flow_run_id": run_id}).json()
+        assert "SCHEDULED" not in {s["type"] for s in states} and "RUNNING" in {s["type"] for s in states}
