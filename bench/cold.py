@@ -71,32 +71,29 @@ def _ingest(path: Path, env: dict[str, str], cpu: list[float] | None = None) -> 
 #: (label, key) of the handed-over command's phases, each from the previous milestone
 PHASES = (("command start → flow run created in the service", "created"),
           ("→ flow run Running", "running"),
-          ("→ receipt written (write-receipt task ended)", "receipt"),
+          ("→ receipt written (the receipt file's modification time)", "receipt"),
           ("→ command exited (the run's steps after the receipt, printing)", "exit"))
 
 
-def _service_phases(api: str, marks: dict[str, tuple[float, float]]) -> dict[str, float]:
+def _service_phases(api: str, marks: dict[str, tuple[float, float, float]]) -> dict[str, float]:
     """Median seconds of each phase of the handed-over commands (``marks``: period → the command's start
-    and end, epoch seconds), from the flow runs on the server; one clock, one machine."""
+    and end and when its receipt file was written, epoch seconds), from the flow runs on the server;
+    one clock, one machine."""
     import httpx
 
     from bench.latency import _epoch
 
-    time.sleep(2.0)  # task runs reach the server's database in batches
+    time.sleep(2.0)  # runs' states reach the server's database in batches
     spans: dict[str, list[float]] = {key: [] for _, key in PHASES}
     with httpx.Client(base_url=api, timeout=60) as client:
         runs = client.post("/flow_runs/filter", json={"flows": {"name": {"any_": ["ingest-submission"]}},
                                                       "limit": 200}).json()
         for run in runs:
-            tasks = client.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}},
-                                                           "limit": 200}).json()
-            receipt_end = [_epoch(t["end_time"]) for t in tasks if t["name"].startswith("write-receipt")
-                           and t.get("end_time")]
-            start, end = marks.get(str(run["parameters"].get("period")), (None, None))  # one run per period
-            if start is None or end is None or not receipt_end or not run.get("start_time"):
+            start, end, written = marks.get(str(run["parameters"].get("period")), (None, None, None))  # one per period
+            if start is None or end is None or written is None or not run.get("start_time"):
                 continue
             milestones = {"created": _epoch(run["created"]), "running": _epoch(run["start_time"]),
-                          "receipt": max(x for x in receipt_end if x is not None), "exit": end}
+                          "receipt": written, "exit": end}
             previous = start
             for _, key in PHASES:
                 value = milestones[key]
@@ -143,12 +140,13 @@ def main() -> None:
             client_env["DUIKOU_DATA_DIR"] = str(data)
             handed: list[float] = []
             handed_cpu: list[float] = []
-            marks: dict[str, tuple[float, float]] = {}
+            marks: dict[str, tuple[float, float, float]] = {}
             for path in handed_files:
                 w0 = time.time()
                 wall, receipt = _ingest(path, client_env, handed_cpu)
                 handed.append(wall)
-                marks[str(receipt["period"])] = (w0, w0 + wall)
+                written = (data / "receipts" / f"{receipt['submission_id']}.json").stat().st_mtime
+                marks[str(receipt["period"])] = (w0, w0 + wall, written)
                 print(f"  handed over {path.stem}: {wall:.2f} s, the command's CPU {handed_cpu[-1]:.2f} s "
                       f"({receipt['status']})", file=sys.stderr)
             phases = _service_phases(api, marks)
