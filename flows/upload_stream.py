@@ -185,7 +185,7 @@ async def announce(landed: LandedFile, api_url: str, settings: Settings | None =
 def start_by_service(landed: LandedFile, settings: Settings) -> str | None:
     """The id of the ``ingest-submission`` run the ``duikou serve`` of ``settings``' data directory
     started for ``landed`` (``flows/handoff.py``, request ``start``), or None: no service, one that
-    is gone, stale (other code or another warehouse), busy or failing, or ``DUIKOU_HANDOFF=0`` — the
+    is gone, stale (other code or another warehouse), stopping or failing, or ``DUIKOU_HANDOFF=0`` — the
     event's trigger starts the run then. Never raises: the upload is landed whatever happens here."""
     import os
 
