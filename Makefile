@@ -36,7 +36,7 @@ demo: $(STAMP)
 ## TEST_WORKERS processes (default: one per core), each taking whole test files (module fixtures run once).
 TEST_WORKERS ?= auto
 test: $(STAMP) lint typecheck browser
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## Only the tests against a real Prefect server: operations e2e, the work-pool nightly and the issue-13 soak (also part of `make test`).
 test-server: $(STAMP)
