@@ -1,8 +1,10 @@
 """A cold ``duikou ingest`` of one 15-row county form: wall time of a fresh process, beside the work's own time.
 
 Starts what it needs in a temporary directory: ``prefect server start`` (free port, fresh
-PREFECT_HOME, SQLite) and ``duikou serve`` on a data directory (not timed: they are the long-lived
-services ops keep running). Then, each in a fresh ``duikou`` process, timed from ``exec`` to exit:
+PREFECT_HOME; its database SQLite, or with ``--prefect-db postgresql`` a fresh database on
+``DUIKOU_BENCH_POSTGRES_URL``'s server, as deployed) and ``duikou serve`` on a data directory
+(not timed: they are the long-lived services ops keep running). Then, each in a fresh ``duikou``
+process, timed from ``exec`` to exit:
 
 * handed over — ``duikou ingest FILE --department tourism --period P`` with ``DUIKOU_DATA_DIR``
   the service's: the command finds ``<data>/run/duikou-service.json`` and hands the file to
@@ -30,12 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.latency import _months, _write_returns, work_in_fresh_process  # noqa: E402
+from bench.prefect_db import prefect_database  # noqa: E402
 from tests.helpers.ops_processes import VENV_BIN, Proc, base_env, start_prefect_server, start_serve  # noqa: E402
 
 TARGET_S = 3.0
@@ -107,7 +111,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="handed-over ingests (distinct months)")
     parser.add_argument("--in-process-runs", type=int, default=1, help="ingests in their own process (0: skip)")
     parser.add_argument("--work-runs", type=int, default=3)
+    parser.add_argument("--prefect-db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the Prefect server's own database (postgresql: DUIKOU_BENCH_POSTGRES_URL)")
     args = parser.parse_args()
+    admin_url = os.environ.get("DUIKOU_BENCH_POSTGRES_URL")
+    if args.prefect_db == "postgresql" and not admin_url:
+        parser.error("--prefect-db postgresql needs DUIKOU_BENCH_POSTGRES_URL")
     if not 1 <= args.repeats <= 30 or not 0 <= args.in_process_runs <= 5 or not 1 <= args.work_runs <= 5:
         parser.error("--repeats 1..30, --in-process-runs 0..5, --work-runs 1..5")
 
@@ -117,9 +126,12 @@ def main() -> None:
         months = _months(args.repeats + args.in_process_runs)
         handed_files = _write_returns(root / "forms", months[:args.repeats])
         own_files = _write_returns(root / "own-forms", months[args.repeats:])
+        stack = ExitStack()
         try:
             started = time.perf_counter()
-            server, api, env = start_prefect_server(root)
+            database_url = stack.enter_context(prefect_database(admin_url, "cold")) \
+                if args.prefect_db == "postgresql" and admin_url else None
+            server, api, env = start_prefect_server(root, database_url=database_url)
             procs.append(server)
             data = root / "data"
             env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_REPORT_DEBOUNCE_SECONDS": "5"})
@@ -143,6 +155,7 @@ def main() -> None:
         finally:
             for proc in reversed(procs):
                 proc.stop()
+            stack.close()
 
         own = []
         for i, path in enumerate(own_files):  # no service, no PREFECT_API_URL: Prefect's temporary server
@@ -178,6 +191,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     print(json.dumps({
         "bench": "cold",
+        "prefect_db": args.prefect_db,
         "cold_wall_s": round(cold, 3),
         "cold_wall_runs": [round(x, 3) for x in handed],
         "command_cpu_s": round(statistics.median(handed_cpu), 3),

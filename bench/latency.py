@@ -9,16 +9,24 @@ stock runner instead) and ``duikou intake-server``. Then:
 * latency — for each of ``--submissions`` distinct tourism returns (different months, all valid),
   one at a time: the clock starts before ``POST /submissions`` and stops when the receipt
   (written right after the load's commit) appears, polled every 20 ms. The path measured is the
-  real one: HTTP upload → ``duikou.submission.received`` → the server's trigger creates the run →
-  ``duikou serve`` claims and runs it → load → receipt. ``refresh-reports`` runs alongside, as in
-  production (debounce 10 s);
+  real one. ``--route serve`` (the default, production's path when ``duikou serve`` runs on the
+  intake's data directory): HTTP upload → the intake asks ``duikou serve`` to start the run
+  (``flows/handoff.py``), which creates it on the server from the deployment and runs it →
+  load → receipt, the ``duikou.submission.received`` event naming the run. ``--route trigger``
+  (no service for the intake: ``DUIKOU_HANDOFF=0``): HTTP upload → the event → the server's
+  trigger creates the run → ``duikou serve`` claims it (event stream) and runs it → load →
+  receipt. ``refresh-reports`` runs alongside, as in production (debounce 10 s); a per-phase
+  timeline is printed from the Prefect API and the runs' ``steps:`` log lines;
 * bare flow — ``ingest_submission(...)`` called directly in this process against the same
   server, on ``--bare-runs`` returns into another data directory (its own warehouse), after one
   warm-up call
   (so imports are not counted): the floor for the same work without events, triggers or runner.
 
 The last line is one JSON object: ``p50_s``, ``p95_s``, ``min_s``, ``max_s``, ``bare_flow_s``
-(median), ``ratio_p50_to_bare`` and how the stack was run.
+(median), ``ratio_p50_to_bare``, ``work_s`` (the plain functions, no Prefect) and
+``ratio_p50_to_work``, ``phases_median_s``, the targets and how the stack was run (``route``,
+``runner``, ``prefect_db``). The bench stops without figures when a run was started by another
+route than the one asked for.
 """
 
 from __future__ import annotations
@@ -76,6 +84,10 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=20)
     parser.add_argument("--bare-runs", type=int, default=5)
     parser.add_argument("--process-per-run", action="store_true", help="measure Prefect's stock runner")
+    parser.add_argument("--route", choices=("serve", "trigger"), default="serve",
+                        help="serve: the intake asks the running duikou serve to start the run (the default "
+                             "when one runs); trigger: the intake only emits the event and the deployment's "
+                             "trigger creates the run (DUIKOU_HANDOFF=0 for the intake)")
     parser.add_argument("--prefect-db", choices=("sqlite", "postgresql"), default="sqlite",
                         help="the Prefect server's own database (postgresql: DUIKOU_BENCH_POSTGRES_URL)")
     args = parser.parse_args()
@@ -99,13 +111,15 @@ def main() -> None:
             procs.append(server)
             data = root / "data"
             env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_SERVE_POLL_SECONDS": "0.5",
+                        "PREFECT_LOGGING_LEVEL": "INFO",  # the runs' ``steps:`` line (read_timeline)
                         "DUIKOU_REPORT_DEBOUNCE_SECONDS": "10", "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
             from tasks.landing.intake_tokens import create_token
 
             token, _ = create_token(data / "secrets" / "intake-tokens.json", "tourism", replace=False)
             procs.append(start_serve(env, root / "logs",
                                      extra=("--process-per-run",) if args.process_per_run else ()))
-            intake, url = start_intake(env, root / "logs")
+            intake_env = {**env, "DUIKOU_HANDOFF": "0"} if args.route == "trigger" or args.process_per_run else env
+            intake, url = start_intake(intake_env, root / "logs")
             procs.append(intake)
             stack_start_s = time.perf_counter() - started
             print(f"stack up in {stack_start_s:.1f} s ({api})", file=sys.stderr)
@@ -124,11 +138,18 @@ def main() -> None:
                 receipt = data / "receipts" / f"{submission_id}.json"
                 wait_for(f"the receipt of {path.name}", receipt.exists, 300, tuple(procs), interval=0.02)
                 latencies.append(time.perf_counter() - t0)
-                marks[submission_id] = {"post": w0, "http": http_done, "seen": w0 + latencies[-1]}
+                marks[submission_id] = {"post": w0, "http": http_done, "seen": w0 + latencies[-1],
+                                        "written": receipt.stat().st_mtime}
                 status = json.loads(receipt.read_text(encoding="utf-8"))["status"]
                 print(f"  {period}: {latencies[-1]:.2f} s ({status})", file=sys.stderr)
             timeline = read_timeline(api, marks)
-            print_timeline(timeline)
+            route = "trigger" if args.route == "trigger" or args.process_per_run else "serve"
+            started_by = ["trigger" if row["by_trigger"] else "serve" for row in timeline.values()]
+            if len(timeline) != len(latencies) or any(by != route for by in started_by):
+                raise SystemExit(f"route {route!r} asked for, but of {len(latencies)} submissions "
+                                 f"{len(timeline)} runs were found, started by {started_by}")  # measure what we say
+            phases = PHASES if route == "trigger" else SERVE_PHASES
+            print_timeline(timeline, phases)
 
             work = work_in_fresh_process(root / "work-data", _write_returns(root / "work-forms",
                                                                            _months(args.bare_runs + 1)))
@@ -143,6 +164,7 @@ def main() -> None:
     print(json.dumps({
         "bench": "latency",
         "runner": "process-per-run" if args.process_per_run else "in-process",
+        "route": route,
         "prefect_db": args.prefect_db,
         "submissions": len(latencies),
         "p50_s": round(p50, 3),
@@ -154,7 +176,7 @@ def main() -> None:
         "ratio_p50_to_bare": round(p50 / bare_s, 2),
         "work_s": round(work_s, 3),
         "ratio_p50_to_work": round(p50 / work_s, 2),
-        "phases_median_s": phase_medians(timeline),
+        "phases_median_s": phase_medians(timeline, phases),
         "targets": {"p50_s": 1.0, "p95_s": 2.0, "ratio_p50_to_work": 4.0},
         "stack_start_s": round(stack_start_s, 1),
     }))
@@ -172,6 +194,12 @@ PHASES = (
     ("load (writer slot, ledger + facts, commit)", "load"),
     ("receipt (correction workbook, write-receipt)", "receipt"),
     ("receipt file seen by the bench (20 ms poll)", "seen"),
+)
+#: the same when the intake asks ``duikou serve`` to start the run (``--route serve``): no trigger, no claim
+SERVE_PHASES = (
+    ("upload landed, run created by duikou serve (Pending)", "created"),
+    ("flow start (Running)", "running"),
+    *PHASES[5:],
 )
 
 
@@ -200,43 +228,59 @@ def read_timeline(api: str, marks: dict[str, dict[str, float]]) -> dict[str, dic
             if submission_id not in marks:
                 continue
             states = client.get("/flow_run_states/", params={"flow_run_id": run["id"]}).json()
-            first = {}
+            first: dict[str, float | None] = {}
             for state in sorted(states, key=lambda s: s["timestamp"]):
                 first.setdefault(state["type"], _epoch(state["timestamp"]))
-            tasks = client.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}},
-                                                           "limit": 200}).json()
-            by_name = {t["name"]: _epoch(t.get("end_time")) for t in tasks}
-
-            def task_end(prefix: str, names: dict[str, float | None] = by_name) -> float | None:
-                found = [v for k, v in names.items() if k.startswith(prefix) and v is not None]
-                return max(found) if found else None
-
+            ends = step_ends(client, run["id"], marks[submission_id].get("written"))
             row = dict(marks[submission_id])
             row.update({k: v for k, v in {
                 "event": received.get(submission_id), "created": _epoch(run["created"]),
                 "claimed": first.get("PENDING"), "running": first.get("RUNNING"),
-                "read": task_end("read "), "validate": task_end("validate"), "load": task_end("load "),
-                "receipt": task_end("write-receipt"), "completed": first.get("COMPLETED"),
+                "read": ends.get("read-and-normalise"), "validate": ends.get("validate"), "load": ends.get("load"),
+                "receipt": ends.get("write-receipt"), "completed": first.get("COMPLETED"),
             }.items() if v is not None})
+            row["by_trigger"] = 1.0 if "SCHEDULED" in first else 0.0  # a started run is created Pending
             timeline[submission_id] = row
     return timeline
 
 
-def phase_medians(timeline: dict[str, dict[str, float]]) -> dict[str, float]:
+def step_ends(client: httpx.Client, flow_run_id: str, written: float | None) -> dict[str, float]:
+    """When each step of the run ended (epoch s): the run's ``steps: receive 0.004 s · …`` log line
+    (flows/ingest.py — the steps are plain calls, no task runs) counted back from the receipt file's
+    modification time, which is the end of ``write-receipt``."""
+    if written is None:
+        return {}
+    logs = client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}).json()
+    line = next((log["message"] for log in logs if log["message"].startswith("steps: ")), None)
+    if line is None:
+        return {}
+    steps = [part.rsplit(" ", 2) for part in line.removeprefix("steps: ").split(" · ")]
+    while steps and steps[-1][0] != "write-receipt":  # what follows the receipt (the dq-summary artifact)
+        steps.pop()
+    ends: dict[str, float] = {}
+    at = written
+    for name, seconds, _unit in reversed(steps):
+        ends.setdefault(name, at)  # a step called twice (a retry is one call): its last end
+        at -= float(seconds)
+    return ends
+
+
+def phase_medians(timeline: dict[str, dict[str, float]],
+                  phases: tuple[tuple[str, str], ...] = PHASES) -> dict[str, float]:
     """Median seconds of each phase (milestone minus the previous one present)."""
-    spans: dict[str, list[float]] = {key: [] for _, key in PHASES}
+    spans: dict[str, list[float]] = {key: [] for _, key in phases}
     for row in timeline.values():
         previous = row["post"]
-        for _, key in PHASES:
+        for _, key in phases:
             if key in row:
                 spans[key].append(row[key] - previous)
                 previous = row[key]
     return {key: round(statistics.median(v), 3) for key, v in spans.items() if v}
 
 
-def print_timeline(timeline: dict[str, dict[str, float]]) -> None:
-    medians = phase_medians(timeline)
-    keys = [key for _, key in PHASES]
+def print_timeline(timeline: dict[str, dict[str, float]], phases: tuple[tuple[str, str], ...] = PHASES) -> None:
+    medians = phase_medians(timeline, phases)
+    keys = [key for _, key in phases]
     print("per submission, seconds per phase: " + " ".join(f"{k:>8}" for k in keys), file=sys.stderr)
     for submission_id, row in sorted(timeline.items(), key=lambda item: item[1]["post"]):
         previous, cells = row["post"], []
@@ -246,7 +290,7 @@ def print_timeline(timeline: dict[str, dict[str, float]]) -> None:
         print(f"  {submission_id}                  " + " ".join(cells), file=sys.stderr)
     print(f"timeline of {len(timeline)} submissions, median seconds per phase (from the previous milestone):",
           file=sys.stderr)
-    for label, key in PHASES:
+    for label, key in phases:
         if key in medians:
             print(f"  {label:<62} {medians[key]:>7.3f}", file=sys.stderr)
     after = [row["completed"] - row["seen"] for row in timeline.values() if "completed" in row]

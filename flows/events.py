@@ -16,7 +16,9 @@ not by the server's ``ui_url`` filter, which says ``None`` unless the server has
 
 ``submission_received`` carries everything the ingest flow needs as its parameters (path,
 department, period, original name), so the deployment trigger maps the payload onto parameters
-and nothing has to be looked up.
+and nothing has to be looked up. Its resource label ``duikou.run`` says who starts the run:
+``trigger`` (the deployment's trigger, which matches only these) or ``started`` (the intake
+asked the running ``duikou serve``, which started it already: the run is a related resource).
 """
 
 from __future__ import annotations
@@ -37,9 +39,19 @@ SUBMISSIONS_REFUSED = "duikou.submissions.refused"
 OUTCOME_EVENTS = {"quarantined": SUBMISSION_QUARANTINED, "rejected": SUBMISSION_REJECTED}
 
 
+#: the received event's label saying who starts the run: the deployment's trigger matches only ``trigger``
+RUN_LABEL = "duikou.run"
+RUN_BY_TRIGGER = "trigger"
+RUN_STARTED = "started"
+
+
 def submission_received(*, submission_id: str, path: str, department: str, period: str, original_name: str,
-                        via: str) -> Event:
-    """The event that starts an ``ingest-submission`` run; ``via`` is ``intake`` or ``cli``."""
+                        via: str, run_id: str | None = None) -> Event:
+    """The event of a landed file; ``via`` is ``intake``, ``portal`` or ``cli``. Without ``run_id``
+    it starts an ``ingest-submission`` run (the deployment's trigger); with it, it records the run
+    ``duikou serve`` already started for the file (``flows/handoff.py``), named as a related resource."""
+    related = [RelatedResource({"prefect.resource.id": f"prefect.flow-run.{run_id}",
+                                "prefect.resource.role": "flow-run"})] if run_id else []
     return Event(
         event=SUBMISSION_RECEIVED,
         resource=Resource({
@@ -47,9 +59,11 @@ def submission_received(*, submission_id: str, path: str, department: str, perio
             "prefect.resource.name": original_name,
             "duikou.department": department,
             "duikou.period": period,
+            RUN_LABEL: RUN_STARTED if run_id else RUN_BY_TRIGGER,
         }),
+        related=related,
         payload={"submission_id": submission_id, "path": path, "department": department, "period": period,
-                 "original_name": original_name, "via": via},
+                 "original_name": original_name, "via": via, "flow_run_id": run_id or ""},
     )
 
 

@@ -28,6 +28,14 @@ Never handed over: ``DUIKOU_HANDOFF=0`` (tests and scripts that want the in-proc
 person-level registries (streamed with the ``DUIKOU_PERSON_KEY`` of the command's own
 environment; a file of millions of rows is no case for a thin client).
 
+**Uploads** (the intake server and the portal, ``flows/upload_stream.py``) use the same service
+with another request, ``start``: the service creates the ``ingest-submission`` run of the landed
+file from its deployment (Pending, in the service's ingest lane) and starts it at once, answering
+with the run's id before the work begins — the upload's answer does not wait for the run. The
+upload's ``duikou.submission.received`` event then names that run (``duikou.run=started``), and
+the deployment's trigger, which only starts runs for ``duikou.run=trigger`` events, leaves it
+alone. No service, a stale one, a full lane: the event goes out for the trigger, as before.
+
 This module's client half imports only the standard library; the server half is started by
 ``flows/serve.py`` and is given the function that runs a request.
 """
@@ -51,6 +59,8 @@ from typing import Any
 SERVICE_FILE = Path("run") / "duikou-service.json"
 #: the service's work: (request, reply) → the final answer; ``reply`` may answer earlier (at the receipt)
 Runner = Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], dict[str, Any]]
+#: the service's ``start`` (an upload's run started now): request → ``{"ok": True, "flow_run_id": …}`` or a refusal
+Starter = Callable[[dict[str, Any]], dict[str, Any]]
 PROTOCOL = 1
 #: what the code fingerprint covers: every source and declaration file of these, under the checkout
 _CODE_ROOTS = ("flows", "tasks", "warehouse", "expectations")
@@ -165,6 +175,18 @@ def hand_over(service: dict[str, Any], request: dict[str, Any]) -> dict[str, Any
     return _exchange(service, {"op": "ingest", **request}, timeout=None)
 
 
+def start_run(service: dict[str, Any], request: dict[str, Any], timeout: float = 30.0) -> str | None:
+    """Ask the service to start the ``ingest-submission`` run of a landed file (``path``,
+    ``department``, ``period``) now; the run's id, or None when it would not (its ingest lane full,
+    an error: the caller sends the event for the trigger instead)."""
+    try:
+        answer = _exchange(service, {"op": "start", **request}, timeout=timeout)
+    except (OSError, ValueError, HandoffFailed):
+        return None
+    run_id = answer.get("flow_run_id") if answer.get("ok") else None
+    return str(run_id) if run_id else None
+
+
 # --- the service's side -------------------------------------------------------------------------
 
 
@@ -196,6 +218,8 @@ class _Handler(socketserver.StreamRequestHandler):
         elif request.get("op") == "ingest":
             with self.server.slots:  # in the context the service started in (Prefect's settings live there)
                 reply(self.server.context.copy().run(self.server.run, request, reply))
+        elif request.get("op") == "start" and self.server.start is not None:
+            reply(self.server.context.copy().run(self.server.start, request))
         else:
             reply({"ok": False, "error": f"unknown op {request.get('op')!r}"})
 
@@ -204,9 +228,9 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, run: Runner, slots: int, code: str, settings: str) -> None:
+    def __init__(self, run: Runner, slots: int, code: str, settings: str, start: Starter | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.run, self.slots = run, threading.BoundedSemaphore(slots)
+        self.run, self.slots, self.start = run, threading.BoundedSemaphore(slots), start
         self.context = contextvars.copy_context()
         self.token, self.code, self.settings = secrets.token_hex(16), code, settings
 
@@ -215,11 +239,12 @@ class HandoffService:
     """The service's listener: ``start`` binds and writes the service file, ``stop`` removes it."""
 
     def __init__(self, data_dir: Path, warehouse_url: str, run: Runner,
-                 slots: int, code: str | None = None) -> None:
+                 slots: int, code: str | None = None, start: Starter | None = None) -> None:
         """``code``: the fingerprint of the code this process runs — computed now by default (a test
-        gives another to stand for a service started before the checkout changed)."""
+        gives another to stand for a service started before the checkout changed). ``start``: what
+        a ``start`` request does (``duikou serve``: the upload's run started now); None refuses them."""
         self.path = service_path(data_dir)
-        self._server = _Server(run, slots, code or code_fingerprint(), settings_fingerprint(warehouse_url))
+        self._server = _Server(run, slots, code or code_fingerprint(), settings_fingerprint(warehouse_url), start)
         self._thread = threading.Thread(target=self._server.serve_forever, name="duikou-handoff", daemon=True)
 
     @property

@@ -15,6 +15,7 @@ from flows.pipeline import process_submission
 from flows.run_ui import ingest_run_name, publish_run_summary, tag_current_run
 from flows.warehouse_access import existing_warehouse, open_warehouse
 from tasks.submission.result import SubmissionResult
+from tasks.submission.steps import format_step_timings, inline_steps
 from warehouse.refdata import reference_frames
 
 
@@ -31,12 +32,16 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
     """
     settings = get_settings()
     engine = existing_warehouse(settings) if dry_run else open_warehouse(settings)
-    with tags(f"department:{department}", f"period:{period}"):
+    timings: list[tuple[str, float]] = []
+    # the steps as plain calls in this run (one task run each cost the clerk more than the work)
+    with tags(f"department:{department}", f"period:{period}"), inline_steps(timings):
         result = process_submission(
             Path(path), department, period, engine=engine, reference=reference_frames(),
             settings=settings, dry_run=dry_run,
         )
-    log_causes(get_run_logger(), result)  # one line per issue cause
+    logger = get_run_logger()
+    logger.info("steps: %s", format_step_timings(timings))
+    log_causes(logger, result)  # one line per issue cause
     # the run's tags after the receipt (two API calls the clerk need not wait on); task runs carry them from the start
     tag_current_run(f"department:{department}", f"period:{period}", *(() if dry_run else (f"status:{result.status}",)))
     if not dry_run:

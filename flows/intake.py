@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None, prefect_api_url: str | None = N
         except Exception:
             upload.writer.discard()
             raise
-        event_note = await announce(landed, api_url)
+        event_note = await announce(landed, api_url, settings)
         return {"submission_id": landed.submission_id, "status": "received", "department": department,
                 "period": landed.period, "original_name": landed.original_name,
                 "received_at": landed.received_at.isoformat(), "receipt_url": f"/submissions/{landed.submission_id}",

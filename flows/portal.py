@@ -346,7 +346,7 @@ def mount_portal(app: FastAPI, settings: Settings, declarations: dict[str, Decla
             raise
         log.info("portal: %s sent %s for %s %s as %s", clerk.account.login, landed.original_name, clerk.department,
                  landed.period, landed.submission_id)
-        await announce(landed, api_url)
+        await announce(landed, api_url, settings)
         return RedirectResponse(f"{PREFIX}/submissions/{landed.submission_id}", status_code=303)
 
     @app.post(f"{PREFIX}/nil", include_in_schema=False)

@@ -18,9 +18,9 @@ it has a free slot. Cancelling a run from the UI does not interrupt an in-proces
 its next task.
 
 A new run is claimed the moment the server announces it: :class:`RunWatcher` subscribes to the
-server's event stream (``prefect.flow-run.Scheduled`` of our deployments) and wakes the poll at
-once; the poll every ``DUIKOU_SERVE_POLL_SECONDS`` stays as the fallback (a dropped stream, a
-scheduled run that comes due later, a slot freed). Prefect's own runner only polls
+server's event stream (``prefect.flow-run.Scheduled`` of our deployments) and a due run it names
+is claimed by its id at once; the poll every ``DUIKOU_SERVE_POLL_SECONDS`` stays as the fallback
+(a dropped stream, a scheduled run that comes due later, a slot freed, a full lane). Prefect's own runner only polls
 (``PREFECT_RUNNER_POLL_FREQUENCY``, 10 s by default).
 """
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, cast
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
@@ -52,7 +52,7 @@ from prefect.schedules import Cron
 from prefect.states import Crashed, Pending
 
 from duikou_settings import Settings
-from flows.events import SUBMISSION_RECEIVED, WAREHOUSE_RESOURCE, WAREHOUSE_UPDATED
+from flows.events import RUN_BY_TRIGGER, RUN_LABEL, SUBMISSION_RECEIVED, WAREHOUSE_RESOURCE, WAREHOUSE_UPDATED
 from flows.ingest import ingest_submission
 from flows.refresh import refresh_reports
 from flows.runners import nightly_flow
@@ -77,7 +77,8 @@ def build_deployments(flows: dict[str, Flow[..., Any]]) -> list[RunnerDeployment
         triggers=[DeploymentEventTrigger(
             name="on duikou.submission.received",
             expect={SUBMISSION_RECEIVED},
-            match={"prefect.resource.id": "duikou.submission.*"},
+            # an upload whose run duikou serve already started says duikou.run=started (flows/handoff.py)
+            match={"prefect.resource.id": "duikou.submission.*", RUN_LABEL: RUN_BY_TRIGGER},
             parameters={"path": "{{ event.payload.path }}", "department": "{{ event.payload.department }}",
                         "period": "{{ event.payload.period }}"},
         )],
@@ -140,7 +141,9 @@ def warm_up(settings: Settings) -> None:
 #: the lanes whose runs go to a child process at lower CPU priority: nobody waits on them, and on a
 #: two-core host a report build in the serve process would take the GIL and the cores from the
 #: ingest run a clerk is waiting on (``refresh-reports`` of the previous upload, debounced, builds
-#: while the next one is read)
+#: while the next one is read). A run a newer update supersedes never gets a process: serve waits
+#: out its debounce and, finding the newer event, runs it here, where it ends at once
+#: (``flows/refresh.superseded_after_debounce``)
 BACKGROUND_LANES = frozenset({"refresh-reports"})
 BACKGROUND_NICE = 10
 
@@ -170,19 +173,34 @@ class Lane:
         return self.capacity - len(self.running)
 
 
+def announced_run(resource_id: str, related: list[tuple[str, str]]) -> tuple[UUID, UUID] | None:
+    """(flow run id, deployment id) a ``prefect.flow-run.Scheduled`` event announces — its resource
+    ``prefect.flow-run.<id>`` and its one related ``prefect.deployment.<id>`` — or None when it does not say."""
+    run_prefix, deployment_prefix = "prefect.flow-run.", "prefect.deployment."
+    deployments = [rid for rid, role in related if role == "deployment" and rid.startswith(deployment_prefix)]
+    if not resource_id.startswith(run_prefix) or len(deployments) != 1:
+        return None
+    try:
+        return UUID(resource_id.removeprefix(run_prefix)), UUID(deployments[0].removeprefix(deployment_prefix))
+    except ValueError:
+        return None
+
+
 class RunWatcher:
-    """Wakes the poll loop when the server announces a new run of one of our deployments.
+    """Tells the poll loop at once when the server announces a new run of one of our deployments.
 
     A daemon thread with its own event loop holds a subscription to the server's event stream
     (``/api/events/out``) for ``prefect.flow-run.Scheduled`` events related to the deployments;
-    each one sets ``wake``. A dropped stream is re-opened after ``retry_seconds`` (the poll covers
-    the gap); nothing here claims or runs anything.
+    each one is handed to ``on_run`` (the run it names, or None when the event does not say) and
+    sets ``wake``. A dropped stream is re-opened after ``retry_seconds`` (the poll covers the gap);
+    nothing here claims or runs anything.
     """
 
     def __init__(self, deployment_ids: list[UUID], wake: threading.Event, stopping: threading.Event,
-                 retry_seconds: float) -> None:
+                 retry_seconds: float, on_run: Callable[[tuple[UUID, UUID] | None], None] | None = None) -> None:
         self._related = [f"prefect.deployment.{d}" for d in deployment_ids]
         self._wake, self._stopping, self._retry_seconds = wake, stopping, retry_seconds
+        self._on_run = on_run
         self.connected = threading.Event()
         self._thread = threading.Thread(target=self._run, name="duikou-run-watcher", daemon=True)
 
@@ -206,7 +224,10 @@ class RunWatcher:
             try:
                 async with get_events_subscriber(filter=wanted, reconnect_on_clean_close=True) as subscriber:
                     self.connected.set()
-                    async for _event in subscriber:
+                    async for event in subscriber:
+                        if self._on_run is not None:
+                            self._on_run(announced_run(event.resource.id,
+                                                       [(r.id, r.role) for r in event.related]))
                         self._wake.set()
                         if self._stopping.is_set():
                             return
@@ -218,8 +239,11 @@ class RunWatcher:
 
 
 class InProcessServer:
-    """Polls the API for due runs of our deployments and runs each in this process on a thread;
-    a :class:`RunWatcher` (when started) makes the poll come at once when a run is created."""
+    """Polls the API for due runs of our deployments and runs each in this process on a thread.
+
+    A :class:`RunWatcher` (when started) hands over each run the server announces: it is read and,
+    when due, claimed by its id at once (no scan of every deployment's scheduled runs on the path a
+    clerk waits on); an announcement that names no run makes the poll come at once instead."""
 
     def __init__(self, lanes: list[Lane], poll_seconds: float) -> None:
         self._lanes = {lane.deployment_id: lane for lane in lanes}
@@ -230,11 +254,21 @@ class InProcessServer:
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by the RunWatcher, a finished run (a free slot) and stop
         self._children: dict[UUID, subprocess.Popen[bytes]] = {}  # background lanes' runs
+        self._announced: list[tuple[UUID, UUID]] = []  # (run, deployment) the event stream named
+        self._poll_wanted = True  # the first pass polls; so does every wake the announcements do not cover
 
     def watch_events(self) -> RunWatcher:
-        watcher = RunWatcher(list(self._lanes), self.wake, self.stopping, self._poll_seconds)
+        watcher = RunWatcher(list(self._lanes), self.wake, self.stopping, self._poll_seconds, self.announce)
         watcher.start()
         return watcher
+
+    def announce(self, run: tuple[UUID, UUID] | None) -> None:
+        """The watcher's hand-over (its thread): a run of ours to claim by id, or else a poll."""
+        with self._lock:
+            if run is not None and run[1] in self._lanes:
+                self._announced.append(run)
+            else:
+                self._poll_wanted = True
 
     def stop(self) -> None:
         self.stopping.set()
@@ -242,13 +276,82 @@ class InProcessServer:
 
     def serve_forever(self, grace_seconds: float) -> None:
         while not self.stopping.is_set():
-            self.wake.clear()  # before the poll: a run announced during it wakes the next one
+            self.wake.clear()  # before the pass: a run announced during it wakes the next one
+            with self._lock:
+                announced, self._announced = self._announced, []
+                poll, self._poll_wanted = self._poll_wanted, False
             try:
-                self._poll_once()
+                if announced and not self._claim_announced(announced):
+                    poll = True  # a lane was full or a claim failed: the poll sorts it out
+                if poll:
+                    self._poll_once()
             except Exception:  # the Prefect server restarting must not end serve: try again next poll
                 log.exception("polling the Prefect API failed; retrying in %.1f s", self._poll_seconds)
-            self.wake.wait(self._poll_seconds)
+            if not self.wake.wait(self._poll_seconds):
+                with self._lock:
+                    self._poll_wanted = True  # the fallback: nothing woke us for a whole poll interval
         self._shut_down(grace_seconds)
+
+    def _claim_announced(self, announced: list[tuple[UUID, UUID]]) -> bool:
+        """Claim each announced run by its id when it is due (a run scheduled for later — the nightly's
+        cron, a custom run from the UI — is left to the poll that finds it due); False when one could
+        not be claimed (its lane full, the API refusing): the caller polls then."""
+        done = True
+        now = datetime.now(UTC)
+        with get_client(sync_client=True) as client:
+            for run_id, deployment_id in announced:
+                lane = self._lanes[deployment_id]
+                with self._lock:
+                    if run_id in lane.running:
+                        continue
+                    if lane.free <= 0:
+                        done = False
+                        continue
+                run = client.read_flow_run(run_id)
+                state = run.state
+                if state is None or not state.is_scheduled():
+                    continue  # another server claimed it already, or it was cancelled
+                due = state.state_details.scheduled_time or run.expected_start_time
+                if due is not None and due > now:
+                    continue
+                if not self._claim(client, lane, run_id):
+                    done = False
+        return done
+
+    def start_now(self, name: str, parameters: dict[str, Any]) -> UUID | None:
+        """A run of lane ``name``'s deployment, created Pending (no poll or other server claims it)
+        and started here at once; its id, or None when the lane has no free slot."""
+        lane = next(lane for lane in self._lanes.values() if lane.name == name)
+        placeholder = uuid4()
+        with self._lock:
+            if lane.free <= 0 or self.stopping.is_set():
+                return None
+            lane.running.add(placeholder)  # the slot is ours while the run is created
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.create_flow_run_from_deployment(lane.deployment_id, parameters=parameters,
+                                                             state=Pending())
+        except BaseException:
+            with self._lock:
+                lane.running.discard(placeholder)
+            raise
+        with self._lock:
+            lane.running.discard(placeholder)
+            lane.running.add(run.id)
+        self._pool.submit(self._execute, lane, run)
+        return run.id
+
+    def _claim(self, client: Any, lane: Lane, flow_run_id: UUID) -> bool:
+        """Scheduled → Pending through the API (so two serve processes never run the same run); then
+        run it on a thread. False when the server did not accept (another server took it, a limit)."""
+        outcome: Any = client.set_flow_run_state(flow_run_id, Pending())
+        if outcome.status != SetStateStatus.ACCEPT:
+            return False
+        claimed = client.read_flow_run(flow_run_id)  # as Pending now: what the engine starts from
+        with self._lock:
+            lane.running.add(flow_run_id)
+        self._pool.submit(self._execute, lane, claimed)
+        return True
 
     def _poll_once(self) -> None:
         with self._lock:
@@ -262,19 +365,14 @@ class InProcessServer:
                 lane = self._lanes.get(run.deployment_id) if run.deployment_id else None
                 if lane is None or lane.free <= 0 or run.id in lane.running:
                     continue
-                outcome: Any = client.set_flow_run_state(run.id, Pending())
-                if outcome.status != SetStateStatus.ACCEPT:  # another server took it, or a limit said wait
-                    continue
-                claimed = client.read_flow_run(run.id)  # as Pending now: what the engine starts from
-                with self._lock:
-                    lane.running.add(run.id)
-                self._pool.submit(self._execute, lane, claimed)
+                self._claim(client, lane, run.id)  # refused: another server took it, or a limit said wait
 
     def _execute(self, lane: Lane, flow_run: FlowRun) -> None:
         try:
             log.info("running %s (%s)", flow_run.name, lane.name)
-            if lane.name in BACKGROUND_LANES:
-                self._execute_in_child(lane, flow_run)
+            if lane.name in BACKGROUND_LANES and not self._superseded(flow_run):
+                if not self.stopping.is_set():  # stopping: the shutdown marks it Crashed, no process started
+                    self._execute_in_child(lane, flow_run)
                 return
             state = run_flow(lane.flow, flow_run=flow_run, return_type="state")
             log.info("%s ended %s", flow_run.name, getattr(state, "name", state))
@@ -283,7 +381,22 @@ class InProcessServer:
         finally:
             with self._lock:
                 lane.running.discard(flow_run.id)
-            self.wake.set()  # a free slot: runs that waited for it are claimed now
+                self._poll_wanted = True  # a free slot: runs that waited for it are claimed now
+            self.wake.set()
+
+    def _superseded(self, flow_run: FlowRun) -> bool:
+        """A ``refresh-reports`` run a newer update supersedes (checked after its debounce, here):
+        it runs in this process, where it ends at once, instead of in a new process that would pay
+        the imports only to find nothing to build — a burst of fifteen loads starts fifteen runs."""
+        from duikou_settings import get_settings
+        from flows.refresh import superseded_after_debounce
+
+        try:
+            return superseded_after_debounce(dict(flow_run.parameters), get_settings().report_debounce_seconds,
+                                             self.stopping)
+        except Exception:  # the API away: the child decides, as before
+            log.exception("could not check whether %s is superseded", flow_run.name)
+            return False
 
     def _execute_in_child(self, lane: Lane, flow_run: FlowRun) -> None:
         """A background lane's run in a child process (nice +10); a child that dies leaves the run
@@ -372,6 +485,27 @@ def handoff_runner(settings: Settings) -> Callable[[dict[str, Any], Callable[[di
     return run
 
 
+def upload_starter(server: InProcessServer) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What this process does with an upload's ``start`` request (``flows/handoff.py``): the
+    ``ingest-submission`` run of the landed file, started now in the ingest lane — the parameters the
+    deployment's trigger would have given it."""
+
+    def start(request: dict[str, Any]) -> dict[str, Any]:
+        parameters = {"path": str(request["path"]), "department": str(request["department"]),
+                      "period": str(request["period"])}
+        try:
+            run_id = server.start_now("ingest-submission", parameters)
+        except Exception as exc:  # the upload's event goes to the trigger instead
+            log.exception("could not start the run of %s", parameters["path"])
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if run_id is None:
+            return {"ok": False, "error": "the ingest lane is full"}
+        log.info("started the run %s of upload %s", run_id, parameters["path"])
+        return {"ok": True, "flow_run_id": str(run_id)}
+
+    return start
+
+
 def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: Any = None) -> None:
     """Register the deployments, prepare the server, then run due runs until SIGTERM / SIGINT."""
     flows = served_flows(settings)
@@ -391,9 +525,10 @@ def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: 
     from flows.handoff import HandoffService
 
     handoff = HandoffService(settings.resolved_data_dir, settings.resolved_warehouse_url, handoff_runner(settings),
-                             settings.serve_workers)
+                             settings.serve_workers, start=upload_starter(server))
     handoff.start()
-    notes.append(f"duikou ingest hands over to this process ({handoff.path}, 127.0.0.1:{handoff.port})")
+    notes.append(f"duikou ingest hands over to this process, and uploads' runs start here "
+                 f"({handoff.path}, 127.0.0.1:{handoff.port})")
     try:
         if on_ready is not None:
             on_ready(ids, notes)

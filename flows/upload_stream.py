@@ -12,6 +12,7 @@ anywhere; the caller commits the file (or discards it) once it has checked the f
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,17 +161,47 @@ async def stream_upload(request: Request, settings: Settings) -> Upload:
     return upload
 
 
-async def announce(landed: LandedFile, api_url: str) -> str:
+async def announce(landed: LandedFile, api_url: str, settings: Settings | None = None) -> str:
+    """Say the file landed: ``duikou.submission.received`` — after asking the running ``duikou serve``
+    of this data directory to start the file's run at once (:func:`start_by_service`), when there is
+    one; otherwise the event is what starts it (the deployment's trigger). What happened, in words."""
+    run_id = await asyncio.to_thread(start_by_service, landed, settings) if settings is not None else None
     if not api_url:
-        return "not sent (no PREFECT_API_URL); the nightly run will load the file"
+        return ("run started by duikou serve" if run_id else
+                "not sent (no PREFECT_API_URL); the nightly run will load the file")
     event = events.submission_received(submission_id=landed.submission_id, path=str(landed.path),
                                        department=landed.department, period=landed.period,
-                                       original_name=landed.original_name, via="intake")
+                                       original_name=landed.original_name, via="intake", run_id=run_id)
     try:
         await events.aemit(event, api_url=api_url)
     except Exception as exc:  # the file is safe in landing/: the nightly run will load it
         log.warning("could not emit %s for %s: %s", events.SUBMISSION_RECEIVED, landed.submission_id, exc)
+        if run_id:
+            return f"run started by duikou serve; the event was not sent ({type(exc).__name__})"
         return f"not sent ({type(exc).__name__}); the nightly run will load the file"
-    return "sent"
+    return "sent; run started by duikou serve" if run_id else "sent"
 
 
+def start_by_service(landed: LandedFile, settings: Settings) -> str | None:
+    """The id of the ``ingest-submission`` run the ``duikou serve`` of ``settings``' data directory
+    started for ``landed`` (``flows/handoff.py``, request ``start``), or None: no service, one that
+    is gone, stale (other code or another warehouse), busy or failing, or ``DUIKOU_HANDOFF=0`` — the
+    event's trigger starts the run then. Never raises: the upload is landed whatever happens here."""
+    import os
+
+    from flows.handoff import ServiceStale, find_service, start_run
+
+    if os.environ.get("DUIKOU_HANDOFF", "1").strip() == "0":
+        return None
+    try:
+        service = find_service(settings.resolved_data_dir, settings.resolved_warehouse_url, warn=log.warning)
+        if service is None:
+            return None
+        return start_run(service, {"path": str(landed.path), "department": landed.department,
+                                   "period": landed.period})
+    except ServiceStale as exc:
+        log.warning("upload %s goes to the trigger: %s", landed.submission_id, exc)
+    except Exception as exc:
+        log.warning("upload %s goes to the trigger: duikou serve could not start its run (%s: %s)",
+                    landed.submission_id, type(exc).__name__, exc)
+    return None

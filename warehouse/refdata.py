@@ -205,7 +205,7 @@ def _prune_table(conn: Connection, table: Table, wanted: Sequence[Mapping[str, A
     wanted_keys = {tuple(row[k] for k in keys) for row in wanted}
     stale = [
         key
-        for key in conn.execute(select(*(table.c[k] for k in keys))).tuples()
+        for key in conn.execute(select(*(table.c[k] for k in keys)))
         if tuple(key) not in wanted_keys
     ]
     for key in stale:

@@ -216,22 +216,32 @@ def tourism_values(seed: int) -> dict[str, pd.DataFrame]:
             tickets = math.floor(cents * ticket_share[i] * rng.uniform(0.9, 1.1))
             start, end = houses[i]
             guesthouses = start + math.floor((end - start) * step / (len(MONTHS) - 1))
-            beds = round(guesthouses * beds_per_house[i]) + 2
-            staff = round(guesthouses * 3.2) + staff_base[i]
-            poor_staff = round(staff * poor_staff_share[i])
-            households = round(poor_staff * 0.9 + guesthouses * 0.4)
-            cols["visitors_person_times"].append(wan4(visit_units))
-            cols["overnight_visitors_person_times"].append(wan4(overnight_units))
-            cols["tourism_revenue_yuan"].append(wan(cents))
-            cols["ticket_revenue_yuan"].append(wan(tickets))
-            cols["guesthouses"].append(guesthouses)
-            cols["beds"].append(beds)
-            cols["tourism_employees_persons"].append(staff)
-            cols["tourism_employees_poor_persons"].append(poor_staff)
-            cols["poor_households_lifted"].append(households)
-            cols["poor_persons_lifted"].append(round(households * 3.3))
+            append_tourism_row(cols, visit_units=visit_units, overnight_units=overnight_units, cents=cents,
+                               tickets=tickets, guesthouses=guesthouses, beds_per_house=beds_per_house[i],
+                               staff_base=staff_base[i], poor_staff_share=poor_staff_share[i])
         out[period] = township_frame(decl, cols)
     return out
+
+
+def append_tourism_row(cols: dict[str, list[Any]], *, visit_units: int, overnight_units: int, cents: int,
+                       tickets: int, guesthouses: int, beds_per_house: float, staff_base: float,
+                       poor_staff_share: float) -> None:
+    """One township's tourism row (columns of ``tourism.yaml``) from its month's visits, revenue and
+    guesthouses; beds, staff and the households lifted follow from them (the story and its sequel)."""
+    beds = round(guesthouses * beds_per_house) + 2
+    staff = round(guesthouses * 3.2) + round(staff_base)
+    poor_staff = round(staff * poor_staff_share)
+    households = round(poor_staff * 0.9 + guesthouses * 0.4)
+    cols["visitors_person_times"].append(wan4(visit_units))
+    cols["overnight_visitors_person_times"].append(wan4(overnight_units))
+    cols["tourism_revenue_yuan"].append(wan(cents))
+    cols["ticket_revenue_yuan"].append(wan(tickets))
+    cols["guesthouses"].append(guesthouses)
+    cols["beds"].append(beds)
+    cols["tourism_employees_persons"].append(staff)
+    cols["tourism_employees_poor_persons"].append(poor_staff)
+    cols["poor_households_lifted"].append(households)
+    cols["poor_persons_lifted"].append(round(households * 3.3))
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,7 +32,13 @@ from typing import Any
 import pandas as pd
 
 from expectations.declaration import load_declarations
-from tasks.demo.departments import _SEASON, _TRAINING_SEASON, _TRANSFER_SEASON, _season_modifier
+from tasks.demo.departments import (
+    _SEASON,
+    _TRAINING_SEASON,
+    _TRANSFER_SEASON,
+    _season_modifier,
+    append_tourism_row,
+)
 from tasks.demo.figures import (
     CODES,
     MID_SENIOR_DEC_2017_ASSUMED,
@@ -43,7 +49,6 @@ from tasks.demo.figures import (
     allocate,
     rng_for,
     wan,
-    wan4,
 )
 from tasks.demo.form_writer import REFERENCE_DIR, township_codes
 from warehouse.load import parse_period
@@ -258,21 +263,10 @@ def tourism_sequel(seed: int, story: Frames) -> Frames:
                 visits = max(1, round(cents[i] * 100 / per_visit))
                 overnight = math.floor(visits * min(0.9, c["overnight"][i] * rng.uniform(0.9, 1.1)))
                 tickets = math.floor(cents[i] * c["tickets"][i] * rng.uniform(0.9, 1.1))
-                guesthouses = round(base_houses[i] * (1 + 0.08 * step / 12))
-                beds = round(guesthouses * c["beds"][i]) + 2
-                staff = round(guesthouses * 3.2) + round(base_staff[i])
-                poor_staff = round(staff * c["poor_staff"][i])
-                households = round(poor_staff * 0.9 + guesthouses * 0.4)
-                cols["visitors_person_times"].append(wan4(visits))
-                cols["overnight_visitors_person_times"].append(wan4(overnight))
-                cols["tourism_revenue_yuan"].append(wan(cents[i]))
-                cols["ticket_revenue_yuan"].append(wan(tickets))
-                cols["guesthouses"].append(guesthouses)
-                cols["beds"].append(beds)
-                cols["tourism_employees_persons"].append(staff)
-                cols["tourism_employees_poor_persons"].append(poor_staff)
-                cols["poor_households_lifted"].append(households)
-                cols["poor_persons_lifted"].append(round(households * 3.3))
+                append_tourism_row(cols, visit_units=visits, overnight_units=overnight, cents=cents[i],
+                                   tickets=tickets, guesthouses=round(base_houses[i] * (1 + 0.08 * step / 12)),
+                                   beds_per_house=c["beds"][i], staff_base=base_staff[i],
+                                   poor_staff_share=c["poor_staff"][i])
             out[("tourism", period)] = _frame("tourism", codes, cols)
     return out
 

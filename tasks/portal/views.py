@@ -138,6 +138,11 @@ class IssueLine:
         return needs_no_action(self.code)
 
 
+#: a waiting receipt page refreshes every second while the file is fresh (a receipt usually follows
+#: within a second of the upload: docs/scaling.md), then every few seconds (a long registry, a queue)
+FAST_REFRESH_SECONDS, SLOW_REFRESH_SECONDS, FAST_REFRESH_WINDOW_SECONDS = 1, 3, 15
+
+
 @dataclass(frozen=True)
 class ReceiptPage:
     submission_id: str
@@ -153,6 +158,7 @@ class ReceiptPage:
     has_workbook: bool = False
     supersedes: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    refresh_seconds: int = SLOW_REFRESH_SECONDS  # while waiting: how soon the page asks again
 
     @property
     def status_zh(self) -> str:
@@ -191,8 +197,10 @@ def issue_lines(issues: list[dict[str, Any]]) -> list[IssueLine]:
 def receipt_page(receipt: dict[str, Any] | None, line: SubmissionLine, department: str) -> ReceiptPage:
     """The receipt of ``line`` as a page; ``receipt`` None while the file is still being processed."""
     if receipt is None:
+        fresh = (datetime.now(UTC) - line.received_at).total_seconds() < FAST_REFRESH_WINDOW_SECONDS
         return ReceiptPage(line.submission_id, department, line.period, line.original_name, line.status,
-                           "", line.received_zh)
+                           "", line.received_zh,
+                           refresh_seconds=FAST_REFRESH_SECONDS if fresh else SLOW_REFRESH_SECONDS)
     lines = issue_lines(list(receipt.get("issues") or []))
     folded = [x for x in lines if x.caused_by is not None]  # the pipeline's own judgement of what follows
     shown = [x for x in lines if x.caused_by is None]

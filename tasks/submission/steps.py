@@ -5,12 +5,13 @@ form stays bad however often it is read. Results are not cached or persisted —
 identity is its SHA-256 in the ledger, not a Prefect cache key.
 
 :data:`STEPS` is how the pipeline calls them (``flows/pipeline.py``): each step a task run of its
-own — ``duikou ingest``, the event-driven ingest — except inside :func:`inline_steps`, where each
-is a plain call in the task run around it, with the same retries on transient I/O. The nightly's
-per-department task runs its files so (``flows/department_ingest.py``): nine task runs per form
-cost ~25 ms each on the server and in the engine — about as much as the form's own work
-(bench/nightly.py, docs/scaling.md) — and that task run, its log and the ``dq-…`` artifacts say
-what each file became.
+own (an operator's quarantine release, a receipt recovered by the nightly), except inside
+:func:`inline_steps`, where each is a plain call in the run around it, with the same retries on
+transient I/O. ``ingest-submission`` (``duikou ingest``, an upload) and the nightly's per-department
+task (``flows/department_ingest.py``) run their files' steps so: nine task runs per form cost
+~25 ms each on the server and in the engine — about as much as the form's own work, and on the
+path a clerk waits on (bench/nightly.py, bench/latency.py, docs/scaling.md); the run's ``steps:``
+log line (``format_step_timings``), its log and the ``dq-…`` artifacts say what each file became.
 """
 
 from __future__ import annotations
@@ -102,16 +103,24 @@ def receipt_task(receipt: dict[str, Any], receipt_path: Path, stored_path: Path 
 
 
 _INLINE: ContextVar[bool] = ContextVar("duikou_inline_steps", default=False)
+_TIMINGS: ContextVar[list[tuple[str, float]] | None] = ContextVar("duikou_step_timings", default=None)
 
 
 @contextmanager
-def inline_steps() -> Iterator[None]:
-    """Inside the block (this thread's context), :data:`STEPS` gives each step as a plain call."""
-    token = _INLINE.set(True)
+def inline_steps(timings: list[tuple[str, float]] | None = None) -> Iterator[None]:
+    """Inside the block (this thread's context), :data:`STEPS` gives each step as a plain call;
+    each call that returns appends ``(task name, seconds)`` to ``timings`` when given."""
+    token, timed = _INLINE.set(True), _TIMINGS.set(timings)
     try:
         yield
     finally:
+        _TIMINGS.reset(timed)
         _INLINE.reset(token)
+
+
+def format_step_timings(timings: list[tuple[str, float]]) -> str:
+    """``receive 0.004 s · check-ledger 0.010 s · …`` (a run's log line; bench/latency.py reads it)."""
+    return " · ".join(f"{name} {seconds:.3f} s" for name, seconds in timings)
 
 
 def _delay(delays: Any, attempt: int) -> float:
@@ -125,15 +134,19 @@ def inline(step: Task[Any, Any]) -> Callable[..., Any]:
     times after its ``retry_delay_seconds``, on transient I/O only (:func:`is_transient_io`)."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        attempt = 0
+        attempt, started = 0, time.perf_counter()
         while True:
             try:
-                return step.fn(*args, **kwargs)
+                value = step.fn(*args, **kwargs)
             except Exception as exc:
                 if attempt >= step.retries or not is_transient_io(exc):
                     raise
                 time.sleep(_delay(step.retry_delay_seconds, attempt))
                 attempt += 1
+            else:
+                if (timings := _TIMINGS.get()) is not None:
+                    timings.append((step.name, time.perf_counter() - started))
+                return value
 
     call.__name__ = step.fn.__name__
     return call

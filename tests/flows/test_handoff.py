@@ -168,3 +168,45 @@ def test_code_fingerprint_follows_the_files(tmp_path: Path) -> None:
     assert code_fingerprint(tmp_path) == before
     source.write_text("a = 22\n", encoding="utf-8")
     assert code_fingerprint(tmp_path) != before
+
+
+def test_an_upload_asks_the_service_to_start_its_run_and_falls_back_to_the_trigger(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``start_by_service`` (the intake's and the portal's path): the run id the service's ``start``
+    gave; None — the event's trigger starts the run — with no service, a full lane, a service that
+    refuses ``start``, or ``DUIKOU_HANDOFF=0``."""
+    from duikou_settings import get_settings
+    from flows.upload_stream import start_by_service
+    from tasks.landing.landed import land_file
+
+    settings = get_settings()
+    form = _tourism_form(tmp_path)
+    landed = land_file(form, settings.landing_dir, settings.max_upload_bytes, "tourism", "2016-10", via="intake")
+    assert start_by_service(landed, settings) is None  # no service for this data directory
+    asked: list[dict[str, Any]] = []
+
+    def start(request: dict[str, Any]) -> dict[str, Any]:
+        asked.append(request)
+        return {"ok": True, "flow_run_id": "7d6f1a9e-0000-4000-8000-000000000001"} if len(asked) == 1 else \
+            {"ok": False, "error": "the ingest lane is full"}
+
+    service = HandoffService(data_dir, settings.resolved_warehouse_url, lambda request, reply: {}, slots=1,
+                             start=start)
+    service.start()
+    try:
+        assert start_by_service(landed, settings) == "7d6f1a9e-0000-4000-8000-000000000001"
+        assert asked == [{"op": "start", "path": str(landed.path), "department": "tourism", "period": "2016-10",
+                          "token": asked[0]["token"]}]
+        assert start_by_service(landed, settings) is None  # full: the trigger's turn
+        monkeypatch.setenv("DUIKOU_HANDOFF", "0")
+        assert start_by_service(landed, settings) is None and len(asked) == 2  # not even asked
+    finally:
+        service.stop()
+    monkeypatch.delenv("DUIKOU_HANDOFF")
+    refusing = HandoffService(data_dir, settings.resolved_warehouse_url, lambda request, reply: {}, slots=1)
+    refusing.start()  # a service without ``start`` (an older one): refused, the trigger's turn
+    try:
+        assert start_by_service(landed, settings) is None
+    finally:
+        refusing.stop()

@@ -117,7 +117,10 @@ def _ledger(settings: Settings, submission_id: str) -> dict[str, Any] | None:
     return {"status": row.status, "original_name": row.original_name, "facts": facts} if row else None
 
 
-def test_a_posted_return_is_loaded_by_the_triggered_run_and_the_report_rebuilt(stack: dict[str, Any]) -> None:
+def test_a_posted_return_is_loaded_by_the_run_serve_started_and_the_report_rebuilt(stack: dict[str, Any]) -> None:
+    """The intake asks the running ``duikou serve`` to start the upload's run (flows/handoff.py); the
+    event names that run and the deployment's trigger starts no second one (the trigger's own path:
+    ``duikou submit`` below and tests/flows/test_serve_wake.py)."""
     api, url, settings = stack["api"], stack["url"], stack["settings"]
     auth = {"Authorization": f"Bearer {stack['tokens']['tourism']}"}
     form = _tourism_form(stack["root"], "2016-10", "巴旺乡 form v2.xlsx")
@@ -125,7 +128,7 @@ def test_a_posted_return_is_loaded_by_the_triggered_run_and_the_report_rebuilt(s
                         files={"file": (form.name, form.read_bytes())}, timeout=60)
     assert answer.status_code == 202, answer.text
     submission_id = answer.json()["submission_id"]
-    assert answer.json()["event"] == "sent"
+    assert answer.json()["event"] == "sent; run started by duikou serve"
 
     def finished() -> dict[str, Any] | None:
         body: dict[str, Any] = httpx.get(f"{url}/submissions/{submission_id}", headers=auth, timeout=30).json()
@@ -146,6 +149,15 @@ def test_a_posted_return_is_loaded_by_the_triggered_run_and_the_report_rebuilt(s
 
     run = wait_for("the ingest run to complete", ingest_run, RUN_TIMEOUT, stack["procs"])
     assert {"department:tourism", "period:2016-10", "status:loaded"} <= set(run["tags"])
+    states = httpx.get(f"{api}/flow_run_states/", params={"flow_run_id": run["id"]}, timeout=30).json()
+    assert "SCHEDULED" not in {s["type"] for s in states}  # created Pending by serve, never waiting for a claim
+    received = httpx.post(f"{api}/events/filter", json={"filter": {
+        "event": {"name": ["duikou.submission.received"]},
+        "resource": {"id": [f"duikou.submission.{submission_id}"]},
+        "occurred": {"since": "2000-01-01T00:00:00Z"}}}, timeout=30).json()["events"]
+    assert len(received) == 1 and received[0]["resource"]["duikou.run"] == "started"
+    assert [r["prefect.resource.id"] for r in received[0]["related"]] == [f"prefect.flow-run.{run['id']}"]
+    assert len([r for r in _flow_runs(api, "ingest-submission") if r["name"] == run["name"]]) == 1  # no second run
     artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["ingest-tourism-2016-10"]}}},
                            timeout=30).json()
     assert any("reports/latest/index.html" in a["data"] for a in artifacts)

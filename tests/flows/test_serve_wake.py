@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,26 @@ def test_a_run_created_by_the_trigger_is_claimed_without_waiting_for_the_poll(st
         return bool(runs) and all(r["state"]["type"] == "COMPLETED" for r in runs)
 
     wait_for("the ingest run Completed", completed, WAIT, stack["procs"])
+
+
+def test_an_announced_run_scheduled_for_later_is_left_until_it_is_due(stack: dict[str, Any]) -> None:
+    """The stream announces every new run; one scheduled an hour ahead (a custom run from the UI) must
+    not be claimed then — while a run announced after it is claimed and loads."""
+    api, root = stack["api"], stack["root"]
+    deployment = httpx.get(f"{api}/deployments/name/ingest-submission/ingest-submission").json()
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    form = root / "旅游月报 2016-12.xlsx"
+    write_form(form, load_declarations()["tourism"], "2016-12", demo_values()[("tourism", "2016-12")])
+    future = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={
+        "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": later}},
+        "parameters": {"path": str(form), "department": "tourism", "period": "2016-12"},
+    })
+    assert future.status_code == 201, future.text
+    sent = duikou(["submit", str(form), "--department", "tourism", "--period", "2016-12", "--json"], stack["env"])
+    assert sent.returncode == 0, sent.stderr
+    submission_id = json.loads(sent.stdout.strip().splitlines()[-1])["submission_id"]
+    receipt = Settings(data_dir=root / "data").resolved_data_dir / "receipts" / f"{submission_id}.json"
+    wait_for("the receipt of the run announced after the future one", receipt.exists, WAIT, stack["procs"])
+    assert json.loads(receipt.read_text(encoding="utf-8"))["status"] == "loaded"
+    state = httpx.get(f"{api}/flow_runs/{future.json()['id']}").json()["state"]
+    assert state["type"] == "SCHEDULED", state

@@ -274,7 +274,8 @@ def test_file_names_are_never_paths_and_periods_must_be_open_or_late(portal: Por
     assert [p.relative_to(portal.settings.landing_dir).parts[:2] for p in stored] == [("education", "2017-05")]
     page = client.get(f"/portal/submissions/{submission_id}")
     assert page.status_code == 200 and "../" not in page.text and "\x07" not in page.text
-    assert '<meta http-equiv="refresh" content="3">' in page.text  # waiting for its run: refreshes itself
+    assert '<meta http-equiv="refresh" content="1">' in page.text  # waiting for its run: refreshes itself,
+    assert "本页每1秒自动刷新一次" in page.text  # every second while fresh (its receipt is due within one)
     closed = client.post("/portal/send", data={"csrf": csrf, "period": "2016-01"},
                          files={"file": ("教育.xlsx", b"PK other bytes")}, follow_redirects=False)
     assert closed.status_code == 422 and "现在不能报送" in closed.text
@@ -318,3 +319,15 @@ def test_a_nil_return_where_the_declaration_allows_one_and_nowhere_else(portal: 
     assert "已入库（无数据申报）" in receipt.text and '<meta http-equiv="refresh"' not in receipt.text
     listing = client.get("/portal/submissions").text
     assert "2017-05" in listing and "已入库" in listing
+
+
+def test_a_waiting_receipt_page_asks_every_second_while_fresh_then_every_three() -> None:
+    from datetime import timedelta
+
+    from tasks.portal.views import SubmissionLine, receipt_page
+
+    now = datetime.now(UTC)
+    fresh = receipt_page(None, SubmissionLine("a1b2c3d4e5f60718", "2017-05", "教育.xlsx", now, "received"), "education")
+    queued = receipt_page(None, SubmissionLine("a1b2c3d4e5f60719", "2017-05", "教育.xlsx", now - timedelta(minutes=2),
+                                               "received"), "education")
+    assert (fresh.done, fresh.refresh_seconds, queued.refresh_seconds) == (False, 1, 3)

@@ -50,3 +50,16 @@ def test_steps_are_tasks_outside_and_plain_calls_inside_inline_steps() -> None:
     assert STEPS.load_task is steps.load_task
     with pytest.raises(AttributeError):
         STEPS.no_such_step  # noqa: B018
+
+
+def test_inline_steps_record_each_calls_time_once_however_often_it_was_retried() -> None:
+    flaky, calls = _flaky([OSError("disk hiccup")])
+    timings: list[tuple[str, float]] = []
+    with inline_steps(timings):
+        assert STEPS.STEPS is STEPS
+        inline(flaky)(2)
+        inline(flaky)(3)
+    inline(flaky)(4)  # outside the block: not recorded
+    assert [name for name, _ in timings] == ["flaky", "flaky"] and calls == [2, 2, 3, 4]
+    assert all(seconds >= 0 for _, seconds in timings)
+    assert steps.format_step_timings([("receive", 0.0041), ("load", 1.25)]) == "receive 0.004 s · load 1.250 s"
