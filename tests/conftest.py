@@ -5,8 +5,10 @@
 unset → skipped; set but unreachable → the test fails, because a configured database that
 cannot be reached is a broken environment, not an optional one. Each test's warehouse is a copy
 of one the session migrated (``ensure_warehouse``): a copied SQLite file, a PostgreSQL database made
-from a template database. Tests that need an empty PostgreSQL schema (migrations, the ledger's
-processes) take ``fresh_postgres_schema``, dropped afterwards.
+from a template database (dropped by a thread of the worker's once the test ends). Tests that need
+an empty PostgreSQL schema (migrations, the ledger's processes) take ``fresh_postgres_schema``,
+dropped afterwards. The collection is ordered longest files first (``LONGEST_FILES``), for
+``make test``'s workers.
 """
 
 from __future__ import annotations
