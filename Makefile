@@ -33,10 +33,13 @@ demo: $(STAMP)
 	$(VENV)/bin/duikou demo
 
 ## ruff + mypy + the whole pytest suite (PostgreSQL tests run when DUIKOU_TEST_POSTGRES_URL is set), on
-## TEST_WORKERS processes (default: one per core), each taking whole test files (module fixtures run once).
-TEST_WORKERS ?= auto
+## TEST_WORKERS processes, each taking whole test files (module fixtures run once), the longest files first
+## (tests/conftest.py LONGEST_FILES; --no-loadscope-reorder keeps that order). Default: one per core plus one —
+## much of the suite waits on child processes and servers it started, and a third worker on two cores
+## fills that time (13 min against 22 for two, both at load average 6-8, 2026-12-07).
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 test: $(STAMP) lint typecheck browser
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## Only the tests against a real Prefect server: operations e2e, the work-pool nightly and the issue-13 soak (also part of `make test`).
 test-server: $(STAMP)

@@ -5,14 +5,18 @@
 unset → skipped; set but unreachable → the test fails, because a configured database that
 cannot be reached is a broken environment, not an optional one. Each test's warehouse is a copy
 of one the session migrated (``ensure_warehouse``): a copied SQLite file, a PostgreSQL database made
-from a template database. Tests that need an empty PostgreSQL schema (migrations, the ledger's
-processes) take ``fresh_postgres_schema``, dropped afterwards.
+from a template database (dropped by a thread of the worker's once the test ends). Tests that need
+an empty PostgreSQL schema (migrations, the ledger's processes) take ``fresh_postgres_schema``,
+dropped afterwards. The collection is ordered longest files first (``LONGEST_FILES``), for
+``make test``'s workers.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -28,6 +32,33 @@ from warehouse.engine import make_engine
 from warehouse.migrate import mark_verified
 
 POSTGRES_URL_ENV = "DUIKOU_TEST_POSTGRES_URL"
+
+#: The files that take longest, longest first (seconds of one worker's time, measured 2026-12-07 on the
+#: two shared cores at load average ~5). ``make test`` hands whole files to its workers in collection
+#: order (``--dist loadfile --no-loadscope-reorder``): these go first, so no worker begins a two-minute
+#: file while the other is finishing the small ones (xdist's own order — most tests first — left one
+#: worker idle for the last ~3 minutes). Files not listed follow in their usual order.
+LONGEST_FILES = (
+    "tests/flows/test_operations_e2e.py",  # 182: a real Prefect server, duikou serve, the intake server
+    "tests/flows/test_flows.py",  # 165: the whole demo's nightly, twice, then a release
+    "tests/hostile/test_ledger.py",  # 171: ingests in child processes
+    "tests/submission/test_quarantine.py",  # 160: the quarantine commands' flows, on both backends
+    "tests/flows/test_workpool.py",  # 153: a real Prefect server and process workers
+    "tests/hostile/test_processes.py",  # 137: duikou processes and their temporary servers, killed
+    "tests/flows/test_serve_wake.py",  # 66
+    "tests/warehouse/test_concurrency.py",  # 66
+    "tests/warehouse/test_crash_safety.py",  # 52
+    "tests/hostile/test_soak.py",  # 51
+    "tests/forms/test_form_variety.py",  # 45
+    "tests/demo/test_demo_data.py",  # 41
+    "tests/flows/test_ingest_command.py",  # 40
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first (``LONGEST_FILES``); a stable sort: each file's tests stay together, in order."""
+    rank = {path: i for i, path in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
 @pytest.fixture(scope="session")
@@ -133,8 +164,10 @@ class PostgresWarehouses:
 
     ``CREATE DATABASE … TEMPLATE`` copies the template's files (~0.2 s) where ``ensure_warehouse``
     on an empty schema migrates, loads reference data and compares the schema (~2–6 s here). Each
-    test gets a database of its own; all are dropped when the session ends (a drop waits for a
-    checkpoint, which costs more than the copy).
+    test gets a database of its own, dropped when the test ends by a thread of the worker's
+    (``drop_later``): ``DROP DATABASE`` forces a checkpoint, which flushes every other database's
+    dirty pages and waits for it — ~0.2–1 s a drop, 40–60 s when a worker dropped its ~60 databases
+    at the session's end, on the critical path; beside the next test it costs the worker nothing.
     """
 
     def __init__(self, url: str) -> None:
@@ -142,6 +175,10 @@ class PostgresWarehouses:
         self.admin = make_engine(url, isolation_level="AUTOCOMMIT")
         self.template = f"duikou_template_{uuid.uuid4().hex[:12]}"  # our own identifiers, not data
         self.made: list[str] = []
+        self._to_drop: queue.Queue[str | None] = queue.Queue()
+        self._drop_failures: list[str] = []
+        self._dropper = threading.Thread(target=self._drop_each, name="drop-test-databases", daemon=True)
+        self._dropper.start()
 
     def make_template(self) -> None:
         try:
@@ -163,11 +200,30 @@ class PostgresWarehouses:
         self.made.append(name)
         return self.url.set(database=name).render_as_string(hide_password=False)
 
+    def drop_later(self, url: str) -> None:
+        """The test that used ``url``'s database is over: the dropping thread drops it."""
+        self._to_drop.put(make_url(url).database)
+
+    def _drop_each(self) -> None:
+        while (name := self._to_drop.get()) is not None:
+            try:
+                with self.admin.connect() as conn:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                self.made.remove(name)
+            except Exception as exc:  # reported by drop_all, which tries it again
+                self._drop_failures.append(f"{name}: {exc}")
+
     def drop_all(self) -> None:
+        """Wait for the dropping thread, then drop what is left (the template, failed drops)."""
+        self._to_drop.put(None)
+        self._dropper.join()
         with self.admin.connect() as conn:
             for name in reversed(self.made):
                 conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         self.admin.dispose()
+        if self._drop_failures:
+            warnings.warn("test databases dropped only at the session's end: " + "; ".join(self._drop_failures),
+                          stacklevel=1)
 
 
 @pytest.fixture(scope="session")
@@ -186,12 +242,14 @@ def postgres_warehouses() -> Iterator[PostgresWarehouses]:
 @pytest.fixture
 def postgres_engine(postgres_warehouses: PostgresWarehouses) -> Iterator[Engine]:
     """A warehouse in a PostgreSQL database of its own: a copy of the session's ``ensure_warehouse``d one."""
-    engine = make_engine(postgres_warehouses.new_url())
+    url = postgres_warehouses.new_url()
+    engine = make_engine(url)
     mark_verified(engine)  # the template was verified against schema.py when ensure_warehouse made it
     try:
         yield engine
     finally:
         engine.dispose()
+        postgres_warehouses.drop_later(url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

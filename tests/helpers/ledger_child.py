@@ -4,8 +4,12 @@ Run as ``python tests/helpers/ledger_child.py '<json spec>'``: the child takes i
 and warehouse from the environment (``DUIKOU_DATA_DIR``, ``DUIKOU_WAREHOUSE_URL``) and its Prefect
 API from ``PREFECT_API_URL`` (the test's harness), runs ``flows.pipeline.process_submission`` —
 the same control flow ``duikou ingest`` and the nightly run — and prints the result as one JSON
-line. Two observation points let the test order two processes exactly:
+line. Observation points let the test order two processes exactly:
 
+* with ``hold_before_start``, the child imports what it needs and then waits until
+  ``<workdir>/<name>.start`` exists before it begins the ingest: a second child can pay its
+  interpreter's start (seconds of imports) beside the first one, and still begin only when the test
+  lets it;
 * ``<workdir>/<name>.checked`` appears once the ledger has been consulted (the duplicate check);
   with ``hold_after_check`` the child then waits until ``<workdir>/<name>.go`` exists;
 * with ``hold_after_load``, ``<workdir>/<name>.loaded`` (the load's status) appears once the
@@ -32,8 +36,8 @@ def main(spec: dict[str, Any]) -> None:
     workdir, name = Path(spec["workdir"]), spec["name"]
     consult, load = task_steps.previous_result_task, task_steps.load_task
 
-    def hold(where: str) -> None:
-        go = workdir / f"{name}.go"
+    def hold(where: str, marker: str = "go") -> None:
+        go = workdir / f"{name}.{marker}"
         deadline = time.monotonic() + 120
         while not go.exists():
             if time.monotonic() > deadline:
@@ -58,6 +62,8 @@ def main(spec: dict[str, Any]) -> None:
 
     task_steps.previous_result_task = consulted  # type: ignore[assignment]
     task_steps.load_task = loaded  # type: ignore[assignment]
+    if spec.get("hold_before_start"):
+        hold("before the start", "start")
     settings = get_settings()
     result = process_submission(Path(spec["path"]), spec["department"], spec["period"],
                                 engine=open_warehouse(settings), reference=reference_frames(), settings=settings,

@@ -181,12 +181,14 @@ class Child:
 
 
 def _spawn(workdir: Path, name: str, path: Path, department: str, period: str, *,
-           hold_after_check: bool = False, hold_after_load: bool = False) -> Child:
-    """``duikou ingest``'s control flow in its own process, with this test's data dir, warehouse and Prefect."""
+           hold_before_start: bool = False, hold_after_check: bool = False, hold_after_load: bool = False) -> Child:
+    """``duikou ingest``'s control flow in its own process, with this test's data dir, warehouse and Prefect;
+    with ``hold_before_start`` it begins when the test touches ``<workdir>/<name>.start``."""
     from prefect.settings import PREFECT_API_URL
 
     spec = {"workdir": str(workdir), "name": name, "path": str(path), "department": department, "period": period,
-            "hold_after_check": hold_after_check, "hold_after_load": hold_after_load}
+            "hold_before_start": hold_before_start, "hold_after_check": hold_after_check,
+            "hold_after_load": hold_after_load}
     env = {k: v for k, v in os.environ.items() if k not in (bulk.PAUSE_AT_ENV, bulk.PAUSE_MARKER_ENV)}
     env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
     with (workdir / f"{name}.out").open("wb") as out, (workdir / f"{name}.err").open("wb") as err:
@@ -210,9 +212,12 @@ def test_two_processes_ingesting_the_same_file_the_winners_receipt_stays_loaded(
     try:
         loser = _spawn(workdir, "loser", form, "poverty", "2016", hold_after_check=True)
         children.append(loser)
-        loser.wait_for("checked")  # the ledger had no row: it will go on to read, check and load
-        winner = _spawn(workdir, "winner", form, "poverty", "2016")
+        # the winner's interpreter starts beside the loser's; it begins only once the loser is held
+        winner = _spawn(workdir, "winner", form, "poverty", "2016", hold_before_start=True)
         children.append(winner)
+        loser.wait_for("checked")  # the ledger had no row: it will go on to read, check and load
+        assert not (workdir / "winner.checked").exists()
+        (workdir / "winner.start").touch()
         assert winner.result()["status"] == "loaded"
         assert (data_dir / "receipts" / f"{sid}.json").is_file()
         (workdir / "loser.go").touch()

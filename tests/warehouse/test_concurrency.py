@@ -64,9 +64,9 @@ def run_pair(engine: Engine, workdir: Path, mode: str, contents: tuple[str, str]
         else:
             holder = spawn(engine, workdir, "p1", first, pause_at="before_commit")
             children.append(holder)
-            wait_paused(workdir, "p1", holder)  # partition lock held, rows written, not committed
-            waiter = spawn(engine, workdir, "p2", second, barrier=True)
+            waiter = spawn(engine, workdir, "p2", second, barrier=True)  # starts beside p1, held at the barrier
             children.append(waiter)
+            wait_paused(workdir, "p1", holder)  # partition lock held, rows written, not committed
             wait_for_file(workdir / "p2.ready", waiter)
             (workdir / "go").touch()
             if engine.dialect.name == "postgresql":
