@@ -292,11 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-dir", type=Path, metavar="DIR",
                         help="keep the generated CSV in DIR (labour-registry-<rows>-<encoding>.csv) and reuse it "
                              "on the next run of the same size: generating 20 M people takes minutes")
+    parser.add_argument("--generate-only", action="store_true",
+                        help="with --reuse-dir: write the file (if absent) and stop, so a later timed run reuses it")
     parser.add_argument("--child", choices=["ours", "floors", "dask"], help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--export", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.generate_only and args.reuse_dir is None:
+        parser.error("--generate-only keeps the file only with --reuse-dir")
     url = os.environ.get(POSTGRES_URL_ENV) or None
     if args.child == "ours":
         print(json.dumps(child_ours(args.file, url, args.data_dir)))
@@ -323,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             partial.replace(path)  # a run stopped half-way never leaves a file that looks whole
             print(f"generated {args.rows:,} people, {path.stat().st_size / 1e6:.0f} MB {args.encoding} CSV "
                   f"in {time.perf_counter() - start:.1f} s (not timed)", flush=True)
+        if args.generate_only:
+            return 0
         env = dict(os.environ)
         schemas: list[str] = []
         admin = None

@@ -1,0 +1,67 @@
+"""Person keys (tasks/registry/checks.py ``person_keys``): computed from precomputed HMAC states,
+they must stay byte for byte ``hmac.new(key, id, "sha256").hexdigest()`` — warehouses already
+loaded link the same people across snapshots by these values."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import date
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tasks.registry.checks import hmac_states, person_keys
+from tasks.registry.idcard import check_character, check_ids
+
+
+def _ids(n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        first17 = f"5133{23 + i % 7:02d}19{60 + i % 40:02d}{1 + i % 12:02d}{1 + i % 28:02d}{i % 1000:03d}"
+        out.append(first17 + check_character(first17))
+    return out
+
+
+def _reference(ids: list[str | None], valid: np.ndarray, key: bytes) -> list[str | None]:
+    return [hmac.new(key, i.encode("ascii"), "sha256").hexdigest() if ok and i is not None else None
+            for i, ok in zip(ids, valid, strict=True)]
+
+
+@pytest.mark.parametrize("key", [b"k" * 32, b"k" * 40, bytes(range(64)), b"long" * 17, "密钥".encode() * 30])
+def test_person_keys_equal_hmac_of_the_id_for_every_key_length(key: bytes) -> None:
+    ids = _ids(500)
+    valid = np.ones(len(ids), dtype=bool)
+    valid[::9] = False  # an invalid row gets no key, the rows around it keep theirs
+    assert person_keys(pa.array(ids), valid, key).to_pylist() == _reference(ids, valid, key)
+
+
+def test_person_keys_from_checked_ids_slices_and_an_x_check_character() -> None:
+    ids: list[str | None] = [*_ids(40), None, " 11010519491231002x ", "5.13323E+17", "12345"]
+    checked = check_ids(pa.array(ids), date(2017, 5, 31))
+    key = b"z" * 48
+    keys = person_keys(checked.normalised, checked.valid, key)
+    expected = _reference([i.strip().upper() if i else i for i in ids], checked.valid, key)
+    assert keys.to_pylist() == expected
+    assert keys.null_count == 3 and expected[41] == hmac.new(key, b"11010519491231002X", "sha256").hexdigest()
+    # a slice (its offsets do not start at 0) and an empty or all-invalid batch
+    sliced = person_keys(checked.normalised.slice(5, 30), checked.valid[5:35], key)
+    assert sliced.to_pylist() == expected[5:35]
+    assert person_keys(pa.array([], pa.string()), np.zeros(0, dtype=bool), key).to_pylist() == []
+    assert person_keys(pa.array(ids[:3]), np.zeros(3, dtype=bool), key).to_pylist() == [None] * 3
+
+
+def test_person_keys_refuse_an_id_that_is_not_18_bytes() -> None:
+    with pytest.raises(ValueError, match="18 bytes"):
+        person_keys(pa.array(["12345"]), np.ones(1, dtype=bool), b"k" * 40)
+
+
+def test_hmac_states_are_the_rfc_2104_inner_and_outer_states() -> None:
+    key = b"k" * 40
+    inner, outer = hmac_states(key)
+    message = b"513323199003070018"
+    first = inner.copy()
+    first.update(message)
+    second = outer.copy()
+    second.update(first.digest())
+    assert second.digest() == hmac.digest(key, message, "sha256")
