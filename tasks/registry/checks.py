@@ -16,7 +16,6 @@ in ``KEY_PARTITIONS`` partitions that GX validates one at a time).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -29,7 +28,9 @@ from sqlalchemy import Boolean, Float, Integer
 
 from expectations.registry_declaration import RegistryColumn, RegistryDeclaration
 from tasks.forms.townships import TownshipResolver
-from tasks.registry.idcard import check_ids
+from tasks.registry.idcard import IdChecks, check_ids
+from tasks.registry.keyworker import DIGEST_BYTES, ID_BYTES, hmac_states
+from tasks.registry.keyworker import digests as hmac_digests
 from warehouse.schema import fact_person as PERSON_TABLE
 
 MAX_LISTED_ROWS = 100
@@ -58,62 +59,45 @@ class MissingPersonKey(RuntimeError):
     """``DUIKOU_PERSON_KEY`` is not set: registries cannot be ingested without it."""
 
 
-_SHA256_BLOCK = 64
 _HEX_PAIRS = np.frombuffer(b"".join(f"{b:02x}".encode("ascii") for b in range(256)), dtype=np.uint8).reshape(256, 2)
 
 
-def hmac_states(key: bytes) -> tuple[Any, Any]:
-    """HMAC-SHA256's two keyed states (RFC 2104): SHA-256 after ``key ⊕ ipad`` and after
-    ``key ⊕ opad``, each one compression in. ``HMAC(key, m) = H(outer ‖ H(inner ‖ m))``, so a copy
-    of each state per message gives the same bytes as ``hmac.digest`` without OpenSSL keying a
-    fresh HMAC context for every ID (its cost here: ~2.5 of ~5 µs per ID)."""
-    if len(key) > _SHA256_BLOCK:
-        key = hashlib.sha256(key).digest()
-    padded = key.ljust(_SHA256_BLOCK, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
-    return inner, outer
-
-
-def _fixed_width_bytes(values: pa.Array, width: int) -> list[bytes]:
-    """Each value's UTF-8 bytes, every value exactly ``width`` bytes long (checked)."""
+def valid_id_bytes(normalised_ids: pa.Array, valid: np.ndarray) -> bytes:
+    """The valid IDs' bytes, concatenated: 18 ASCII bytes each (``idcard.ID_PATTERN``; checked),
+    read straight from the Arrow buffer."""
+    values = normalised_ids.filter(pa.array(np.asarray(valid, dtype=bool)))
     values = pa.concat_arrays([pc.cast(values, pa.string())])  # own buffers, offsets from 0
     n = len(values)
     if n == 0:
-        return []
+        return b""
     offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=n + 1)
-    if offsets[0] != 0 or not (np.diff(offsets) == width).all():
-        raise ValueError(f"person keys are computed from well-formed IDs of {width} bytes only")
-    data = np.frombuffer(values.buffers()[2], dtype=np.uint8, count=width * n)
-    return data.view(f"S{width}").tolist()  # type: ignore[no-any-return]
+    if offsets[0] != 0 or not (np.diff(offsets) == ID_BYTES).all():
+        raise ValueError(f"person keys are computed from well-formed IDs of {ID_BYTES} bytes only")
+    return values.buffers()[2].to_pybytes()[:ID_BYTES * n]
+
+
+def keys_from_digests(digests: bytes, valid: np.ndarray) -> pa.Array:
+    """The person-key column: each valid row's digest (32 bytes, in order) as 64 lowercase hex
+    characters, null on the other rows — one array operation, no per-row Python."""
+    valid = np.asarray(valid, dtype=bool)
+    n = len(valid)
+    width = 2 * DIGEST_BYTES
+    if len(digests) != DIGEST_BYTES * int(valid.sum()):
+        raise ValueError("one digest per valid ID")
+    hexed = _HEX_PAIRS[np.frombuffer(digests, dtype=np.uint8)].tobytes()
+    offsets = np.concatenate([np.zeros(1, dtype=np.int32), np.cumsum(np.where(valid, width, 0), dtype=np.int32)])
+    validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little").tobytes())
+    return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets.tobytes()), pa.py_buffer(hexed)],
+                                 null_count=int(n - valid.sum()))
 
 
 def person_keys(normalised_ids: pa.Array, valid: np.ndarray, key: bytes) -> pa.Array:
     """Hex HMAC-SHA256 of each valid ID under ``key`` (null for invalid rows): byte for byte
     ``hmac.new(key, id, "sha256").hexdigest()`` (tested) — existing warehouses link people across
-    snapshots by these values. From the key's two precomputed states (``hmac_states``); the valid
-    IDs are 18 ASCII bytes each (``idcard.ID_PATTERN``), read straight from the Arrow buffer, and
-    the digests turned to hex as one array."""
-    n = len(normalised_ids)
-    valid = np.asarray(valid, dtype=bool)
-    ids = _fixed_width_bytes(normalised_ids.filter(pa.array(valid)), 18)
+    snapshots by these values. From the key's two precomputed states (``hmac_states``); the
+    stream has the same loop run in a helper process (``tasks/registry/keyworker.py``)."""
     inner, outer = hmac_states(key)
-    new_inner, new_outer = inner.copy, outer.copy
-    digests: list[bytes] = []
-    append = digests.append
-    for value in ids:
-        h = new_inner()
-        h.update(value)
-        o = new_outer()
-        o.update(h.digest())
-        append(o.digest())
-    width = 2 * hashlib.sha256().digest_size
-    hexed = _HEX_PAIRS[np.frombuffer(b"".join(digests), dtype=np.uint8)].tobytes()
-    lengths = np.where(valid, width, 0).astype(np.int32)
-    offsets = np.concatenate([np.zeros(1, dtype=np.int32), np.cumsum(lengths, dtype=np.int32)])
-    validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little").tobytes())
-    return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets.tobytes()), pa.py_buffer(hexed)],
-                                 null_count=int(n - valid.sum()))
+    return keys_from_digests(hmac_digests(valid_id_bytes(normalised_ids, valid), inner, outer), valid)
 
 
 def text_column(table: pa.Table, name: str) -> pa.Array:
@@ -367,17 +351,22 @@ def person_rows(
     codes: pa.Array,
     key: bytes,
     warned: np.ndarray | None,
+    ids: IdChecks | None = None,
+    keys: pa.Array | None = None,
 ) -> PersonRows:
     """The batch's typed ``fact_person`` rows (person key instead of ID, no name), ``flagged`` where
     ``warned`` (the rows a warning check failed, as GX reported them); with ``warned`` None only the
     uniqueness keys (a batch after a critical finding is not written, but its duplicates are listed).
 
     Generic over the declaration: where each column is stored comes from its declared role, type
-    and keys (``expectations/registry_declaration.py``).
+    and keys (``expectations/registry_declaration.py``). ``ids``: the batch's ID column already
+    checked (the stream parses it once); ``keys``: the person keys already computed for it
+    (``tasks/registry/keyworker.py``); either is computed here when not given.
     """
     n = table.num_rows
     id_col = declaration.role("person_id")
-    ids = check_ids(table.column(id_col.name).combine_chunks(), snapshot)
+    if ids is None:
+        ids = check_ids(table.column(id_col.name).combine_chunks(), snapshot)
     good = ids.valid
     texts = {c.name: text_column(table, c.name) for c in declaration.columns if c.role != "person_id"}
     unique_values: dict[str, tuple[pa.Array, np.ndarray]] = {}
@@ -395,7 +384,7 @@ def person_rows(
             _column_checks(col, texts, {}, {}, typed, n)
     columns: dict[str, pa.Array] = {
         "source_row": pa.array(source_rows, type=pa.int64()),
-        "person_key": person_keys(ids.normalised, good, key),
+        "person_key": keys if keys is not None else person_keys(ids.normalised, good, key),
         "township_code": codes,
         "birth_year": pa.array(ids.birth_year, type=pa.int64()),
         "age_years": pa.array(ids.age, type=pa.int64()),

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import hmac
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from sqlalchemy import Engine, text
 
-from tasks.registry.checks import hmac_states, person_keys
+from tasks.registry import gx_checks, keyworker, stream
+from tasks.registry.checks import person_keys
 from tasks.registry.idcard import check_character, check_ids
+from tasks.registry.keyworker import hmac_states, start_key_worker
 
 
 def _ids(n: int) -> list[str]:
@@ -65,3 +69,49 @@ def test_hmac_states_are_the_rfc_2104_inner_and_outer_states() -> None:
     second = outer.copy()
     second.update(first.digest())
     assert second.digest() == hmac.digest(key, message, "sha256")
+
+
+def test_the_helper_process_gives_the_same_digests_chunk_after_chunk_and_ends_cleanly() -> None:
+    key = b"h" * 44
+    worker = start_key_worker(key)
+    assert worker is not None
+    process = worker._process
+    with worker:
+        for chunk in (_ids(300), _ids(1), [], _ids(70)):
+            worker.submit(b"".join(i.encode("ascii") for i in chunk))
+            assert worker.result() == b"".join(hmac.digest(key, i.encode("ascii"), "sha256") for i in chunk)
+        with pytest.raises(RuntimeError, match="not collected"):
+            worker.submit(b"".join(i.encode("ascii") for i in _ids(2)))
+            worker.submit(b"")
+    assert process.returncode is not None  # reaped, even with an answer left uncollected
+
+
+def test_a_helper_that_died_fails_the_chunk_rather_than_store_a_row_without_its_key() -> None:
+    worker = start_key_worker(b"d" * 40)
+    assert worker is not None
+    with worker:
+        worker._process.kill()
+        worker._process.wait()
+        with pytest.raises(RuntimeError, match="helper process stopped"):
+            worker.submit(b"".join(i.encode("ascii") for i in _ids(5000)))
+            worker.result()
+
+
+@pytest.mark.parametrize("key_process", [True, False], ids=["helper", "inline"])
+def test_stored_person_keys_are_hmac_of_the_id_with_and_without_the_helper(
+    warehouse_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key_process: bool
+) -> None:
+    from tests.registry.test_registry import ID, KEY, ingest, people, write_csv
+
+    monkeypatch.setenv("DUIKOU_REGISTRY_KEY_PROCESS", "true" if key_process else "false")
+    started: list[bool] = []
+    real_start = keyworker.start_key_worker
+    monkeypatch.setattr(stream, "start_key_worker", lambda key: started.append(True) or real_start(key))
+    monkeypatch.setattr(gx_checks, "GX_CHUNK_ROWS", 70)  # 200 rows: four chunks, four requests to the helper
+    frame = people(200, seed=19)
+    _, outcome = ingest(warehouse_engine, write_csv(frame, tmp_path / "registry.csv"), tmp_path)
+    assert outcome is not None and outcome.load.status == "loaded" and outcome.load.facts_loaded == 200
+    with warehouse_engine.connect() as conn:
+        keys = conn.execute(text("SELECT person_key FROM fact_person ORDER BY source_row")).scalars().all()
+    assert keys == [hmac.new(KEY.encode(), i.encode(), "sha256").hexdigest() for i in frame[ID]]
+    assert started == ([True] if key_process else [])
