@@ -89,6 +89,9 @@ class KeyWorker:
     def __init__(self, process: Any) -> None:
         self._process = process
         self._pending: int | None = None
+        #: the helper's own peak resident memory (``VmHWM`` read as it ends; Linux), in MiB: the
+        #: parent's ``RUSAGE_CHILDREN`` would count the stream's image the fork copied before exec
+        self.peak_rss_mb: float | None = None
 
     def submit(self, ids: bytes) -> None:
         """Hand over ``len(ids) // 18`` IDs (one request at a time: the previous result collected)."""
@@ -123,6 +126,7 @@ class KeyWorker:
         process, self._process = self._process, None
         if process is None:
             return
+        self.peak_rss_mb = _peak_rss_mb(process.pid)
         for pipe in (process.stdout, process.stdin):
             with contextlib.suppress(OSError):
                 pipe.close()
@@ -137,6 +141,17 @@ class KeyWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def start_key_worker(key: bytes) -> KeyWorker | None:

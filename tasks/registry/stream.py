@@ -87,7 +87,8 @@ class StageTimes:
     iterator; ``gx`` the GX validate() calls over every row (row suite per chunk, uniqueness suite);
     ``rows`` township codes, typed rows and HMAC person keys, issue building; ``sample`` GX on the
     Data Docs sample; ``load`` the writes, the wait for the last queued rows included; ``extra``:
-    ``gx_unique`` the part of ``gx`` spent on the uniqueness suite after the last chunk."""
+    ``gx_unique`` the part of ``gx`` spent on the uniqueness suite after the last chunk,
+    ``key_helper_peak_rss_mb`` the person-key helper process's peak memory (not seconds)."""
 
     read: float = 0.0
     gx: float = 0.0
@@ -354,6 +355,8 @@ def stream_registry(
     finally:
         if worker is not None:
             worker.close()
+            if worker.peak_rss_mb is not None:
+                times.extra["key_helper_peak_rss_mb"] = worker.peak_rss_mb
     if writer is not None:  # the last rows through: the COPY's queue drained, its errors raised here
         start = time.perf_counter()
         writer.close()

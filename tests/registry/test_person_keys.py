@@ -84,6 +84,8 @@ def test_the_helper_process_gives_the_same_digests_chunk_after_chunk_and_ends_cl
             worker.submit(b"".join(i.encode("ascii") for i in _ids(2)))
             worker.submit(b"")
     assert process.returncode is not None  # reaped, even with an answer left uncollected
+    # its own peak memory, read as it ended: the interpreter and one chunk, not the caller's image
+    assert worker.peak_rss_mb is not None and 0 < worker.peak_rss_mb < 200
 
 
 def test_a_helper_that_died_fails_the_chunk_rather_than_store_a_row_without_its_key() -> None:
