@@ -296,7 +296,14 @@ def stream_registry(
     if outcome_of(header_issues) != "loaded":
         return RegistryStream(StreamResult(outcome_of(header_issues), 0, 0, tuple(header_issues), ()),
                               source.sheet, source.encoding, times)
-    from tasks.registry.gx_checks import GX_CHUNK_ROWS, chunk_frame, merge_repeats, registry_suite, validate_frame
+    from tasks.registry.gx_checks import (
+        GX_CHUNK_ROWS,
+        checked_columns,
+        chunk_frame,
+        merge_repeats,
+        registry_suite,
+        validate_frame,
+    )
 
     resolver = TownshipResolver(reference.townships, reference.aliases, reference.helper_units,
                                 reference.pairings, snapshot_start, snapshot_end, crosswalk=reference.crosswalk)
@@ -308,6 +315,7 @@ def stream_registry(
     sampled = 0
     gx_columns = sample_columns(declaration)
     row_suite, unique_suites = registry_suite(declaration, snapshot_end)
+    gx_frame_columns = checked_columns(declaration)
     township_name = declaration.role("township").name
     id_name = declaration.role("person_id").name
 
@@ -322,7 +330,7 @@ def stream_registry(
             worker.submit(valid_id_bytes(ids.normalised, ids.valid))
         times.rows += time.perf_counter() - start
         start = time.perf_counter()
-        outcomes = validate_frame(chunk_frame(table, source_rows, codes), row_suite)
+        outcomes = validate_frame(chunk_frame(table, source_rows, codes, gx_frame_columns), row_suite)
         times.gx += time.perf_counter() - start
         start = time.perf_counter()
         findings.add_outcomes(outcomes, table.num_rows)
