@@ -8,8 +8,10 @@ What runs:
 
 1. the generator (``tasks/demo/registry.py``) writes a CSV of ``--rows`` invented people with
    valid, distinct GB 11643 IDs (UTF-8, or ``--encoding gb18030``); not timed; with
-   ``--reuse-dir DIR`` the file is kept there and the next run of the same size reuses it;
-2. **ours**, in a fresh child process (so its peak RSS is its own): ``receive`` (SHA-256 of the
+   ``--reuse-dir DIR`` the file is kept there and the next run of the same size reuses it
+   (``--generate-only`` writes it and stops, so a timed run later finds it);
+2. **ours**, in a fresh child process (so its peak RSS is its own, plus that of its person-key
+   helper process, ``tasks/registry/keyworker.py``): ``receive`` (SHA-256 of the
    file) and ``tasks.registry.submission.ingest_registry`` — open, stream in Arrow batches, the
    declared checks as a GX suite over every row (one ``validate()`` per chunk, then the uniqueness
    suite), typed rows and HMAC person keys, GX on the Data Docs sample, ``COPY`` into
@@ -26,9 +28,11 @@ What runs:
    1 000 000-row slice (the duplicates over the whole column); plain psycopg ``COPY FROM STDIN``
    of ``fact_person``'s rows as our run wrote them (exported first, untimed) into a table created
    ``LIKE fact_person INCLUDING ALL``, 1 MiB writes, one transaction;
-4. with ``--dask``: the same ingest as a task on a ``distributed.LocalCluster`` of two worker
-   processes (one thread each) into a schema of its own — a registry file is one stream, so one
-   worker ingests it while the other idles; this measures what going through Dask costs.
+4. with ``--dask``: the direct run's table and JSON are printed first (a Dask run stopped
+   half-way leaves them), then the same ingest runs as a task on a ``distributed.LocalCluster``
+   of two worker processes (one thread each) into a schema of its own — a registry file is one
+   stream, so one worker ingests it while the other idles; this measures what going through Dask
+   costs.
 
 Figures: ``gx_ratio`` = GX seconds over every row ÷ the pyarrow.compute checks floor, a cost
 multiple — target ≤ 2; ``end_to_end_ratio`` = (read + checks + COPY floor seconds) ÷ our end-to-end
@@ -37,7 +41,9 @@ child ≤ 1.5 GB; the warehouse's disk use per million people (``pg_total_relati
 table of the schema after the load). **No ratio is printed unless every row loaded**: the JSON
 carries ``status``, ``rows_read`` and ``rows_loaded``, and a run that did not load all ``--rows``
 people prints ``refused`` instead of ratios and exits 1. The last line is one JSON object. Other
-processes on the same cores move every figure by ±15–30 %.
+processes on the same cores move every figure by ±15–30 % (more on a busy machine): the JSON
+carries each child's 1-minute load average as it started and ended (``load_avg_1min``), so a
+ratio whose two sides ran on differently loaded machines can be told apart.
 """
 
 from __future__ import annotations
@@ -376,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
                 with admin.begin() as conn:  # its disk back before the Dask run loads its own copy
                     conn.execute(text(f"DROP SCHEMA IF EXISTS {schemas[0]} CASCADE"))
             if args.dask:
+                # the direct run's figures first: a Dask run stopped half-way leaves them printed
+                print("direct run (the Dask run follows):", flush=True)
+                report(args.rows, ours, floors, url is not None, warehouse_bytes=warehouse_bytes)
+                sys.stdout.flush()
                 dask = _run_child(["--child", "dask", "--file", str(path), "--data-dir", str(work / "data-dask")],
                                   fresh_schema())
         finally:
