@@ -153,6 +153,8 @@ def child_ours(path: Path, url: str | None, data_dir: Path) -> dict[str, Any]:
         "rows_read": stream.result.rows_read, "rows_loaded": outcome.load.facts_loaded if outcome else 0,
         "end_to_end_s": total, "read_s": times.read, "gx_s": times.gx, "rows_s": times.rows,
         "sample_s": times.sample, "load_s": times.load, "gx_unique_s": times.extra.get("gx_unique", 0.0),
+        "key_helper_share": times.extra.get("key_helper_share", 0.0),
+        "key_helper_wait_s": times.extra.get("key_helper_wait", 0.0),
         # the person-key helper process (tasks/registry/keyworker.py) is ours too: both peaks, added
         "peak_rss_mb": own + helper, "peak_rss_stream_mb": own, "peak_rss_key_helper_mb": helper,
         "load_avg_1min": [load_before, os.getloadavg()[0]],
@@ -443,6 +445,9 @@ def report(rows: int, ours: dict[str, Any], floors: dict[str, Any], postgres: bo
         "stages_s": {k: round(ours[k], 3) for k in ("read_s", "gx_s", "rows_s", "sample_s", "load_s")
                      if k in ours},
         "gx_unique_s": round(ours.get("gx_unique_s", 0.0), 3),
+        # the person-key helper: the fraction of the IDs it hashed, the seconds the stream waited
+        "key_helper": {"share": round(ours.get("key_helper_share", 0.0), 3),
+                       "wait_s": round(ours.get("key_helper_wait_s", 0.0), 3)},
         "floors_s": {k: (round(v, 3) if v is not None else None) for k, v in floors.items()
                      if k in ("read_s", "checks_s", "copy_s")},
         "peak_rss_mb": round(ours["peak_rss_mb"], 1),

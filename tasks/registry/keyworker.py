@@ -4,14 +4,18 @@ The HMAC of each valid ID is a Python loop (``tasks.registry.checks.person_keys`
 ID) that no thread can take off the stream: ``hashlib`` holds the GIL for messages this short.
 So the stream hands a chunk's valid IDs to this helper as soon as they are parsed and collects
 the keys after GX has validated the chunk (GX takes longer than the hashing): on a machine with a
-second core the keys cost the stream only the hand-over. The values are those of
-``person_keys`` (the same ``hmac_states``; tested against ``hmac``).
+second core the keys cost the stream only the hand-over. On a machine whose cores are all busy
+the helper cannot finish before the stream needs the keys, so the two share each chunk: the
+helper gets ``share`` of the IDs, the stream hashes the rest itself after GX, and ``share`` follows
+how the last chunk went (``next_share``: the helper's own seconds against the time it had). The
+values are those of ``person_keys`` (the same ``hmac_states``; tested against ``hmac``).
 
 The helper is this file run as a script by the same interpreter (``python -I keyworker.py``,
 standard library only: no package import, no pickling, nothing of the caller's ``__main__``), so
 it also starts inside a daemonic Dask worker, where ``multiprocessing`` may not. Its stdin and
 stdout are pipes: first the key (4-byte length, then the bytes), then per chunk a 4-byte count
-``m`` and ``18 × m`` ID bytes, answered by ``32 × m`` digest bytes. The ID numbers and the key
+``m`` and ``18 × m`` ID bytes, answered by the seconds the helper spent (8 bytes) and ``32 × m``
+digest bytes. The ID numbers and the key
 pass through the pipes only: the helper writes nothing anywhere else, keeps nothing between
 chunks, and exits at the end of its stdin (``close``). When it cannot start, the stream computes
 the keys itself (``start_key_worker`` returns None); when it dies mid-stream, the stream fails
@@ -24,12 +28,16 @@ import contextlib
 import hashlib
 import struct
 import sys
+import time
 from typing import IO, Any
 
 ID_BYTES = 18
 DIGEST_BYTES = 32
 _BLOCK = 64
 _COUNT = struct.Struct("<I")
+_SECONDS = struct.Struct("<d")
+#: the smallest share of a chunk the helper keeps (so its speed stays measured)
+MIN_SHARE = 0.1
 
 
 def hmac_states(key: bytes) -> tuple[Any, Any]:
@@ -78,42 +86,77 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
         ids = _read(stdin, _COUNT.unpack(head)[0] * ID_BYTES)
         if ids is None:
             return 2
-        stdout.write(digests(ids, inner, outer))
+        start = time.perf_counter()
+        answer = digests(ids, inner, outer)
+        stdout.write(_SECONDS.pack(time.perf_counter() - start) + answer)
         stdout.flush()
     return 0
 
 
-class KeyWorker:
-    """The stream's side of the helper: ``submit`` a chunk's IDs, later ``result`` their digests."""
+def next_share(share: float, available_s: float, helper_s: float) -> float:
+    """The helper's share of the next chunk: this chunk's share scaled by the time the helper had
+    (from the hand-over until the stream asked for the keys, GX and the stream's own share
+    included) over the time it took, averaged with the old share (one slow chunk does not swing
+    it), between ``MIN_SHARE`` and 1."""
+    if helper_s <= 0:
+        return 1.0
+    wanted = share * available_s / helper_s
+    return min(1.0, max(MIN_SHARE, (share + wanted) / 2))
 
-    def __init__(self, process: Any) -> None:
+
+class KeyWorker:
+    """The stream's side of the helper: ``submit`` a chunk's IDs, later ``result`` their digests
+    (the helper's share from the helper, the rest computed here)."""
+
+    def __init__(self, process: Any, key: bytes) -> None:
         self._process = process
+        self._states = hmac_states(key)
         self._pending: int | None = None
+        self._own = b""
+        self._submitted_at = 0.0
+        #: the fraction of each chunk's IDs the helper hashes (``next_share``)
+        self.share = 1.0
+        #: IDs hashed by the helper and by the stream itself, and the seconds the stream waited
+        self.helper_ids = 0
+        self.own_ids = 0
+        self.waited_s = 0.0
         #: the helper's own peak resident memory (``VmHWM`` read as it ends; Linux), in MiB: the
         #: parent's ``RUSAGE_CHILDREN`` would count the stream's image the fork copied before exec
         self.peak_rss_mb: float | None = None
 
     def submit(self, ids: bytes) -> None:
-        """Hand over ``len(ids) // 18`` IDs (one request at a time: the previous result collected)."""
+        """Hand over ``len(ids) // 18`` IDs, the helper's share of them to the helper (one request
+        at a time: the previous result collected)."""
         if self._pending is not None:
             raise RuntimeError("the previous chunk's person keys were not collected")
-        count = len(ids) // ID_BYTES
+        total = len(ids) // ID_BYTES
+        count = min(total, round(total * self.share))
         try:
-            self._process.stdin.write(_COUNT.pack(count) + ids)
+            self._process.stdin.write(_COUNT.pack(count) + ids[:count * ID_BYTES])
             self._process.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise self._died() from exc
+        self._own = ids[count * ID_BYTES:]
         self._pending = count
+        self._submitted_at = time.perf_counter()
 
     def result(self) -> bytes:
-        """The submitted IDs' digests, 32 bytes each, in order (waits for the helper)."""
+        """The submitted IDs' digests, 32 bytes each, in order: the stream's share computed here,
+        then the helper's answer read (waiting for it if need be); the next share set from both."""
         if self._pending is None:
             raise RuntimeError("no person keys were submitted")
-        want, self._pending = self._pending * DIGEST_BYTES, None
-        data = self._process.stdout.read(want) if want else b""
-        if len(data) != want:
+        count, self._pending = self._pending, None
+        own, self._own = digests(self._own, *self._states), b""
+        asked = time.perf_counter()
+        head = _read(self._process.stdout, _SECONDS.size)
+        data = _read(self._process.stdout, count * DIGEST_BYTES) if count else b""
+        if head is None or data is None:
             raise self._died()
-        return bytes(data)
+        self.waited_s += time.perf_counter() - asked
+        self.share = next_share(self.share, asked - self._submitted_at, _SECONDS.unpack(head)[0])
+        self.helper_ids += count
+        self.own_ids += len(own) // DIGEST_BYTES
+        return data + own
 
     def _died(self) -> RuntimeError:
         code = self._process.poll()
@@ -165,7 +208,7 @@ def start_key_worker(key: bytes) -> KeyWorker | None:
         )
     except OSError:
         return None
-    worker = KeyWorker(process)
+    worker = KeyWorker(process, key)
     try:
         assert process.stdin is not None  # stdin=PIPE
         process.stdin.write(_COUNT.pack(len(key)) + key)

@@ -88,7 +88,9 @@ class StageTimes:
     ``rows`` township codes, typed rows and HMAC person keys, issue building; ``sample`` GX on the
     Data Docs sample; ``load`` the writes, the wait for the last queued rows included; ``extra``:
     ``gx_unique`` the part of ``gx`` spent on the uniqueness suite after the last chunk,
-    ``key_helper_peak_rss_mb`` the person-key helper process's peak memory (not seconds)."""
+    ``key_helper_peak_rss_mb`` the person-key helper process's peak memory (not seconds),
+    ``key_helper_share`` the fraction of the IDs it hashed (not seconds), ``key_helper_wait`` the
+    seconds the stream waited for it (part of ``rows``)."""
 
     read: float = 0.0
     gx: float = 0.0
@@ -365,6 +367,9 @@ def stream_registry(
             worker.close()
             if worker.peak_rss_mb is not None:
                 times.extra["key_helper_peak_rss_mb"] = worker.peak_rss_mb
+            hashed = worker.helper_ids + worker.own_ids
+            times.extra["key_helper_share"] = worker.helper_ids / hashed if hashed else 1.0
+            times.extra["key_helper_wait"] = worker.waited_s
     if writer is not None:  # the last rows through: the COPY's queue drained, its errors raised here
         start = time.perf_counter()
         writer.close()

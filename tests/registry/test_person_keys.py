@@ -117,3 +117,23 @@ def test_stored_person_keys_are_hmac_of_the_id_with_and_without_the_helper(
         keys = conn.execute(text("SELECT person_key FROM fact_person ORDER BY source_row")).scalars().all()
     assert keys == [hmac.new(KEY.encode(), i.encode(), "sha256").hexdigest() for i in frame[ID]]
     assert started == ([True] if key_process else [])
+
+
+def test_the_stream_hashes_what_the_helper_cannot_finish_in_time() -> None:
+    key = b"s" * 40
+    chunk = _ids(400)
+    expected = b"".join(hmac.digest(key, i.encode("ascii"), "sha256") for i in chunk)
+    worker = start_key_worker(key)
+    assert worker is not None
+    with worker:
+        for share in (1.0, 0.3, keyworker.MIN_SHARE):  # the helper's part first, the stream's after
+            worker.share = share
+            worker.submit(b"".join(i.encode("ascii") for i in chunk))
+            assert worker.result() == expected
+        assert worker.helper_ids + worker.own_ids == 3 * len(chunk) and worker.own_ids > len(chunk)
+    # the share follows the last chunk: a helper that needed twice the time it had gets less of
+    # the next chunk, one that finished early gets more, within MIN_SHARE … 1
+    assert keyworker.next_share(1.0, available_s=0.5, helper_s=1.0) == 0.75
+    assert keyworker.next_share(0.5, available_s=1.0, helper_s=0.5) == 0.75
+    assert keyworker.next_share(1.0, available_s=2.0, helper_s=0.5) == 1.0
+    assert keyworker.next_share(0.1, available_s=0.0, helper_s=1.0) == keyworker.MIN_SHARE
