@@ -474,6 +474,7 @@ def report(rows: int, ours: dict[str, Any], floors: dict[str, Any], postgres: bo
         result["dask_2_workers"] = {
             "status": dask["status"], "rows_read": dask["rows_read"], "rows_loaded": dask["rows_loaded"],
             "end_to_end_s": round(dask["end_to_end_s"], 3), "wall_with_dask_s": round(dask["wall_with_dask_s"], 3),
+            "stages_s": {k: round(dask[k], 3) for k in ("read_s", "gx_s", "rows_s", "sample_s", "load_s") if k in dask},
             "worker_peak_rss_mb": round(dask["worker_peak_rss_mb"], 1), "workers": dask["workers"],
             **({"end_to_end_ratio": round(floor_sum / dask["wall_with_dask_s"], 3)} if dask_refused is None
                else {"refused": dask_refused}),
