@@ -5,7 +5,7 @@
 families evaluate (``tasks/registry/gx_checks.py``), so GX decides. ``person_rows`` builds the
 typed ``fact_person`` rows (person key instead of ID, no name) of a checked batch; head counts
 are the marts' (SQL over fact_person). No Python loop runs per row except the HMAC of each valid
-ID (two copied SHA-256 states, ~2 µs: ``person_keys``). Findings refer to rows by number; the ID
+ID (two copied SHA-256 states, ~2.5 µs: ``person_keys``). Findings refer to rows by number; the ID
 and the name never enter a message.
 
 ``Findings`` accumulates GX's outcomes across chunks (the first ``MAX_LISTED_ROWS`` rows per

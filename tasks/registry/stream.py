@@ -19,8 +19,9 @@ its built-in expectations (``gx_sample__*``): that is what ``duikou dq docs`` re
 Docs, a page that must show no ID.
 
 Privacy: the ID is replaced by ``HMAC-SHA256(DUIKOU_PERSON_KEY, ID)`` before anything is
-written; the name is only checked for presence. GX reports rows, counts and non-personal values
-only. Messages refer to rows by number.
+written (computed in a helper process of this one, ``tasks/registry/keyworker.py``: the key and
+the IDs pass through its pipes only); the name is only checked for presence. GX reports rows,
+counts and non-personal values only. Messages refer to rows by number.
 """
 
 from __future__ import annotations
