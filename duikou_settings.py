@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     registry_max_uncompressed_bytes: int = Field(
         default=4 * 1024 * 1024 * 1024, gt=0, description="largest uncompressed size of a registry .xlsx"
     )
+    registry_key_process: bool = Field(
+        default=True, description="compute a registry's person keys in a helper process beside the stream "
+        "(tasks/registry/keyworker.py; false: in the stream's own process)",
+    )
     # Nightly task runner (flows/runners.py)
     task_runner: str = Field(default="threads", description="threads | dask | workpool")
     max_workers: int = Field(default=2, gt=0, description="threads of the thread-pool task runner")

@@ -8,8 +8,10 @@ What runs:
 
 1. the generator (``tasks/demo/registry.py``) writes a CSV of ``--rows`` invented people with
    valid, distinct GB 11643 IDs (UTF-8, or ``--encoding gb18030``); not timed; with
-   ``--reuse-dir DIR`` the file is kept there and the next run of the same size reuses it;
-2. **ours**, in a fresh child process (so its peak RSS is its own): ``receive`` (SHA-256 of the
+   ``--reuse-dir DIR`` the file is kept there and the next run of the same size reuses it
+   (``--generate-only`` writes it and stops, so a timed run later finds it);
+2. **ours**, in a fresh child process (so its peak RSS is its own, plus that of its person-key
+   helper process, ``tasks/registry/keyworker.py``): ``receive`` (SHA-256 of the
    file) and ``tasks.registry.submission.ingest_registry`` — open, stream in Arrow batches, the
    declared checks as a GX suite over every row (one ``validate()`` per chunk, then the uniqueness
    suite), typed rows and HMAC person keys, GX on the Data Docs sample, ``COPY`` into
@@ -26,9 +28,11 @@ What runs:
    1 000 000-row slice (the duplicates over the whole column); plain psycopg ``COPY FROM STDIN``
    of ``fact_person``'s rows as our run wrote them (exported first, untimed) into a table created
    ``LIKE fact_person INCLUDING ALL``, 1 MiB writes, one transaction;
-4. with ``--dask``: the same ingest as a task on a ``distributed.LocalCluster`` of two worker
-   processes (one thread each) into a schema of its own — a registry file is one stream, so one
-   worker ingests it while the other idles; this measures what going through Dask costs.
+4. with ``--dask``: the direct run's table and JSON are printed first (a Dask run stopped
+   half-way leaves them), then the same ingest runs as a task on a ``distributed.LocalCluster``
+   of two worker processes (one thread each) into a schema of its own — a registry file is one
+   stream, so one worker ingests it while the other idles; this measures what going through Dask
+   costs.
 
 Figures: ``gx_ratio`` = GX seconds over every row ÷ the pyarrow.compute checks floor, a cost
 multiple — target ≤ 2; ``end_to_end_ratio`` = (read + checks + COPY floor seconds) ÷ our end-to-end
@@ -37,7 +41,9 @@ child ≤ 1.5 GB; the warehouse's disk use per million people (``pg_total_relati
 table of the schema after the load). **No ratio is printed unless every row loaded**: the JSON
 carries ``status``, ``rows_read`` and ``rows_loaded``, and a run that did not load all ``--rows``
 people prints ``refused`` instead of ratios and exits 1. The last line is one JSON object. Other
-processes on the same cores move every figure by ±15–30 %.
+processes on the same cores move every figure by ±15–30 % (more on a busy machine): the JSON
+carries each child's 1-minute load average as it started and ended (``load_avg_1min``), so a
+ratio whose two sides ran on differently loaded machines can be told apart.
 """
 
 from __future__ import annotations
@@ -135,16 +141,23 @@ def child_ours(path: Path, url: str | None, data_dir: Path) -> dict[str, Any]:
     reference = reference_frames()
     import great_expectations  # noqa: F401  (imported once per process, before the clock)
 
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     received = receive(path, "labour_registry", PERIOD)
     stream, outcome = ingest_registry(received, engine, reference, settings, KEY.encode())
     total = time.perf_counter() - start
     times = stream.times
+    own, helper = _peak_rss_mb(), times.extra.get("key_helper_peak_rss_mb", 0.0)
     return {
         "status": outcome.load.status if outcome is not None else stream.result.status,
         "rows_read": stream.result.rows_read, "rows_loaded": outcome.load.facts_loaded if outcome else 0,
         "end_to_end_s": total, "read_s": times.read, "gx_s": times.gx, "rows_s": times.rows,
-        "sample_s": times.sample, "load_s": times.load, "peak_rss_mb": _peak_rss_mb(),
+        "sample_s": times.sample, "load_s": times.load, "gx_unique_s": times.extra.get("gx_unique", 0.0),
+        "key_helper_share": times.extra.get("key_helper_share", 0.0),
+        "key_helper_wait_s": times.extra.get("key_helper_wait", 0.0),
+        # the person-key helper process (tasks/registry/keyworker.py) is ours too: both peaks, added
+        "peak_rss_mb": own + helper, "peak_rss_stream_mb": own, "peak_rss_key_helper_mb": helper,
+        "load_avg_1min": [load_before, os.getloadavg()[0]],
     }
 
 
@@ -159,7 +172,8 @@ def child_dask(path: Path, url: str | None, data_dir: Path) -> dict[str, Any]:
         result = client.submit(child_ours, path, url, data_dir, pure=False).result()
         result["wall_with_dask_s"] = time.perf_counter() - start
         peaks = client.run(_peak_rss_mb)
-    result["worker_peak_rss_mb"] = max(peaks.values())
+    # the worker that ran the ingest, with its person-key helper's peak
+    result["worker_peak_rss_mb"] = max(peaks.values()) + result.get("peak_rss_key_helper_mb", 0.0)
     result["workers"] = len(peaks)
     return result
 
@@ -238,6 +252,7 @@ def _floor_slice_checks(table: Any, decl: Any, names: Any) -> None:
 def child_floors(path: Path, url: str | None, export: Path | None) -> dict[str, Any]:
     import pyarrow.csv as pa_csv
 
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     table = pa_csv.read_csv(path)
     read_s = time.perf_counter() - start
@@ -247,7 +262,8 @@ def child_floors(path: Path, url: str | None, export: Path | None) -> dict[str, 
     copy_s = None
     if url and export is not None:
         copy_s = _floor_copy(url, export)
-    return {"rows": rows, "read_s": read_s, "checks_s": checks_s, "copy_s": copy_s}
+    return {"rows": rows, "read_s": read_s, "checks_s": checks_s, "copy_s": copy_s,
+            "load_avg_1min": [load_before, os.getloadavg()[0]]}
 
 
 def _floor_copy(url: str, export: Path) -> float:
@@ -292,11 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-dir", type=Path, metavar="DIR",
                         help="keep the generated CSV in DIR (labour-registry-<rows>-<encoding>.csv) and reuse it "
                              "on the next run of the same size: generating 20 M people takes minutes")
+    parser.add_argument("--generate-only", action="store_true",
+                        help="with --reuse-dir: write the file (if absent) and stop, so a later timed run reuses it")
     parser.add_argument("--child", choices=["ours", "floors", "dask"], help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--export", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.generate_only and args.reuse_dir is None:
+        parser.error("--generate-only keeps the file only with --reuse-dir")
     url = os.environ.get(POSTGRES_URL_ENV) or None
     if args.child == "ours":
         print(json.dumps(child_ours(args.file, url, args.data_dir)))
@@ -323,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             partial.replace(path)  # a run stopped half-way never leaves a file that looks whole
             print(f"generated {args.rows:,} people, {path.stat().st_size / 1e6:.0f} MB {args.encoding} CSV "
                   f"in {time.perf_counter() - start:.1f} s (not timed)", flush=True)
+        if args.generate_only:
+            return 0
         env = dict(os.environ)
         schemas: list[str] = []
         admin = None
@@ -362,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
                 with admin.begin() as conn:  # its disk back before the Dask run loads its own copy
                     conn.execute(text(f"DROP SCHEMA IF EXISTS {schemas[0]} CASCADE"))
             if args.dask:
+                # the direct run's figures first: a Dask run stopped half-way leaves them printed
+                print("direct run (the Dask run follows):", flush=True)
+                report(args.rows, ours, floors, url is not None, warehouse_bytes=warehouse_bytes)
+                sys.stdout.flush()
                 dask = _run_child(["--child", "dask", "--file", str(path), "--data-dir", str(work / "data-dask")],
                                   fresh_schema())
         finally:
@@ -416,9 +442,21 @@ def report(rows: int, ours: dict[str, Any], floors: dict[str, Any], postgres: bo
         "status": ours["status"], "rows_read": ours["rows_read"], "rows_loaded": ours["rows_loaded"],
         "end_to_end_s": round(ours["end_to_end_s"], 3),
         "floor_sum_s": round(floor_sum, 3),
-        "stages_s": {k: round(ours[k], 3) for k in ("read_s", "gx_s", "rows_s", "sample_s", "load_s")},
-        "floors_s": {k: (round(v, 3) if v is not None else None) for k, v in floors.items() if k != "rows"},
+        "stages_s": {k: round(ours[k], 3) for k in ("read_s", "gx_s", "rows_s", "sample_s", "load_s")
+                     if k in ours},
+        "gx_unique_s": round(ours.get("gx_unique_s", 0.0), 3),
+        # the person-key helper: the fraction of the IDs it hashed, the seconds the stream waited
+        "key_helper": {"share": round(ours.get("key_helper_share", 0.0), 3),
+                       "wait_s": round(ours.get("key_helper_wait_s", 0.0), 3)},
+        "floors_s": {k: (round(v, 3) if v is not None else None) for k, v in floors.items()
+                     if k in ("read_s", "checks_s", "copy_s")},
         "peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "peak_rss_parts_mb": {"stream": round(ours.get("peak_rss_stream_mb", ours["peak_rss_mb"]), 1),
+                              "key_helper": round(ours.get("peak_rss_key_helper_mb", 0.0), 1)},
+        # the 1-minute load average as each child started and ended: ratios compare like with like
+        # only when the two are alike (other processes on the same cores move every figure)
+        "load_avg_1min": {"ours": [round(x, 2) for x in ours.get("load_avg_1min", [])],
+                          "floors": [round(x, 2) for x in floors.get("load_avg_1min", [])]},
         "warehouse_mb_per_million_people": round(per_million, 1) if per_million is not None else None,
         "targets": TARGETS,
     }
@@ -436,6 +474,7 @@ def report(rows: int, ours: dict[str, Any], floors: dict[str, Any], postgres: bo
         result["dask_2_workers"] = {
             "status": dask["status"], "rows_read": dask["rows_read"], "rows_loaded": dask["rows_loaded"],
             "end_to_end_s": round(dask["end_to_end_s"], 3), "wall_with_dask_s": round(dask["wall_with_dask_s"], 3),
+            "stages_s": {k: round(dask[k], 3) for k in ("read_s", "gx_s", "rows_s", "sample_s", "load_s") if k in dask},
             "worker_peak_rss_mb": round(dask["worker_peak_rss_mb"], 1), "workers": dask["workers"],
             **({"end_to_end_ratio": round(floor_sum / dask["wall_with_dask_s"], 3)} if dask_refused is None
                else {"refused": dask_refused}),

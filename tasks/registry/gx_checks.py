@@ -240,9 +240,20 @@ def family_name(declaration: RegistryDeclaration, check_id: str) -> str:
     return " + ".join(names) or "—"
 
 
-def chunk_frame(table: pa.Table, source_rows: np.ndarray, codes: pa.Array) -> pd.DataFrame:
-    """The frame GX validates for one chunk: its columns as read (Arrow-backed, not copied), the
-    resolved township codes, indexed by file row."""
+def checked_columns(declaration: RegistryDeclaration) -> tuple[str, ...]:
+    """The columns the row suite reads: those a declared check runs on (``RegistryColumn.checks``;
+    ``id_sex`` runs on the sex column and reads the person id, which has checks of its own)."""
+    return tuple(c.name for c in declaration.columns if c.checks())
+
+
+def chunk_frame(table: pa.Table, source_rows: np.ndarray, codes: pa.Array,
+                columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The frame GX validates for one chunk: its columns as read (Arrow-backed, not copied) —
+    with ``columns``, only those of them the chunk has (GX fingerprints every column of a batch it
+    loads: a column no check reads would cost that for nothing) — the resolved township codes,
+    indexed by file row."""
+    if columns is not None:
+        table = table.select([c for c in columns if c in table.column_names])
     frame = table.append_column(TOWNSHIP_CODE_COLUMN, codes).to_pandas(types_mapper=pd.ArrowDtype)
     frame.index = pd.Index(source_rows)
     return frame

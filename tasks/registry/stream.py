@@ -19,8 +19,9 @@ its built-in expectations (``gx_sample__*``): that is what ``duikou dq docs`` re
 Docs, a page that must show no ID.
 
 Privacy: the ID is replaced by ``HMAC-SHA256(DUIKOU_PERSON_KEY, ID)`` before anything is
-written; the name is only checked for presence. GX reports rows, counts and non-personal values
-only. Messages refer to rows by number.
+written (computed in a helper process of this one, ``tasks/registry/keyworker.py``: the key and
+the IDs pass through its pipes only); the name is only checked for presence. GX reports rows,
+counts and non-personal values only. Messages refer to rows by number.
 """
 
 from __future__ import annotations
@@ -47,9 +48,13 @@ from tasks.registry.checks import (
     Findings,
     MissingPersonKey,
     TownshipCodes,
+    keys_from_digests,
     person_rows,
     text_column,
+    valid_id_bytes,
 )
+from tasks.registry.idcard import check_ids
+from tasks.registry.keyworker import KeyWorker, start_key_worker
 from tasks.registry.read import RegistrySource, open_registry
 from warehouse.load import DqResult
 from warehouse.refdata import ReferenceFrames
@@ -82,7 +87,11 @@ class StageTimes:
     """Seconds spent per stage of one stream (bench/registry.py): ``read`` inside the batch
     iterator; ``gx`` the GX validate() calls over every row (row suite per chunk, uniqueness suite);
     ``rows`` township codes, typed rows and HMAC person keys, issue building; ``sample`` GX on the
-    Data Docs sample; ``load`` the writes, the wait for the last queued rows included."""
+    Data Docs sample; ``load`` the writes, the wait for the last queued rows included; ``extra``:
+    ``gx_unique`` the part of ``gx`` spent on the uniqueness suite after the last chunk,
+    ``key_helper_peak_rss_mb`` the person-key helper process's peak memory (not seconds),
+    ``key_helper_share`` the fraction of the IDs it hashed (not seconds), ``key_helper_wait`` the
+    seconds the stream waited for it (part of ``rows``)."""
 
     read: float = 0.0
     gx: float = 0.0
@@ -290,7 +299,14 @@ def stream_registry(
     if outcome_of(header_issues) != "loaded":
         return RegistryStream(StreamResult(outcome_of(header_issues), 0, 0, tuple(header_issues), ()),
                               source.sheet, source.encoding, times)
-    from tasks.registry.gx_checks import GX_CHUNK_ROWS, chunk_frame, merge_repeats, registry_suite, validate_frame
+    from tasks.registry.gx_checks import (
+        GX_CHUNK_ROWS,
+        checked_columns,
+        chunk_frame,
+        merge_repeats,
+        registry_suite,
+        validate_frame,
+    )
 
     resolver = TownshipResolver(reference.townships, reference.aliases, reference.helper_units,
                                 reference.pairings, snapshot_start, snapshot_end, crosswalk=reference.crosswalk)
@@ -302,7 +318,9 @@ def stream_registry(
     sampled = 0
     gx_columns = sample_columns(declaration)
     row_suite, unique_suites = registry_suite(declaration, snapshot_end)
+    gx_frame_columns = checked_columns(declaration)
     township_name = declaration.role("township").name
+    id_name = declaration.role("person_id").name
 
     def chunk_done(parts: list[tuple[int, pa.Table]]) -> None:
         nonlocal critical_seen, sampled
@@ -310,9 +328,12 @@ def stream_registry(
         table = pa.concat_tables([t for _, t in parts]) if len(parts) > 1 else parts[0][1]
         source_rows = np.concatenate([np.arange(first, first + t.num_rows, dtype=np.int64) for first, t in parts])
         codes = townships.codes(text_column(table, township_name))
+        ids = check_ids(table.column(id_name).combine_chunks(), snapshot_end)  # parsed once for the rows
+        if worker is not None:  # the helper hashes this chunk's IDs while GX validates it
+            worker.submit(valid_id_bytes(ids.normalised, ids.valid))
         times.rows += time.perf_counter() - start
         start = time.perf_counter()
-        outcomes = validate_frame(chunk_frame(table, source_rows, codes), row_suite)
+        outcomes = validate_frame(chunk_frame(table, source_rows, codes, gx_frame_columns), row_suite)
         times.gx += time.perf_counter() - start
         start = time.perf_counter()
         findings.add_outcomes(outcomes, table.num_rows)
@@ -325,7 +346,8 @@ def stream_registry(
             warned = np.zeros(table.num_rows, dtype=bool)
             if failing:
                 warned[np.searchsorted(source_rows, np.concatenate(failing))] = True
-        checked = person_rows(table, source_rows, declaration, snapshot_end, codes, key, warned)
+        keys = keys_from_digests(worker.result(), ids.valid) if worker is not None else None
+        checked = person_rows(table, source_rows, declaration, snapshot_end, codes, key, warned, ids, keys)
         findings.add_keys(checked)
         if checked.rows is not None and sampled < GX_SAMPLE_ROWS:
             part = _sample(checked.rows, gx_columns)
@@ -337,13 +359,22 @@ def stream_registry(
             writer.write(checked.rows)
             times.load += time.perf_counter() - start
 
-    for chunk in _chunks(_timed_batches(source, times), GX_CHUNK_ROWS):
-        chunk_done(chunk)
+    worker: KeyWorker | None = start_key_worker(key) if settings.registry_key_process else None
+    try:
+        for chunk in _chunks(_timed_batches(source, times), GX_CHUNK_ROWS):
+            chunk_done(chunk)
+    finally:
+        if worker is not None:
+            worker.close()
+            if worker.peak_rss_mb is not None:
+                times.extra["key_helper_peak_rss_mb"] = worker.peak_rss_mb
+            hashed = worker.helper_ids + worker.own_ids
+            times.extra["key_helper_share"] = worker.helper_ids / hashed if hashed else 1.0
+            times.extra["key_helper_wait"] = worker.waited_s
     if writer is not None:  # the last rows through: the COPY's queue drained, its errors raised here
         start = time.perf_counter()
         writer.close()
         times.load += time.perf_counter() - start
-    id_name = declaration.role("person_id").name
     repeats: dict[tuple[str, str], dict[str, Any]] = {}
     for column, keys, rows in findings.key_frames(id_name):  # the ID: one GX call per key partition
         suite = unique_suites.get(column)
@@ -353,6 +384,7 @@ def stream_registry(
         outcomes = validate_frame(pd.DataFrame({"key": keys}, index=pd.Index(rows), copy=False), suite)
         del keys, rows
         times.gx += time.perf_counter() - start
+        times.extra["gx_unique"] = times.extra.get("gx_unique", 0.0) + time.perf_counter() - start
         for where, outcome in outcomes.items():
             repeats[where] = merge_repeats(repeats[where], outcome) if where in repeats else outcome
     for where, outcome in repeats.items():

@@ -181,6 +181,12 @@ def test_the_bench_refuses_a_ratio_for_a_run_that_did_not_load(
     assert (result["status"], result["rows_read"], result["rows_loaded"]) == ("rejected", 60, 0)
     assert "not loaded" in result["refused"] and any(line.startswith("REFUSED") for line in out)
     assert not {"gx_ratio", "end_to_end_ratio", "read_ratio", "load_ratio"} & set(result)
+    # what the figures were measured beside: the load as each child ran, the stream's and its
+    # person-key helper's peaks (the helper ran and ended: its peak is counted in peak_rss_mb)
+    assert set(result["load_avg_1min"]) == {"ours", "floors"} and len(result["load_avg_1min"]["ours"]) == 2
+    parts = result["peak_rss_parts_mb"]
+    assert parts["key_helper"] > 0
+    assert result["peak_rss_mb"] == pytest.approx(parts["stream"] + parts["key_helper"], abs=0.2)
     # a run that loaded fewer rows than generated is refused too; one that loaded every row is not
     assert bench.refusal(60, {**ours, "status": "loaded", "rows_loaded": 59}) == "59 of 60 rows loaded (60 read)"
     assert bench.refusal(60, {**ours, "status": "loaded", "rows_loaded": 60}) is None
