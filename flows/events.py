@@ -3,6 +3,7 @@
 | event | resource | emitted by | starts |
 |---|---|---|---|
 | ``duikou.submission.received`` | ``duikou.submission.<id>`` | intake, ``duikou submit`` | ``ingest-submission`` |
+| ``duikou.submission.started`` | ``duikou.submission.<id>`` | intake (``duikou serve`` started it) | nothing |
 | ``duikou.warehouse.updated`` | ``duikou.warehouse`` | ``ingest-submission`` after a load | ``refresh-reports`` |
 | ``duikou.returns.missing`` | ``duikou.returns.<department>`` | ``nightly`` | a notification |
 | ``duikou.submission.quarantined`` | ``duikou.submission.<id>`` | ingest, ``nightly`` | the quarantine notice |
@@ -16,9 +17,9 @@ not by the server's ``ui_url`` filter, which says ``None`` unless the server has
 
 ``submission_received`` carries everything the ingest flow needs as its parameters (path,
 department, period, original name), so the deployment trigger maps the payload onto parameters
-and nothing has to be looked up. Its resource label ``duikou.run`` says who starts the run:
-``trigger`` (the deployment's trigger, which matches only these) or ``started`` (the intake
-asked the running ``duikou serve``, which started it already: the run is a related resource).
+and nothing has to be looked up. An upload whose run the running ``duikou serve`` started at the
+intake's request is announced as ``duikou.submission.started`` instead (same resource and payload,
+the run a related resource), which no trigger starts anything for.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from datetime import UTC, date, datetime
 from prefect.events import Event, RelatedResource, Resource
 
 SUBMISSION_RECEIVED = "duikou.submission.received"
+SUBMISSION_STARTED = "duikou.submission.started"
 WAREHOUSE_UPDATED = "duikou.warehouse.updated"
 RETURNS_MISSING = "duikou.returns.missing"
 RESTATEMENT_NEEDED = "duikou.release.restatement_needed"
@@ -39,27 +41,21 @@ SUBMISSIONS_REFUSED = "duikou.submissions.refused"
 OUTCOME_EVENTS = {"quarantined": SUBMISSION_QUARANTINED, "rejected": SUBMISSION_REJECTED}
 
 
-#: the received event's label saying who starts the run: the deployment's trigger matches only ``trigger``
-RUN_LABEL = "duikou.run"
-RUN_BY_TRIGGER = "trigger"
-RUN_STARTED = "started"
-
-
 def submission_received(*, submission_id: str, path: str, department: str, period: str, original_name: str,
                         via: str, run_id: str | None = None) -> Event:
     """The event of a landed file; ``via`` is ``intake``, ``portal`` or ``cli``. Without ``run_id``
-    it starts an ``ingest-submission`` run (the deployment's trigger); with it, it records the run
-    ``duikou serve`` already started for the file (``flows/handoff.py``), named as a related resource."""
+    it is ``duikou.submission.received``, which starts an ``ingest-submission`` run (the deployment's
+    trigger); with it, ``duikou.submission.started``: the run ``duikou serve`` already started for
+    the file (``flows/handoff.py``), named as a related resource — no trigger listens to it."""
     related = [RelatedResource({"prefect.resource.id": f"prefect.flow-run.{run_id}",
                                 "prefect.resource.role": "flow-run"})] if run_id else []
     return Event(
-        event=SUBMISSION_RECEIVED,
+        event=SUBMISSION_STARTED if run_id else SUBMISSION_RECEIVED,
         resource=Resource({
             "prefect.resource.id": f"duikou.submission.{submission_id}",
             "prefect.resource.name": original_name,
             "duikou.department": department,
             "duikou.period": period,
-            RUN_LABEL: RUN_STARTED if run_id else RUN_BY_TRIGGER,
         }),
         related=related,
         payload={"submission_id": submission_id, "path": path, "department": department, "period": period,

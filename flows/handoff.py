@@ -30,15 +30,12 @@ environment; a file of millions of rows is no case for a thin client).
 
 **Uploads** (the intake server and the portal, ``flows/upload_stream.py``) use the same service
 with another request, ``start``: the service creates the ``ingest-submission`` run of the landed
-file from its deployment (Pending, in the service's ingest lane) and starts it at once, answering
-with the run's id before the work begins — the upload's answer does not wait for the run. The
-upload's ``duikou.submission.received`` event then names that run (``duikou.run=started``), and
-the deployment's trigger, which only starts runs for ``duikou.run=trigger`` events, leaves it
-alone. Every slot of the lane taken: the run waits, Pending, for the next free one (before any
-Scheduled run). No service, a stale one, one stopping: the event goes out for the trigger, as before.
-
-This module's client half imports only the standard library; the server half is started by
-``flows/serve.py`` and is given the function that runs a request.
+file from its deployment and starts it at once — created ``Pending`` when the ingest lane has a free
+slot; otherwise ``Scheduled``, claimed by the service (or by whichever ``duikou serve`` runs next)
+as a slot frees, like a triggered run — and answers with the run's id before the work begins: the
+upload's answer does not wait for the run. The upload is then announced as
+``duikou.submission.started``, naming that run, for which no trigger starts anything. No service, a
+stale one, one stopping: ``duikou.submission.received`` goes out for the trigger, as before.
 """
 
 from __future__ import annotations

@@ -33,16 +33,18 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
     settings = get_settings()
     engine = existing_warehouse(settings) if dry_run else open_warehouse(settings)
     timings: list[tuple[str, float]] = []
-    # the steps as plain calls in this run (one task run each cost the clerk more than the work)
-    with tags(f"department:{department}", f"period:{period}"), inline_steps(timings):
-        result = process_submission(
-            Path(path), department, period, engine=engine, reference=reference_frames(),
-            settings=settings, dry_run=dry_run,
-        )
     logger = get_run_logger()
-    logger.info("steps: %s", format_step_timings(timings))
+    # the steps as plain calls in this run (one task run each cost the clerk more than the work)
+    try:
+        with tags(f"department:{department}", f"period:{period}"), inline_steps(timings):
+            result = process_submission(
+                Path(path), department, period, engine=engine, reference=reference_frames(),
+                settings=settings, dry_run=dry_run,
+            )
+    finally:  # a failed run says how far it got
+        logger.info("steps: %s", format_step_timings(timings))
     log_causes(logger, result)  # one line per issue cause
-    # the run's tags after the receipt (two API calls the clerk need not wait on); task runs carry them from the start
+    # the run's tags after the receipt (two API calls the clerk need not wait on); its task runs carry them
     tag_current_run(f"department:{department}", f"period:{period}", *(() if dry_run else (f"status:{result.status}",)))
     if not dry_run:
         publish_run_summary(result, settings)

@@ -33,14 +33,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, cast
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
@@ -50,10 +49,10 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.flow_engine import run_flow
 from prefect.schedules import Cron
-from prefect.states import Crashed, Pending
+from prefect.states import Crashed, Pending, Scheduled
 
 from duikou_settings import Settings
-from flows.events import RUN_BY_TRIGGER, RUN_LABEL, SUBMISSION_RECEIVED, WAREHOUSE_RESOURCE, WAREHOUSE_UPDATED
+from flows.events import SUBMISSION_RECEIVED, WAREHOUSE_RESOURCE, WAREHOUSE_UPDATED
 from flows.ingest import ingest_submission
 from flows.refresh import refresh_reports
 from flows.runners import nightly_flow
@@ -78,8 +77,8 @@ def build_deployments(flows: dict[str, Flow[..., Any]]) -> list[RunnerDeployment
         triggers=[DeploymentEventTrigger(
             name="on duikou.submission.received",
             expect={SUBMISSION_RECEIVED},
-            # an upload whose run duikou serve already started says duikou.run=started (flows/handoff.py)
-            match={"prefect.resource.id": "duikou.submission.*", RUN_LABEL: RUN_BY_TRIGGER},
+            # an upload whose run duikou serve already started is duikou.submission.started (flows/handoff.py)
+            match={"prefect.resource.id": "duikou.submission.*"},
             parameters={"path": "{{ event.payload.path }}", "department": "{{ event.payload.department }}",
                         "period": "{{ event.payload.period }}"},
         )],
@@ -167,14 +166,11 @@ class Lane:
     flow: Flow[..., Any]
     deployment_id: UUID
     capacity: int
-    running: set[UUID] = field(default_factory=set)
-    #: runs this process created Pending for uploads (``start_now``) while every slot was taken:
-    #: they start, in order, as slots free — before any Scheduled run the poll would find
-    waiting: deque[FlowRun] = field(default_factory=deque)
+    running: set[UUID] = field(default_factory=set)  # claimed here (or a slot reserved for a claim)
 
     @property
     def free(self) -> int:
-        return self.capacity - len(self.running) - len(self.waiting)
+        return self.capacity - len(self.running)
 
 
 def announced_run(resource_id: str, related: list[tuple[str, str]]) -> tuple[UUID, UUID] | None:
@@ -311,48 +307,77 @@ class InProcessServer:
                     if lane.free <= 0:
                         done = False
                         continue
-                run = client.read_flow_run(run_id)
-                state = run.state
-                if state is None or not state.is_scheduled():
-                    continue  # another server claimed it already, or it was cancelled
-                due = state.state_details.scheduled_time or run.expected_start_time
-                if due is not None and due > now:
-                    continue
-                if not self._claim(client, lane, run_id):
+                try:
+                    run = client.read_flow_run(run_id)
+                    state = run.state
+                    if state is None or not state.is_scheduled():
+                        continue  # another server claimed it already, or it was cancelled
+                    due = state.state_details.scheduled_time or run.expected_start_time
+                    if due is not None and due > now:
+                        continue
+                    if not self._claim(client, lane, run_id):
+                        done = False
+                except Exception:  # deleted meanwhile, the API away: the poll finds what is still due
+                    log.exception("could not claim the announced run %s", run_id)
                     done = False
         return done
 
     def start_now(self, name: str, parameters: dict[str, Any]) -> UUID | None:
-        """A run of lane ``name``'s deployment, created Pending (no poll or other server claims it)
-        and started here — at once when the lane has a free slot, else as soon as one frees, before
-        any Scheduled run (``Lane.waiting``); its id, or None while this server is stopping."""
+        """A run of lane ``name``'s deployment for an upload: created Pending (no poll or other server
+        claims it) and started here at once when the lane has a free slot; with every slot taken,
+        created Scheduled — claimed as a slot frees, by this server or the next one, like a
+        triggered run. Its id, or None while this server is stopping (the caller's trigger then)."""
         lane = next(lane for lane in self._lanes.values() if lane.name == name)
-        if self.stopping.is_set():
-            return None
-        with get_client(sync_client=True) as client:
-            run = client.create_flow_run_from_deployment(lane.deployment_id, parameters=parameters, state=Pending())
+        slot = uuid4()  # reserves a slot while the run is created
         with self._lock:
-            if self.stopping.is_set():  # stopped meanwhile: the shutdown marks it Crashed with the others
-                lane.running.add(run.id)
-                return run.id
-            if lane.free > 0:
-                lane.running.add(run.id)
-            else:
-                lane.waiting.append(run)
-                log.info("%s waits for a free slot of %s", run.name, lane.name)
-                return run.id
-        self._pool.submit(self._execute, lane, run)
+            if self.stopping.is_set():
+                return None
+            now = lane.free > 0
+            if now:
+                lane.running.add(slot)
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.create_flow_run_from_deployment(lane.deployment_id, parameters=parameters,
+                                                             state=Pending() if now else Scheduled())
+                with self._lock:
+                    lane.running.discard(slot)
+                    stopped = self.stopping.is_set()
+                    if now and not stopped:
+                        lane.running.add(run.id)
+                if now and stopped:  # nobody would run it: gone, and the caller's trigger takes the upload
+                    client.delete_flow_run(run.id)
+                    return None
+        except BaseException:
+            with self._lock:
+                lane.running.discard(slot)
+            raise
+        if now:
+            self._pool.submit(self._execute, lane, run)
+        else:
+            log.info("%s: every %s slot is taken; it runs as one frees", run.name, lane.name)
         return run.id
 
     def _claim(self, client: Any, lane: Lane, flow_run_id: UUID) -> bool:
         """Scheduled → Pending through the API (so two serve processes never run the same run); then
-        run it on a thread. False when the server did not accept (another server took it, a limit)."""
-        outcome: Any = client.set_flow_run_state(flow_run_id, Pending())
-        if outcome.status != SetStateStatus.ACCEPT:
-            return False
-        claimed = client.read_flow_run(flow_run_id)  # as Pending now: what the engine starts from
+        run it on a thread. The slot is reserved before the call (an upload's ``start_now`` on another
+        thread cannot take it meanwhile). False when the lane is full or the server did not accept
+        (another server took it, a limit)."""
         with self._lock:
+            if lane.free <= 0 or flow_run_id in lane.running:
+                return False
             lane.running.add(flow_run_id)
+        try:
+            outcome: Any = client.set_flow_run_state(flow_run_id, Pending())
+            accepted = outcome.status == SetStateStatus.ACCEPT
+            claimed = client.read_flow_run(flow_run_id) if accepted else None  # as Pending: the engine's start
+        except BaseException:
+            with self._lock:
+                lane.running.discard(flow_run_id)
+            raise
+        if claimed is None:
+            with self._lock:
+                lane.running.discard(flow_run_id)
+            return False
         self._pool.submit(self._execute, lane, claimed)
         return True
 
@@ -374,7 +399,12 @@ class InProcessServer:
         try:
             log.info("running %s (%s)", flow_run.name, lane.name)
             if lane.name in BACKGROUND_LANES and not self._superseded(flow_run):
-                if not self.stopping.is_set():  # stopping: the shutdown marks it Crashed, no process started
+                if self.stopping.is_set():  # stopped during its debounce: no process; say so in the UI
+                    with get_client(sync_client=True) as client:
+                        client.set_flow_run_state(flow_run.id, Crashed(
+                            message="duikou serve stopped before the run began; the next warehouse update "
+                                    "or the nightly run rebuilds the report"), force=True)
+                else:
                     self._execute_in_child(lane, flow_run)
                 return
             state = run_flow(lane.flow, flow_run=flow_run, return_type="state")
@@ -384,12 +414,7 @@ class InProcessServer:
         finally:
             with self._lock:
                 lane.running.discard(flow_run.id)
-                following = lane.waiting.popleft() if lane.waiting and not self.stopping.is_set() else None
-                if following is not None:
-                    lane.running.add(following.id)
                 self._poll_wanted = True  # a free slot: runs that waited for it are claimed now
-            if following is not None:
-                self._pool.submit(self._execute, lane, following)
             self.wake.set()
 
     def _superseded(self, flow_run: FlowRun) -> bool:
@@ -400,8 +425,10 @@ class InProcessServer:
         from flows.refresh import superseded_after_debounce
 
         try:
-            return superseded_after_debounce(dict(flow_run.parameters), get_settings().report_debounce_seconds,
-                                             self.stopping)
+            parameters = dict(flow_run.parameters)
+            debounce = parameters.get("debounce_seconds")
+            return superseded_after_debounce(parameters, float(debounce) if debounce is not None else
+                                             get_settings().report_debounce_seconds, self.stopping)
         except Exception:  # the API away: the child decides, as before
             log.exception("could not check whether %s is superseded", flow_run.name)
             return False
@@ -426,18 +453,13 @@ class InProcessServer:
         log.info("%s ended %s (child process, exit %s)", flow_run.name,
                  getattr(state, "name", state), returncode)
 
-    def _running(self) -> bool:
-        with self._lock:
-            return any(lane.running for lane in self._lanes.values())
-
     def in_flight(self) -> set[UUID]:
         with self._lock:
-            return {run_id for lane in self._lanes.values() for run_id in lane.running} | {
-                run.id for lane in self._lanes.values() for run in lane.waiting}
+            return {run_id for lane in self._lanes.values() for run_id in lane.running}
 
     def _shut_down(self, grace_seconds: float) -> None:
         deadline = time.monotonic() + grace_seconds
-        while self._running() and time.monotonic() < deadline:  # waiting runs do not start any more
+        while self.in_flight() and time.monotonic() < deadline:
             time.sleep(0.2)
         left = self.in_flight()
         with self._lock:

@@ -151,15 +151,14 @@ def lock_key(*parts: str) -> int:
 def advisory_lock(conn: Connection, *parts: str) -> None:
     """Serialise writers of one partition of this warehouse until the transaction ends.
 
-    PostgreSQL: ``pg_advisory_xact_lock(schema, partition)`` — the warehouse's schema (``hashtext``
-    of ``current_schema()``) and 32 bits of :func:`lock_key` of ``parts`` — advisory locks are per
-    database, so two warehouses in schemas of one database (two counties, a test beside a bench) must
-    not wait on each other's partitions (two partitions sharing 32 bits only wait on each other).
-    SQLite: nothing to do, ``BEGIN IMMEDIATE`` already holds the database's single write lock.
+    PostgreSQL: ``pg_advisory_xact_lock`` on a key of the warehouse's schema and ``parts`` — advisory
+    locks are per database, so two warehouses in schemas of one database (two counties, a test beside
+    a bench) must not wait on each other's partitions. SQLite: nothing to do, ``BEGIN IMMEDIATE``
+    already holds the database's single write lock.
     """
-    if conn.dialect.name == "postgresql":  # one statement: the schema's half of the key is the server's
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '')), :key)"),
-                     {"key": lock_key(*parts) >> 32})  # the two-int4 form: schema, partition
+    if conn.dialect.name == "postgresql":
+        warehouse_schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(str(warehouse_schema), *parts)})
 
 
 def drop_views(conn: Connection) -> None:

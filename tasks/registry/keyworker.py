@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import struct
 import sys
 import time
@@ -205,6 +206,7 @@ def start_key_worker(key: bytes) -> KeyWorker | None:
         process = subprocess.Popen(  # this file, by the running interpreter
             [sys.executable, "-I", __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, close_fds=True,
+            env={k: v for k, v in os.environ.items() if k != "DUIKOU_PERSON_KEY"},  # the key: the pipe only
         )
     except OSError:
         return None

@@ -119,8 +119,9 @@ def _ledger(settings: Settings, submission_id: str) -> dict[str, Any] | None:
 
 def test_a_posted_return_is_loaded_by_the_run_serve_started_and_the_report_rebuilt(stack: dict[str, Any]) -> None:
     """The intake asks the running ``duikou serve`` to start the upload's run (flows/handoff.py); the
-    event names that run and the deployment's trigger starts no second one (the trigger's own path:
-    ``duikou submit`` below and tests/flows/test_serve_wake.py)."""
+    upload is announced as ``duikou.submission.started`` naming that run, and the deployment's
+    trigger starts no second one (the trigger's own path: ``duikou submit`` below and
+    tests/flows/test_serve_wake.py)."""
     api, url, settings = stack["api"], stack["url"], stack["settings"]
     auth = {"Authorization": f"Bearer {stack['tokens']['tourism']}"}
     form = _tourism_form(stack["root"], "2016-10", "巴旺乡 form v2.xlsx")
@@ -151,12 +152,12 @@ def test_a_posted_return_is_loaded_by_the_run_serve_started_and_the_report_rebui
     assert {"department:tourism", "period:2016-10", "status:loaded"} <= set(run["tags"])
     states = httpx.get(f"{api}/flow_run_states/", params={"flow_run_id": run["id"]}, timeout=30).json()
     assert "SCHEDULED" not in {s["type"] for s in states}  # created Pending by serve, never waiting for a claim
-    received = httpx.post(f"{api}/events/filter", json={"filter": {
-        "event": {"name": ["duikou.submission.received"]},
+    announced = httpx.post(f"{api}/events/filter", json={"filter": {
+        "event": {"name": ["duikou.submission.received", "duikou.submission.started"]},
         "resource": {"id": [f"duikou.submission.{submission_id}"]},
         "occurred": {"since": "2000-01-01T00:00:00Z"}}}, timeout=30).json()["events"]
-    assert len(received) == 1 and received[0]["resource"]["duikou.run"] == "started"
-    assert [r["prefect.resource.id"] for r in received[0]["related"]] == [f"prefect.flow-run.{run['id']}"]
+    assert [e["event"] for e in announced] == ["duikou.submission.started"]  # no received: no trigger
+    assert [r["prefect.resource.id"] for r in announced[0]["related"]] == [f"prefect.flow-run.{run['id']}"]
     assert len([r for r in _flow_runs(api, "ingest-submission") if r["name"] == run["name"]]) == 1  # no second run
     artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["ingest-tourism-2016-10"]}}},
                            timeout=30).json()

@@ -95,10 +95,11 @@ def test_an_announced_run_scheduled_for_later_is_left_until_it_is_due(stack: dic
     assert state["type"] == "SCHEDULED", state
 
 
-def test_uploads_started_while_every_slot_is_taken_wait_their_turn_in_serve(stack: dict[str, Any]) -> None:
+def test_uploads_started_while_every_slot_is_taken_wait_their_turn(stack: dict[str, Any]) -> None:
     """Three uploads handed to a ``duikou serve`` with one ingest slot (``start`` requests, as the
-    intake sends them): all three runs are created by serve at once (``Pending``, never
-    ``Scheduled``), the two that found the slot taken start as it frees, and all three load."""
+    intake sends them): a run that finds the slot free is created ``Pending`` and runs at once; one
+    that finds it taken is created ``Scheduled`` (a restarted serve would still find it) and claimed
+    as it frees — with a 600 s poll, by the freed slot itself; all three load."""
     from flows.handoff import find_service, start_run
     from tasks.landing.landed import land_file
 
@@ -118,6 +119,10 @@ def test_uploads_started_while_every_slot_is_taken_wait_their_turn_in_serve(stac
         receipt = settings.receipts_dir / f"{submission_id}.json"
         wait_for(f"the receipt of {submission_id}", receipt.exists, WAIT, stack["procs"])
         assert json.loads(receipt.read_text(encoding="utf-8"))["status"] == "loaded"
+    seen = []
     for _, run_id in started:
         states = httpx.get(f"{api}/flow_run_states/", params={"flow_run_id": run_id}).json()
-        assert "SCHEDULED" not in {s["type"] for s in states} and "RUNNING" in {s["type"] for s in states}
+        seen.append({s["type"] for s in states})
+    assert all("RUNNING" in types for types in seen)
+    # three starts within milliseconds and one slot: at most one found it free (a run takes > 0.5 s)
+    assert sum("SCHEDULED" in types for types in seen) >= 2
