@@ -197,8 +197,8 @@ PHASES = (
 )
 #: the same when the intake asks ``duikou serve`` to start the run (``--route serve``): no trigger, no claim
 SERVE_PHASES = (
-    ("upload landed, run created by duikou serve (Pending)", "created"),
-    ("flow start (Running)", "running"),
+    ("upload landed, run created by duikou serve (Pending; Scheduled if every slot is taken)", "created"),
+    ("flow start (Running; a slot's wait included)", "running"),
     *PHASES[5:],
 )
 
@@ -217,11 +217,14 @@ def read_timeline(api: str, marks: dict[str, dict[str, float]]) -> dict[str, dic
     with httpx.Client(base_url=api, timeout=60) as client:
         runs = client.post("/flow_runs/filter", json={"flows": {"name": {"any_": ["ingest-submission"]}},
                                                       "limit": 200}).json()
-        events = client.post("/events/filter", json={"filter": {"event": {"name": ["duikou.submission.received"]},
-                                                                "occurred": {"since": "2000-01-01T00:00:00Z"}},
-                                                     "limit": 50}).json()["events"]
+        events = client.post("/events/filter", json={"filter": {
+            "event": {"name": ["duikou.submission.received", "duikou.submission.started"]},
+            "occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 50}).json()["events"]
         received = {e["resource"]["prefect.resource.id"].rsplit(".", 1)[-1]: _epoch(e.get("received"))
                     for e in events}
+        # the route: an upload whose run duikou serve started is announced as .started, else .received
+        started_by_serve = {e["resource"]["prefect.resource.id"].rsplit(".", 1)[-1] for e in events
+                            if e["event"] == "duikou.submission.started"}
         timeline: dict[str, dict[str, float]] = {}
         for run in runs:
             submission_id = Path(str(run["parameters"].get("path", ""))).stem
@@ -239,7 +242,7 @@ def read_timeline(api: str, marks: dict[str, dict[str, float]]) -> dict[str, dic
                 "read": ends.get("read-and-normalise"), "validate": ends.get("validate"), "load": ends.get("load"),
                 "receipt": ends.get("write-receipt"), "completed": first.get("COMPLETED"),
             }.items() if v is not None})
-            row["by_trigger"] = 1.0 if "SCHEDULED" in first else 0.0  # a started run is created Pending
+            row["by_trigger"] = 0.0 if submission_id in started_by_serve else 1.0
             timeline[submission_id] = row
     return timeline
 
