@@ -17,7 +17,6 @@ be longer than that; the default 30 s is.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,19 +51,17 @@ def newer_update_exists(event_id: str, occurred: datetime) -> bool:
 
 def superseded_after_debounce(parameters: dict[str, object], debounce_seconds: float,
                               stopping: threading.Event | None = None) -> bool:
-    """For ``duikou serve``, before it starts a process for a ``refresh-reports`` run: wait out the
-    run's debounce (as the flow would), then whether a newer update supersedes it — such a run
-    ends at once in the serve process instead of paying a process's imports (~3.5 s of CPU) to
+    """Wait out a ``refresh-reports`` run's debounce, then whether a newer update supersedes it:
+    the flow's own check, and ``duikou serve``'s before it starts a process for the run — such a
+    run ends at once in the serve process instead of paying a process's imports (~3.5 s of CPU) to
     find out. False for a manual run (no event) or a stop requested while waiting."""
     event_id, updated_at = str(parameters.get("event_id") or ""), str(parameters.get("updated_at") or "")
     if not updated_at:
         return False
     occurred = _parse_time(updated_at)
     remaining = (occurred + timedelta(seconds=debounce_seconds) - datetime.now(UTC)).total_seconds()
-    if remaining > 0 and stopping is not None and stopping.wait(remaining):
-        return False
-    if remaining > 0 and stopping is None:
-        time.sleep(remaining)
+    if remaining > 0 and (stopping or threading.Event()).wait(remaining):
+        return False  # a stop requested while waiting
     return newer_update_exists(event_id, occurred)
 
 
@@ -79,15 +76,10 @@ def refresh_reports(event_id: str = "", updated_at: str = "", debounce_seconds: 
     logger = get_run_logger()
     settings = get_settings()
     wait = settings.report_debounce_seconds if debounce_seconds is None else debounce_seconds
-    if updated_at:
-        occurred = _parse_time(updated_at)
-        remaining = (occurred + timedelta(seconds=wait) - datetime.now(UTC)).total_seconds()
-        if remaining > 0:
-            time.sleep(remaining)
-        if newer_update_exists(event_id, occurred):
-            logger.info("a newer warehouse update (after %s) will rebuild the report: nothing to do", updated_at)
-            tag_current_run("refresh:superseded")
-            return None
+    if superseded_after_debounce({"event_id": event_id, "updated_at": updated_at}, wait):
+        logger.info("a newer warehouse update (after %s) will rebuild the report: nothing to do", updated_at)
+        tag_current_run("refresh:superseded")
+        return None
     engine = open_warehouse(settings)
     rows = refresh_marts_task(engine)
     path: Path = report_task(engine, settings.resolved_data_dir)
