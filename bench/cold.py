@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.latency import _months, _write_returns, work_in_fresh_process  # noqa: E402
-from bench.prefect_db import prefect_database  # noqa: E402
-from tests.helpers.ops_processes import VENV_BIN, Proc, base_env, start_prefect_server, start_serve  # noqa: E402
+from bench.prefect_db import add_prefect_db_option, start_bench_server  # noqa: E402
+from tests.helpers.ops_processes import VENV_BIN, Proc, base_env, start_serve  # noqa: E402
 
 TARGET_S = 3.0
 
@@ -108,12 +108,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="handed-over ingests (distinct months)")
     parser.add_argument("--in-process-runs", type=int, default=1, help="ingests in their own process (0: skip)")
     parser.add_argument("--work-runs", type=int, default=3)
-    parser.add_argument("--prefect-db", choices=("sqlite", "postgresql"), default="sqlite",
-                        help="the Prefect server's own database (postgresql: DUIKOU_BENCH_POSTGRES_URL)")
+    add_prefect_db_option(parser)
     args = parser.parse_args()
-    admin_url = os.environ.get("DUIKOU_BENCH_POSTGRES_URL")
-    if args.prefect_db == "postgresql" and not admin_url:
-        parser.error("--prefect-db postgresql needs DUIKOU_BENCH_POSTGRES_URL")
     if not 1 <= args.repeats <= 30 or not 0 <= args.in_process_runs <= 5 or not 1 <= args.work_runs <= 5:
         parser.error("--repeats 1..30, --in-process-runs 0..5, --work-runs 1..5")
 
@@ -126,9 +122,7 @@ def main() -> None:
         stack = ExitStack()
         try:
             started = time.perf_counter()
-            database_url = stack.enter_context(prefect_database(admin_url, "cold")) \
-                if args.prefect_db == "postgresql" and admin_url else None
-            server, api, env = start_prefect_server(root, database_url=database_url)
+            server, api, env = start_bench_server(stack, root, args.prefect_db, "cold", parser)
             procs.append(server)
             data = root / "data"
             env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_REPORT_DEBOUNCE_SECONDS": "5"})

@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.prefect_db import prefect_database  # noqa: E402
-from tests.helpers.ops_processes import Proc, start_intake, start_prefect_server, start_serve, wait_for  # noqa: E402
+from bench.prefect_db import add_prefect_db_option, start_bench_server  # noqa: E402
+from tests.helpers.ops_processes import Proc, start_intake, start_serve, wait_for  # noqa: E402
 
 
 def _months(count: int) -> list[str]:
@@ -88,12 +88,8 @@ def main() -> None:
                         help="serve: the intake asks the running duikou serve to start the run (the default "
                              "when one runs); trigger: the intake only emits the event and the deployment's "
                              "trigger creates the run (DUIKOU_HANDOFF=0 for the intake)")
-    parser.add_argument("--prefect-db", choices=("sqlite", "postgresql"), default="sqlite",
-                        help="the Prefect server's own database (postgresql: DUIKOU_BENCH_POSTGRES_URL)")
+    add_prefect_db_option(parser)
     args = parser.parse_args()
-    admin_url = os.environ.get("DUIKOU_BENCH_POSTGRES_URL")
-    if args.prefect_db == "postgresql" and not admin_url:
-        parser.error("--prefect-db postgresql needs DUIKOU_BENCH_POSTGRES_URL")
     if not 1 <= args.submissions <= 35 or not 1 <= args.bare_runs < 35:
         parser.error("--submissions 1..35 and --bare-runs 1..34 (the demo has 35 tourism months, 2015-01..2017-11)")
 
@@ -105,9 +101,7 @@ def main() -> None:
         stack = ExitStack()
         try:
             started = time.perf_counter()
-            database_url = stack.enter_context(prefect_database(admin_url, "latency")) \
-                if args.prefect_db == "postgresql" and admin_url else None
-            server, api, env = start_prefect_server(root, database_url=database_url)
+            server, api, env = start_bench_server(stack, root, args.prefect_db, "latency", parser)
             procs.append(server)
             data = root / "data"
             env.update({"DUIKOU_DATA_DIR": str(data), "DUIKOU_SERVE_POLL_SECONDS": "0.5",

@@ -10,9 +10,12 @@ server, as deployed, and can show the SQLite-backed one beside it.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -33,3 +36,27 @@ def prefect_database(admin_url: str, label: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def add_prefect_db_option(parser: argparse.ArgumentParser) -> None:
+    """``--prefect-db sqlite|postgresql`` (postgresql: a fresh database on ``DUIKOU_BENCH_POSTGRES_URL``)."""
+    parser.add_argument("--prefect-db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the Prefect server's own database (postgresql: DUIKOU_BENCH_POSTGRES_URL)")
+
+
+def start_bench_server(stack: ExitStack, root: Path, prefect_db: str, label: str,
+                       parser: argparse.ArgumentParser | None = None) -> tuple[Any, str, dict[str, str]]:
+    """``prefect server start`` for a bench (``tests/helpers/ops_processes.start_prefect_server``), its
+    database SQLite or — ``prefect_db`` postgresql — a fresh one on ``DUIKOU_BENCH_POSTGRES_URL``'s
+    server, dropped when ``stack`` closes: (process, API URL, client environment)."""
+    from tests.helpers.ops_processes import start_prefect_server
+
+    admin_url = os.environ.get("DUIKOU_BENCH_POSTGRES_URL")
+    if prefect_db == "postgresql" and not admin_url:
+        message = "--prefect-db postgresql needs DUIKOU_BENCH_POSTGRES_URL"
+        if parser is not None:
+            parser.error(message)
+        raise SystemExit(message)
+    database_url = stack.enter_context(prefect_database(admin_url, label)) \
+        if prefect_db == "postgresql" and admin_url else None
+    return start_prefect_server(root, database_url=database_url)
