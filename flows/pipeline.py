@@ -26,6 +26,7 @@ from tasks.submission.journey import (
 )
 from tasks.submission.result import SubmissionResult
 from tasks.submission.steps import STEPS as steps
+from tasks.submission.steps import as_step
 from tasks.validation.validate import Validation
 from warehouse.load import LoadOutcome, find_submission, ledger_issues
 from warehouse.refdata import ReferenceFrames
@@ -103,7 +104,7 @@ def process_submission(
         waiter(result)
     steps.dq_summary_task(received, validation)  # the artifact follows the receipt: nobody waits on it
     if follow_up:
-        follow_up_task(engine, [department] if outcome.status == "loaded" else [])
+        as_step(follow_up_task)(engine, [department] if outcome.status == "loaded" else [])
     return result
 
 

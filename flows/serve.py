@@ -37,14 +37,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from types import FrameType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID, uuid4
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import SetStateStatus
+from prefect.context import SyncClientContext
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.flow_engine import run_flow
@@ -56,6 +58,9 @@ from flows.events import SUBMISSION_RECEIVED, WAREHOUSE_RESOURCE, WAREHOUSE_UPDA
 from flows.ingest import ingest_submission
 from flows.refresh import refresh_reports
 from flows.runners import nightly_flow
+
+if TYPE_CHECKING:
+    from prefect.flows import FlowStateHook
 
 log = logging.getLogger("duikou.serve")
 
@@ -173,6 +178,51 @@ class Lane:
         return self.capacity - len(self.running)
 
 
+def hold_api_client() -> None:
+    """A run thread's initializer: the thread keeps one API client for its life, which Prefect's engine
+    and the flows' own calls pick up (``SyncClientContext.get_or_create``). Each new client builds a
+    TLS context from the CA bundle, ~20 ms of CPU: a run used to make two, and the poll one per pass
+    — 40 % of this process's CPU in a latency bench. Without a server to ask (an error here), the
+    runs make their own clients, as before."""
+    try:
+        SyncClientContext().__enter__()
+    except Exception:
+        log.exception("could not open this run thread's API client; its runs open their own")
+
+
+def without_suspension_watch(flow_run: FlowRun) -> FlowRun:
+    """The run as handed to Prefect's engine here: without its deployment id, which is what makes the
+    engine start a suspension observer for it (a thread with its own event loop, API client and
+    event-stream subscription, waited for before the run starts: ~50 ms of a clerk's wait, ~8 % of
+    this process's CPU). A run in this process can no more be suspended and resumed than cancelled
+    mid-way (module docstring). The engine re-reads the run before the flow's body, deployment
+    included, so the run's context, logs and events still name its deployment."""
+    return flow_run.model_copy(update={"deployment_id": None})
+
+
+#: pool threads per slot: a run's thread outlives its slot by Prefect's teardown after the final
+#: state (the heartbeat thread's join, up to 1 s; the suspension observer's, up to 0.2 s), so the
+#: next run of a lane needs a thread of its own meanwhile
+THREADS_PER_SLOT = 3
+
+
+def released_at_final_state(flow: Flow[..., Any], release: Callable[[UUID], None]) -> Flow[..., Any]:
+    """``flow`` with ``release(flow_run_id)`` added to its final-state hooks (its own kept, first):
+    the engine calls them right after the server accepted Completed, Failed, Crashed or Cancelled —
+    before its teardown, which only waits on its helper threads' sleeps (the heartbeat's 1 s steps).
+    Measured: that teardown held an ingest slot ~0.6 s past the receipt, so an upload right after
+    the previous one's receipt found both slots taken and waited for the poll."""
+
+    def release_slot(_flow: Any, flow_run: FlowRun, _state: Any) -> None:
+        release(flow_run.id)
+
+    hook = cast("FlowStateHook[..., Any]", release_slot)
+    return flow.with_options(on_completion=[*flow.on_completion_hooks, hook],
+                             on_failure=[*flow.on_failure_hooks, hook],
+                             on_crashed=[*flow.on_crashed_hooks, hook],
+                             on_cancellation=[*flow.on_cancellation_hooks, hook])
+
+
 def announced_run(resource_id: str, related: list[tuple[str, str]]) -> tuple[UUID, UUID] | None:
     """(flow run id, deployment id) a ``prefect.flow-run.Scheduled`` event announces — its resource
     ``prefect.flow-run.<id>`` and its one related ``prefect.deployment.<id>`` — or None when it does not say."""
@@ -248,14 +298,18 @@ class InProcessServer:
     def __init__(self, lanes: list[Lane], poll_seconds: float) -> None:
         self._lanes = {lane.deployment_id: lane for lane in lanes}
         self._poll_seconds = poll_seconds
-        self._pool = ThreadPoolExecutor(max_workers=sum(lane.capacity for lane in lanes),
-                                        thread_name_prefix="duikou-run")
+        self._pool = ThreadPoolExecutor(max_workers=THREADS_PER_SLOT * sum(lane.capacity for lane in lanes),
+                                        thread_name_prefix="duikou-run", initializer=hold_api_client)
+        self._flows = {lane.deployment_id: released_at_final_state(lane.flow, partial(self._release, lane))
+                       for lane in lanes}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by the RunWatcher, a finished run (a free slot) and stop
         self._children: dict[UUID, subprocess.Popen[bytes]] = {}  # background lanes' runs
         self._announced: list[tuple[UUID, UUID]] = []  # (run, deployment) the event stream named
         self._poll_wanted = True  # the first pass polls; so does every wake the announcements do not cover
+        self._start_lock = threading.Lock()  # the uploads' threads share one client (start_now)
+        self._start_client: Any = None
 
     def watch_events(self) -> RunWatcher:
         watcher = RunWatcher(list(self._lanes), self.wake, self.stopping, self._poll_seconds, self.announce)
@@ -275,6 +329,15 @@ class InProcessServer:
         self.wake.set()
 
     def serve_forever(self, grace_seconds: float) -> None:
+        with SyncClientContext.get_or_create():  # one client for the loop's polls and claims
+            self._serve_until_stopped()
+        self._shut_down(grace_seconds)
+        with self._start_lock:
+            if self._start_client is not None:
+                self._start_client.__exit__(None, None, None)
+                self._start_client = None
+
+    def _serve_until_stopped(self) -> None:
         while not self.stopping.is_set():
             self.wake.clear()  # before the pass: a run announced during it wakes the next one
             with self._lock:
@@ -290,7 +353,6 @@ class InProcessServer:
             if not self.wake.wait(self._poll_seconds):
                 with self._lock:
                     self._poll_wanted = True  # the fallback: nothing woke us for a whole poll interval
-        self._shut_down(grace_seconds)
 
     def _claim_announced(self, announced: list[tuple[UUID, UUID]]) -> bool:
         """Claim each announced run by its id when it is due (a run scheduled for later — the nightly's
@@ -336,7 +398,10 @@ class InProcessServer:
             if now:
                 lane.running.add(slot)
         try:
-            with get_client(sync_client=True) as client:
+            with self._start_lock:  # one client for every upload's thread (a new one costs ~20 ms of CPU)
+                if self._start_client is None:
+                    self._start_client = get_client(sync_client=True).__enter__()
+                client = self._start_client
                 run = client.create_flow_run_from_deployment(lane.deployment_id, parameters=parameters,
                                                              state=Pending() if now else Scheduled())
                 with self._lock:
@@ -407,15 +472,23 @@ class InProcessServer:
                 else:
                     self._execute_in_child(lane, flow_run)
                 return
-            state = run_flow(lane.flow, flow_run=flow_run, return_type="state")
+            state = run_flow(self._flows[lane.deployment_id], flow_run=without_suspension_watch(flow_run),
+                             return_type="state")
             log.info("%s ended %s", flow_run.name, getattr(state, "name", state))
         except BaseException:  # the engine records the state; this only keeps the lane usable
             log.exception("run %s raised outside the flow engine", flow_run.id)
         finally:
-            with self._lock:
-                lane.running.discard(flow_run.id)
-                self._poll_wanted = True  # a free slot: runs that waited for it are claimed now
-            self.wake.set()
+            self._release(lane, flow_run.id)
+
+    def _release(self, lane: Lane, flow_run_id: UUID) -> None:
+        """The run's slot is free (at its final state — the hook — or when its thread ends, whichever
+        comes first): runs that waited for it are claimed now."""
+        with self._lock:
+            if flow_run_id not in lane.running:
+                return
+            lane.running.discard(flow_run_id)
+            self._poll_wanted = True
+        self.wake.set()
 
     def _superseded(self, flow_run: FlowRun) -> bool:
         """A ``refresh-reports`` run a newer update supersedes (checked after its debounce, here):

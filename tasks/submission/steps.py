@@ -152,6 +152,12 @@ def inline(step: Task[Any, Any]) -> Callable[..., Any]:
     return call
 
 
+def as_step(step: Task[..., Any]) -> Callable[..., Any]:
+    """A task of another module called as :data:`STEPS` calls this module's: a plain call inside
+    :func:`inline_steps`, else the task (the follow-up after a load: ``flows/pipeline.py``)."""
+    return inline(step) if _INLINE.get() else step
+
+
 class _Steps:
     """This module's tasks by name: the task itself, or inside :func:`inline_steps` its plain call."""
 
