@@ -14,6 +14,7 @@ from flows.outcomes import announce, log_causes, outcome_state
 from flows.pipeline import process_submission
 from flows.run_ui import ingest_run_name, publish_run_summary, tag_current_run
 from flows.warehouse_access import existing_warehouse, open_warehouse
+from flows.warehouse_updates import update_needs_event
 from tasks.submission.result import SubmissionResult
 from tasks.submission.steps import format_step_timings, inline_steps
 from warehouse.refdata import reference_frames
@@ -26,7 +27,8 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
     ``Rejected`` / ``Quarantined`` (flows/outcomes.py), which a caller of the flow receives as the result.
 
     The ``duikou.submission.received`` trigger and ``duikou ingest`` start it alike; after a load
-    it emits ``duikou.warehouse.updated`` (which starts ``refresh-reports``); a rejected or
+    it emits ``duikou.warehouse.updated`` (which starts ``refresh-reports``; in ``duikou serve`` once
+    per debounce window: ``flows/warehouse_updates.py``); a rejected or
     quarantined return emits ``duikou.submission.rejected`` / ``.quarantined``, and the department
     is told through its notification block (``flows/department_notices.py``).
     """
@@ -49,10 +51,13 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
     if not dry_run:
         publish_run_summary(result, settings)
         notify_outcome(result, settings)  # refused / quarantined: to the department's own channel, if it has one
-        if result.status == "loaded":
+        if result.status == "loaded" and update_needs_event():  # in duikou serve: once per debounce window
             events.emit_from_run(events.warehouse_updated(
                 submission_id=result.submission_id, department=result.department, period=result.period,
                 status=result.status))
+        elif result.status == "loaded":
+            logger.info("duikou.warehouse.updated not sent again: the refresh-reports run of the last one "
+                        "this duikou serve sent has not begun building, and its report includes this load")
         announce(result)
     # a named state's data is what the caller of the flow receives: still a SubmissionResult
     return cast(SubmissionResult, outcome_state(result))

@@ -12,6 +12,9 @@ the last load is never left out of the report — which a trigger-level ``within
 makes events readable after its event persister's flush interval
 (``PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL``, 5 s by default), so the debounce must
 be longer than that; the default 30 s is.
+
+In ``duikou serve`` a load inside the window of the last update that process sent is not
+announced again (``flows/warehouse_updates.py``): one event and one run per window, not per load.
 """
 
 from __future__ import annotations

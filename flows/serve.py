@@ -58,6 +58,7 @@ from flows.events import SUBMISSION_RECEIVED, WAREHOUSE_RESOURCE, WAREHOUSE_UPDA
 from flows.ingest import ingest_submission
 from flows.refresh import refresh_reports
 from flows.runners import nightly_flow
+from flows.warehouse_updates import coalescing_updates
 
 if TYPE_CHECKING:
     from prefect.flows import FlowStateHook
@@ -640,7 +641,8 @@ def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: 
     try:
         if on_ready is not None:
             on_ready(ids, notes)
-        server.serve_forever(grace_seconds)
+        with coalescing_updates(settings.report_debounce_seconds):  # one warehouse update per debounce window
+            server.serve_forever(grace_seconds)
     finally:
         handoff.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import uuid4
 
 from flows.serve import announced_run
@@ -40,3 +41,35 @@ def test_a_refresh_without_an_event_or_stopped_while_waiting_is_not_superseded()
     assert superseded_after_debounce({"event_id": "e", "updated_at": datetime.now(UTC).isoformat()}, 600,
                                      stopping) is False
     assert time.monotonic() - started < 60  # not the 600 s debounce
+
+
+def test_a_runs_slot_frees_at_its_final_state_not_after_the_engines_teardown(prefect_harness: None) -> None:
+    """``released_at_final_state``: the hook runs once the server accepted the final state (the
+    engine's teardown — its heartbeat thread's join — comes after), with the run's id; the flow's
+    own hooks still run, and the flow's result is unchanged."""
+    from prefect import flow
+
+    from flows.serve import released_at_final_state
+
+    seen: list[tuple[str, Any]] = []
+
+    @flow(name="slot-probe", on_completion=[lambda _f, run, state: seen.append(("own", state.type.value))])
+    def probe() -> int:
+        return 7
+
+    released: list[Any] = []
+
+    def release(run_id: Any) -> None:
+        from prefect.context import FlowRunContext
+
+        context = FlowRunContext.get()
+        assert context is not None and context.flow_run is not None
+        released.append((run_id, context.flow_run.id, context.flow_run.state_type))
+
+    state = released_at_final_state(probe, release)(return_state=True)
+    assert state is not None and state.result() == 7
+    assert seen == [("own", "COMPLETED")]
+    assert len(released) == 1
+    run_id, current_run, state_type = released[0]
+    assert run_id == current_run == state.state_details.flow_run_id
+    assert str(getattr(state_type, "value", state_type)) == "COMPLETED"

@@ -38,7 +38,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         server, api, env = start_prefect_server(root)
         procs.append(server)
         env.update({"DUIKOU_DATA_DIR": str(root / "data"), "DUIKOU_SERVE_POLL_SECONDS": "600",
-                    "DUIKOU_REPORT_DEBOUNCE_SECONDS": "600", "DUIKOU_SERVE_WORKERS": "1"})
+                    "DUIKOU_REPORT_DEBOUNCE_SECONDS": "600", "DUIKOU_SERVE_WORKERS": "1",
+                    "PREFECT_LOGGING_LEVEL": "INFO"})  # the runs' INFO lines reach the API (the last test)
         serve = start_serve(env, root / "logs")
         procs.append(serve)
         yield {"api": api, "env": env, "root": root, "procs": tuple(procs), "serve": serve}
@@ -126,3 +127,33 @@ def test_uploads_started_while_every_slot_is_taken_wait_their_turn(stack: dict[s
     assert all("RUNNING" in types for types in seen)
     # three starts within milliseconds and one slot: at most one found it free (a run takes > 0.5 s)
     assert sum("SCHEDULED" in types for types in seen) >= 2
+
+
+def test_the_loads_of_one_debounce_window_announce_the_warehouse_update_once(stack: dict[str, Any]) -> None:
+    """Every load above ran in this ``duikou serve`` within its 600 s debounce: one
+    ``duikou.warehouse.updated`` (the first load's), one ``refresh-reports`` run waiting for it, and
+    each later load's run says in its log why it sent none (flows/warehouse_updates.py)."""
+    api = stack["api"]
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["ingest-submission"]}}}).json()
+    loaded = [r for r in runs if "status:loaded" in r["tags"]]
+    assert len(loaded) >= 3, [r["tags"] for r in runs]
+
+    def updates() -> list[dict[str, Any]] | None:
+        found = httpx.post(f"{api}/events/filter", json={"filter": {
+            "event": {"name": ["duikou.warehouse.updated"]}, "occurred": {"since": "2000-01-01T00:00:00Z"}},
+            "limit": 50}).json()["events"]
+        return found or None
+
+    events = wait_for("the warehouse update event", updates, WAIT, stack["procs"])
+    assert len(events) == 1, [e["payload"] for e in events]
+    refresh = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["refresh-reports"]}}}).json()
+    assert [r["parameters"]["event_id"] for r in refresh] == [events[0]["id"]]
+
+    def quiet_runs() -> set[str] | None:  # the runs' logs reach the server in batches
+        logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [r["id"] for r in loaded]}},
+                                                      "limit": 200}).json()
+        said = {entry["flow_run_id"] for entry in logs
+                if entry["message"].startswith("duikou.warehouse.updated not sent again")}
+        return said if len(said) == len(loaded) - 1 else None
+
+    wait_for("each later load's word on the update it did not send", quiet_runs, WAIT, stack["procs"])
