@@ -15,8 +15,9 @@ stock runner instead) and ``duikou intake-server``. Then:
   load → receipt, the ``duikou.submission.received`` event naming the run. ``--route trigger``
   (no service for the intake: ``DUIKOU_HANDOFF=0``): HTTP upload → the event → the server's
   trigger creates the run → ``duikou serve`` claims it (event stream) and runs it → load →
-  receipt. ``refresh-reports`` runs alongside, as in production (debounce 10 s); a per-phase
-  timeline is printed from the Prefect API and the runs' ``steps:`` log lines;
+  receipt. ``refresh-reports`` runs alongside, as in production (debounce 10 s; ``duikou serve``
+  announces one warehouse update per window: flows/warehouse_updates.py); a per-phase timeline is
+  printed from the Prefect API and the runs' ``steps:`` log lines;
 * bare flow — ``ingest_submission(...)`` called directly in this process against the same
   server, on ``--bare-runs`` returns into another data directory (its own warehouse), after one
   warm-up call

@@ -14,8 +14,12 @@ process per run, which re-imports all of that (≈ 4–5 s here) — ``--process
 it, for isolation at that price. Each deployment has its own lane (ingest:
 ``DUIKOU_SERVE_WORKERS`` runs at once; nightly and refresh-reports: one), and a lane only claims
 runs (Scheduled → Pending through the API, so two serve processes never run the same one) while
-it has a free slot. Cancelling a run from the UI does not interrupt an in-process run; it ends at
-its next task.
+it has a free slot — freed when the run reaches its final state, not when Prefect's engine has
+torn down after it (:func:`released_at_final_state`). Cancelling a run from the UI does not
+interrupt an in-process run; it ends at its next task. Nor can one be suspended and resumed: the
+engine is not asked to watch for it (:func:`without_suspension_watch`). Each run thread keeps
+one API client for its life (:func:`hold_api_client`), as does the poll loop and the uploads'
+``start`` requests: a new client costs ~20 ms of CPU (its TLS context).
 
 A new run is claimed the moment the server announces it: :class:`RunWatcher` subscribes to the
 server's event stream (``prefect.flow-run.Scheduled`` of our deployments) and a due run it names
