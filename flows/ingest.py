@@ -14,7 +14,7 @@ from flows.outcomes import announce, log_causes, outcome_state
 from flows.pipeline import process_submission
 from flows.run_ui import ingest_run_name, publish_run_summary, tag_current_run
 from flows.warehouse_access import existing_warehouse, open_warehouse
-from flows.warehouse_updates import update_needs_event
+from flows.warehouse_updates import update_needs_event, update_not_sent
 from tasks.submission.result import SubmissionResult
 from tasks.submission.steps import format_step_timings, inline_steps
 from warehouse.refdata import reference_frames
@@ -52,9 +52,13 @@ def ingest_submission(path: str, department: str, period: str, dry_run: bool = F
         publish_run_summary(result, settings)
         notify_outcome(result, settings)  # refused / quarantined: to the department's own channel, if it has one
         if result.status == "loaded" and update_needs_event():  # in duikou serve: once per debounce window
-            events.emit_from_run(events.warehouse_updated(
-                submission_id=result.submission_id, department=result.department, period=result.period,
-                status=result.status))
+            try:
+                events.emit_from_run(events.warehouse_updated(
+                    submission_id=result.submission_id, department=result.department, period=result.period,
+                    status=result.status))
+            except Exception:
+                update_not_sent()
+                raise
         elif result.status == "loaded":
             logger.info("duikou.warehouse.updated not sent again: the refresh-reports run of the last one "
                         "this duikou serve sent has not begun building, and its report includes this load")

@@ -195,6 +195,15 @@ def hold_api_client() -> None:
         log.exception("could not open this run thread's API client; its runs open their own")
 
 
+def renew_closed_api_client() -> None:
+    """Before a run on a pool thread: a thread whose kept client was closed (nothing here closes it;
+    an unbalanced exit somewhere would) gets a new one, rather than failing every later run."""
+    context = SyncClientContext.get()
+    if context is not None and getattr(context.client, "_closed", False):
+        log.warning("this run thread's API client was closed; opening a new one")
+        hold_api_client()
+
+
 def without_suspension_watch(flow_run: FlowRun) -> FlowRun:
     """The run as handed to Prefect's engine here: without its deployment id, which is what makes the
     engine start a suspension observer for it (a thread with its own event loop, API client and
@@ -213,8 +222,10 @@ THREADS_PER_SLOT = 3
 
 def released_at_final_state(flow: Flow[..., Any], release: Callable[[UUID], None]) -> Flow[..., Any]:
     """``flow`` with ``release(flow_run_id)`` added to its final-state hooks (its own kept, first):
-    the engine calls them right after the server accepted Completed, Failed, Crashed or Cancelled —
-    before its teardown, which only waits on its helper threads' sleeps (the heartbeat's 1 s steps).
+    the engine calls them right after the server accepted Completed, Failed or Crashed — before its
+    teardown, which only waits on its helper threads' sleeps (the heartbeat's 1 s steps). Not on
+    cancellation: Prefect calls those hooks at Cancelling, while a run here goes on to its next step;
+    a cancelled run's slot frees when its thread ends.
     Measured: that teardown held an ingest slot ~0.6 s past the receipt, so an upload right after
     the previous one's receipt found both slots taken and waited for the poll."""
 
@@ -224,8 +235,7 @@ def released_at_final_state(flow: Flow[..., Any], release: Callable[[UUID], None
     hook = cast("FlowStateHook[..., Any]", release_slot)
     return flow.with_options(on_completion=[*flow.on_completion_hooks, hook],
                              on_failure=[*flow.on_failure_hooks, hook],
-                             on_crashed=[*flow.on_crashed_hooks, hook],
-                             on_cancellation=[*flow.on_cancellation_hooks, hook])
+                             on_crashed=[*flow.on_crashed_hooks, hook])
 
 
 def announced_run(resource_id: str, related: list[tuple[str, str]]) -> tuple[UUID, UUID] | None:
@@ -403,20 +413,17 @@ class InProcessServer:
             if now:
                 lane.running.add(slot)
         try:
-            with self._start_lock:  # one client for every upload's thread (a new one costs ~20 ms of CPU)
-                if self._start_client is None:
-                    self._start_client = get_client(sync_client=True).__enter__()
-                client = self._start_client
-                run = client.create_flow_run_from_deployment(lane.deployment_id, parameters=parameters,
-                                                             state=Pending() if now else Scheduled())
-                with self._lock:
-                    lane.running.discard(slot)
-                    stopped = self.stopping.is_set()
-                    if now and not stopped:
-                        lane.running.add(run.id)
-                if now and stopped:  # nobody would run it: gone, and the caller's trigger takes the upload
-                    client.delete_flow_run(run.id)
-                    return None
+            client = self._starter_client()
+            run = client.create_flow_run_from_deployment(lane.deployment_id, parameters=parameters,
+                                                         state=Pending() if now else Scheduled())
+            with self._lock:
+                lane.running.discard(slot)
+                stopped = self.stopping.is_set()
+                if now and not stopped:
+                    lane.running.add(run.id)
+            if now and stopped:  # nobody would run it: gone, and the caller's trigger takes the upload
+                client.delete_flow_run(run.id)
+                return None
         except BaseException:
             with self._lock:
                 lane.running.discard(slot)
@@ -426,6 +433,14 @@ class InProcessServer:
         else:
             log.info("%s: every %s slot is taken; it runs as one frees", run.name, lane.name)
         return run.id
+
+    def _starter_client(self) -> Any:
+        """The uploads' ``start`` requests share one client (a new one costs ~20 ms of CPU); its calls
+        run side by side (httpx's client is thread-safe), only its creation is under the lock."""
+        with self._start_lock:
+            if self._start_client is None:
+                self._start_client = get_client(sync_client=True).__enter__()
+            return self._start_client
 
     def _claim(self, client: Any, lane: Lane, flow_run_id: UUID) -> bool:
         """Scheduled → Pending through the API (so two serve processes never run the same run); then
@@ -469,14 +484,15 @@ class InProcessServer:
         try:
             log.info("running %s (%s)", flow_run.name, lane.name)
             if lane.name in BACKGROUND_LANES and not self._superseded(flow_run):
-                if self.stopping.is_set():  # stopped during its debounce: no process; say so in the UI
-                    with get_client(sync_client=True) as client:
-                        client.set_flow_run_state(flow_run.id, Crashed(
-                            message="duikou serve stopped before the run began; the next warehouse update "
-                                    "or the nightly run rebuilds the report"), force=True)
+                if self.stopping.is_set():  # stopped during its debounce: back to Scheduled, for the next serve
+                    with get_client(sync_client=True) as client:  # (loads this serve did not announce count on it)
+                        client.set_flow_run_state(flow_run.id, Scheduled(
+                            message="duikou serve stopped during the run's debounce; the next duikou serve "
+                                    "runs it"), force=True)
                 else:
                     self._execute_in_child(lane, flow_run)
                 return
+            renew_closed_api_client()
             state = run_flow(self._flows[lane.deployment_id], flow_run=without_suspension_watch(flow_run),
                              return_type="state")
             log.info("%s ended %s", flow_run.name, getattr(state, "name", state))
@@ -639,16 +655,16 @@ def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: 
 
     handoff = HandoffService(settings.resolved_data_dir, settings.resolved_warehouse_url, handoff_runner(settings),
                              settings.serve_workers, start=upload_starter(server))
-    handoff.start()
-    notes.append(f"duikou ingest hands over to this process, and uploads' runs start here "
-                 f"({handoff.path}, 127.0.0.1:{handoff.port})")
-    try:
-        if on_ready is not None:
-            on_ready(ids, notes)
-        with coalescing_updates(settings.report_debounce_seconds):  # one warehouse update per debounce window
+    with coalescing_updates(settings.report_debounce_seconds):  # one warehouse update per debounce window
+        handoff.start()
+        notes.append(f"duikou ingest hands over to this process, and uploads' runs start here "
+                     f"({handoff.path}, 127.0.0.1:{handoff.port})")
+        try:
+            if on_ready is not None:
+                on_ready(ids, notes)
             server.serve_forever(grace_seconds)
-    finally:
-        handoff.stop()
+        finally:
+            handoff.stop()
 
 
 def serve_process_per_run(settings: Settings, on_ready: Any = None) -> None:

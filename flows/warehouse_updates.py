@@ -9,6 +9,13 @@ would have (``flows/refresh.py``: newer event wins). One event and one run per w
 one per load: each trigger firing cost the Prefect server ~60 ms of CPU, and ``duikou serve`` a run
 to claim and end, on the two cores the next clerk's upload needed (issue 19, docs/scaling.md). A
 steady stream of loads still never builds mid-stream: each window's event supersedes the last.
+
+What this counts on: the window's ``refresh-reports`` run is built by a process with the same
+``DUIKOU_REPORT_DEBOUNCE_SECONDS`` on a clock within the margin (``duikou serve``'s own refresh lane,
+or another serve of the same deployment configured alike); an event that could not be handed to
+Prefect's events worker is not counted as sent (:func:`update_not_sent`); and a ``duikou serve``
+stopped while the run waits out its debounce puts it back to ``Scheduled`` for the next one
+(``flows/serve.py``) rather than ending it, so the loads it covers are still built.
 """
 
 from __future__ import annotations
@@ -34,14 +41,20 @@ class UpdateCoalescer:
         self._clock = clock
         self._lock = threading.Lock()
         self.last_sent: float | None = None  # epoch seconds of the last update claimed
+        self._before: float | None = None
 
     def claim(self) -> bool:
         with self._lock:
             now = self._clock()
             if self._window > 0 and self.last_sent is not None and now < self.last_sent + self._window:
                 return False
-            self.last_sent = now
+            self._before, self.last_sent = self.last_sent, now
             return True
+
+    def withdraw(self) -> None:
+        """The update :meth:`claim` said yes to was not sent after all: the one before counts again."""
+        with self._lock:
+            self.last_sent = self._before
 
 
 _COALESCER: UpdateCoalescer | None = None
@@ -62,3 +75,9 @@ def update_needs_event() -> bool:
     """Whether a load in this process announces ``duikou.warehouse.updated``: always, except inside
     ``duikou serve`` while the last update it sent still covers the load (:class:`UpdateCoalescer`)."""
     return _COALESCER is None or _COALESCER.claim()
+
+
+def update_not_sent() -> None:
+    """The load's event could not be sent (``update_needs_event`` said yes): the next load's is."""
+    if _COALESCER is not None:
+        _COALESCER.withdraw()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import random
 import ssl
 import time
@@ -45,7 +46,6 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-import certifi
 import httpx
 from prefect.client.orchestration import get_client
 from prefect.context import TaskRunContext
@@ -145,21 +145,22 @@ def _api() -> httpx.Client:
         headers["Authorization"] = f"Bearer {key}"
     return httpx.Client(base_url=str(PREFECT_API_URL.value()).rstrip("/") + "/", headers=headers, timeout=30.0,
                         verify=_tls_context(bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()),
-                                            str(PREFECT_API_SSL_CERT_FILE.value() or "")))
+                                            str(PREFECT_API_SSL_CERT_FILE.value() or ""),
+                                            os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", "")))
 
 
 @lru_cache(maxsize=4)
-def _tls_context(skip_verify: bool, cert_file: str) -> ssl.SSLContext:
+def _tls_context(skip_verify: bool, cert_file: str, env_cert_file: str, env_cert_dir: str) -> ssl.SSLContext:
     """The TLS context for the API client, built once per setting: building one reads the whole CA
-    bundle (~20 ms of CPU), which every load paid on the path a clerk waits on. Verified against
-    ``PREFECT_API_SSL_CERT_FILE`` or certifi's bundle (httpx's default), or not at all with
-    ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY`` — as Prefect's own client."""
+    bundle (~20 ms of CPU), which every load paid on the path a clerk waits on. Unverified with
+    ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``; verified against ``PREFECT_API_SSL_CERT_FILE``, else as
+    httpx's default does (``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, else certifi's bundle — the last two
+    arguments are only the cache's key). A CA file changed on disk is read at the next restart."""
     if skip_verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=cert_file or certifi.where())
+        return httpx.create_ssl_context(verify=False)
+    if cert_file:
+        return ssl.create_default_context(cafile=cert_file)
+    return httpx.create_ssl_context(verify=True, trust_env=True)
 
 
 def _call(api: httpx.Client, path: str, body: dict[str, Any], deadline: float,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import uuid4
+from typing import Any, cast
+from uuid import UUID, uuid4
 
 from flows.serve import announced_run
 
@@ -73,3 +73,51 @@ def test_a_runs_slot_frees_at_its_final_state_not_after_the_engines_teardown(pre
     run_id, current_run, state_type = released[0]
     assert run_id == current_run == state.state_details.flow_run_id
     assert str(getattr(state_type, "value", state_type)) == "COMPLETED"
+
+
+def test_a_failed_run_frees_its_slot_too(prefect_harness: None) -> None:
+    from prefect import flow
+
+    from flows.serve import released_at_final_state
+
+    @flow(name="slot-probe-failing", retries=0)
+    def failing() -> None:
+        raise ValueError("the form's file is gone")
+
+    released: list[Any] = []
+    state = released_at_final_state(failing, released.append)(return_state=True)
+    assert state is not None and state.is_failed()
+    assert released == [state.state_details.flow_run_id]
+
+
+def test_a_deployment_run_in_serve_keeps_its_deployment_without_a_suspension_observer(prefect_harness: None) -> None:
+    """``without_suspension_watch``: the engine starts no observer thread for the run, and the run's
+    body still sees its deployment (the engine re-reads the run before the body)."""
+    import threading
+
+    from prefect import flow, runtime
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import State
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.flow_engine import run_flow
+    from prefect.states import Pending
+
+    from flows.serve import without_suspension_watch
+
+    seen: dict[str, Any] = {}
+
+    @flow(name="observer-probe")
+    def probe() -> None:
+        seen["deployment_id"] = runtime.deployment.id
+        seen["threads"] = [t.name for t in threading.enumerate()]
+
+    deployment_id = cast(UUID, cast(RunnerDeployment, probe.to_deployment(name="observer-probe")).apply())
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run_from_deployment(deployment_id, state=Pending())
+    handed = without_suspension_watch(run)
+    assert handed.deployment_id is None and run.deployment_id == deployment_id  # a copy; the run unchanged
+    state = run_flow(probe, flow_run=handed, return_type="state")
+    assert isinstance(state, State) and state.is_completed()
+    assert seen["deployment_id"] == str(deployment_id)
+    assert not [name for name in seen["threads"] if "observer" in name], seen["threads"]
+

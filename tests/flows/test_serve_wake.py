@@ -130,13 +130,33 @@ def test_uploads_started_while_every_slot_is_taken_wait_their_turn(stack: dict[s
 
 
 def test_the_loads_of_one_debounce_window_announce_the_warehouse_update_once(stack: dict[str, Any]) -> None:
-    """Every load above ran in this ``duikou serve`` within its 600 s debounce: one
-    ``duikou.warehouse.updated`` (the first load's), one ``refresh-reports`` run waiting for it, and
-    each later load's run says in its log why it sent none (flows/warehouse_updates.py)."""
-    api = stack["api"]
-    runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["ingest-submission"]}}}).json()
-    loaded = [r for r in runs if "status:loaded" in r["tags"]]
-    assert len(loaded) >= 3, [r["tags"] for r in runs]
+    """Every load in this ``duikou serve`` (two here, and those of the tests above when they ran)
+    falls within its 600 s debounce: one ``duikou.warehouse.updated`` (the first load's), one
+    ``refresh-reports`` run waiting for it, and each later load's run says in its log why it sent
+    none (flows/warehouse_updates.py)."""
+    from flows.handoff import find_service, start_run
+    from tasks.landing.landed import land_file
+
+    api, root = stack["api"], stack["root"]
+    settings = Settings(data_dir=root / "data")
+    service = find_service(settings.resolved_data_dir, settings.resolved_warehouse_url)
+    assert service is not None
+    for period in ("2017-01", "2017-02"):
+        form = root / f"旅游月报 {period}.xlsx"
+        write_form(form, load_declarations()["tourism"], period, demo_values()[("tourism", period)])
+        landed = land_file(form, settings.landing_dir, settings.max_upload_bytes, "tourism", period, via="intake")
+        assert start_run(service, {"path": str(landed.path), "department": "tourism", "period": period})
+        wait_for(f"the receipt of {period}", (settings.receipts_dir / f"{landed.submission_id}.json").exists,
+                 WAIT, stack["procs"])
+
+    def loaded_runs() -> list[dict[str, Any]] | None:  # tagged after the receipt
+        runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["ingest-submission"]}}}).json()
+        started = [r for r in runs if r["state"]["type"] != "SCHEDULED"]  # not the one an hour ahead (above)
+        done = [r for r in started if r["state"]["type"] == "COMPLETED"]
+        return [r for r in done if "status:loaded" in r["tags"]] if len(done) == len(started) else None
+
+    loaded = wait_for("every ingest run Completed", loaded_runs, WAIT, stack["procs"])
+    assert len(loaded) >= 2, loaded
 
     def updates() -> list[dict[str, Any]] | None:
         found = httpx.post(f"{api}/events/filter", json={"filter": {
@@ -146,8 +166,12 @@ def test_the_loads_of_one_debounce_window_announce_the_warehouse_update_once(sta
 
     events = wait_for("the warehouse update event", updates, WAIT, stack["procs"])
     assert len(events) == 1, [e["payload"] for e in events]
-    refresh = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["refresh-reports"]}}}).json()
-    assert [r["parameters"]["event_id"] for r in refresh] == [events[0]["id"]]
+
+    def refresh_runs() -> list[str] | None:  # the trigger's run, created as the server evaluates the event
+        runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["refresh-reports"]}}}).json()
+        return [r["parameters"]["event_id"] for r in runs] or None
+
+    assert wait_for("the update's refresh-reports run", refresh_runs, WAIT, stack["procs"]) == [events[0]["id"]]
 
     def quiet_runs() -> set[str] | None:  # the runs' logs reach the server in batches
         logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [r["id"] for r in loaded]}},
@@ -157,3 +181,33 @@ def test_the_loads_of_one_debounce_window_announce_the_warehouse_update_once(sta
         return said if len(said) == len(loaded) - 1 else None
 
     wait_for("each later load's word on the update it did not send", quiet_runs, WAIT, stack["procs"])
+
+
+def test_a_refresh_run_waiting_out_its_debounce_goes_back_to_scheduled_when_serve_stops(
+    stack: dict[str, Any],
+) -> None:
+    """The loads a window's update covers count on its run: ``duikou serve`` stopped while that run
+    waits out its (600 s) debounce puts it back to ``Scheduled`` — the next serve runs it — instead of
+    ending it. Stops this module's serve: the module's last test."""
+    from flows.handoff import find_service, start_run
+    from tasks.landing.landed import land_file
+
+    api, root = stack["api"], stack["root"]
+    settings = Settings(data_dir=root / "data")
+    service = find_service(settings.resolved_data_dir, settings.resolved_warehouse_url)
+    assert service is not None
+    form = root / "旅游月报 2017-03.xlsx"
+    write_form(form, load_declarations()["tourism"], "2017-03", demo_values()[("tourism", "2017-03")])
+    landed = land_file(form, settings.landing_dir, settings.max_upload_bytes, "tourism", "2017-03", via="intake")
+    assert start_run(service, {"path": str(landed.path), "department": "tourism", "period": "2017-03"})
+
+    def waiting_refresh() -> dict[str, Any] | None:  # claimed (Pending) and waiting out its debounce
+        runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["refresh-reports"]}}}).json()
+        return next((r for r in runs if r["state"]["type"] == "PENDING"), None)
+
+    run = wait_for("a refresh-reports run waiting out its debounce", waiting_refresh, WAIT, stack["procs"])
+    stack["serve"].stop()
+    assert stack["serve"].popen.returncode is not None
+    state = httpx.get(f"{api}/flow_runs/{run['id']}").json()["state"]
+    assert state["type"] == "SCHEDULED", state
+    assert "next duikou serve" in state["message"]

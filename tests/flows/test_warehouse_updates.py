@@ -62,3 +62,16 @@ def test_outside_serve_every_load_is_announced_and_serve_restores_that() -> None
     with coalescing_updates(600.0):
         assert [update_needs_event() for _ in range(3)] == [True, False, False]
     assert update_needs_event()
+
+
+def test_an_update_not_sent_is_not_counted() -> None:
+    clock = Clock()
+    coalescer = UpdateCoalescer(30.0, clock=clock)
+    assert coalescer.claim()
+    first = clock.now
+    clock.now += 28.5  # past the window: a new update is claimed…
+    assert coalescer.claim()
+    coalescer.withdraw()  # …but could not be sent: the first one counts again
+    assert coalescer.last_sent == first
+    clock.now += 0.1
+    assert coalescer.claim()  # so the next load announces it
