@@ -4,7 +4,7 @@ begun building, so its report still includes the loads it was not told about."""
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from flows.warehouse_updates import COALESCE_MARGIN_S, UpdateCoalescer, coalescing_updates, update_needs_event
 
@@ -41,19 +41,8 @@ def test_a_debounce_within_the_margin_announces_every_load() -> None:
 
 def test_concurrent_loads_announce_once() -> None:
     coalescer = UpdateCoalescer(600.0)
-    answers: list[bool] = []
-    lock = threading.Lock()
-
-    def load() -> None:
-        claimed = coalescer.claim()
-        with lock:
-            answers.append(claimed)
-
-    threads = [threading.Thread(target=load) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: coalescer.claim(), range(8)))
     assert sorted(answers) == [False] * 7 + [True]
 
 
