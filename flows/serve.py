@@ -214,6 +214,15 @@ def without_suspension_watch(flow_run: FlowRun) -> FlowRun:
     return flow_run.model_copy(update={"deployment_id": None})
 
 
+class QuietSlotHook(logging.Filter):
+    """Drops the engine's two INFO lines about the slot hook ("Running hook 'release_serve_slot' …",
+    "Hook 'release_serve_slot' finished …") from the runs' logs: serve's bookkeeping, not the run's
+    story, and two more lines in every ingest run's log in the UI. Its failure (a warning) stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and "'release_serve_slot'" in record.getMessage())
+
+
 #: pool threads per slot: a run's thread outlives its slot by Prefect's teardown after the final
 #: state (the heartbeat thread's join, up to 1 s; the suspension observer's, up to 0.2 s), so the
 #: next run of a lane needs a thread of its own meanwhile
@@ -229,10 +238,10 @@ def released_at_final_state(flow: Flow[..., Any], release: Callable[[UUID], None
     Measured: that teardown held an ingest slot ~0.6 s past the receipt, so an upload right after
     the previous one's receipt found both slots taken and waited for the poll."""
 
-    def release_slot(_flow: Any, flow_run: FlowRun, _state: Any) -> None:
+    def release_serve_slot(_flow: Any, flow_run: FlowRun, _state: Any) -> None:
         release(flow_run.id)
 
-    hook = cast("FlowStateHook[..., Any]", release_slot)
+    hook = cast("FlowStateHook[..., Any]", release_serve_slot)
     return flow.with_options(on_completion=[*flow.on_completion_hooks, hook],
                              on_failure=[*flow.on_failure_hooks, hook],
                              on_crashed=[*flow.on_crashed_hooks, hook])
@@ -642,6 +651,7 @@ def serve_in_process(settings: Settings, grace_seconds: float = 60.0, on_ready: 
     notes = prepare_server(settings)
     warm_up(settings)
     capacity = {"ingest-submission": settings.serve_workers, "nightly": 1, "refresh-reports": 1}
+    logging.getLogger("prefect.flow_runs").addFilter(QuietSlotHook())
     server = InProcessServer([Lane(name, flows[name], ids[name], capacity[name]) for name in ids],
                              settings.serve_poll_seconds)
 

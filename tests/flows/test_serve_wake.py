@@ -193,6 +193,10 @@ def test_the_loads_of_one_debounce_window_announce_the_warehouse_update_once(sta
         return said if len(said) == len(loaded) - 1 else None
 
     wait_for("each later load's word on the update it did not send", quiet_runs, WAIT, stack["procs"])
+    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [r["id"] for r in loaded]}},
+                                                  "limit": 200}).json()
+    assert not [e["message"] for e in logs if "release_serve_slot" in e["message"]]  # serve's bookkeeping: not logged
+    assert any(e["message"].startswith("Finished in state") for e in logs)  # the engine's own lines are
 
 
 def test_a_refresh_run_waiting_out_its_debounce_goes_back_to_scheduled_when_serve_stops(
