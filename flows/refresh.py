@@ -52,15 +52,17 @@ def newer_update_exists(event_id: str, occurred: datetime) -> bool:
     return any(str(e.id) != event_id and e.occurred >= occurred for e in page.events)
 
 
-def superseded_after_debounce(parameters: dict[str, object], debounce_seconds: float,
-                              stopping: threading.Event | None = None) -> bool:
-    """Wait out a ``refresh-reports`` run's debounce, then whether a newer update supersedes it:
-    the flow's own check, and ``duikou serve``'s before it starts a process for the run — such a
-    run ends at once in the serve process instead of paying a process's imports (~3.5 s of CPU) to
-    find out. False for a manual run (no event) or a stop requested while waiting."""
+def superseded_after_debounce(parameters: dict[str, object], stopping: threading.Event | None = None) -> bool:
+    """Wait out a ``refresh-reports`` run's debounce (its ``debounce_seconds`` parameter, else
+    ``DUIKOU_REPORT_DEBOUNCE_SECONDS``), then whether a newer update supersedes it: the flow's own
+    check, and ``duikou serve``'s before it starts a process for the run — such a run ends at once in
+    the serve process instead of paying a process's imports (~3.5 s of CPU) to find out. False for a
+    manual run (no event) or a stop requested while waiting."""
     event_id, updated_at = str(parameters.get("event_id") or ""), str(parameters.get("updated_at") or "")
     if not updated_at:
         return False
+    debounce = parameters.get("debounce_seconds")
+    debounce_seconds = get_settings().report_debounce_seconds if debounce is None else float(str(debounce))
     occurred = _parse_time(updated_at)
     remaining = (occurred + timedelta(seconds=debounce_seconds) - datetime.now(UTC)).total_seconds()
     if remaining > 0 and (stopping or threading.Event()).wait(remaining):
@@ -78,8 +80,8 @@ def refresh_reports(event_id: str = "", updated_at: str = "", debounce_seconds: 
     """
     logger = get_run_logger()
     settings = get_settings()
-    wait = settings.report_debounce_seconds if debounce_seconds is None else debounce_seconds
-    if superseded_after_debounce({"event_id": event_id, "updated_at": updated_at}, wait):
+    if superseded_after_debounce({"event_id": event_id, "updated_at": updated_at,
+                                  "debounce_seconds": debounce_seconds}):
         logger.info("a newer warehouse update (after %s) will rebuild the report: nothing to do", updated_at)
         tag_current_run("refresh:superseded")
         return None

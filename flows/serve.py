@@ -524,14 +524,10 @@ class InProcessServer:
         """A ``refresh-reports`` run a newer update supersedes (checked after its debounce, here):
         it runs in this process, where it ends at once, instead of in a new process that would pay
         the imports only to find nothing to build — a burst of fifteen loads starts fifteen runs."""
-        from duikou_settings import get_settings
         from flows.refresh import superseded_after_debounce
 
         try:
-            parameters = dict(flow_run.parameters)
-            debounce = parameters.get("debounce_seconds")
-            return superseded_after_debounce(parameters, float(debounce) if debounce is not None else
-                                             get_settings().report_debounce_seconds, self.stopping)
+            return superseded_after_debounce(dict(flow_run.parameters), self.stopping)
         except Exception:  # the API away: the child decides, as before
             log.exception("could not check whether %s is superseded", flow_run.name)
             return False

@@ -165,7 +165,7 @@ class _Steps:
         if name.startswith("__") or name not in globals():
             raise AttributeError(name)
         value = globals()[name]
-        return inline(value) if isinstance(value, Task) and _INLINE.get() else value
+        return as_step(value) if isinstance(value, Task) else value
 
 
 STEPS = _Steps()

@@ -34,12 +34,12 @@ def test_a_refresh_without_an_event_or_stopped_while_waiting_is_not_superseded()
 
     from flows.refresh import superseded_after_debounce
 
-    assert superseded_after_debounce({"event_id": "", "updated_at": ""}, 30) is False
+    assert superseded_after_debounce({"event_id": "", "updated_at": "", "debounce_seconds": 30}) is False
     stopping = threading.Event()
     stopping.set()
     started = time.monotonic()
-    assert superseded_after_debounce({"event_id": "e", "updated_at": datetime.now(UTC).isoformat()}, 600,
-                                     stopping) is False
+    assert superseded_after_debounce({"event_id": "e", "updated_at": datetime.now(UTC).isoformat(),
+                                      "debounce_seconds": 600}, stopping) is False
     assert time.monotonic() - started < 60  # not the 600 s debounce
 
 
